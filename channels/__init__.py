@@ -1,0 +1,39 @@
+"""Delivery channels behind one contract.
+
+A channel takes a rendered :class:`Message` and returns a :class:`SendResult`
+carrying the provider's id, or raises one of::
+
+    ChannelError
+    ├── TransientChannelError   retry later (timeouts, 5xx, 429, SMTP 4xx)
+    └── PermanentChannelError   never retry; start the fallback channel
+
+That split drives every retry and fallback in ``notifier``. This package knows
+nothing of the database or of ``notifier``; providers are found through the
+explicit registry in :mod:`channels.registry`.
+"""
+
+from __future__ import annotations
+
+from channels.base import (
+    CHANNEL_NAMES,
+    Channel,
+    ChannelError,
+    Message,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+)
+from channels.registry import create, providers, register
+
+__all__ = [
+    "CHANNEL_NAMES",
+    "Channel",
+    "ChannelError",
+    "Message",
+    "PermanentChannelError",
+    "SendResult",
+    "TransientChannelError",
+    "create",
+    "providers",
+    "register",
+]

@@ -1,0 +1,105 @@
+"""The one contract every channel implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+__all__ = [
+    "CHANNEL_NAMES",
+    "Channel",
+    "ChannelError",
+    "Message",
+    "PermanentChannelError",
+    "SendResult",
+    "TransientChannelError",
+]
+
+CHANNEL_NAMES: tuple[str, ...] = ("push", "sms", "email", "voice", "postcard")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered notice for one channel, addressed and ready to send."""
+
+    delivery_id: int
+    channel: str
+    to: tuple[str, ...]
+    """E.164 numbers, an email address, push tokens or postal address lines."""
+    body: str
+    language: str = "zh-TW"
+    subject: str | None = None
+    html: str | None = None
+    name: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+    """Key/value payload carried alongside (push deep links, manifest fields)."""
+    attempt: int = 1
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the provider answered to an accepted send."""
+
+    provider: str
+    provider_id: str
+    status: Literal["sent", "delivered"] = "sent"
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    rejected: tuple[str, ...] = ()
+    """Recipients the provider refused for good while others were accepted
+    (e.g. unregistered push tokens in a multicast)."""
+
+
+class ChannelError(Exception):
+    """A send that did not go out; ``code`` is the provider's own error code."""
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}" if self.code else self.reason
+
+
+class TransientChannelError(ChannelError):
+    """The same send may succeed later; ``retry_after`` is the provider's hint."""
+
+    def __init__(
+        self, reason: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentChannelError(ChannelError):
+    """The same send will never succeed; ``opt_out`` marks a recipient's refusal."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str | None = None,
+        rejected: tuple[str, ...] = (),
+        opt_out: bool = False,
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.rejected = rejected
+        self.opt_out = opt_out
+
+
+class Channel(abc.ABC):
+    """One provider of one channel. Limits are data, not code."""
+
+    channel: ClassVar[str]
+    provider: ClassVar[str]
+
+    @abc.abstractmethod
+    async def send(self, message: Message) -> SendResult:
+        """Send one message or raise a :class:`ChannelError` subclass."""
+
+    async def aclose(self) -> None:
+        """Release connections; a channel may be reused until closed."""
+        return None

@@ -1,0 +1,57 @@
+"""Accounts: upsert what producers know, read what channels need."""
+
+from __future__ import annotations
+
+import phonenumbers
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from notifier.accounts.models import Account
+from notifier.db import utcnow
+from notifier.events.schema import AccountIn
+
+__all__ = ["get", "is_mobile", "upsert_locked"]
+
+
+def upsert_locked(session: Session, account_in: AccountIn) -> Account:
+    """Create or update the account and hold its row lock until commit.
+
+    The lock serialises everything done for one account (dedup, escalation),
+    so two workers cannot both decide to send the same notice.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(Account)
+        .values(account_no=account_in.account_no, push_tokens=[], opt_outs=[])
+        .on_conflict_do_nothing(index_elements=["account_no"])
+    )
+    account = session.exec(
+        select(Account)
+        .where(Account.account_no == account_in.account_no)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    changes = account_in.known_fields()
+    for field, value in changes.items():
+        setattr(account, field, value)
+    if changes:
+        account.updated_at = utcnow()
+        session.add(account)
+    return account
+
+
+def get(session: Session, account_no: str) -> Account | None:
+    """The account, or None."""
+    return session.get(Account, account_no)
+
+
+def is_mobile(phone: str | None) -> bool:
+    """Whether an E.164 number can take SMS."""
+    if not phone:
+        return False
+    number = phonenumbers.parse(phone, None)
+    return phonenumbers.number_type(number) in {
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    }

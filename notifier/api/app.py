@@ -1,0 +1,58 @@
+"""The FastAPI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from notifier.api import deliveries, events, health
+from notifier.events.schema import FieldError, field_path
+from notifier.logs import configure_logging
+from notifier.runtime import Runtime
+from notifier.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API for ``settings`` (the environment's by default)."""
+    rt = runtime or Runtime(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging()
+        rt.renderer.check_all()
+        yield
+        rt.close()
+
+    app = FastAPI(
+        title="notifier",
+        summary="Customer notifications for an electric utility: SMS, voice, email, push, postcard.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.add_exception_handler(RequestValidationError, _invalid)
+    for module in (health, events, deliveries):
+        app.include_router(module.router)
+    return app
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field as ``account.phone``, not as pydantic's ``loc`` lists."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(
+            field=field_path([part for part in error["loc"] if part != "body"]),
+            message=str(error["msg"]).removeprefix("Value error, "),
+        )
+        for error in exc.errors()
+    ]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": "invalid request", "errors": [e.model_dump() for e in errors]},
+    )

@@ -1,0 +1,179 @@
+"""Ops readers: the delivery log, one delivery's timeline, an account."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel
+
+from notifier.accounts import service as accounts
+from notifier.api.deps import SessionDep, require
+from notifier.auth.models import ApiKey
+from notifier.billing import service as billing
+from notifier.deliveries import service as deliveries
+from notifier.deliveries.models import Delivery
+from notifier.masking import mask_address, mask_email, mask_phone
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["ops"])
+Ops = Annotated[ApiKey, Depends(require("ops", "supervisor"))]
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    notification_id: int
+    account_no: str
+    event_type: str
+    channel: str
+    status: str
+    to: str
+    language: str
+    provider: str | None
+    provider_id: str | None
+    attempts: int
+    segments: int | None
+    last_error: str | None
+    fallback_of: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryOut:
+        assert d.id is not None
+        return cls(
+            id=d.id,
+            notification_id=d.notification_id,
+            account_no=d.account_no,
+            event_type=d.event_type,
+            channel=d.channel,
+            status=d.status,
+            to=d.address_masked,
+            language=d.language,
+            provider=d.provider,
+            provider_id=d.provider_id,
+            attempts=d.attempts,
+            segments=d.segments,
+            last_error=d.last_error,
+            fallback_of=d.fallback_of,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next (older) page; null on the last one."""
+
+
+class Change(BaseModel):
+    at: datetime
+    status: str
+    detail: dict[str, Any]
+
+
+class DeliveryDetail(DeliveryOut):
+    content: dict[str, Any]
+    language_fallback: bool
+    timeline: list[Change]
+
+
+@router.get("/deliveries")
+def list_deliveries(
+    session: SessionDep,
+    _: Ops,
+    account_no: str | None = None,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    channel: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> DeliveryPage:
+    """The delivery log, newest first, with cursor paging."""
+    filters = deliveries.DeliveryFilter(account_no, status_, channel, event_type, since, until)
+    rows = deliveries.list_deliveries(
+        session, filters, before_id=int(cursor) if cursor else None, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DeliveryPage(
+        items=[DeliveryOut.of(d) for d in rows],
+        next_cursor=str(rows[-1].id) if more and rows else None,
+    )
+
+
+@router.get("/deliveries/{delivery_id}")
+def get_delivery(delivery_id: int, session: SessionDep, _: Ops) -> DeliveryDetail:
+    """One delivery with its rendered content and its whole timeline."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id}")
+    changes = [
+        Change(at=c.at, status=c.status, detail=c.detail)
+        for c in deliveries.timeline(session, delivery_id)
+    ]
+    return DeliveryDetail(
+        **DeliveryOut.of(delivery).model_dump(),
+        content=delivery.content,
+        language_fallback=delivery.language_fallback,
+        timeline=changes,
+    )
+
+
+class BillOut(BaseModel):
+    bill_no: str
+    period: str
+    amount: int
+    due_date: date
+
+
+class AccountOut(BaseModel):
+    account_no: str
+    name: str | None
+    language: str
+    phone: str | None
+    email: str | None
+    push_tokens: int
+    address: str | None
+    area: str | None
+    vulnerable: bool
+    prefers_paper: bool
+    prefers_voice: bool
+    opt_outs: list[str]
+    billing_cycle_months: int
+    unpaid_bills: list[BillOut]
+    arrears: int
+
+
+@router.get("/accounts/{account_no}")
+def get_account(account_no: str, session: SessionDep, _: Ops) -> AccountOut:
+    """An account as ops see it: contact points masked, unpaid bills listed."""
+    account = accounts.get(session, account_no)
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no account {account_no}")
+    unpaid = billing.unpaid_bills(session, account_no)
+    return AccountOut(
+        account_no=account.account_no,
+        name=account.name,
+        language=account.language,
+        phone=mask_phone(account.phone) if account.phone else None,
+        email=mask_email(account.email) if account.email else None,
+        push_tokens=len(account.push_tokens),
+        address=mask_address(account.address) if account.address else None,
+        area=account.area,
+        vulnerable=account.vulnerable,
+        prefers_paper=account.prefers_paper,
+        prefers_voice=account.prefers_voice,
+        opt_outs=account.opt_outs,
+        billing_cycle_months=account.billing_cycle_months,
+        unpaid_bills=[
+            BillOut(**b.model_dump(include={"bill_no", "period", "amount", "due_date"}))
+            for b in unpaid
+        ],
+        arrears=sum(b.amount for b in unpaid),
+    )

@@ -1,0 +1,124 @@
+"""Producer routes: ``POST /v1/events`` and ``POST /v1/events/batch``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from pydantic import BaseModel, Field, ValidationError
+
+from notifier.api.deps import RuntimeDep, require
+from notifier.auth.models import ApiKey
+from notifier.events import service as events
+from notifier.events.schema import EventIn, FieldError, field_errors, parse_event
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+Producer = Annotated[ApiKey, Depends(require("producer"))]
+MAX_BATCH = 1000
+
+
+class EventAnswer(BaseModel):
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "invalid"]
+    errors: list[FieldError] = []
+
+
+class BatchIn(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        max_length=MAX_BATCH, description="up to 1,000 events, each as for POST /v1/events"
+    )
+
+
+class BatchAnswer(BaseModel):
+    accepted: int
+    duplicate: int
+    invalid: int
+    results: list[EventAnswer]
+
+
+def _store(
+    rt: RuntimeDep, caller: ApiKey, valid: list[tuple[EventIn, dict[str, Any]]]
+) -> dict[str, int | None]:
+    with rt.db.session() as session:
+        created = events.accept(session, valid, producer_key_id=caller.id)
+    new = [pk for pk in created.values() if pk is not None]
+    if new:
+        rt.dispatcher.process_events(new)
+    return created
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"description": "a duplicate of an event already accepted"}},
+)
+def post_event(event: EventIn, rt: RuntimeDep, caller: Producer, response: Response) -> EventAnswer:
+    """Accept one event; it is committed before the answer."""
+    raw = event.model_dump(mode="json", exclude_unset=True)
+    created = _store(rt, caller, [(event, raw)])
+    if created[event.event_id] is None:
+        response.status_code = status.HTTP_200_OK
+        return EventAnswer(event_id=event.event_id, status="duplicate")
+    return EventAnswer(event_id=event.event_id, status="accepted")
+
+
+@router.post("/batch")
+def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
+    """Accept up to 1,000 events, answering per item; invalid items store nothing."""
+    results: list[EventAnswer] = []
+    valid: list[tuple[EventIn, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(batch.events):
+        try:
+            event = parse_event(raw)
+        except ValidationError as exc:
+            event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+            errors = [
+                FieldError(field=f"events[{index}].{e.field}", message=e.message)
+                for e in field_errors(exc)
+            ]
+            results.append(EventAnswer(event_id=event_id, status="invalid", errors=errors))
+            continue
+        if event.event_id in seen:
+            results.append(EventAnswer(event_id=event.event_id, status="duplicate"))
+            continue
+        seen.add(event.event_id)
+        valid.append((event, raw))
+        results.append(EventAnswer(event_id=event.event_id, status="accepted"))
+    created = _store(rt, caller, valid)
+    for answer in results:
+        if answer.status == "accepted" and created.get(answer.event_id or "") is None:
+            answer.status = "duplicate"
+    counts = {
+        kind: sum(r.status == kind for r in results)
+        for kind in ("accepted", "duplicate", "invalid")
+    }
+    return BatchAnswer(**counts, results=results)
+
+
+class EventState(BaseModel):
+    event_id: str
+    type: str
+    status: str
+    received_at: str
+    processed_at: str | None
+    outcome: str | None
+
+
+@router.get("/{event_id}")
+def get_event(event_id: str, rt: RuntimeDep, caller: Producer) -> EventState:
+    """Where an accepted event stands; a producer sees only its own events."""
+    with rt.db.session() as session:
+        event = events.get_by_event_id(session, event_id)
+    if event is None or (caller.role == "producer" and event.producer_key_id != caller.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
+    return EventState(
+        event_id=event.event_id,
+        type=event.type,
+        status=event.status,
+        received_at=event.received_at.isoformat(),
+        processed_at=event.processed_at.isoformat() if event.processed_at else None,
+        outcome=event.outcome,
+    )

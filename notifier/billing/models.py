@@ -1,0 +1,25 @@
+"""The bill ledger: what each account was billed and whether it paid."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Field, SQLModel
+
+from notifier.db import UTCDateTime, utcnow
+
+__all__ = ["Bill"]
+
+
+class Bill(SQLModel, table=True):
+    __tablename__ = "bills"
+
+    bill_no: str = Field(primary_key=True, max_length=64)
+    account_no: str = Field(foreign_key="accounts.account_no", index=True, max_length=11)
+    period: str = Field(max_length=16)
+    amount: int
+    due_date: date
+    issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

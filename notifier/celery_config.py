@@ -1,0 +1,63 @@
+"""Celery configuration derived from Settings: one queue per channel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from channels import CHANNEL_NAMES
+from notifier.settings import Settings
+
+__all__ = ["ALL_QUEUES", "EVENTS_QUEUE", "MAINTENANCE_QUEUE", "make_celery"]
+
+EVENTS_QUEUE = "events"
+MAINTENANCE_QUEUE = "maintenance"
+ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, *CHANNEL_NAMES)
+
+
+def _config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.resolved_broker_url,
+        "broker_connection_timeout": settings.publish_timeout_seconds,
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(name) for name in ALL_QUEUES],
+        "task_default_queue": EVENTS_QUEUE,
+        "task_routes": {
+            "notifier.process_events": {"queue": EVENTS_QUEUE},
+            "notifier.reconcile": {"queue": MAINTENANCE_QUEUE},
+        },
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # The database knows what is owed; a publish that fails is retried by
+        # the reconciler, so the API never waits on a broker that is down.
+        "task_publish_retry": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "timezone": settings.timezone,
+        "beat_schedule": {
+            "reconcile": {
+                "task": "notifier.reconcile",
+                "schedule": settings.reconcile_interval_seconds,
+                "options": {"expires": settings.reconcile_interval_seconds * 2},
+            },
+        },
+    }
+    if config["broker_url"].startswith("filesystem"):
+        folder = settings.broker_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "polling_interval": settings.filesystem_polling_interval,
+        }
+    return config
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for these settings (the worker's, or a publisher's)."""
+    app = Celery("notifier")
+    app.conf.update(_config(settings))
+    return app

@@ -1,0 +1,82 @@
+"""What a notice says: the template context built from the ledger, and SMS sizing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from notifier.accounts.models import Account
+from notifier.billing.models import Bill
+from notifier.events.schema import EventIn
+from notifier.masking import mask_account_no
+from notifier.settings import Settings
+
+__all__ = ["build_context", "sms_segments"]
+
+# GSM 03.38 basic set; anything else forces UCS-2.
+_GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS parts the text takes: GSM-7 160/153, UCS-2 70/67 characters."""
+    if all(ch in _GSM7 or ch in _GSM7_EXTENDED for ch in text):
+        units = sum(2 if ch in _GSM7_EXTENDED else 1 for ch in text)
+        single, part = 160, 153
+    else:
+        # UCS-2 counts UTF-16 code units: a character outside the BMP takes two.
+        units = len(text.encode("utf-16-le")) // 2
+        single, part = 70, 67
+    if units <= single:
+        return 1
+    return -(-units // part)
+
+
+def _bill(bill: Bill) -> dict[str, Any]:
+    return {
+        "bill_no": bill.bill_no,
+        "period": bill.period,
+        "amount": bill.amount,
+        "due_date": bill.due_date,
+    }
+
+
+def build_context(
+    settings: Settings,
+    account: Account,
+    event: EventIn,
+    *,
+    bill: Bill | None,
+    unpaid: Sequence[Bill],
+) -> dict[str, Any]:
+    """The context every template of this event renders from (see notifier.rendering)."""
+    usage: dict[str, Any] | None = None
+    if event.usage is not None:
+        u = event.usage
+        usage = {
+            "period_start": u.period_start,
+            "period_end": u.period_end,
+            "kwh": u.kwh,
+            "baseline_kwh": u.baseline_kwh,
+            "ratio": u.kwh / u.baseline_kwh - 1,
+            "reason": u.reason,
+        }
+    pay_ref = bill.bill_no if bill is not None else account.account_no
+    return {
+        "language": account.language,
+        "level": event.level,
+        "account": {
+            "account_no": account.account_no,
+            "account_no_masked": mask_account_no(account.account_no),
+            "name": account.name,
+        },
+        "bill": _bill(bill) if bill is not None else None,
+        "bills": [_bill(b) for b in unpaid],
+        "total": sum(b.amount for b in unpaid),
+        "usage": usage,
+        "service_phone": settings.service_phone,
+        "pay_url": f"{settings.pay_url.rstrip('/')}/{pay_ref}",
+    }

@@ -1,0 +1,283 @@
+"""Deliveries: creation, the claim/lease, guarded status changes, and queries.
+
+Every status change goes through :func:`transition` or :func:`finish`, which
+update only a row still in the state the caller saw (``status`` and
+``claim_token``), and write the change to the delivery's timeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from notifier.db import utcnow
+from notifier.deliveries.models import (
+    Delivery,
+    DeliveryChange,
+    DeliveryStatus,
+    Notification,
+    NotificationStatus,
+)
+
+__all__ = [
+    "Claim",
+    "DeliveryFilter",
+    "cancel_pending_for_bill",
+    "claim",
+    "finish",
+    "list_deliveries",
+    "recent_notification",
+    "record_change",
+    "requeue_due",
+    "timeline",
+    "transition",
+]
+
+log = logging.getLogger(__name__)
+_PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+
+
+def record_change(
+    session: Session, delivery_id: int, status: str, at: datetime | None = None, **detail: Any
+) -> None:
+    """Append one entry to a delivery's timeline."""
+    session.add(
+        DeliveryChange(delivery_id=delivery_id, status=status, at=at or utcnow(), detail=detail)
+    )
+
+
+def recent_notification(session: Session, dedup_key: str, since: datetime) -> Notification | None:
+    """An active notification with this key created since ``since``."""
+    return session.exec(
+        select(Notification)
+        .where(
+            Notification.dedup_key == dedup_key,
+            Notification.status == NotificationStatus.ACTIVE,
+            col(Notification.created_at) >= since,
+        )
+        .order_by(col(Notification.id))
+    ).first()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery this worker owns until ``lease_until``."""
+
+    delivery: Delivery
+    token: str
+
+
+def claim(
+    session: Session, delivery_id: int, *, token: str, now: datetime, lease_seconds: float
+) -> Claim | None:
+    """Take the delivery for sending, or None if it is not ours to send now.
+
+    Only a ``queued`` row that is due, or a ``sending`` row whose lease ran out,
+    can be claimed; one UPDATE decides, so two workers never both win.
+    """
+    due = col(Delivery.available_at) <= now + timedelta(seconds=1)
+    expired = sa.and_(
+        col(Delivery.status) == DeliveryStatus.SENDING, col(Delivery.lease_until) < now
+    )
+    result = session.execute(
+        sa.update(Delivery)
+        .where(
+            col(Delivery.id) == delivery_id,
+            sa.or_(sa.and_(col(Delivery.status) == DeliveryStatus.QUEUED, due), expired),
+        )
+        .values(
+            status=DeliveryStatus.SENDING,
+            claim_token=token,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    delivery = session.get(Delivery, delivery_id, populate_existing=True)
+    assert delivery is not None
+    record_change(
+        session, delivery_id, DeliveryStatus.SENDING, at=now, attempt=delivery.attempts + 1
+    )
+    return Claim(delivery=delivery, token=token)
+
+
+def transition(
+    session: Session,
+    claim: Claim,
+    status: str,
+    *,
+    now: datetime,
+    attempted: bool = False,
+    detail: dict[str, Any] | None = None,
+    **values: Any,
+) -> bool:
+    """Move a claimed delivery to ``status``; False if the claim was lost meanwhile."""
+    delivery = claim.delivery
+    assert delivery.id is not None
+    update: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None, **values}
+    if attempted:
+        update["attempts"] = col(Delivery.attempts) + 1
+    if status != DeliveryStatus.SENDING:
+        update["claim_token"] = None
+    result = session.execute(
+        sa.update(Delivery)
+        .where(
+            col(Delivery.id) == delivery.id,
+            col(Delivery.status) == DeliveryStatus.SENDING,
+            col(Delivery.claim_token) == claim.token,
+        )
+        .values(**update)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        log.warning(
+            "delivery %s: refused %s, the claim was lost (lease expired or taken over)",
+            delivery.id,
+            status,
+        )
+        return False
+    record_change(session, delivery.id, status, at=now, **(detail or {}))
+    return True
+
+
+def finish(session: Session, claim: Claim, status: str, *, now: datetime, **kw: Any) -> bool:
+    """A transition that counts one attempt at the provider."""
+    return transition(session, claim, status, now=now, attempted=True, **kw)
+
+
+def cancel_pending_for_bill(session: Session, bill_no: str, *, now: datetime, reason: str) -> int:
+    """Cancel every delivery still waiting to go out about ``bill_no``."""
+    ids = list(
+        session.exec(
+            select(Delivery.id)
+            .join(Notification, col(Notification.id) == col(Delivery.notification_id))
+            .where(Notification.bill_no == bill_no, col(Delivery.status).in_(_PENDING))
+        )
+    )
+    return _move(
+        session, ids, from_statuses=_PENDING, to=DeliveryStatus.CANCELLED, now=now, reason=reason
+    )
+
+
+def requeue_due(
+    session: Session, *, now: datetime, redispatch_after: float, limit: int
+) -> list[tuple[int, str]]:
+    """Rows a worker should pick up but probably never will: make them queued and due.
+
+    Deferred rows whose window opened, queued rows untouched for
+    ``redispatch_after`` seconds (their task was lost with a broker or a
+    worker), and sending rows whose lease expired (their worker died).
+    Returns ``(delivery_id, channel)`` to enqueue after commit.
+    """
+    stale = now - timedelta(seconds=redispatch_after)
+    due: list[tuple[int, str]] = []
+    groups = [
+        (
+            (DeliveryStatus.DEFERRED,),
+            col(Delivery.available_at) <= now,
+            "quiet hours over",
+        ),
+        ((DeliveryStatus.QUEUED,), col(Delivery.available_at) < stale, "task lost; sent again"),
+        ((DeliveryStatus.SENDING,), col(Delivery.lease_until) < now, "lease expired; sent again"),
+    ]
+    for statuses, condition, reason in groups:
+        rows = session.exec(
+            select(Delivery.id, Delivery.channel)
+            .where(col(Delivery.status).in_(statuses), condition)
+            .order_by(col(Delivery.available_at))
+            .limit(limit - len(due))
+        ).all()
+        moved = _move(
+            session,
+            [row[0] for row in rows],
+            from_statuses=statuses,
+            to=DeliveryStatus.QUEUED,
+            now=now,
+            reason=reason,
+            available_at=now,
+        )
+        if moved:
+            due.extend((row[0], row[1]) for row in rows)
+        if len(due) >= limit:
+            break
+    return due
+
+
+def _move(
+    session: Session,
+    ids: Sequence[int | None],
+    *,
+    from_statuses: Iterable[str],
+    to: str,
+    now: datetime,
+    reason: str,
+    **values: Any,
+) -> int:
+    """Move rows still in ``from_statuses`` to ``to``, each with a timeline entry."""
+    if not ids:
+        return 0
+    statuses = tuple(from_statuses)
+    moved = session.exec(
+        select(Delivery.id)
+        .where(col(Delivery.id).in_(ids), col(Delivery.status).in_(statuses))
+        .with_for_update()
+    ).all()
+    if not moved:
+        return 0
+    session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.id).in_(moved), col(Delivery.status).in_(statuses))
+        .values(status=to, updated_at=now, claim_token=None, lease_until=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    for delivery_id in moved:
+        assert delivery_id is not None
+        record_change(session, delivery_id, to, at=now, reason=reason)
+    return len(moved)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    account_no: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_deliveries(
+    session: Session, filters: DeliveryFilter, *, before_id: int | None, limit: int
+) -> list[Delivery]:
+    """Newest first, keyset-paged on id so deep pages stay as fast as the first."""
+    query = select(Delivery).order_by(col(Delivery.id).desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(col(Delivery.id) < before_id)
+    for field in ("account_no", "status", "channel", "event_type"):
+        value = getattr(filters, field)
+        if value is not None:
+            query = query.where(getattr(Delivery, field) == value)
+    if filters.since is not None:
+        query = query.where(col(Delivery.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(Delivery.created_at) < filters.until)
+    return list(session.exec(query))
+
+
+def timeline(session: Session, delivery_id: int) -> list[DeliveryChange]:
+    """Every change of the delivery, oldest first."""
+    return list(
+        session.exec(
+            select(DeliveryChange)
+            .where(DeliveryChange.delivery_id == delivery_id)
+            .order_by(col(DeliveryChange.at), col(DeliveryChange.id))
+        )
+    )

@@ -1,0 +1,56 @@
+"""Publishing work to the broker, only ever after the commit that made it.
+
+A failed publish is logged and forgotten here: the rows it was about stay
+``received``/``queued`` in the database, and the reconciler sends them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from celery import Celery
+
+from notifier.celery_config import EVENTS_QUEUE
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger(__name__)
+EVENTS_PER_TASK = 100
+
+
+class Dispatcher:
+    """Sends task messages by name, so the publisher needs no task code."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def process_events(self, event_pks: Sequence[int]) -> bool:
+        """Enqueue processing of committed events, in chunks; False if the broker refused."""
+        ok = True
+        for start in range(0, len(event_pks), EVENTS_PER_TASK):
+            chunk = list(event_pks[start : start + EVENTS_PER_TASK])
+            ok &= self._send("notifier.process_events", [chunk], queue=EVENTS_QUEUE)
+        return ok
+
+    def deliver(self, deliveries: Iterable[tuple[int, str]]) -> bool:
+        """Enqueue each ``(delivery_id, channel)`` on its channel's queue."""
+        ok = True
+        for delivery_id, channel in deliveries:
+            ok &= self._send("notifier.deliver", [delivery_id], queue=channel)
+        return ok
+
+    def _send(self, task: str, args: list[object], *, queue: str) -> bool:
+        try:
+            self.app.send_task(task, args=args, queue=queue, retry=False)
+        except Exception as exc:  # broker down or unreachable: the reconciler resends
+            log.warning(
+                "broker refused %s on %s (%s); the reconciler will resend", task, queue, exc
+            )
+            return False
+        return True
+
+    def ping(self) -> None:
+        """Raise if the broker does not answer."""
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)

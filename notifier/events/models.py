@@ -1,0 +1,39 @@
+"""Events as producers posted them; each row is also its own outbox entry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from notifier.db import UTCDateTime, utcnow
+
+__all__ = ["Event", "EventStatus"]
+
+
+class EventStatus:
+    RECEIVED = "received"
+    """Committed, not yet processed: the relay owes it a ``process_events`` task."""
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_status_received_at", "status", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=128)
+    type: str = Field(max_length=32)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    account_no: str = Field(index=True, max_length=11)
+    payload: dict[str, Any] = Field(sa_type=sa.JSON)
+    producer_key_id: int | None = None
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default=EventStatus.RECEIVED, max_length=16)
+    attempts: int = 0
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, max_length=500)

@@ -1,0 +1,59 @@
+"""Accepting events: stored once per ``event_id``, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from notifier.db import utcnow
+from notifier.events.models import Event
+from notifier.events.schema import EventIn
+
+__all__ = ["accept", "get_by_event_id"]
+
+
+def accept(
+    session: Session,
+    items: Sequence[tuple[EventIn, dict[str, Any]]],
+    *,
+    producer_key_id: int | None,
+) -> dict[str, int | None]:
+    """Insert the events not seen before; map each ``event_id`` to its new row id or None.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` makes the check and the insert one
+    statement, so concurrent posts of one ``event_id`` create it once.
+    """
+    if not items:
+        return {}
+    received_at = utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "event_id": event.event_id,
+            "type": event.type,
+            "occurred_at": event.occurred_at,
+            "account_no": event.account.account_no,
+            "payload": raw,
+            "producer_key_id": producer_key_id,
+            "received_at": received_at,
+            "status": "received",
+            "attempts": 0,
+        }
+        for event, raw in items
+    ]
+    statement = (
+        insert(Event)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(col(Event.id), col(Event.event_id))
+    )
+    created = {event_id: pk for pk, event_id in session.execute(statement).all()}
+    return {event.event_id: created.get(event.event_id) for event, _ in items}
+
+
+def get_by_event_id(session: Session, event_id: str) -> Event | None:
+    return session.exec(select(Event).where(Event.event_id == event_id)).first()

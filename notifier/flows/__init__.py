@@ -1,0 +1,1 @@
+"""Where the domains meet: processing an event, delivering, reconciling."""

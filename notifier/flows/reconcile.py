@@ -1,0 +1,45 @@
+"""The reconciler: whatever the database says is owed, enqueue again.
+
+The broker only carries hints. A publish that failed while the broker was
+down, a task prefetched by a worker that was SIGKILLed, a quiet-hours window
+that opened: each leaves a row the reconciler finds and enqueues.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from notifier.deliveries import service as deliveries
+from notifier.flows.process_event import unprocessed_events
+from notifier.runtime import Runtime
+
+__all__ = ["ReconcileReport", "reconcile"]
+
+log = logging.getLogger(__name__)
+BATCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    events: int
+    deliveries: int
+
+
+def reconcile(rt: Runtime) -> ReconcileReport:
+    """One pass: re-enqueue stale events and due or orphaned deliveries."""
+    with rt.db.session() as session:
+        events = unprocessed_events(rt, session, limit=BATCH)
+        due = deliveries.requeue_due(
+            session,
+            now=rt.clock(),
+            redispatch_after=rt.settings.redispatch_after_seconds,
+            limit=BATCH,
+        )
+    if events:
+        rt.dispatcher.process_events(events)
+    if due:
+        rt.dispatcher.deliver(due)
+    if events or due:
+        log.info("reconciler: %d events and %d deliveries enqueued again", len(events), len(due))
+    return ReconcileReport(events=len(events), deliveries=len(due))

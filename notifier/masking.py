@@ -1,0 +1,55 @@
+"""Personal data as logs, listings and errors may show it."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+__all__ = ["mask_account_no", "mask_address", "mask_email", "mask_phone", "mask_recipient"]
+
+# Taiwanese addresses read county/city → district/township → street; keep up
+# to the district, which places a customer without finding their door.
+_DISTRICT = re.compile(r"^(.*?(?:市|縣).*?(?:區|鄉|鎮|市))")
+
+
+def mask_phone(e164: str) -> str:
+    """``+886912345678`` → ``+886 912 ***678``."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return "***"
+    national = phonenumbers.national_significant_number(number)
+    head, tail = national[:3], national[-3:]
+    return f"+{number.country_code} {head} ***{tail}"
+
+
+def mask_email(address: str) -> str:
+    """``alice@example.com`` → ``a***@example.com``."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def mask_address(address: str) -> str:
+    """Cut an address to its district: ``苗栗縣頭份市中正路1號`` → ``苗栗縣頭份市…``."""
+    match = _DISTRICT.match(address)
+    if match:
+        return match.group(1) + "…"
+    words = address.split(",")
+    return (words[-1].strip() + " …") if len(words) > 1 else address[:6] + "…"
+
+
+def mask_account_no(account_no: str) -> str:
+    """``01234567890`` → ``012****7890``."""
+    return account_no[:3] + "*" * max(len(account_no) - 7, 0) + account_no[-4:]
+
+
+def mask_recipient(channel: str, recipient: str) -> str:
+    """Mask one recipient the way its channel calls for."""
+    if channel in {"sms", "voice"}:
+        return mask_phone(recipient)
+    if channel == "email":
+        return mask_email(recipient)
+    if channel == "postcard":
+        return mask_address(recipient)
+    return recipient[:6] + "…"

@@ -1,0 +1,28 @@
+"""Every table, imported in one place so metadata (and Alembic) sees them all."""
+
+from __future__ import annotations
+
+from sqlmodel import SQLModel
+
+from notifier.accounts.models import Account
+from notifier.auth.models import ApiKey
+from notifier.billing.models import Bill
+from notifier.deliveries.models import Delivery, DeliveryChange, Notification
+from notifier.escalation.models import Agent, Escalation, EscalationAttempt
+from notifier.events.models import Event
+
+__all__ = [
+    "Account",
+    "Agent",
+    "ApiKey",
+    "Bill",
+    "Delivery",
+    "DeliveryChange",
+    "Escalation",
+    "EscalationAttempt",
+    "Event",
+    "Notification",
+    "metadata",
+]
+
+metadata = SQLModel.metadata

@@ -1,0 +1,90 @@
+"""Which channels a notice goes to: the policy applied to one account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from notifier.accounts.models import Account
+from notifier.accounts.service import is_mobile
+from notifier.policy import Policy
+
+__all__ = ["Planned", "next_fallback", "plan", "reachable", "recipients_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    channel: str
+    recipients: tuple[str, ...]
+
+
+def recipients_for(account: Account, channel: str) -> tuple[str, ...]:
+    """Where ``channel`` reaches the account; empty if it cannot."""
+    if channel == "push":
+        return tuple(account.push_tokens)
+    if channel == "sms":
+        return (account.phone,) if account.phone and is_mobile(account.phone) else ()
+    if channel == "voice":
+        return (account.phone,) if account.phone else ()
+    if channel == "email":
+        return (account.email,) if account.email else ()
+    if channel == "postcard":
+        return (account.address,) if account.address else ()
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def reachable(
+    account: Account, channel: str, has_template: Callable[[str], bool]
+) -> tuple[str, ...]:
+    """The recipients if the account can be reached there and has not opted out."""
+    if channel in account.opt_outs or not has_template(channel):
+        return ()
+    return recipients_for(account, channel)
+
+
+def plan(
+    policy: Policy,
+    account: Account,
+    event_type: str,
+    level: int,
+    has_template: Callable[[str], bool],
+) -> list[Planned]:
+    """The deliveries one notice gets, in the policy's order."""
+    wanted = policy.channels_for(event_type, level)
+    if not wanted:
+        return []
+    if account.prefers_voice and event_type == "bill.unpaid" and "voice" not in wanted:
+        wanted.append("voice")
+    planned = [
+        Planned(channel, to)
+        for channel in wanted
+        if channel != policy.paper_channel and (to := reachable(account, channel, has_template))
+    ]
+    if not planned or account.prefers_paper or policy.paper_channel in wanted:
+        # Paper is the last resort, and some customers simply prefer it; an
+        # opt-out of every digital channel still leaves the postcard.
+        paper = (
+            recipients_for(account, policy.paper_channel)
+            if has_template(policy.paper_channel)
+            else ()
+        )
+        if paper and policy.paper_channel not in account.opt_outs:
+            planned.append(Planned(policy.paper_channel, paper))
+    return planned
+
+
+def next_fallback(
+    policy: Policy,
+    account: Account,
+    failed_channel: str,
+    used_channels: set[str],
+    has_template: Callable[[str], bool],
+) -> Planned | None:
+    """The first channel of the fallback chain this notice has not used and that reaches the account."""
+    for channel in policy.fallback_chain(failed_channel):
+        if channel in used_channels:
+            continue
+        to = reachable(account, channel, has_template)
+        if to:
+            return Planned(channel, to)
+    return None

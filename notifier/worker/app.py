@@ -1,0 +1,57 @@
+"""The Celery worker: ``celery -A notifier.worker.app worker`` (or ``notifier worker``).
+
+Tasks are thin and take ids; the flows do the work against the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from celery import Task
+
+from notifier.celery_config import make_celery
+from notifier.flows.deliver import deliver as deliver_flow
+from notifier.flows.process_event import process_events as process_events_flow
+from notifier.flows.reconcile import reconcile as reconcile_flow
+from notifier.logs import configure_logging
+from notifier.runtime import Runtime
+from notifier.settings import get_settings
+
+__all__ = ["celery_app", "deliver", "process_events", "reconcile"]
+
+log = logging.getLogger(__name__)
+celery_app = make_celery(get_settings())
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    configure_logging()
+    rt = Runtime(get_settings())
+    rt.renderer.check_all()  # a broken template stops the worker, not a customer's SMS
+    return rt
+
+
+@celery_app.task(name="notifier.process_events")
+def process_events(event_pks: list[int]) -> None:
+    """Turn accepted events into notifications and deliveries."""
+    process_events_flow(runtime(), event_pks)
+
+
+@celery_app.task(name="notifier.deliver", bind=True, max_retries=None)
+def deliver(self: Task, delivery_id: int) -> str | None:
+    """Send one delivery; a transient failure comes back through Celery's retry."""
+    rt = runtime()
+    outcome = deliver_flow(rt, delivery_id)
+    if outcome.enqueue:
+        rt.dispatcher.deliver(outcome.enqueue)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@celery_app.task(name="notifier.reconcile")
+def reconcile() -> dict[str, int]:
+    """Re-enqueue what the database says is owed."""
+    report = reconcile_flow(runtime())
+    return {"events": report.events, "deliveries": report.deliveries}
