@@ -43,7 +43,7 @@ template stops the service instead of reaching a customer.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -275,7 +275,7 @@ class Renderer:
         language = context.get("language", self._default_language)
         return language if isinstance(language, str) else self._default_language
 
-    def _date_filter(self) -> Any:
+    def _date_filter(self) -> Callable[..., str]:
         @pass_context
         def date_filter(context: Context, value: object, spoken: bool = False) -> str:
             language = self._context_language(context)
@@ -283,7 +283,7 @@ class Renderer:
 
         return date_filter
 
-    def _period_filter(self) -> Any:
+    def _period_filter(self) -> Callable[..., str]:
         @pass_context
         def period_filter(context: Context, value: object, spoken: bool = False) -> str:
             language = self._context_language(context)
@@ -543,16 +543,17 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
             "ratio": 0.85,
             "reason": "本期用電度數較去年同期及近六期平均明顯增加，請留意是否有設備異常運轉",
         }
+    # A second reminder is about the oldest bill; a first one about the newest.
     bill: dict[str, Any] | None = bills[0] if level >= 2 else bills[-1]
+    usage_or_none: dict[str, Any] | None = usage
     if event_type == "bill.paid":
         # The paid bill is settled; whatever else is unpaid stays listed.
-        bill, bills = bills[-1], bills[:-1]
+        bill, bills, usage_or_none = bills[-1], bills[:-1], None
     elif event_type == "usage.abnormal":
         bill = None
-        if minimal:
-            bills = []
+        bills = [] if minimal else bills
     elif event_type.startswith("bill."):
-        usage = {}
+        usage_or_none = None
     context: dict[str, Any] = {
         "language": "zh-TW",
         "level": level,
@@ -564,7 +565,7 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
         "bill": bill,
         "bills": bills,
         "total": sum(b["amount"] for b in bills),
-        "usage": usage or None,
+        "usage": usage_or_none,
         "service_phone": "1911",
         "pay_url": (
             "https://pay.example.com/b/ABC"

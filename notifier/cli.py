@@ -1,0 +1,144 @@
+"""The ``notifier`` command: run the service, migrate, manage keys."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from notifier.settings import get_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Multichannel customer notifications for an electric utility.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+Port = Annotated[int, typer.Option(help="port the API listens on")]
+Host = Annotated[str, typer.Option(help="address the API binds to")]
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from notifier.migrations import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    typer.echo(f"database is up to date: {_safe_url(settings.resolved_database_url)}")
+
+
+@app.command()
+def up(port: Port = 8000, host: Host = "127.0.0.1") -> None:
+    """Run everything in one process group: API, worker and scheduler (embedded mode)."""
+    from notifier.embedded import run_embedded
+
+    run_embedded(host=host, port=port)
+
+
+@app.command()
+def api(port: Port = 8000, host: Host = "0.0.0.0", workers: int = 1) -> None:
+    """Run the HTTP API (deployed mode)."""
+    import uvicorn
+
+    uvicorn.run("notifier.api.main:app", host=host, port=port, workers=workers, log_config=None)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="comma-separated queues")
+    ] = "events,maintenance,push,sms,email,voice,postcard",
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 4,
+    pool: str = "prefork",
+) -> None:
+    """Run a Celery worker on some queues; extra options go to ``celery worker``."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "notifier.worker.app", "worker",
+        "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO", *ctx.args,
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+@app.command()
+def beat() -> None:
+    """Run the scheduler (one per deployment)."""
+    settings = get_settings()
+    schedule = settings.data_dir / "celerybeat-schedule"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "celery", "-A", "notifier.worker.app", "beat", "-s", str(schedule)]
+    os.execv(sys.executable, argv)
+
+
+@app.command()
+def reconcile() -> None:
+    """Re-enqueue, once, whatever the database says is owed."""
+    from notifier.flows.reconcile import reconcile as run
+    from notifier.runtime import Runtime
+
+    report = run(Runtime(get_settings()))
+    typer.echo(f"enqueued again: {report.events} events, {report.deliveries} deliveries")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="producer | ops | agent | supervisor | admin")],
+    name: Annotated[str, typer.Option(help="who or what uses the key")] = "",
+    agent: Annotated[int | None, typer.Option(help="agent id, for --role agent")] = None,
+    expires_days: Annotated[int | None, typer.Option(help="days until the key expires")] = None,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from notifier.auth import keys
+    from notifier.db import Database
+
+    if role not in keys.ROLES:
+        raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(keys.ROLES)}", param_hint="--role")
+    db = Database(get_settings().resolved_database_url)
+    try:
+        with db.session() as session:
+            row, key = keys.create_key(
+                session,
+                role=role,  # type: ignore[arg-type]
+                name=name or role,
+                agent_id=agent,
+                expires_in=timedelta(days=expires_days) if expires_days else None,
+            )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(key)
+    typer.echo(f"key {row.id} ({row.role}, {row.name}) created; it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never the keys themselves)."""
+    from notifier.auth import keys
+    from notifier.db import Database
+
+    with Database(get_settings().resolved_database_url).session() as session:
+        for row in keys.list_keys(session):
+            state = "revoked" if row.revoked_at else "active"
+            typer.echo(f"{row.id}\t{row.prefix}…\t{row.role}\t{row.name}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key at once."""
+    from notifier.auth import keys
+    from notifier.db import Database
+
+    with Database(get_settings().resolved_database_url).session() as session:
+        if not keys.revoke(session, key_id):
+            raise typer.BadParameter(f"no active key {key_id}", param_hint="KEY_ID")
+    typer.echo(f"key {key_id} revoked")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,85 @@
+"""``notifier up``: the whole service on one machine with nothing installed.
+
+SQLite in the data dir, kombu's filesystem transport as the broker, sandbox
+providers, and one Celery worker (with the scheduler inside) beside the API.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import typer
+import uvicorn
+
+from notifier.api.app import create_app
+from notifier.auth import keys
+from notifier.celery_config import ALL_QUEUES
+from notifier.migrations import upgrade
+from notifier.runtime import Runtime
+from notifier.settings import Settings, get_settings
+
+__all__ = ["run_embedded"]
+
+
+def run_embedded(*, host: str, port: int) -> None:
+    """Migrate, make a producer key, start the worker and serve the API until Ctrl-C."""
+    settings = _absolute(get_settings())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    runtime = Runtime(settings)
+    runtime.renderer.check_all()
+    with runtime.db.session() as session:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        _, key = keys.create_key(session, role="producer", name=f"embedded-{stamp}")
+    worker = _start_worker(settings)
+    base = f"http://{host}:{port}"
+    typer.echo(
+        "\n".join(
+            [
+                "notifier is running (embedded: SQLite, filesystem broker, sandbox providers)",
+                f"  API        {base}/v1/events",
+                f"  docs       {base}/docs",
+                f"  producer key (shown once): {key}",
+                f"  data       {settings.data_dir}",
+                f"  sandbox    {settings.sandbox_dir}  (what would have been sent)",
+                "Ctrl-C stops it.",
+            ]
+        )
+    )
+    try:
+        uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_config=None)
+    finally:
+        _stop(worker)
+
+
+def _absolute(settings: Settings) -> Settings:
+    # The worker is a child process started elsewhere: give it absolute paths.
+    data_dir = settings.data_dir.resolve()
+    os.environ["NOTIFIER_DATA_DIR"] = str(data_dir)
+    return settings.model_copy(update={"data_dir": data_dir})
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable, "-m", "celery", "-A", "notifier.worker.app", "worker",
+        "--beat", "--schedule", str(settings.data_dir / "celerybeat-schedule"),
+        "-Q", ",".join(ALL_QUEUES), "--pool", "threads", "--concurrency", "8",
+        "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    # Its own session, so Ctrl-C reaches the API first and we stop the worker in order.
+    return subprocess.Popen(argv, start_new_session=True)
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
