@@ -13,7 +13,9 @@ from notifier.settings import get_settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Multichannel customer notifications for an electric utility.", no_args_is_help=True)
+app = typer.Typer(
+    help="Multichannel customer notifications for an electric utility.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -71,7 +73,16 @@ def beat() -> None:
     settings = get_settings()
     schedule = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "celery", "-A", "notifier.worker.app", "beat", "-s", str(schedule)]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "notifier.worker.app",
+        "beat",
+        "-s",
+        str(schedule),
+    ]
     os.execv(sys.executable, argv)
 
 
@@ -97,7 +108,9 @@ def keys_create(
     from notifier.db import Database
 
     if role not in keys.ROLES:
-        raise typer.BadParameter(f"unknown role {role!r}; roles: {', '.join(keys.ROLES)}", param_hint="--role")
+        raise typer.BadParameter(
+            f"unknown role {role!r}; roles: {', '.join(keys.ROLES)}", param_hint="--role"
+        )
     db = Database(get_settings().resolved_database_url)
     try:
         with db.session() as session:

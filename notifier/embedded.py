@@ -50,10 +50,17 @@ def run_embedded(*, host: str, port: int) -> None:
             ]
         )
     )
+    # uvicorn re-raises the signal that stopped it once it is done; make
+    # SIGTERM unwind like Ctrl-C does, so the worker is stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_config=None)
     finally:
         _stop(worker)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _absolute(settings: Settings) -> Settings:

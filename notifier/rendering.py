@@ -15,17 +15,23 @@ The context (what the caller, the routing code, passes)::
 
     language: str                      # "zh-TW" | "en"
     level: int                         # dunning level, 1 or 2 (1 for non-dunning)
-    account: {account_no: str (11 digits), account_no_masked: str (e.g. "012****7890"), name: str | None}
-    bill: {bill_no, period: "2026-09", amount: int, due_date: date}  | None   (the bill the event is about; None for usage.abnormal)
-    bills: list of {bill_no, period, amount, due_date}                      (all unpaid bills of the account, oldest first; may be [] for usage.abnormal)
+    account: {account_no: str (11 digits), account_no_masked: str (e.g. "012****7890"),
+              name: str | None}
+    bill: {bill_no, period: "2026-09", amount: int, due_date: date} | None
+          (the bill the event is about; None for usage.abnormal)
+    bills: list of {bill_no, period, amount, due_date}
+           (all unpaid bills of the account, oldest first; may be [] for usage.abnormal)
     total: int                         # sum of unpaid amounts
-    usage: {period_start: date, period_end: date, kwh: float, baseline_kwh: float, ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None} | None
+    usage: {period_start: date, period_end: date, kwh: float, baseline_kwh: float,
+            ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None} | None
     service_phone: str                 # e.g. "1911"
     pay_url: str                       # e.g. "https://pay.example.com/b/ABC"
 
-The renderer overwrites ``language`` with the language actually used, so a
-zh-TW fallback writes its dates the zh-TW way. Dates may be ``datetime.date``
-or ISO strings.
+For ``bill.paid``, ``bill`` is the bill just paid and ``bills``/``total`` what
+is still unpaid (often []). Unpaid notices list ``bills`` (``[bill]`` if it is
+empty) and print the total only when there is more than one bill. The renderer
+overwrites ``language`` with the language actually used, so a zh-TW fallback
+writes its dates the zh-TW way. Dates may be ``datetime.date`` or ISO strings.
 
 Filters: ``money`` (1830 -> "NT$1,830"), ``date`` ("115年11月20日" in zh-TW with
 Minguo years, "2026年11月20日" without, "20 Nov 2026" in en; ``date(spoken=True)``
@@ -570,7 +576,7 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
         "pay_url": (
             "https://pay.example.com/b/ABC"
             if minimal
-            else "https://pay.example.com/b/B202609-01234567890?t=8f3a9c2e"
+            else "https://pay.example.com/b/7QK2M9XPA4TRH8WZ3N5CDE6F"
         ),
     }
     return context
