@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from channels import CHANNEL_NAMES
 from notifier.settings import Settings
@@ -51,6 +51,7 @@ def _config(settings: Settings) -> dict[str, Any]:
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            "control_folder": str(folder / "control"),
             "polling_interval": settings.filesystem_polling_interval,
         }
     return config

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from notifier.db import Database
 from notifier.settings import get_settings
 
 __all__ = ["app"]
@@ -105,18 +106,17 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from notifier.auth import keys
-    from notifier.db import Database
 
     if role not in keys.ROLES:
         raise typer.BadParameter(
             f"unknown role {role!r}; roles: {', '.join(keys.ROLES)}", param_hint="--role"
         )
-    db = Database(get_settings().resolved_database_url)
+    db = _database()
     try:
         with db.session() as session:
             row, key = keys.create_key(
                 session,
-                role=role,  # type: ignore[arg-type]
+                role=role,
                 name=name or role,
                 agent_id=agent,
                 expires_in=timedelta(days=expires_days) if expires_days else None,
@@ -131,9 +131,8 @@ def keys_create(
 def keys_list() -> None:
     """List keys (never the keys themselves)."""
     from notifier.auth import keys
-    from notifier.db import Database
 
-    with Database(get_settings().resolved_database_url).session() as session:
+    with _database().session() as session:
         for row in keys.list_keys(session):
             state = "revoked" if row.revoked_at else "active"
             typer.echo(f"{row.id}\t{row.prefix}…\t{row.role}\t{row.name}\t{state}")
@@ -143,12 +142,18 @@ def keys_list() -> None:
 def keys_revoke(key_id: int) -> None:
     """Revoke a key at once."""
     from notifier.auth import keys
-    from notifier.db import Database
 
-    with Database(get_settings().resolved_database_url).session() as session:
+    with _database().session() as session:
         if not keys.revoke(session, key_id):
             raise typer.BadParameter(f"no active key {key_id}", param_hint="KEY_ID")
     typer.echo(f"key {key_id} revoked")
+
+
+def _database() -> Database:
+    """The configured database, with every table known (foreign keys span domains)."""
+    import notifier.models  # noqa: F401
+
+    return Database(get_settings().resolved_database_url)
 
 
 def _safe_url(url: str) -> str:

@@ -107,6 +107,8 @@ def load_policy(path: Path, *, quiet_hours_override: str = "") -> Policy:
         raise FileNotFoundError(f"policy file not found: {path}") from exc
     policy = Policy.model_validate(raw)
     if quiet_hours_override:
-        channels = policy.quiet_hours.channels if policy.quiet_hours else ["sms", "voice", "push"]
+        channels: list[ChannelName] = (
+            policy.quiet_hours.channels if policy.quiet_hours else ["sms", "voice", "push"]
+        )
         policy.quiet_hours = QuietHours.parse(quiet_hours_override, channels)
     return policy

@@ -79,12 +79,16 @@ def next_fallback(
     failed_channel: str,
     used_channels: set[str],
     has_template: Callable[[str], bool],
+    *,
+    refused: frozenset[str] = frozenset(),
 ) -> Planned | None:
-    """The first channel of the fallback chain this notice has not used and that reaches the account."""
+    """The first channel of the fallback chain that this notice has not used and that
+    reaches the account at an address the provider has not just refused."""
     for channel in policy.fallback_chain(failed_channel):
         if channel in used_channels:
             continue
         to = reachable(account, channel, has_template)
-        if to:
+        # An invalid mobile number for SMS is no better for a voice call.
+        if to and not set(to) <= refused:
             return Planned(channel, to)
     return None

@@ -162,9 +162,10 @@ def cancel_pending_for_bill(session: Session, bill_no: str, *, now: datetime, re
             .where(Notification.bill_no == bill_no, col(Delivery.status).in_(_PENDING))
         )
     )
-    return _move(
+    cancelled = _move(
         session, ids, from_statuses=_PENDING, to=DeliveryStatus.CANCELLED, now=now, reason=reason
     )
+    return len(cancelled)
 
 
 def requeue_due(
@@ -195,17 +196,17 @@ def requeue_due(
             .order_by(col(Delivery.available_at))
             .limit(limit - len(due))
         ).all()
+        channels = {row[0]: row[1] for row in rows}
         moved = _move(
             session,
-            [row[0] for row in rows],
+            list(channels),
             from_statuses=statuses,
             to=DeliveryStatus.QUEUED,
             now=now,
             reason=reason,
             available_at=now,
         )
-        if moved:
-            due.extend((row[0], row[1]) for row in rows)
+        due.extend((delivery_id, channels[delivery_id]) for delivery_id in moved)
         if len(due) >= limit:
             break
     return due
@@ -220,18 +221,22 @@ def _move(
     now: datetime,
     reason: str,
     **values: Any,
-) -> int:
-    """Move rows still in ``from_statuses`` to ``to``, each with a timeline entry."""
+) -> list[int]:
+    """Move the rows still in ``from_statuses`` to ``to``, each with a timeline entry."""
     if not ids:
-        return 0
+        return []
     statuses = tuple(from_statuses)
-    moved = session.exec(
-        select(Delivery.id)
-        .where(col(Delivery.id).in_(ids), col(Delivery.status).in_(statuses))
-        .with_for_update()
-    ).all()
+    moved = [
+        delivery_id
+        for delivery_id in session.exec(
+            select(Delivery.id)
+            .where(col(Delivery.id).in_(ids), col(Delivery.status).in_(statuses))
+            .with_for_update()
+        ).all()
+        if delivery_id is not None
+    ]
     if not moved:
-        return 0
+        return []
     session.execute(
         sa.update(Delivery)
         .where(col(Delivery.id).in_(moved), col(Delivery.status).in_(statuses))
@@ -239,9 +244,8 @@ def _move(
         .execution_options(synchronize_session=False)
     )
     for delivery_id in moved:
-        assert delivery_id is not None
         record_change(session, delivery_id, to, at=now, reason=reason)
-    return len(moved)
+    return moved
 
 
 @dataclass(frozen=True, slots=True)

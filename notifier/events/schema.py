@@ -44,7 +44,9 @@ class _Strict(BaseModel):
 class AccountIn(_Strict):
     """An upsert of what the producer knows; fields left out keep stored values."""
 
-    account_no: str = Field(pattern=r"^\d{11}$", description="11-digit electricity account number")
+    account_no: str = Field(
+        pattern=r"^[0-9]{11}$", description="11-digit electricity account number"
+    )
     name: str | None = Field(None, max_length=200)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     phone: str | None = Field(None, description="any format; Taiwan is the default region")
@@ -85,7 +87,7 @@ class AccountIn(_Strict):
 
 class BillIn(_Strict):
     bill_no: str = Field(min_length=1, max_length=64)
-    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
     amount: int = Field(ge=0, description="NT$, integer")
     due_date: date
 

@@ -177,7 +177,8 @@ def _permanent(
             return DeliverOutcome(status=None)
         if isinstance(exc, PermanentChannelError) and exc.opt_out:
             _record_opt_out(session, failed)
-        fallback = _start_fallback(rt, session, failed)
+        refused = exc.rejected if isinstance(exc, PermanentChannelError) else ()
+        fallback = _start_fallback(rt, session, failed, frozenset(refused))
     return DeliverOutcome(status=DeliveryStatus.FAILED, enqueue=fallback)
 
 
@@ -188,7 +189,9 @@ def _record_opt_out(session: Session, delivery: Delivery) -> None:
         session.add(account)
 
 
-def _start_fallback(rt: Runtime, session: Session, failed: Delivery) -> tuple[tuple[int, str], ...]:
+def _start_fallback(
+    rt: Runtime, session: Session, failed: Delivery, refused: frozenset[str]
+) -> tuple[tuple[int, str], ...]:
     notification = session.get(Notification, failed.notification_id)
     assert notification is not None and failed.id is not None
     used = set(
@@ -196,7 +199,12 @@ def _start_fallback(rt: Runtime, session: Session, failed: Delivery) -> tuple[tu
     )
     account, context = context_for(rt, session, notification)
     step = next_fallback(
-        rt.policy, account, failed.channel, used, rt.has_template(notification.type)
+        rt.policy,
+        account,
+        failed.channel,
+        used,
+        rt.has_template(notification.type),
+        refused=refused,
     )
     if step is None:
         deliveries.record_change(session, failed.id, DeliveryStatus.FAILED, fallback="none left")

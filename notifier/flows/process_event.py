@@ -115,6 +115,7 @@ def _notify(
         status = NotificationStatus.SUPPRESSED
     elif not planned:
         status = NotificationStatus.UNREACHABLE
+    assert event.id is not None
     notification = Notification(
         event_pk=event.id,
         account_no=account.account_no,
@@ -165,6 +166,7 @@ def create_delivery(
     fallback_of: int | None = None,
 ) -> Delivery:
     """Render the notice for one channel and store it as a delivery."""
+    assert notification.id is not None
     language = str(context["language"])
     rendered = rt.renderer.render(notification.type, step.channel, language, context)
     delivery = Delivery(
