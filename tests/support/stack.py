@@ -1,0 +1,301 @@
+"""A real notifier stack for scenario tests: database, broker, worker process, API.
+
+Each stack gets its own database (a fresh SQLite file or PostgreSQL database),
+its own broker namespace (a RabbitMQ vhost, a Redis db number, a folder) and a
+real ``celery worker`` subprocess with the scheduler inside; the API runs in
+the test process through FastAPI's TestClient on the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlmodel import Session, col, select
+
+from notifier.api.app import create_app
+from notifier.auth import keys
+from notifier.celery_config import ALL_QUEUES
+from notifier.deliveries.models import FINAL_STATUSES, Delivery
+from notifier.migrations import upgrade
+from notifier.runtime import Runtime
+from notifier.settings import PROJECT_ROOT, Settings
+
+T = TypeVar("T")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_ADMIN_URL = os.environ.get(
+    "NOTIFIER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+RABBIT_URL = os.environ.get("NOTIFIER_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
+REDIS_URL = os.environ.get("NOTIFIER_TEST_REDIS", "redis://127.0.0.1:6379")
+
+STACKS = ("sqlite-filesystem", "postgres-rabbitmq", "postgres-redis")
+REAL_BROKER_STACKS = ("postgres-rabbitmq", "postgres-redis")
+
+
+def answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something listens on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def need(service: str, host: str, port: int) -> None:
+    """Skip (on a laptop) or fail (under CI=true) when a service does not answer."""
+    if answers(host, port):
+        return
+    reason = f"{service} does not answer on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{reason}; CI must exercise it (.ci/run starts it)")
+    print(f"\nSKIP: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.2, what: str
+) -> T:
+    """Poll until ``predicate`` returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def fast_retry_policy(folder: Path) -> Path:
+    """The shipped policy with short retry delays, so retries take seconds in tests."""
+    policy = yaml.safe_load((PROJECT_ROOT / "config" / "policy.yaml").read_text())
+    policy["retry"] = {"max_attempts": 4, "base_seconds": 1, "max_seconds": 2}
+    path = folder / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy, allow_unicode=True))
+    return path
+
+
+@dataclass
+class Stack:
+    name: str
+    folder: Path
+    database_url: str
+    broker_url: str
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    worker: subprocess.Popen[bytes] | None = None
+    worker_log: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.env = {
+            "NOTIFIER_DATA_DIR": str(self.folder),
+            "NOTIFIER_DATABASE_URL": self.database_url,
+            "NOTIFIER_BROKER_URL": self.broker_url,
+            "NOTIFIER_POLICY_FILE": str(fast_retry_policy(self.folder)),
+            # Tests must not depend on the hour CI runs at; one test turns them on.
+            "NOTIFIER_QUIET_HOURS": "off",
+            "NOTIFIER_LEASE_SECONDS": "10",
+            "NOTIFIER_REDISPATCH_AFTER_SECONDS": "3",
+            "NOTIFIER_RECONCILE_INTERVAL_SECONDS": "1",
+            "NOTIFIER_PUBLISH_TIMEOUT_SECONDS": "1",
+        }
+        upgrade(self.database_url)
+        self.settings = self._settings(self.env)
+        self.runtime = Runtime(self.settings)
+        self.client = TestClient(create_app(self.settings, runtime=self.runtime))
+        self.client.__enter__()
+        with self.runtime.db.session() as session:
+            _, producer = keys.create_key(session, role="producer", name="test producer")
+            _, ops = keys.create_key(session, role="ops", name="test ops")
+        self.producer = {"Authorization": f"Bearer {producer}"}
+        self.ops = {"Authorization": f"Bearer {ops}"}
+
+    @staticmethod
+    def _settings(env: dict[str, str]) -> Settings:
+        prefix = "NOTIFIER_"
+        return Settings(**{k[len(prefix) :].lower(): v for k, v in env.items()})
+
+    # -- the worker process -------------------------------------------------
+
+    def start_worker(self, **extra_env: str) -> None:
+        """Start a real ``celery worker`` (prefork, with beat) and wait until it is ready."""
+        assert self.worker is None, "a worker is already running"
+        self.worker_log = self.folder / f"worker-{uuid.uuid4().hex[:6]}.log"
+        env = {**os.environ, **self.env, **extra_env, "NOTIFIER_LOG_LEVEL": "INFO"}
+        argv = [
+            sys.executable, "-m", "celery", "-A", "notifier.worker.app", "worker",
+            "--beat", "--schedule", str(self.folder / "beat-schedule"),
+            "-Q", ",".join(ALL_QUEUES), "--pool", "prefork", "--concurrency", "2",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--hostname", f"{self.name}-{uuid.uuid4().hex[:6]}@%h",
+        ]  # fmt: skip
+        with self.worker_log.open("wb") as log:
+            self.worker = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(
+            lambda: b"ready." in self.worker_log.read_bytes() or self._worker_died(),  # type: ignore[union-attr]
+            timeout=60,
+            what=f"{self.name} worker to be ready",
+        )
+        self._worker_died()
+
+    def _worker_died(self) -> bool:
+        if self.worker is not None and self.worker.poll() is not None:
+            raise AssertionError(f"worker exited: {self.worker_log_tail()}")
+        return False
+
+    def worker_log_tail(self, lines: int = 40) -> str:
+        if self.worker_log is None or not self.worker_log.exists():
+            return "(no log)"
+        return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop_worker(self) -> None:
+        """Warm shutdown: SIGTERM to the main process only (see FIELD-NOTES)."""
+        if self.worker is None:
+            return
+        self.worker.send_signal(signal.SIGTERM)
+        try:
+            self.worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill_worker()
+        self.worker = None
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and its pool, as a crashed host would."""
+        if self.worker is None:
+            return
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=30)
+        self.worker = None
+
+    @contextmanager
+    def worker_with(self, **extra_env: str) -> Iterator[None]:
+        """Swap the worker for one with other settings, then put the usual one back."""
+        self.stop_worker()
+        self.start_worker(**extra_env)
+        try:
+            yield
+        finally:
+            self.stop_worker()
+            self.start_worker()
+
+    # -- talking to it ------------------------------------------------------
+
+    def post(self, event: dict[str, Any]) -> Any:
+        return self.client.post("/v1/events", json=event, headers=self.producer)
+
+    def post_batch(self, events: list[dict[str, Any]]) -> Any:
+        return self.client.post("/v1/events/batch", json={"events": events}, headers=self.producer)
+
+    @contextmanager
+    def db(self) -> Iterator[Session]:
+        with self.runtime.db.session() as session:
+            yield session
+
+    def deliveries(self, account_no: str) -> list[Delivery]:
+        with self.db() as session:
+            return list(
+                session.exec(
+                    select(Delivery)
+                    .where(Delivery.account_no == account_no)
+                    .order_by(col(Delivery.id))
+                )
+            )
+
+    def settled(self, account_no: str, *, count: int, timeout: float = 60) -> list[Delivery]:
+        """Wait until the account has ``count`` deliveries, all in a final state."""
+
+        def done() -> list[Delivery] | None:
+            rows = self.deliveries(account_no)
+            if len(rows) >= count and all(d.status in FINAL_STATUSES for d in rows):
+                return rows
+            return None
+
+        try:
+            return wait_until(
+                done, timeout=timeout, what=f"{count} final deliveries of {account_no}"
+            )
+        except AssertionError as exc:
+            states = [(d.id, d.channel, d.status) for d in self.deliveries(account_no)]
+            raise AssertionError(
+                f"{exc}; now: {states}\nworker log:\n{self.worker_log_tail()}"
+            ) from None
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.client.__exit__(None, None, None)
+        self.runtime.close()
+        for cleanup in reversed(self.cleanups):
+            try:
+                cleanup()
+            except Exception as exc:
+                print(f"cleanup of {self.name} failed: {exc}", file=sys.stderr)
+
+
+def build_stack(name: str, folder: Path) -> Stack:
+    """Create the database and broker namespace for ``name`` and start its worker."""
+    database, broker = name.split("-")
+    cleanups: list[Callable[[], None]] = []
+    if database == "sqlite":
+        database_url = f"sqlite:///{folder / 'notifier.db'}"
+    else:
+        need("PostgreSQL", "127.0.0.1", 5432)
+        database_url, drop = _postgres_database()
+        cleanups.append(drop)
+    if broker == "filesystem":
+        broker_url = ""
+    elif broker == "rabbitmq":
+        need("RabbitMQ", "127.0.0.1", 5672)
+        vhost = f"notifier-test-{secrets.token_hex(4)}"
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+        )
+        cleanups.append(
+            lambda: subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+        )
+        broker_url = f"{RABBIT_URL}/{vhost}"
+    else:
+        need("Redis", "127.0.0.1", 6379)
+        import redis
+
+        db_number = 1 + secrets.randbelow(15)
+        client = redis.Redis.from_url(f"{REDIS_URL}/{db_number}")
+        client.flushdb()
+        cleanups.append(client.flushdb)
+        broker_url = f"{REDIS_URL}/{db_number}"
+    stack = Stack(name, folder, database_url, broker_url, cleanups=cleanups)
+    stack.start_worker()
+    return stack
+
+
+def _postgres_database() -> tuple[str, Callable[[], None]]:
+    import sqlalchemy as sa
+
+    name = f"notifier_test_{secrets.token_hex(4)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
