@@ -31,9 +31,6 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # The database knows what is owed; a publish that fails is retried by
-        # the reconciler, so the API never waits on a broker that is down.
-        "task_publish_retry": False,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         "timezone": settings.timezone,

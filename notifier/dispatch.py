@@ -17,6 +17,10 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 EVENTS_PER_TASK = 100
+# One quick retry re-opens a pooled connection the broker closed (a restart);
+# more would only keep a request waiting on a broker that is down, while the
+# reconciler resends from the database anyway.
+_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
 
 class Dispatcher:
@@ -42,7 +46,7 @@ class Dispatcher:
 
     def _send(self, task: str, args: list[object], *, queue: str) -> bool:
         try:
-            self.app.send_task(task, args=args, queue=queue, retry=False)
+            self.app.send_task(task, args=args, queue=queue, retry=True, retry_policy=_RETRY_POLICY)
         except Exception as exc:  # broker down or unreachable: the reconciler resends
             log.warning(
                 "broker refused %s on %s (%s); the reconciler will resend", task, queue, exc

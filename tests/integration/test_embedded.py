@@ -1,0 +1,85 @@
+"""`notifier up` as a newcomer runs it: one command, no servers, Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support import events
+from tests.support.stack import wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _leftover_processes(marker: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "embedded-data"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(NOTIFIER_DATA_DIR=str(data_dir), NOTIFIER_QUIET_HOURS="off")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "notifier", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = ""
+        assert service.stdout is not None
+        for line in service.stdout:
+            banner += line
+            if "Ctrl-C" in line:
+                break
+        key = re.search(r"producer key \(shown once\): (ntf_\S+)", banner)
+        assert key, f"no producer key in:\n{banner}"
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="the API")
+
+        acct = events.account()
+        event = events.unpaid(acct)
+        headers = {"Authorization": f"Bearer {key.group(1)}"}
+        answer = httpx.post(f"{base}/v1/events", json=event, headers=headers)
+        assert answer.status_code == 202, answer.text
+
+        def recorded() -> set[str]:
+            channels = set()
+            for path in (data_dir / "sandbox").glob("*.jsonl"):
+                for line in path.read_text().splitlines():
+                    if acct["account_no"][-4:] in json.loads(line)["body"]:
+                        channels.add(path.stem)
+            return channels if len(channels) == 3 else set()
+
+        assert wait_until(recorded, timeout=60, what="three sandbox deliveries") == {
+            "push",
+            "sms",
+            "email",
+        }
+    finally:
+        service.send_signal(signal.SIGINT)
+        code = service.wait(timeout=60)
+    assert code == 0, f"notifier up exited {code}"
+    assert _leftover_processes(str(data_dir)) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
