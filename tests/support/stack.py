@@ -136,11 +136,12 @@ class Stack:
         assert self.worker is None, "a worker is already running"
         self.worker_log = self.folder / f"worker-{uuid.uuid4().hex[:6]}.log"
         env = {**os.environ, **self.env, **extra_env, "NOTIFIER_LOG_LEVEL": "INFO"}
+        # Through the `notifier worker` command, as deployments run it; it execs celery.
         argv = [
-            sys.executable, "-m", "celery", "-A", "notifier.worker.app", "worker",
-            "--beat", "--schedule", str(self.folder / "beat-schedule"),
+            sys.executable, "-m", "notifier", "worker",
             "-Q", ",".join(ALL_QUEUES), "--pool", "prefork", "--concurrency", "2",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--beat", "--schedule", str(self.folder / "beat-schedule"),
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
             "--hostname", f"{self.name}-{uuid.uuid4().hex[:6]}@%h",
         ]  # fmt: skip
         with self.worker_log.open("wb") as log:
