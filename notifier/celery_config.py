@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from channels import CHANNEL_NAMES
 from notifier.settings import Settings
@@ -22,7 +22,12 @@ def _config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.resolved_broker_url,
         "broker_connection_timeout": settings.publish_timeout_seconds,
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(name) for name in ALL_QUEUES],
+        # Each queue on its own direct exchange and key: a bare Queue(name) would be
+        # bound to the default exchange with the default key, so every message
+        # would be copied into every queue.
+        "task_queues": [
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ALL_QUEUES
+        ],
         "task_default_queue": EVENTS_QUEUE,
         "task_routes": {
             "notifier.process_events": {"queue": EVENTS_QUEUE},

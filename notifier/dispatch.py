@@ -54,6 +54,23 @@ class Dispatcher:
             return False
         return True
 
+    def queue_depths(self, names: Iterable[str]) -> dict[str, int | None]:
+        """Messages waiting in each queue; None where the broker would not say."""
+        depths: dict[str, int | None] = dict.fromkeys(names)
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+                for name in depths:
+                    try:
+                        depths[name] = conn.default_channel.queue_declare(
+                            queue=name, passive=True
+                        ).message_count
+                    except Exception:
+                        depths[name] = None
+        except Exception as exc:
+            log.warning("cannot read queue depths (%s)", exc)
+        return depths
+
     def ping(self) -> None:
         """Raise if the broker does not answer."""
         with self.app.connection_for_write() as conn:

@@ -8,7 +8,7 @@ update only a row still in the state the caller saw (``status`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,13 +169,20 @@ def cancel_pending_for_bill(session: Session, bill_no: str, *, now: datetime, re
 
 
 def requeue_due(
-    session: Session, *, now: datetime, redispatch_after: float, limit: int
+    session: Session,
+    *,
+    now: datetime,
+    redispatch_after: float,
+    limit: int,
+    drained: Collection[str] | None = None,
 ) -> list[tuple[int, str]]:
     """Rows a worker should pick up but probably never will: make them queued and due.
 
     Deferred rows whose window opened, queued rows untouched for
     ``redispatch_after`` seconds (their task was lost with a broker or a
     worker), and sending rows whose lease expired (their worker died).
+    Queued rows are only taken for ``drained`` channels (None: all): while a
+    channel's queue still holds messages, a row waiting its turn is not lost.
     Returns ``(delivery_id, channel)`` to enqueue after commit.
     """
     stale = now - timedelta(seconds=redispatch_after)
@@ -186,7 +193,14 @@ def requeue_due(
             col(Delivery.available_at) <= now,
             "quiet hours over",
         ),
-        ((DeliveryStatus.QUEUED,), col(Delivery.available_at) < stale, "task lost; sent again"),
+        (
+            (DeliveryStatus.QUEUED,),
+            sa.and_(
+                col(Delivery.available_at) < stale,
+                sa.true() if drained is None else col(Delivery.channel).in_(drained),
+            ),
+            "task lost; sent again",
+        ),
         ((DeliveryStatus.SENDING,), col(Delivery.lease_until) < now, "lease expired; sent again"),
     ]
     for statuses, condition, reason in groups:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from channels import CHANNEL_NAMES
+from notifier.celery_config import EVENTS_QUEUE
 from notifier.deliveries import service as deliveries
 from notifier.flows.process_event import unprocessed_events
 from notifier.runtime import Runtime
@@ -28,13 +30,18 @@ class ReconcileReport:
 
 def reconcile(rt: Runtime) -> ReconcileReport:
     """One pass: re-enqueue stale events and due or orphaned deliveries."""
+    # A row still waiting behind a backlog is not lost: only where a queue has
+    # drained can a stale row mean that its message is gone.
+    depths = rt.dispatcher.queue_depths([EVENTS_QUEUE, *CHANNEL_NAMES])
+    drained = {name for name, depth in depths.items() if not depth}
     with rt.db.session() as session:
-        events = unprocessed_events(rt, session, limit=BATCH)
+        events = unprocessed_events(rt, session, limit=BATCH) if EVENTS_QUEUE in drained else []
         due = deliveries.requeue_due(
             session,
             now=rt.clock(),
             redispatch_after=rt.settings.redispatch_after_seconds,
             limit=BATCH,
+            drained=drained,
         )
     if events:
         rt.dispatcher.process_events(events)
