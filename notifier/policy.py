@@ -91,9 +91,10 @@ class Policy(BaseModel):
 
     def fallback_chain(self, channel: str) -> list[str]:
         """Channels to try, in order, after ``channel`` failed for good."""
+        following: dict[str, str] = dict(self.fallback)
         chain: list[str] = []
-        current: str = channel
-        while (nxt := self.fallback.get(current)) and nxt not in chain and nxt != channel:  # type: ignore[call-overload]
+        current = channel
+        while (nxt := following.get(current)) and nxt not in chain and nxt != channel:
             chain.append(nxt)
             current = nxt
         return chain

@@ -11,7 +11,6 @@ from sqlmodel import Field, SQLModel
 from notifier.db import UTCDateTime, utcnow
 
 __all__ = [
-    "ACTIVE_STATUSES",
     "FINAL_STATUSES",
     "Delivery",
     "DeliveryChange",
@@ -43,9 +42,6 @@ class DeliveryStatus:
     SUPPRESSED = "suppressed"
 
 
-ACTIVE_STATUSES = frozenset(
-    {DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED}
-)
 FINAL_STATUSES = frozenset(
     {
         DeliveryStatus.SENT,
