@@ -91,7 +91,7 @@ class Policy(BaseModel):
 
     def fallback_chain(self, channel: str) -> list[str]:
         """Channels to try, in order, after ``channel`` failed for good."""
-        following: dict[str, str] = dict(self.fallback)
+        following: dict[str, str] = {str(k): str(v) for k, v in self.fallback.items()}
         chain: list[str] = []
         current = channel
         while (nxt := following.get(current)) and nxt not in chain and nxt != channel:
