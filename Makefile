@@ -27,7 +27,7 @@ run: $(STAMP)
 
 # pytest's exit code is kept (and written to $$PYTEST_EXIT_FILE when set, for
 # .ci/run); exit code 5, "no tests collected", is reported as the failure it is.
-test: $(STAMP)
+test: lint
 	bash scripts/services.sh up
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$${PYTEST_EXIT_FILE:-}" ]; then echo $$rc > "$$PYTEST_EXIT_FILE"; fi; \
