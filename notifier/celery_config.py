@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu.entity import Exchange, Queue
 
 from channels import CHANNEL_NAMES
@@ -18,6 +19,7 @@ ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, *CHANNEL_NAMES)
 
 
 def _config(settings: Settings) -> dict[str, Any]:
+    cutoff_hour, cutoff_minute = (int(part) for part in settings.postcard_cutoff.split(":"))
     config: dict[str, Any] = {
         "broker_url": settings.resolved_broker_url,
         "broker_connection_timeout": settings.publish_timeout_seconds,
@@ -32,6 +34,7 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             "notifier.process_events": {"queue": EVENTS_QUEUE},
             "notifier.reconcile": {"queue": MAINTENANCE_QUEUE},
+            "notifier.print_postcards": {"queue": MAINTENANCE_QUEUE},
         },
         "task_ignore_result": True,
         "task_acks_late": True,
@@ -40,6 +43,10 @@ def _config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": settings.timezone,
         "beat_schedule": {
+            "print-postcards": {
+                "task": "notifier.print_postcards",
+                "schedule": crontab(hour=cutoff_hour, minute=cutoff_minute),
+            },
             "reconcile": {
                 "task": "notifier.reconcile",
                 "schedule": settings.reconcile_interval_seconds,
@@ -50,6 +57,7 @@ def _config(settings: Settings) -> dict[str, Any]:
     if config["broker_url"].startswith("filesystem"):
         folder = settings.broker_dir
         folder.mkdir(parents=True, exist_ok=True)
+        config["broker_transport"] = "notifier.fs_transport:Transport"
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

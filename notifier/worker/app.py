@@ -5,23 +5,49 @@ Tasks are thin and take ids; the flows do the work against the database.
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import lru_cache
 
 from celery import Task
+from celery.signals import worker_init
 
 from notifier.celery_config import make_celery
 from notifier.flows.deliver import deliver as deliver_flow
+from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
 from notifier.flows.reconcile import reconcile as reconcile_flow
 from notifier.logs import configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import get_settings
 
-__all__ = ["celery_app", "deliver", "process_events", "reconcile"]
+__all__ = ["celery_app", "deliver", "print_postcards", "process_events", "reconcile"]
 
 log = logging.getLogger(__name__)
 celery_app = make_celery(get_settings())
+
+
+@worker_init.connect
+def _quarantine_broken_messages(**_: object) -> None:
+    """Move aside message files a killed process left half-written.
+
+    kombu's filesystem transport (the embedded broker) stops the whole worker
+    on a message file it cannot parse, and a process SIGKILLed while
+    publishing leaves exactly that. The database still knows what is owed, so
+    the reconciler sends those tasks again.
+    """
+    settings = get_settings()
+    if not settings.resolved_broker_url.startswith("filesystem"):
+        return
+    folder = settings.broker_dir
+    quarantine = folder / "broken"
+    for path in folder.glob("*.msg"):
+        try:
+            json.loads(path.read_bytes())
+        except (ValueError, OSError):
+            quarantine.mkdir(exist_ok=True)
+            path.replace(quarantine / path.name)
+            log.warning("moved a half-written broker message aside: %s", path.name)
 
 
 @lru_cache(maxsize=1)
@@ -48,6 +74,13 @@ def deliver(self: Task, delivery_id: int) -> str | None:
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status
+
+
+@celery_app.task(name="notifier.print_postcards")
+def print_postcards() -> str | None:
+    """The day's print batch of postcards, at the cut-off time."""
+    report = print_postcards_flow(runtime())
+    return report.batch_id if report else None
 
 
 @celery_app.task(name="notifier.reconcile")
