@@ -1,0 +1,356 @@
+"""A local Twilio REST API: Messages and Calls, basic auth, errors, signed callbacks.
+
+Speaks enough of ``https://api.twilio.com/2010-04-01`` for the real twilio SDK:
+
+* ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``.../Calls.json``,
+  form-encoded, HTTP basic auth with the configured account sid and auth token
+  (anything else: 401, code 20003); the answer is 201 JSON with ``sid``
+  (``SM``/``CA`` + 32 hex), ``status`` (``queued``; ``accepted`` for a
+  Messaging Service without ``From``), ``to``, ``from``, ``num_segments``,
+  ``account_sid``, ``date_created`` (RFC 2822, as Twilio writes it).
+* Errors are Twilio's JSON ``{"code", "message", "more_info", "status"}``.
+  The :class:`~channels.simulators.base.FaultMix` injects 500 (code 20500)
+  and 429 (code 20429, with ``Retry-After: 1``, which Twilio itself does not
+  promise).
+* Accepted requests are kept in ``messages`` / ``calls`` (form fields, a
+  repeated field as a list, plus ``Sid``); ``callbacks_sent`` lists every
+  status callback posted and the HTTP status it got.
+
+Magic ``To`` numbers, like Twilio's test credentials
+(https://www.twilio.com/docs/iam/test-credentials), for Messages and Calls:
+
+=================  ==================================================
+``To`` ends with    result
+=================  ==================================================
+``21211``           400, code 21211: invalid ``To`` number
+``21217``           400, code 21217: phone number not reachable
+``21610``           400, code 21610: recipient replied STOP
+``21614``           400, code 21614: not a mobile number
+``30003``           SMS accepted; callbacks ``sent``, then ``undelivered``
+                    with ``ErrorCode`` 30003 (handset unreachable)
+``0486``            call accepted; callbacks end ``busy``
+``0487``            call accepted; callbacks end ``no-answer``
+=================  ==================================================
+
+Any other number is accepted; its SMS callbacks are ``sent`` then
+``delivered``; a call's are ``initiated``, ``ringing``, ``in-progress``
+(the ``answered`` event) and ``completed``, each only if asked for in
+``StatusCallbackEvent`` (default: ``completed`` alone), as Twilio does.
+
+Callbacks are posted from a background thread, ``callback_delay`` seconds
+apart, form-encoded and signed like Twilio's: ``X-Twilio-Signature`` =
+``RequestValidator(auth_token).compute_signature(url, params)``
+(https://www.twilio.com/docs/usage/security#validating-requests).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, ClassVar
+from urllib.error import HTTPError
+from urllib.parse import parse_qsl, urlencode
+from urllib.request import ProxyHandler, Request, build_opener
+
+from twilio.request_validator import RequestValidator
+
+from channels.simulators.base import FaultMix, HttpSimulator, JsonHandler
+from channels.twilio_common import sms_segments
+
+__all__ = ["TwilioSimulator"]
+
+API_VERSION = "2010-04-01"
+_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/(?P<kind>Messages|Calls)\.json$")
+
+# To-suffix → (code, message) of a refused create, for Messages and Calls alike.
+_REFUSED = {
+    "21211": (21211, "The 'To' number {to} is not a valid phone number."),
+    "21217": (21217, "Phone number does not appear to be valid"),
+    "21610": (21610, "Attempt to send to unsubscribed recipient"),
+    "21614": (21614, "'To' number {to} is not a valid mobile number"),
+}
+# To-suffix → how a call ends when nobody answers.
+_CALL_ENDINGS = {"0486": "busy", "0487": "no-answer"}
+_SMS_UNDELIVERED = "30003"
+
+
+def _error(code: int, message: str, status: int) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+class _TwilioHandler(JsonHandler):
+    simulator: ClassVar[TwilioSimulator]
+
+    def do_POST(self) -> None:
+        raw = self.body()  # read it all first, or the keep-alive connection desyncs
+        sim = self.simulator
+        sim.faults.pause()
+        match = _PATH.match(self.path.split("?", 1)[0])
+        if not match:
+            self.send_json(
+                404, _error(20404, f"The requested resource {self.path} was not found", 404)
+            )
+            return
+        if not sim.authorized(self.headers.get("Authorization"), match["sid"]):
+            self.send_json(
+                401,
+                _error(20003, "Authenticate", 401),
+                {"WWW-Authenticate": 'Basic realm="Twilio API"'},
+            )
+            return
+        fault = sim.faults.draw()
+        if fault == "server_error":
+            self.send_json(500, _error(20500, "Internal Server Error", 500))
+            return
+        if fault == "rate_limited":
+            self.send_json(429, _error(20429, "Too Many Requests", 429), {"Retry-After": "1"})
+            return
+        form: dict[str, Any] = {}
+        for key, value in parse_qsl(raw.decode("utf-8"), keep_blank_values=True):
+            if key in form:  # a repeated field (StatusCallbackEvent) becomes a list
+                previous = form[key]
+                form[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                form[key] = value
+        create = sim.create_message if match["kind"] == "Messages" else sim.create_call
+        status, payload = create(form)
+        self.send_json(status, payload)
+
+
+class TwilioSimulator(HttpSimulator):
+    """Twilio's Messages and Calls resources on 127.0.0.1, with signed status callbacks."""
+
+    handler = _TwilioHandler
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = "AC" + "0" * 32,
+        auth_token: str = "simulator-token",
+        callback_delay: float = 0.05,
+        faults: FaultMix | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(faults=faults, host=host, port=port)
+        self.account_sid, self.auth_token = account_sid, auth_token
+        self.callback_delay = callback_delay
+        self.messages: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.callbacks_sent: list[dict[str, Any]] = []
+        self._validator = RequestValidator(auth_token)
+        self._callback_threads: list[threading.Thread] = []
+        # No proxy: callbacks go to local receivers even with http_proxy set.
+        self._opener = build_opener(ProxyHandler({}))
+
+    def reset(self, faults: FaultMix | None = None) -> None:
+        """Forget what was received and sent; take a new failure mix (default: none)."""
+        self.wait_callbacks()
+        with self.lock:
+            self.faults = faults or FaultMix()
+            self.messages.clear()
+            self.calls.clear()
+            self.callbacks_sent.clear()
+            self._callback_threads.clear()
+
+    def authorized(self, header: str | None, path_sid: str) -> bool:
+        """Whether the basic credentials are ours and the path names our account."""
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return (user, password, path_sid) == (self.account_sid, self.auth_token, self.account_sid)
+
+    def _resource(self, kind: str, sid: str) -> dict[str, Any]:
+        now = _now()
+        return {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "price": None,
+            "price_unit": "USD",
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/{kind}/{sid}.json",
+        }
+
+    def _refused(self, to: str) -> tuple[int, dict[str, Any]] | None:
+        for suffix, (code, text) in _REFUSED.items():
+            if to.endswith(suffix):
+                return 400, _error(code, text.format(to=to), 400)
+        return None
+
+    def create_message(self, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Answer a Messages create: (HTTP status, JSON body)."""
+        to, sender = form.get("To", ""), form.get("From", "")
+        service, body = form.get("MessagingServiceSid", ""), form.get("Body", "")
+        if not to:
+            return 400, _error(21604, "A 'To' phone number is required.", 400)
+        if not sender and not service:
+            return 400, _error(21603, "A 'From' phone number is required.", 400)
+        if not body:
+            return 400, _error(21602, "Message body is required.", 400)
+        if len(body) > 1600:
+            return 400, _error(
+                21617, "The concatenated message body exceeds the 1600 character limit.", 400
+            )
+        refused = self._refused(to)
+        if refused:
+            return refused
+        sid = "SM" + uuid.uuid4().hex
+        payload = self._resource("Messages", sid) | {
+            "to": to,
+            "from": sender or None,
+            "body": body,
+            "messaging_service_sid": service or None,
+            "status": "queued" if sender else "accepted",
+            "num_segments": str(sms_segments(body)),
+            "num_media": "0",
+            "date_sent": None,
+            "error_code": None,
+            "error_message": None,
+        }
+        with self.lock:
+            self.messages.append(form | {"Sid": sid, "received_at": time.time()})
+        callback = form.get("StatusCallback")
+        if callback:
+            final = "undelivered" if to.endswith(_SMS_UNDELIVERED) else "delivered"
+            base = {
+                "AccountSid": self.account_sid,
+                "ApiVersion": API_VERSION,
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "From": sender,
+                "To": to,
+            } | ({"MessagingServiceSid": service} if service else {})
+            events = [base | {"MessageStatus": "sent", "SmsStatus": "sent"}]
+            last = base | {"MessageStatus": final, "SmsStatus": final}
+            if final == "undelivered":
+                last["ErrorCode"] = _SMS_UNDELIVERED
+            events.append(last)
+            self._post_later(callback, events)
+        return 201, payload
+
+    def create_call(self, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Answer a Calls create: (HTTP status, JSON body)."""
+        to, sender = form.get("To", ""), form.get("From", "")
+        if not to:
+            return 400, _error(21201, "No 'To' number is specified", 400)
+        if not sender:
+            return 400, _error(21213, "No 'From' number is specified", 400)
+        if not (form.get("Twiml") or form.get("Url") or form.get("ApplicationSid")):
+            return 400, _error(21205, "Url parameter is required.", 400)
+        refused = self._refused(to)
+        if refused:
+            return refused
+        sid = "CA" + uuid.uuid4().hex
+        payload = self._resource("Calls", sid) | {
+            "to": to,
+            "to_formatted": to,
+            "from": sender,
+            "from_formatted": sender,
+            "status": "queued",
+            "start_time": None,
+            "end_time": None,
+            "duration": None,
+            "parent_call_sid": None,
+        }
+        with self.lock:
+            self.calls.append(form | {"Sid": sid, "received_at": time.time()})
+        callback = form.get("StatusCallback")
+        if callback:
+            self._post_later(callback, self._call_events(sid, to, sender, form))
+        return 201, payload
+
+    def _call_events(
+        self, sid: str, to: str, sender: str, form: dict[str, Any]
+    ) -> list[dict[str, str]]:
+        asked = form.get("StatusCallbackEvent") or ["completed"]
+        asked = set(asked if isinstance(asked, list) else [asked])
+        ending = next((end for sfx, end in _CALL_ENDINGS.items() if to.endswith(sfx)), None)
+        steps = [("initiated", "initiated"), ("ringing", "ringing")]
+        if ending is None:
+            steps += [("answered", "in-progress"), ("completed", "completed")]
+        else:
+            steps += [("completed", ending)]
+        events: list[dict[str, str]] = []
+        for number, (event, status) in enumerate(s for s in steps if s[0] in asked):
+            params = {
+                "AccountSid": self.account_sid,
+                "ApiVersion": API_VERSION,
+                "CallSid": sid,
+                "CallStatus": status,
+                "Called": to,
+                "Caller": sender,
+                "CallbackSource": "call-progress-events",
+                "Direction": "outbound-api",
+                "From": sender,
+                "To": to,
+                "SequenceNumber": str(number),
+                "Timestamp": _now(),
+            }
+            if event == "completed":
+                params["CallDuration"] = "0" if ending else "12"
+            events.append(params)
+        return events
+
+    def _post_later(self, url: str, events: list[dict[str, str]]) -> None:
+        thread = threading.Thread(
+            target=self._post_callbacks, args=(url, events), name="twilio-callbacks", daemon=True
+        )
+        with self.lock:
+            self._callback_threads.append(thread)
+        thread.start()
+
+    def _post_callbacks(self, url: str, events: list[dict[str, str]]) -> None:
+        for params in events:
+            time.sleep(self.callback_delay)
+            signature = self._validator.compute_signature(url, params)
+            request = Request(
+                url,
+                data=urlencode(params).encode(),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": signature,
+                    "User-Agent": "TwilioProxy/1.1",
+                },
+                method="POST",
+            )
+            answered: int | None
+            try:
+                with self._opener.open(request, timeout=5) as reply:
+                    answered = reply.status
+            except HTTPError as exc:
+                answered = exc.code
+            except OSError:
+                answered = None  # receiver down: Twilio does not retry either
+            with self.lock:
+                self.callbacks_sent.append(
+                    {"url": url, "params": params, "signature": signature, "status": answered}
+                )
+
+    def wait_callbacks(self, timeout: float = 5.0) -> None:
+        """Wait until every callback thread started so far has finished."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            threads = list(self._callback_threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,472 @@
+"""Twilio SMS and voice: the real twilio SDK against the local Twilio simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.request_validator import RequestValidator
+
+import channels
+from channels import (
+    Channel,
+    ChannelError,
+    Message,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+)
+from channels.simulators.base import FaultMix
+from channels.simulators.twilio import TwilioSimulator
+from channels.twilio_common import sms_segments, to_channel_error
+from channels.twilio_sms import TwilioSms
+from channels.twilio_voice import TwilioVoice, gather_response
+
+SID = "AC" + "1" * 32
+TOKEN = "test-auth-token"
+FROM = "+15005550006"
+SERVICE_LINE = "1911"
+GATHER_URL = "https://notifier.example/v1/callbacks/twilio/gather"
+BODY_ZH = "您的電費帳單尚未繳納，請儘速繳費。" * 6  # 102 characters: two UCS-2 parts
+assert len(BODY_ZH) > 70
+
+
+@pytest.fixture(scope="module")
+def shared_sim() -> Iterator[TwilioSimulator]:
+    # One simulator for the module: stopping an http.server takes up to half a second.
+    simulator = TwilioSimulator(account_sid=SID, auth_token=TOKEN, callback_delay=0.01)
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def sim(shared_sim: TwilioSimulator) -> TwilioSimulator:
+    shared_sim.reset()
+    return shared_sim
+
+
+def sms(base_url: str, **options: Any) -> TwilioSms:
+    settings: dict[str, Any] = {
+        "account_sid": SID,
+        "auth_token": TOKEN,
+        "from_number": FROM,
+        "base_url": base_url,
+    }
+    return TwilioSms(**(settings | options))
+
+
+def voice(base_url: str, **options: Any) -> TwilioVoice:
+    settings: dict[str, Any] = {
+        "account_sid": SID,
+        "auth_token": TOKEN,
+        "from_number": FROM,
+        "service_line": SERVICE_LINE,
+        "gather_url": GATHER_URL,
+        "base_url": base_url,
+    }
+    return TwilioVoice(**(settings | options))
+
+
+def message(channel: str, to: str = "+886912345678", **fields: Any) -> Message:
+    return Message(delivery_id=42, channel=channel, to=(to,), body=BODY_ZH, **fields)
+
+
+def send(channel: Channel, *messages: Message) -> list[SendResult]:
+    """Send inside one event loop, then close the channel's session in it."""
+
+    async def go() -> list[SendResult]:
+        try:
+            return [await channel.send(m) for m in messages]
+        finally:
+            await channel.aclose()
+
+    return asyncio.run(go())
+
+
+def send_one(channel: Channel, one: Message) -> SendResult:
+    return send(channel, one)[0]
+
+
+def failure(channel: Channel, one: Message) -> ChannelError:
+    with pytest.raises(ChannelError) as caught:
+        send_one(channel, one)
+    return caught.value
+
+
+# --- accepted sends -------------------------------------------------------------------------
+
+
+def test_sms_is_accepted_with_a_sid_and_two_segments_for_a_long_chinese_body(
+    sim: TwilioSimulator,
+) -> None:
+    result = send_one(sms(sim.base_url), message("sms"))
+
+    assert result.provider == "twilio"
+    assert re.fullmatch(r"SM[0-9a-f]{32}", result.provider_id)
+    assert result.status == "sent"
+    assert result.detail == {"segments": 2, "twilio_status": "queued"}
+    [received] = sim.messages
+    assert received["Sid"] == result.provider_id
+    assert (received["To"], received["From"], received["Body"]) == ("+886912345678", FROM, BODY_ZH)
+    assert "StatusCallback" not in received
+
+
+def test_sms_through_a_messaging_service_is_accepted_without_from(sim: TwilioSimulator) -> None:
+    channel = sms(sim.base_url, from_number="", messaging_service_sid="MG" + "2" * 32)
+
+    result = send_one(channel, message("sms"))
+
+    assert result.detail["twilio_status"] == "accepted"
+    [received] = sim.messages
+    assert received["MessagingServiceSid"] == "MG" + "2" * 32
+    assert "From" not in received
+
+
+def test_one_channel_sends_several_messages_on_one_loop(sim: TwilioSimulator) -> None:
+    results = send(sms(sim.base_url), message("sms"), message("sms", "+886987654321"))
+
+    assert len({r.provider_id for r in results}) == 2
+    assert [m["To"] for m in sim.messages] == ["+886912345678", "+886987654321"]
+
+
+def test_the_registry_builds_both_twilio_providers(sim: TwilioSimulator) -> None:
+    built = channels.create(
+        "sms", "twilio", account_sid=SID, auth_token=TOKEN, from_number=FROM, base_url=sim.base_url
+    )
+    assert isinstance(built, TwilioSms)
+    assert "twilio" in channels.providers("voice")
+
+
+def test_a_call_carries_the_twiml_and_asks_for_every_status_event(sim: TwilioSimulator) -> None:
+    channel = voice(sim.base_url)
+    notice = message("voice", callback_url="http://127.0.0.1:9/unused")
+
+    result = send_one(channel, notice)
+
+    assert re.fullmatch(r"CA[0-9a-f]{32}", result.provider_id)
+    assert result.status == "sent"
+    [received] = sim.calls
+    assert received["Twiml"] == channel.twiml(notice)
+    assert received["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+
+
+# --- every error class, for both channels ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorCase:
+    name: str
+    to: str = "+886912345678"
+    faults: FaultMix = field(default_factory=FaultMix)
+    error: type[ChannelError] = PermanentChannelError
+    code: str | None = None
+    rejected: bool = False
+    opt_out: bool = False
+    retry_after: float | None = None
+
+
+ERROR_CASES = [
+    ErrorCase("invalid number", to="+886900021211", code="21211", rejected=True),
+    ErrorCase("not a mobile", to="+886222021614", code="21614", rejected=True),
+    ErrorCase("unreachable number", to="+886900021217", code="21217", rejected=True),
+    ErrorCase("replied STOP", to="+886912021610", code="21610", rejected=True, opt_out=True),
+    ErrorCase(
+        "rate limited",
+        faults=FaultMix(rate_limited=1.0),
+        error=TransientChannelError,
+        code="20429",
+        retry_after=1.0,
+    ),
+    ErrorCase(
+        "server error", faults=FaultMix(server_error=1.0), error=TransientChannelError, code="20500"
+    ),
+]
+
+
+@pytest.mark.parametrize("kind", ["sms", "voice"])
+@pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.name)
+def test_twilio_errors_map_to_transient_or_permanent(
+    sim: TwilioSimulator, kind: str, case: ErrorCase
+) -> None:
+    sim.reset(case.faults)
+    channel = sms(sim.base_url) if kind == "sms" else voice(sim.base_url)
+
+    error = failure(channel, message(kind, case.to))
+
+    assert type(error) is case.error
+    assert error.code == case.code
+    assert isinstance(error.__cause__, TwilioRestException)
+    if isinstance(error, PermanentChannelError):
+        assert error.rejected == ((case.to,) if case.rejected else ())
+        assert error.opt_out is case.opt_out
+    else:
+        assert isinstance(error, TransientChannelError)
+        assert error.retry_after == case.retry_after
+    assert sim.messages == [] and sim.calls == []
+
+
+def test_a_wrong_auth_token_is_permanent_and_rejects_nobody(sim: TwilioSimulator) -> None:
+    error = failure(sms(sim.base_url, auth_token="not-the-token"), message("sms"))
+
+    assert isinstance(error, PermanentChannelError)
+    assert (error.code, error.rejected, error.opt_out) == ("20003", (), False)
+
+
+def test_a_twilio_that_refuses_connections_is_transient() -> None:
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+    for channel in (sms(base_url), voice(base_url)):
+        error = failure(channel, message(channel.channel))
+        assert isinstance(error, TransientChannelError)
+        assert isinstance(error.__cause__, OSError)
+
+
+def test_a_twilio_slower_than_the_timeout_is_transient(sim: TwilioSimulator) -> None:
+    sim.reset(FaultMix(latency_ms=300))
+
+    error = failure(sms(sim.base_url, timeout=0.1), message("sms"))
+
+    assert isinstance(error, TransientChannelError)
+    assert isinstance(error.__cause__, TimeoutError)
+    # The request still lands: a retry after a timeout may send the SMS twice.
+    deadline = time.monotonic() + 2
+    while not sim.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(sim.messages) == 1
+
+
+def test_a_body_over_twilios_limit_is_refused_before_sending(sim: TwilioSimulator) -> None:
+    error = failure(sms(sim.base_url), Message(1, "sms", ("+886912345678",), "x" * 1601))
+
+    assert isinstance(error, PermanentChannelError)
+    assert error.code == "21617"
+    assert sim.messages == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "error", "rejected", "opt_out"),
+    [
+        (TwilioRestException(400, "/x", "bad", 21211), PermanentChannelError, ("+886",), False),
+        (TwilioRestException(400, "/x", "stop", 21610), PermanentChannelError, ("+886",), True),
+        (TwilioRestException(401, "/x", "auth", 20003), PermanentChannelError, (), False),
+        (TwilioRestException(404, "/x", "gone", 20404), PermanentChannelError, (), False),
+        (TwilioRestException(429, "/x", "slow", 20429), TransientChannelError, None, None),
+        (TwilioRestException(503, "/x", "down", 503), TransientChannelError, None, None),
+        (TwilioServiceException("t", "down", 503, 20500), TransientChannelError, None, None),
+        (TwilioServiceException("t", "slow", 429, 20429), TransientChannelError, None, None),
+        (TwilioServiceException("t", "bad", 400, 21211), PermanentChannelError, ("+886",), False),
+        (TwilioServiceException("t", "bad", 400, 20001), PermanentChannelError, (), False),
+        (ConnectionResetError("reset"), TransientChannelError, None, None),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
+)
+def test_the_error_map_covers_rest_service_and_network_errors(
+    exc: BaseException,
+    error: type[ChannelError],
+    rejected: tuple[str, ...] | None,
+    opt_out: bool | None,
+) -> None:
+    mapped = to_channel_error(exc, to="+886")
+
+    assert type(mapped) is error
+    if isinstance(mapped, PermanentChannelError):
+        assert (mapped.rejected, mapped.opt_out) == (rejected, opt_out)
+
+
+# --- voice TwiML -----------------------------------------------------------------------------
+
+
+def test_the_call_reads_the_body_twice_inside_a_gather_then_says_goodbye() -> None:
+    twiml = voice("http://127.0.0.1:9").twiml(message("voice"))
+
+    gather = re.search(r"<Gather (?P<attrs>[^>]*)>(?P<inner>.*)</Gather>", twiml)
+    assert gather is not None
+    assert 'numDigits="1"' in gather["attrs"]
+    assert f'action="{GATHER_URL}"' in gather["attrs"]
+    assert gather["inner"].count(f'<Say language="zh-TW">{BODY_ZH}</Say>') == 2
+    assert '<Pause length="1" />' in gather["inner"]
+    assert twiml.index("</Gather>") < twiml.index("再見")
+
+
+def test_english_notices_are_read_in_en_us_and_xml_is_escaped() -> None:
+    notice = Message(1, "voice", ("+886912345678",), "Pay <now> & save", language="en")
+
+    twiml = voice("http://127.0.0.1:9", gather_url=None).twiml(notice)
+
+    assert twiml.count('<Say language="en-US">Pay &lt;now&gt; &amp; save</Say>') == 2
+    assert "action=" not in twiml
+
+
+@pytest.mark.parametrize(
+    ("digit", "present", "absent"),
+    [
+        ("1", ["<Gather", f'action="{GATHER_URL}"'], ["<Dial"]),
+        ("2", [f"<Dial>{SERVICE_LINE}</Dial>"], ["<Gather"]),
+        ("9", ["再見", "<Hangup />"], ["<Gather", "<Dial"]),
+    ],
+)
+def test_a_pressed_key_repeats_connects_or_says_goodbye(
+    digit: str, present: list[str], absent: list[str]
+) -> None:
+    twiml = gather_response(
+        digit, body=BODY_ZH, language="zh-TW", service_line=SERVICE_LINE, gather_url=GATHER_URL
+    )
+
+    for text in present:
+        assert text in twiml
+    for text in absent:
+        assert text not in twiml
+    assert twiml.count(BODY_ZH) == (2 if digit == "1" else 0)
+
+
+# --- signed status callbacks -----------------------------------------------------------------
+
+
+class Receiver:
+    """A tiny webhook endpoint recording each form-encoded POST."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], str]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                params = dict(parse_qsl(raw.decode()))
+                receiver.received.append(
+                    (self.path, params, self.headers.get("X-Twilio-Signature", ""))
+                )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/callbacks/twilio?d=42"
+
+    def statuses(self, key: str) -> list[str]:
+        return [params[key] for _, params, _ in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.server.shutdown()
+    endpoint.server.server_close()
+
+
+def test_sms_callbacks_are_signed_and_a_tampered_one_fails_validation(
+    sim: TwilioSimulator, receiver: Receiver
+) -> None:
+    result = send_one(sms(sim.base_url), message("sms", callback_url=receiver.url))
+    sim.wait_callbacks()
+
+    assert receiver.statuses("MessageStatus") == ["sent", "delivered"]
+    validator = RequestValidator(TOKEN)
+    for path, params, signature in receiver.received:
+        assert path == "/v1/callbacks/twilio?d=42"
+        assert params["MessageSid"] == result.provider_id
+        assert validator.validate(receiver.url, params, signature)
+        assert not validator.validate(receiver.url, params | {"MessageStatus": "read"}, signature)
+        assert not RequestValidator("other-token").validate(receiver.url, params, signature)
+    assert [c["status"] for c in sim.callbacks_sent] == [204, 204]
+
+
+def test_an_unreachable_handset_ends_undelivered_with_its_error_code(
+    sim: TwilioSimulator, receiver: Receiver
+) -> None:
+    send_one(sms(sim.base_url), message("sms", "+886912030003", callback_url=receiver.url))
+    sim.wait_callbacks()
+
+    assert receiver.statuses("MessageStatus") == ["sent", "undelivered"]
+    assert receiver.received[-1][1]["ErrorCode"] == "30003"
+
+
+@pytest.mark.parametrize(
+    ("to", "statuses"),
+    [
+        ("+886912345678", ["initiated", "ringing", "in-progress", "completed"]),
+        ("+886912340486", ["initiated", "ringing", "busy"]),
+        ("+886912340487", ["initiated", "ringing", "no-answer"]),
+    ],
+)
+def test_call_progress_callbacks_arrive_signed_in_order(
+    sim: TwilioSimulator, receiver: Receiver, to: str, statuses: list[str]
+) -> None:
+    result = send_one(voice(sim.base_url), message("voice", to, callback_url=receiver.url))
+    sim.wait_callbacks()
+
+    assert receiver.statuses("CallStatus") == statuses
+    validator = RequestValidator(TOKEN)
+    for _, params, signature in receiver.received:
+        assert params["CallSid"] == result.provider_id
+        assert validator.validate(receiver.url, params, signature)
+    assert "CallDuration" in receiver.received[-1][1]
+
+
+# --- configuration and segments --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factory", "options", "setting"),
+    [
+        (TwilioSms, {"account_sid": ""}, "account_sid"),
+        (TwilioSms, {"auth_token": ""}, "auth_token"),
+        (TwilioSms, {"from_number": "", "messaging_service_sid": ""}, "from_number"),
+        (TwilioSms, {"base_url": "api.twilio.com"}, "base_url"),
+        (TwilioSms, {"timeout": 0}, "timeout"),
+        (TwilioVoice, {"account_sid": ""}, "account_sid"),
+        (TwilioVoice, {"from_number": ""}, "from_number"),
+        (TwilioVoice, {"service_line": ""}, "service_line"),
+    ],
+)
+def test_missing_or_bad_settings_are_refused(
+    factory: type[Channel], options: dict[str, Any], setting: str
+) -> None:
+    settings: dict[str, Any] = {"account_sid": SID, "auth_token": TOKEN, "from_number": FROM}
+    if factory is TwilioVoice:
+        settings["service_line"] = SERVICE_LINE
+
+    with pytest.raises(ValueError, match=setting):
+        factory(**(settings | options))
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("", 1),
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),  # extension characters count two septets
+        ("€" * 81, 2),
+        ("中" * 70, 1),
+        ("中" * 71, 2),
+        ("中" * 100, 2),
+        ("中" * 134, 2),
+        ("中" * 135, 3),
+        ("😀" * 35, 1),  # a surrogate pair is two UTF-16 units
+        ("😀" * 36, 2),
+    ],
+    ids=lambda v: f"{len(v)}x{v[:1]!r}" if isinstance(v, str) else str(v),
+)
+def test_sms_segments_follow_gsm7_and_ucs2_limits(text: str, parts: int) -> None:
+    assert sms_segments(text) == parts
