@@ -1,0 +1,410 @@
+"""App push through Firebase Cloud Messaging, with the firebase-admin SDK.
+
+One FCM message goes to each device token of a :class:`~channels.base.Message`
+(``send_each``, at most 500 per call), with the subject and body as the
+notification and ``Message.data`` as the data payload (the app's deep link).
+The SDK is synchronous; each batch runs in ``asyncio.to_thread``.
+
+Errors, mapped once in :func:`_map_error`::
+
+    UnregisteredError, SenderIdMismatchError,     PermanentChannelError, that token rejected
+      InvalidArgumentError about the token
+    QuotaExceededError (429), UnavailableError,   TransientChannelError (retry_after from a
+      InternalError, other 5xx, timeouts,           429's Retry-After)
+      connection errors
+    UnauthenticatedError, PermissionDeniedError,  PermanentChannelError for the whole message
+      InvalidArgumentError about the payload        (configuration or content; no token blamed)
+
+One send is *sent* if any token was accepted (``SendResult.rejected`` names
+the dead tokens); it raises ``PermanentChannelError(rejected=...)`` if every
+token was refused, and ``TransientChannelError`` if none was accepted and at
+least one failed transiently.
+
+SDK quirks handled here:
+
+* ``Message.token`` is deprecated in firebase-admin 7.7; targets are set with
+  ``Message(fid=...)`` (the JSON field ``fid``), as the SDK source asks
+  (https://firebase.google.com/docs/reference/admin/python/firebase_admin.messaging#message).
+* There is no base-URL option and no messaging emulator: the endpoint comes
+  from the private class attribute ``messaging._MessagingService.FCM_URL``,
+  read once per service into the instance's ``_fcm_url``. :func:`_point_at`
+  re-aims one app's service, not the class (see there).
+* The SDK retries 500 and 503 itself (``urllib3`` ``Retry(status=4,
+  backoff_factor=0.5)``: seconds of blocking backoff) and, for
+  fcm.googleapis.com only, mounts a 100-connection pool.
+  ``sdk_retries=False`` mounts an adapter without retries, so that the
+  ``notifier`` retry policy alone decides (and tests stay fast).
+* A 401 makes google-auth's ``AuthorizedSession`` refresh the credential and
+  retry twice; a static ``access_token`` (simulators, tests) cannot refresh,
+  so its ``refresh`` does nothing and the 401 surfaces as
+  ``UnauthenticatedError``
+  (https://googleapis.dev/python/google-auth/latest/reference/google.auth.transport.requests.html).
+* An ``INVALID_ARGUMENT`` may be about the token or about the payload; only
+  the first blames the token
+  (https://firebase.google.com/docs/cloud-messaging/error-codes,
+  https://firebase.google.com/docs/cloud-messaging/manage-tokens).
+* ``firebase_admin.delete_app`` closes the service's httpx client with
+  ``asyncio.run``, which fails inside a running loop: it runs in a thread.
+* App names are global in firebase-admin: each instance gets its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import firebase_admin
+import google.auth.credentials
+import google.auth.exceptions
+import requests
+import requests.adapters
+from firebase_admin import credentials as fb_credentials
+from firebase_admin import exceptions as fb_exceptions
+from firebase_admin import messaging
+from urllib3.util.retry import Retry
+
+from channels.base import (
+    Channel,
+    ChannelError,
+    Message,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+)
+from channels.registry import register
+
+__all__ = ["FcmPush"]
+
+_GOOGLE = "https://fcm.googleapis.com"
+_BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+_TARGET_FIELDS = frozenset({"message.token", "message.fid"})
+_TRANSIENT = (
+    fb_exceptions.ResourceExhaustedError,  # QuotaExceededError is one
+    fb_exceptions.UnavailableError,  # also: connection refused or reset
+    fb_exceptions.InternalError,
+    fb_exceptions.DeadlineExceededError,  # also: client timeout
+    fb_exceptions.AbortedError,
+    fb_exceptions.UnknownError,
+)
+_POOL_SIZE = 100  # what the SDK mounts for fcm.googleapis.com
+
+
+class _StaticToken(google.auth.credentials.Credentials):
+    """A fixed OAuth access token: no round trip to Google (simulators, tests)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.token = token
+
+    def refresh(self, request: Any) -> None:
+        # Nothing to refresh: after a 401 the session retries with the same token
+        # and the SDK then raises UnauthenticatedError, which is what we want.
+        return None
+
+
+@register("push", "fcm")
+class FcmPush(Channel):
+    """Push to app instances through FCM HTTP v1, one message per device token."""
+
+    channel: ClassVar[str] = "push"
+    provider: ClassVar[str] = "fcm"
+    max_batch: ClassVar[int] = 500
+    """Messages per ``send_each`` call; the SDK refuses more."""
+
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        credentials_file: str | None = None,
+        access_token: str | None = None,
+        base_url: str = _GOOGLE,
+        timeout: float = 10.0,
+        sdk_retries: bool = True,
+        app_name: str | None = None,
+    ) -> None:
+        if not project_id:
+            raise ValueError("fcm: project_id is required (the Firebase project to send from)")
+        if bool(credentials_file) == bool(access_token):
+            raise ValueError("fcm: set exactly one of credentials_file or access_token")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"fcm: base_url must be an http(s) URL, not {base_url!r}")
+        if timeout <= 0:
+            raise ValueError(f"fcm: timeout must be positive, not {timeout!r}")
+        credential: Any
+        if access_token:
+            credential = _StaticToken(access_token)
+        else:
+            try:
+                credential = fb_credentials.Certificate(credentials_file)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"fcm: credentials_file {credentials_file!r}: {exc}") from exc
+        self.project_id = project_id
+        self.base_url = base_url.rstrip("/")
+        self._app: Any = firebase_admin.initialize_app(
+            credential,
+            {"projectId": project_id, "httpTimeout": timeout},
+            name=app_name or f"notifier-fcm-{uuid.uuid4().hex[:12]}",
+        )
+        try:
+            self._session = _point_at(self._app, self.base_url, sdk_retries=sdk_retries)
+        except BaseException:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(firebase_admin.delete_app, self._app).result()
+            raise
+
+    @property
+    def app_name(self) -> str:
+        """The name of this instance's ``firebase_admin.App``."""
+        return str(self._app.name)
+
+    async def send(self, message: Message) -> SendResult:
+        """One FCM message per token; see the module docstring for the outcome."""
+        if self._app is None:
+            raise RuntimeError("fcm: send() after aclose()")
+        tokens = list(dict.fromkeys(message.to))  # one push per device, even if listed twice
+        if not tokens:
+            raise PermanentChannelError("fcm: no device token", code="no_recipient")
+        outcomes: dict[str, str | ChannelError] = {}
+        for start in range(0, len(tokens), self.max_batch):
+            batch = tokens[start : start + self.max_batch]
+            outcomes.update(await asyncio.to_thread(self._send_batch, batch, message))
+        return _result(tokens, outcomes)
+
+    async def aclose(self) -> None:
+        """Delete this instance's Firebase app and close its connections."""
+        app, self._app = self._app, None
+        if app is not None:
+            await asyncio.to_thread(_delete, app, self._session)
+
+    def _send_batch(self, tokens: Sequence[str], message: Message) -> dict[str, str | ChannelError]:
+        """Send up to ``max_batch`` messages (in a worker thread): token → name or error."""
+        outcomes: dict[str, str | ChannelError] = {}
+        fcm_messages = []
+        for token in tokens:
+            if isinstance(token, str) and token.strip():
+                fcm_messages.append(_fcm_message(token, message))
+            else:  # the SDK would refuse the whole batch with a ValueError
+                outcomes[token] = PermanentChannelError(
+                    "fcm: empty device token", code="INVALID_ARGUMENT", rejected=(token,)
+                )
+        sendable = [token for token in tokens if token not in outcomes]
+        if not sendable:
+            return outcomes
+        try:
+            batch = messaging.send_each(fcm_messages, app=self._app)
+        except (fb_exceptions.FirebaseError, ValueError) as exc:
+            error = _map_error(exc, None)
+            return outcomes | dict.fromkeys(sendable, error)
+        for token, response in zip(sendable, batch.responses, strict=True):
+            if response.success:
+                outcomes[token] = str(response.message_id)
+            else:
+                outcomes[token] = _map_error(response.exception, token)
+        return outcomes
+
+
+def _fcm_message(token: str, message: Message) -> Any:
+    # fid, not the deprecated token: firebase-admin 7.7 warns on Message(token=...).
+    return messaging.Message(
+        fid=token,
+        notification=messaging.Notification(title=message.subject, body=message.body),
+        data=dict(message.data),
+    )
+
+
+def _point_at(app: Any, base_url: str, *, sdk_retries: bool) -> requests.Session:
+    """Aim ``app``'s messaging service at ``base_url`` and set its retry policy.
+
+    The one place that touches the SDK's private parts. The endpoint is
+    ``_MessagingService.FCM_URL`` (a class attribute, read once in the
+    service's ``__init__`` into ``self._fcm_url``). Setting the class
+    attribute would move every app in the process, including other
+    instances' and any created later; so each instance overwrites its own
+    service's ``_fcm_url`` instead, keeping the path from ``FCM_URL``. Both
+    private names are checked first: if a future SDK renames them this fails
+    loudly here rather than quietly sending to Google.
+
+    Retries live on the service's ``requests`` session (``_client.session``):
+    an adapter mounted for ``base_url`` either reuses the SDK's own retry
+    object (``sdk_retries=True``) or retries nothing.
+    """
+    service = messaging._get_messaging_service(app)
+    template = messaging._MessagingService.FCM_URL
+    client = getattr(service, "_client", None)
+    session = getattr(client, "session", None)
+    if (
+        not template.startswith(_GOOGLE + "/")
+        or getattr(service, "_fcm_url", None) != template.format(app.project_id)
+        or not isinstance(session, requests.Session)
+    ):
+        raise RuntimeError(
+            f"firebase-admin {firebase_admin.__version__} no longer keeps the FCM endpoint "
+            "in _MessagingService._fcm_url / _client.session; update channels/fcm_push.py"
+        )
+    service._fcm_url = base_url + template.removeprefix(_GOOGLE).format(app.project_id)
+    sdk_adapter = session.get_adapter(template.format(app.project_id))
+    retries: Retry | int = 0
+    if sdk_retries and isinstance(sdk_adapter, requests.adapters.HTTPAdapter):
+        retries = sdk_adapter.max_retries
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=_POOL_SIZE, pool_maxsize=_POOL_SIZE, max_retries=retries
+    )
+    # The longest matching prefix wins, so this beats the SDK's own mounts.
+    session.mount(base_url + "/", adapter)
+    return session
+
+
+def _delete(app: Any, session: requests.Session) -> None:
+    firebase_admin.delete_app(app)  # calls asyncio.run(): never from the event loop
+    session.close()
+
+
+def _result(tokens: Sequence[str], outcomes: dict[str, str | ChannelError]) -> SendResult:
+    """The channel's answer from each token's outcome, in the order of ``tokens``."""
+    names: list[str] = []
+    errors: list[ChannelError] = []
+    rejected: list[str] = []
+    for token in tokens:
+        outcome = outcomes[token]
+        if isinstance(outcome, str):
+            names.append(outcome)
+            continue
+        errors.append(outcome)
+        if isinstance(outcome, PermanentChannelError) and token in outcome.rejected:
+            rejected.append(token)
+    transient = [e for e in errors if isinstance(e, TransientChannelError)]
+    if names:
+        return SendResult(
+            provider="fcm",
+            provider_id=names[0],
+            status="sent",
+            detail={"accepted": len(names), "rejected": len(rejected), "transient": len(transient)},
+            rejected=tuple(rejected),
+        )
+    first: ChannelError
+    error: ChannelError
+    if transient:
+        first = transient[0]
+        hints = [e.retry_after for e in transient if e.retry_after is not None]
+        error = TransientChannelError(
+            f"fcm: no token accepted; {_tally(errors)}",
+            code=first.code,
+            retry_after=max(hints) if hints else None,
+        )
+    else:
+        # A message-level refusal (credentials, payload) outranks dead tokens.
+        whole = [e for e in errors if isinstance(e, PermanentChannelError) and not e.rejected]
+        first = whole[0] if whole else errors[0]
+        error = PermanentChannelError(
+            f"fcm: every token refused; {_tally(errors)}", code=first.code, rejected=tuple(rejected)
+        )
+    raise error from first.__cause__
+
+
+def _tally(errors: Sequence[ChannelError]) -> str:
+    counts: dict[str, int] = {}
+    for error in errors:
+        counts[error.code or "error"] = counts.get(error.code or "error", 0) + 1
+    return ", ".join(f"{code}×{n}" for code, n in counts.items())
+
+
+def _map_error(exc: BaseException, token: str | None) -> ChannelError:
+    """Our error for an SDK error about ``token`` (None: the whole batch failed).
+
+    The one place firebase-admin's exceptions become ours; the SDK error is
+    kept as ``__cause__``, as ``raise ... from exc`` would.
+    """
+    blame = (token,) if token is not None else ()
+    error: ChannelError
+    if isinstance(exc, messaging.UnregisteredError):
+        error = PermanentChannelError(
+            "fcm: app instance unregistered", code="UNREGISTERED", rejected=blame
+        )
+    elif isinstance(exc, messaging.SenderIdMismatchError):
+        error = PermanentChannelError(
+            "fcm: token belongs to another sender", code="SENDER_ID_MISMATCH", rejected=blame
+        )
+    elif isinstance(exc, fb_exceptions.InvalidArgumentError):
+        about_token = token is not None and _about_token(exc)
+        error = PermanentChannelError(
+            f"fcm: invalid {'token' if about_token else 'message'}: {exc}",
+            code="INVALID_ARGUMENT",
+            rejected=blame if about_token else (),
+        )
+    elif isinstance(exc, messaging.QuotaExceededError):
+        error = TransientChannelError(
+            f"fcm: quota exceeded: {exc}", code="QUOTA_EXCEEDED", retry_after=_retry_after(exc)
+        )
+    elif isinstance(exc, fb_exceptions.UnknownError) and isinstance(
+        exc.cause, google.auth.exceptions.RefreshError
+    ):
+        # A service account whose token cannot be fetched: retryable only if Google says so.
+        refresh = exc.cause
+        if getattr(refresh, "retryable", False):
+            error = TransientChannelError(f"fcm: credential refresh: {refresh}", code="UNKNOWN")
+        else:
+            error = PermanentChannelError(
+                f"fcm: credential refresh: {refresh}", code="UNAUTHENTICATED"
+            )
+    elif isinstance(exc, _TRANSIENT) or _status(exc) >= 500:
+        code = getattr(exc, "code", None) or "UNAVAILABLE"
+        error = TransientChannelError(f"fcm: {exc}", code=str(code), retry_after=_retry_after(exc))
+    elif isinstance(exc, messaging.ThirdPartyAuthError):
+        error = PermanentChannelError(
+            f"fcm: APNs/web push auth: {exc}", code="THIRD_PARTY_AUTH_ERROR"
+        )
+    elif isinstance(exc, fb_exceptions.FirebaseError):
+        # UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND without UNREGISTERED, ...:
+        # configuration, not the token; never blame a token for it.
+        error = PermanentChannelError(f"fcm: {exc}", code=str(exc.code))
+    elif isinstance(exc, ValueError):
+        error = PermanentChannelError(f"fcm: message refused by SDK: {exc}", code="INVALID_MESSAGE")
+    else:
+        raise TypeError(f"fcm: unexpected error from firebase-admin: {exc!r}") from exc
+    error.__cause__ = exc
+    return error
+
+
+def _status(exc: BaseException) -> int:
+    response = getattr(exc, "http_response", None)
+    return int(getattr(response, "status_code", 0) or 0)
+
+
+def _about_token(exc: BaseException) -> bool:
+    """Whether an INVALID_ARGUMENT names the target rather than the payload."""
+    if "registration token" in str(exc).lower():
+        return True
+    response = getattr(exc, "http_response", None)
+    try:
+        details = response.json()["error"].get("details", []) if response is not None else []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return any(
+        violation.get("field") in _TARGET_FIELDS
+        for detail in details
+        if isinstance(detail, dict) and detail.get("@type") == _BAD_REQUEST
+        for violation in detail.get("fieldViolations", [])
+        if isinstance(violation, dict)
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from the response's ``Retry-After`` (delta or HTTP date), if any."""
+    response = getattr(exc, "http_response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

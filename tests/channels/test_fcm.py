@@ -1,0 +1,315 @@
+"""FCM push: the real firebase-admin SDK talking HTTP to the FCM simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import firebase_admin
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from firebase_admin import messaging
+
+import channels
+from channels import Message, PermanentChannelError, SendResult, TransientChannelError
+from channels.fcm_push import FcmPush
+from channels.simulators.base import FaultMix
+from channels.simulators.fcm import FcmReceived, FcmSimulator
+
+PROJECT = "taipower-notifier-test"
+ACCESS_TOKEN = "sim-access-token"
+DEEP_LINK = {"delivery_id": "42", "bill_no": "B202609-01234567890"}
+
+
+@pytest.fixture(scope="module")
+def _fcm_server() -> Iterator[FcmSimulator]:
+    with FcmSimulator(access_token=ACCESS_TOKEN, project=PROJECT) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def fcm(_fcm_server: FcmSimulator) -> FcmSimulator:
+    """The FCM simulator, expecting ``ACCESS_TOKEN`` and ``PROJECT``, with nothing received."""
+    _fcm_server.reset()
+    return _fcm_server
+
+
+def notice(*tokens: str) -> Message:
+    return Message(
+        delivery_id=42,
+        channel="push",
+        to=tokens,
+        subject="電費繳費通知",
+        body="您的電費 NT$1,830 尚未繳納",
+        data=DEEP_LINK,
+    )
+
+
+def push(base_url: str, **options: Any) -> FcmPush:
+    settings: dict[str, Any] = {
+        "project_id": PROJECT,
+        "access_token": ACCESS_TOKEN,
+        "base_url": base_url,
+        "sdk_retries": False,
+        "timeout": 5.0,
+    }
+    return FcmPush(**(settings | options))
+
+
+def send(base_url: str, message: Message, **options: Any) -> SendResult:
+    """Build a channel, send once, close it: the way a worker task uses it."""
+
+    async def run() -> SendResult:
+        channel = push(base_url, **options)
+        try:
+            return await channel.send(message)
+        finally:
+            await channel.aclose()
+
+    return asyncio.run(run())
+
+
+# --- accepted sends -------------------------------------------------------------------------
+
+
+def test_each_token_gets_the_notice_and_the_deep_link(fcm: FcmSimulator) -> None:
+    with warnings.catch_warnings():
+        # firebase-admin 7.7 deprecates Message.token; the channel must not use it.
+        warnings.simplefilter("error", DeprecationWarning)
+        result = send(fcm.base_url, notice("device-a", "device-b"))
+
+    title, body = "電費繳費通知", "您的電費 NT$1,830 尚未繳納"
+    assert sorted(fcm.received) == [
+        FcmReceived("device-a", title, body, DEEP_LINK),
+        FcmReceived("device-b", title, body, DEEP_LINK),
+    ]
+    assert result.provider == "fcm"
+    assert result.status == "sent"
+    assert result.provider_id.startswith(f"projects/{PROJECT}/messages/")
+    assert result.detail == {"accepted": 2, "rejected": 0, "transient": 0}
+    assert result.rejected == ()
+
+
+def test_a_dead_token_among_live_ones_is_reported_not_raised(fcm: FcmSimulator) -> None:
+    result = send(fcm.base_url, notice("device-a", "device-unregistered-b", "device-invalid-c"))
+
+    assert fcm.tokens() == ["device-a"]
+    assert result.rejected == ("device-unregistered-b", "device-invalid-c")
+    assert result.detail == {"accepted": 1, "rejected": 2, "transient": 0}
+
+
+def test_a_token_listed_twice_gets_one_push(fcm: FcmSimulator) -> None:
+    send(fcm.base_url, notice("device-a", "device-a"))
+
+    assert fcm.tokens() == ["device-a"]
+
+
+def test_six_hundred_tokens_go_in_two_batches(fcm: FcmSimulator) -> None:
+    tokens = [f"device-{n:03d}" for n in range(600)]
+
+    # send_each refuses more than 500 messages, so an accepted 600 proves the split.
+    result = send(fcm.base_url, notice(*tokens))
+
+    assert sorted(fcm.tokens()) == tokens
+    assert result.detail["accepted"] == 600
+
+
+# --- failures, one row per error class ------------------------------------------------------
+
+FAILURES = [
+    # id, tokens, error, code, rejected
+    (
+        "all-unregistered",
+        ("device-unregistered-1", "device-unregistered-2"),
+        PermanentChannelError,
+        "UNREGISTERED",
+        ("device-unregistered-1", "device-unregistered-2"),
+    ),
+    (
+        "invalid-token",
+        ("device-invalid",),
+        PermanentChannelError,
+        "INVALID_ARGUMENT",
+        ("device-invalid",),
+    ),
+    ("quota", ("device-quota",), TransientChannelError, "QUOTA_EXCEEDED", None),
+    ("unavailable", ("device-unavailable",), TransientChannelError, "UNAVAILABLE", None),
+    # Nothing accepted and one transient: retry the lot rather than give up on push.
+    (
+        "dead-and-busy",
+        ("device-unregistered", "device-unavailable"),
+        TransientChannelError,
+        "UNAVAILABLE",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "error", "code", "rejected"),
+    [row[1:] for row in FAILURES],
+    ids=[row[0] for row in FAILURES],
+)
+def test_failures_map_to_our_errors(
+    fcm: FcmSimulator,
+    tokens: tuple[str, ...],
+    error: type[Exception],
+    code: str,
+    rejected: tuple[str, ...] | None,
+) -> None:
+    with pytest.raises(error) as raised:
+        send(fcm.base_url, notice(*tokens))
+
+    assert raised.value.code == code  # type: ignore[attr-defined]
+    if rejected is not None:
+        assert raised.value.rejected == rejected  # type: ignore[attr-defined]
+    assert isinstance(raised.value.__cause__, firebase_admin.exceptions.FirebaseError)
+    assert fcm.received == []
+    assert fcm.requests == len(tokens), "sdk_retries=False must send each message once"
+
+
+def test_quota_passes_on_retry_after(fcm: FcmSimulator) -> None:
+    with pytest.raises(TransientChannelError) as raised:
+        send(fcm.base_url, notice("device-quota"))
+
+    assert raised.value.retry_after == float(FcmSimulator.retry_after_seconds)
+
+
+def test_wrong_access_token_is_a_configuration_error(fcm: FcmSimulator) -> None:
+    with pytest.raises(PermanentChannelError) as raised:
+        send(fcm.base_url, notice("device-a", "device-b"), access_token="expired-token")
+
+    assert raised.value.code == "UNAUTHENTICATED"
+    assert raised.value.rejected == (), "no token is to blame for our credentials"
+    assert isinstance(raised.value.__cause__, firebase_admin.exceptions.UnauthenticatedError)
+
+
+def test_wrong_project_is_a_configuration_error(fcm: FcmSimulator) -> None:
+    with pytest.raises(PermanentChannelError) as raised:
+        send(fcm.base_url, notice("device-a"), project_id="someone-elses-project")
+
+    assert raised.value.code == "PERMISSION_DENIED"
+    assert raised.value.rejected == ()
+
+
+def test_stopped_simulator_is_transient() -> None:
+    simulator = FcmSimulator(access_token=ACCESS_TOKEN)
+    base_url = simulator.start()
+    simulator.stop()
+
+    with pytest.raises(TransientChannelError) as raised:
+        send(base_url, notice("device-a"))
+
+    assert raised.value.code == "UNAVAILABLE"
+
+
+def test_sdk_retries_when_left_on() -> None:
+    # Seed 1 draws 0.13 then 0.85: the first request gets a 503, the second goes through.
+    faults = FaultMix(server_error=0.5, seed=1)
+    with FcmSimulator(access_token=ACCESS_TOKEN, faults=faults) as simulator:
+        result = send(simulator.base_url, notice("device-a"), sdk_retries=True)
+
+    assert result.detail["accepted"] == 1
+    assert simulator.requests == 2
+
+
+# --- instances, configuration and the registry ----------------------------------------------
+
+
+def test_two_instances_keep_their_own_endpoints(fcm: FcmSimulator) -> None:
+    with FcmSimulator(access_token=ACCESS_TOKEN, project=PROJECT) as other:
+
+        async def run() -> None:
+            first, second = push(fcm.base_url), push(other.base_url)
+            try:
+                await asyncio.gather(
+                    first.send(notice("first-1", "first-2")),
+                    second.send(notice("second-1")),
+                    first.send(notice("first-3")),
+                )
+            finally:
+                await first.aclose()
+                await second.aclose()
+
+        asyncio.run(run())
+
+        assert sorted(fcm.tokens()) == ["first-1", "first-2", "first-3"]
+        assert other.tokens() == ["second-1"]
+    assert messaging._MessagingService.FCM_URL.startswith("https://fcm.googleapis.com/")
+
+
+def test_aclose_deletes_the_firebase_app(fcm: FcmSimulator) -> None:
+    channel = push(fcm.base_url, app_name="fcm-close-test")
+    assert firebase_admin.get_app("fcm-close-test") is not None
+
+    asyncio.run(channel.aclose())
+    asyncio.run(channel.aclose())  # twice is harmless
+
+    with pytest.raises(ValueError):
+        firebase_admin.get_app("fcm-close-test")
+    with pytest.raises(RuntimeError):
+        asyncio.run(channel.send(notice("device-a")))
+
+
+def test_the_registry_builds_it(fcm: FcmSimulator) -> None:
+    channel = channels.create(
+        "push", "fcm", project_id=PROJECT, access_token=ACCESS_TOKEN, base_url=fcm.base_url
+    )
+    try:
+        assert isinstance(channel, FcmPush)
+        assert "fcm" in channels.providers("push")
+    finally:
+        asyncio.run(channel.aclose())
+
+
+def test_a_service_account_file_is_accepted(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    account = {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "test",
+        "private_key": pem,
+        "client_email": f"notifier@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps(account))
+
+    channel = FcmPush(project_id=PROJECT, credentials_file=str(path))
+
+    asyncio.run(channel.aclose())
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"project_id": "", "access_token": "t"}, "project_id"),
+        ({"project_id": PROJECT}, "credentials_file or access_token"),
+        (
+            {"project_id": PROJECT, "access_token": "t", "credentials_file": "/x.json"},
+            "credentials_file or access_token",
+        ),
+        ({"project_id": PROJECT, "credentials_file": "/nonexistent/sa.json"}, "credentials_file"),
+        ({"project_id": PROJECT, "access_token": "t", "base_url": "fcm.local"}, "base_url"),
+        ({"project_id": PROJECT, "access_token": "t", "timeout": 0}, "timeout"),
+    ],
+    ids=["no-project", "no-credential", "two-credentials", "missing-file", "bad-url", "timeout"],
+)
+def test_constructor_refuses_bad_settings(options: dict[str, Any], named: str) -> None:
+    apps_before = set(firebase_admin._apps)
+
+    with pytest.raises(ValueError, match=named):
+        FcmPush(**options)
+
+    assert set(firebase_admin._apps) == apps_before, "a refused channel leaves no app behind"
