@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -48,6 +49,18 @@ def create(channel: str, provider: str, **options: Any) -> Channel:
     return factory(**options)
 
 
+_BUILTIN = (
+    "channels.sandbox",
+    "channels.twilio_sms",
+    "channels.twilio_voice",
+    "channels.smtp_email",
+    "channels.fcm_push",
+    "channels.postcard_print",
+)
+
+
 def _load_builtin() -> None:
-    # Importing a provider module registers it; the list is explicit, not scanned.
-    import channels.sandbox  # noqa: F401
+    # Importing a provider module registers it; the list is explicit, not
+    # scanned, and imported on first use so a process pays only for what it sends.
+    for module in _BUILTIN:
+        importlib.import_module(module)

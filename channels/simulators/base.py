@@ -98,7 +98,10 @@ class HttpSimulator:
         handler = type(f"{type(self).__name__}Handler", (self.handler,), {"simulator": self})
         self._server = _Server((self.host, self.port), handler)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
         )
         self._thread.start()
         return self.base_url
