@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+postcards_app = typer.Typer(help="Printed postcards: the daily print batch.", no_args_is_help=True)
+app.add_typer(postcards_app, name="postcards")
 
 Port = Annotated[int, typer.Option(help="port the API listens on")]
 Host = Annotated[str, typer.Option(help="address the API binds to")]
@@ -36,11 +38,17 @@ def migrate() -> None:
 
 
 @app.command()
-def up(port: Port = 8000, host: Host = "127.0.0.1") -> None:
+def up(
+    port: Port = 8000,
+    host: Host = "127.0.0.1",
+    simulators: Annotated[
+        bool, typer.Option(help="run the provider simulators (off: recording sandboxes)")
+    ] = True,
+) -> None:
     """Run everything in one process group: API, worker and scheduler (embedded mode)."""
     from notifier.embedded import run_embedded
 
-    run_embedded(host=host, port=port)
+    run_embedded(host=host, port=port, simulate=simulators)
 
 
 @app.command()
@@ -95,6 +103,26 @@ def reconcile() -> None:
 
     report = run(Runtime(get_settings()))
     typer.echo(f"enqueued again: {report.events} events, {report.deliveries} deliveries")
+
+
+@postcards_app.command("batch")
+def postcards_batch(
+    day: Annotated[
+        datetime | None,
+        typer.Option("--date", formats=["%Y-%m-%d"], help="business day (default: today)"),
+    ] = None,
+) -> None:
+    """Print now the postcards queued before the day's cut-off: one PDF and a manifest."""
+    from notifier.flows.postcards import print_postcards
+    from notifier.runtime import Runtime
+
+    report = print_postcards(Runtime(get_settings()), day=day.date() if day else None)
+    if report is None:
+        typer.echo("no postcards waiting")
+        return
+    typer.echo(f"batch {report.batch_id}: {report.cards} cards")
+    typer.echo(f"  {report.pdf}")
+    typer.echo(f"  {report.manifest}")
 
 
 @keys_app.command("create")

@@ -37,16 +37,27 @@ class Dispatcher:
             ok &= self._send("notifier.process_events", [chunk], queue=EVENTS_QUEUE)
         return ok
 
-    def deliver(self, deliveries: Iterable[tuple[int, str]]) -> bool:
+    def deliver(
+        self, deliveries: Iterable[tuple[int, str]], *, countdown: float | None = None
+    ) -> bool:
         """Enqueue each ``(delivery_id, channel)`` on its channel's queue."""
         ok = True
         for delivery_id, channel in deliveries:
-            ok &= self._send("notifier.deliver", [delivery_id], queue=channel)
+            ok &= self._send("notifier.deliver", [delivery_id], queue=channel, countdown=countdown)
         return ok
 
-    def _send(self, task: str, args: list[object], *, queue: str) -> bool:
+    def _send(
+        self, task: str, args: list[object], *, queue: str, countdown: float | None = None
+    ) -> bool:
         try:
-            self.app.send_task(task, args=args, queue=queue, retry=True, retry_policy=_RETRY_POLICY)
+            self.app.send_task(
+                task,
+                args=args,
+                queue=queue,
+                countdown=countdown,
+                retry=True,
+                retry_policy=_RETRY_POLICY,
+            )
         except Exception as exc:  # broker down or unreachable: the reconciler resends
             log.warning(
                 "broker refused %s on %s (%s); the reconciler will resend", task, queue, exc

@@ -15,18 +15,37 @@ from datetime import UTC, datetime
 import typer
 import uvicorn
 
+from channels import CHANNEL_NAMES
 from notifier.api.app import create_app
 from notifier.auth import keys
 from notifier.celery_config import ALL_QUEUES
 from notifier.migrations import upgrade
+from notifier.providers import provider_for
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
+from notifier.simulated import Simulators
 
 __all__ = ["run_embedded"]
 
 
-def run_embedded(*, host: str, port: int) -> None:
-    """Migrate, make a producer key, start the worker and serve the API until Ctrl-C."""
+def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
+    """Migrate, make a producer key, start the worker and serve the API until Ctrl-C.
+
+    Unless real provider credentials are configured (or ``simulate`` is off,
+    leaving the recording sandboxes), the provider simulators run too and the
+    real adapters talk to them.
+    """
+    data_dir = get_settings().data_dir.resolve()
+    simulators: Simulators | None = None
+    if simulate and not any(
+        provider_for(get_settings(), channel) in {"twilio", "smtp", "fcm"}
+        for channel in ("sms", "email", "push")
+    ):
+        simulators = Simulators(maildir=data_dir / "mail")
+        os.environ.update(simulators.start())
+    # Where Twilio (here: its simulator) sends status callbacks.
+    os.environ.setdefault("NOTIFIER_PUBLIC_URL", f"http://{host}:{port}")
+    get_settings.cache_clear()
     settings = _absolute(get_settings())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
@@ -37,15 +56,19 @@ def run_embedded(*, host: str, port: int) -> None:
         _, key = keys.create_key(session, role="producer", name=f"embedded-{stamp}")
     worker = _start_worker(settings)
     base = f"http://{host}:{port}"
+    providers = ", ".join(f"{c} → {provider_for(settings, c)}" for c in CHANNEL_NAMES)
     typer.echo(
         "\n".join(
             [
-                "notifier is running (embedded: SQLite, filesystem broker, sandbox providers)",
+                "notifier is running (embedded: SQLite, filesystem broker)",
+                f"  providers  {providers}" + ("  (local simulators)" if simulators else ""),
                 f"  API        {base}/v1/events",
                 f"  docs       {base}/docs",
                 f"  producer key (shown once): {key}",
                 f"  data       {settings.data_dir}",
-                f"  sandbox    {settings.sandbox_dir}  (what would have been sent)",
+                f"  sandbox    {settings.sandbox_dir}  (what the recording sandboxes got)",
+                f"  mail       {data_dir / 'mail'}  (what the SMTP catcher got)",
+                f"  postcards  {settings.data_dir / 'print'}  (`notifier postcards batch` prints now)",
                 "Ctrl-C stops it.",
             ]
         )
@@ -57,6 +80,8 @@ def run_embedded(*, host: str, port: int) -> None:
         uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_config=None)
     finally:
         _stop(worker)
+        if simulators is not None:
+            simulators.stop()
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

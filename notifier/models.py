@@ -10,6 +10,7 @@ from notifier.billing.models import Bill
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
 from notifier.escalation.models import Agent, Escalation, EscalationAttempt
 from notifier.events.models import Event
+from notifier.ratelimit import ProviderRate
 
 __all__ = [
     "Account",
@@ -22,6 +23,7 @@ __all__ = [
     "EscalationAttempt",
     "Event",
     "Notification",
+    "ProviderRate",
     "metadata",
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -15,6 +16,8 @@ from notifier.celery_config import make_celery
 from notifier.db import Database, utcnow
 from notifier.dispatch import Dispatcher
 from notifier.policy import Policy, load_policy
+from notifier.providers import provider_for, provider_options
+from notifier.ratelimit import RateLimiter, make_rate_limiter
 from notifier.rendering import Renderer
 from notifier.settings import Settings
 
@@ -30,8 +33,6 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         self.db = Database(settings.resolved_database_url)
-        self._channels: dict[str, Channel] = {}
-        self._lock = threading.Lock()
         self._loops = threading.local()
 
     @cached_property
@@ -45,6 +46,14 @@ class Runtime:
         return Renderer(self.settings.templates_dir, minguo_dates=self.settings.minguo_dates)
 
     @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return make_rate_limiter(
+            self.db,
+            redis_url=self.settings.rate_limit_url,
+            broker_url=self.settings.resolved_broker_url,
+        )
+
+    @cached_property
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(make_celery(self.settings))
 
@@ -52,14 +61,25 @@ class Runtime:
         """A predicate: does ``event_type`` have a template for a channel?"""
         return lambda channel: self.renderer.available(event_type, channel)
 
+    def provider(self, channel: str) -> str:
+        """The provider ``channel`` uses (see notifier.providers)."""
+        return provider_for(self.settings, channel)
+
     def channel(self, name: str) -> Channel:
-        """The configured provider for channel ``name`` (sandbox until credentials are set)."""
-        with self._lock:
-            if name not in self._channels:
-                self._channels[name] = channels.create(
-                    name, "sandbox", outbox_dir=self.settings.sandbox_dir
-                )
-            return self._channels[name]
+        """This thread's instance of the channel's provider.
+
+        One per thread: async clients (aiohttp sessions, an SMTP connection)
+        belong to the event loop of the thread that made them.
+        """
+        mine: dict[str, Channel] | None = getattr(self._loops, "channels", None)
+        if mine is None:
+            mine = self._loops.channels = {}
+        if name not in mine:
+            provider = self.provider(name)
+            mine[name] = channels.create(
+                name, provider, **provider_options(self.settings, name, provider)
+            )
+        return mine[name]
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on this thread's own event loop, kept between calls."""
@@ -70,4 +90,14 @@ class Runtime:
         return runner.run(coro)
 
     def close(self) -> None:
+        """Close this thread's channels and loop, and the database pool."""
+        mine: dict[str, Channel] = getattr(self._loops, "channels", {})
+        for channel in mine.values():
+            with contextlib.suppress(Exception):  # best effort: the process is ending
+                self.run_async(channel.aclose())
+        mine.clear()
+        runner: asyncio.Runner | None = getattr(self._loops, "runner", None)
+        if runner is not None:
+            runner.close()
+            self._loops.runner = None
         self.db.dispose()

@@ -19,27 +19,41 @@ _PLACEHOLDER = "change-me"
 
 
 class TwilioSettings(BaseModel):
+    """SMS and voice; on when ``account_sid`` and ``auth_token`` are set."""
+
     account_sid: str = ""
     auth_token: SecretStr = SecretStr("")
     from_number: str = ""
     messaging_service_sid: str = ""
     base_url: str = "https://api.twilio.com"
+    timeout: float = 10.0
 
 
 class SmtpSettings(BaseModel):
+    """Email; on when ``host`` is set."""
+
     host: str = ""
     port: int = 587
     username: str = ""
     password: SecretStr = SecretStr("")
     starttls: bool = True
+    use_tls: bool = False
     from_address: str = "notices@utility.example"
+    from_name: str = ""
     reply_to: str = ""
+    timeout: float = 10.0
 
 
 class FcmSettings(BaseModel):
+    """Push; on when ``project_id`` and a credential (file or static token) are set."""
+
     project_id: str = ""
     credentials_file: Path | None = None
+    access_token: SecretStr = SecretStr("")
+    """A static bearer token: for simulators and tests, not for Google."""
     base_url: str = "https://fcm.googleapis.com"
+    timeout: float = 10.0
+    sdk_retries: bool = True
 
 
 class Settings(BaseSettings):
@@ -73,6 +87,15 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(15, gt=0)
     filesystem_polling_interval: float = 0.05
     publish_timeout_seconds: float = 2.0
+
+    providers: dict[str, str] = {}
+    """Force a provider per channel (``{"sms": "sandbox"}``); otherwise credentials decide."""
+    rate_limits: dict[str, float] = {"twilio": 30.0, "smtp": 50.0, "fcm": 500.0}
+    """Messages (or calls) per second per provider, across all workers."""
+    rate_limit_url: str = ""
+    """Redis URL for the shared rate limiter; empty: the broker if it is Redis, else the database."""
+    postcard_cutoff: str = "16:00"
+    """Business-day time (in ``timezone``) at which the day's postcards go to print."""
 
     twilio: TwilioSettings = TwilioSettings()
     smtp: SmtpSettings = SmtpSettings()

@@ -299,3 +299,45 @@ def timeline(session: Session, delivery_id: int) -> list[DeliveryChange]:
             .order_by(col(DeliveryChange.at), col(DeliveryChange.id))
         )
     )
+
+
+# Provider reports (status callbacks) that settle a delivery, by precedence.
+REPORT_PRECEDENCE = ("delivered", "undelivered", "failed", "busy", "no-answer")
+
+
+def early_report(session: Session, delivery: Delivery) -> str | None:
+    """A settling report that arrived while the delivery was still ``sending``.
+
+    Looks only after the latest claim, so a report about an earlier attempt
+    (a call that was busy, then retried) does not count twice.
+    """
+    assert delivery.id is not None
+    last_claim = session.exec(
+        select(sa.func.max(DeliveryChange.id)).where(
+            DeliveryChange.delivery_id == delivery.id,
+            DeliveryChange.status == DeliveryStatus.SENDING,
+        )
+    ).one()
+    seen = set(
+        session.exec(
+            select(DeliveryChange.status).where(
+                DeliveryChange.delivery_id == delivery.id,
+                col(DeliveryChange.id) > (last_claim or 0),
+                col(DeliveryChange.status).in_(REPORT_PRECEDENCE),
+            )
+        )
+    )
+    return next((status for status in REPORT_PRECEDENCE if status in seen), None)
+
+
+def settle_sent(
+    session: Session, delivery_id: int, status: str, *, now: datetime, **values: Any
+) -> bool:
+    """Move a ``sent`` delivery on as its provider reported; never backwards."""
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.id) == delivery_id, col(Delivery.status) == DeliveryStatus.SENT)
+        .values(status=status, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

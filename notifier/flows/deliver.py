@@ -7,41 +7,41 @@ provider holds a lease on one row, not a connection.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celery.utils.time import get_exponential_backoff_interval
 from sqlmodel import Session, select
 
 from channels import ChannelError, Message, PermanentChannelError, SendResult, TransientChannelError
-from notifier.accounts.models import Account
 from notifier.billing import service as billing
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
-from notifier.flows.process_event import context_for, create_delivery
-from notifier.routing import next_fallback
+from notifier.flows.fallback import forget_recipients, record_opt_out, retry_delay, start_fallback
+from notifier.flows.outcome import DeliverOutcome
+from notifier.flows.reports import apply_report
 from notifier.runtime import Runtime
 
 __all__ = ["DeliverOutcome", "deliver"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliverOutcome:
-    status: str | None
-    """The status the delivery was left in; None if it was not ours to send."""
-    retry_in: float | None = None
-    enqueue: tuple[tuple[int, str], ...] = ()
-    """Deliveries created on the way (fallbacks) to enqueue after commit."""
+MAX_RATE_WAIT = 10.0
+"""Longer than this, a send gives its worker back and is retried at its slot."""
 
 
 def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
     """Send one delivery if it is due; the caller enqueues ``outcome.enqueue``."""
     now = rt.clock()
     with rt.db.session() as session:
+        channel_name = session.exec(
+            select(Delivery.channel).where(Delivery.id == delivery_id)
+        ).first()
+        if channel_name is None:
+            return DeliverOutcome(status=None)
+        if rt.provider(channel_name) == "print":
+            # Postcards wait in `queued` for the day's print batch (flows/postcards.py).
+            return DeliverOutcome(status=DeliveryStatus.QUEUED)
         claim = deliveries.claim(
             session,
             delivery_id,
@@ -51,12 +51,15 @@ def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
         )
         if claim is None:
             return DeliverOutcome(status=None)
-        held = _hold_back(rt, session, claim, now)
+        notification = session.get(Notification, claim.delivery.notification_id)
+        assert notification is not None
+        held = _hold_back(rt, session, claim, notification, now)
         if held is not None:
             return DeliverOutcome(status=held)
-        message = _message(rt, claim.delivery)
+        message = _message(rt, claim.delivery, notification)
     channel = rt.channel(claim.delivery.channel)
     try:
+        _wait_for_slot(rt, channel.provider)
         result = rt.run_async(channel.send(message))
     except TransientChannelError as exc:
         return _transient(rt, claim, exc)
@@ -70,10 +73,24 @@ def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
     return _sent(rt, claim, result)
 
 
-def _hold_back(rt: Runtime, session: Session, claim: Claim, now: datetime) -> str | None:
+def _wait_for_slot(rt: Runtime, provider: str) -> None:
+    """Keep the provider's rate across all workers: wait for our slot, or retry later."""
+    per_second = rt.settings.rate_limits.get(provider)
+    if not per_second:
+        return
+    wait = rt.rate_limiter.reserve(provider, per_second)
+    if wait > MAX_RATE_WAIT:
+        raise TransientChannelError(
+            f"{provider} rate limit: next slot in {wait:.0f} s", retry_after=wait
+        )
+    if wait > 0:
+        time.sleep(wait)
+
+
+def _hold_back(
+    rt: Runtime, session: Session, claim: Claim, notification: Notification, now: datetime
+) -> str | None:
     """Cancel or defer instead of sending: paid since, or inside quiet hours."""
-    notification = session.get(Notification, claim.delivery.notification_id)
-    assert notification is not None
     if notification.bill_no and billing.is_paid(session, notification.bill_no):
         deliveries.transition(
             session, claim, DeliveryStatus.CANCELLED, now=now, detail={"reason": "bill paid"}
@@ -95,9 +112,22 @@ def _hold_back(rt: Runtime, session: Session, claim: Claim, now: datetime) -> st
     return None
 
 
-def _message(rt: Runtime, delivery: Delivery) -> Message:
+def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Message:
     assert delivery.id is not None
     content = delivery.content
+    callback_url = None
+    if rt.provider(delivery.channel) == "twilio":
+        callback_url = (
+            f"{rt.settings.public_url.rstrip('/')}/v1/callbacks/twilio/status/{delivery.id}"
+        )
+    # What the app needs to open the right screen (push) or a printer to sort by.
+    data = {
+        "delivery_id": str(delivery.id),
+        "notification_id": str(delivery.notification_id),
+        "type": notification.type,
+        **({"bill_no": notification.bill_no} if notification.bill_no else {}),
+        **({"usage_period": notification.usage_period} if notification.usage_period else {}),
+    }
     return Message(
         delivery_id=delivery.id,
         channel=delivery.channel,
@@ -107,7 +137,8 @@ def _message(rt: Runtime, delivery: Delivery) -> Message:
         html=content.get("html"),
         language=delivery.language,
         attempt=delivery.attempts + 1,
-        data={"delivery_id": str(delivery.id), "notification_id": str(delivery.notification_id)},
+        data=data,
+        callback_url=callback_url,
     )
 
 
@@ -117,7 +148,7 @@ def _sent(rt: Runtime, claim: Claim, result: SendResult) -> DeliverOutcome:
     if result.rejected:
         detail["rejected"] = len(result.rejected)
     with rt.db.session() as session:
-        deliveries.finish(
+        ok = deliveries.finish(
             session,
             claim,
             result.status,
@@ -127,6 +158,14 @@ def _sent(rt: Runtime, claim: Claim, result: SendResult) -> DeliverOutcome:
             last_error=None,
             detail=detail,
         )
+        if not ok:
+            return DeliverOutcome(status=None)
+        if result.rejected:
+            forget_recipients(session, claim.delivery, result.rejected)
+        # A provider's report can beat our own record of the send.
+        early = deliveries.early_report(session, claim.delivery)
+    if early is not None:
+        return apply_report(rt, claim.delivery.id, early, replayed=True)
     return DeliverOutcome(status=result.status)
 
 
@@ -135,15 +174,7 @@ def _transient(rt: Runtime, claim: Claim, exc: TransientChannelError) -> Deliver
     attempt = claim.delivery.attempts + 1
     if attempt >= retry.max_attempts:
         return _permanent(rt, claim, exc, reason=f"gave up after {attempt} attempts")
-    delay = float(
-        get_exponential_backoff_interval(
-            factor=int(retry.base_seconds),
-            retries=attempt - 1,
-            maximum=int(retry.max_seconds),
-            full_jitter=True,
-        )
-    )
-    delay = max(delay, exc.retry_after or 0.0, 1.0)
+    delay = max(retry_delay(rt, attempt), exc.retry_after or 0.0)
     now = rt.clock()
     with rt.db.session() as session:
         ok = deliveries.finish(
@@ -176,53 +207,9 @@ def _permanent(
         if not ok:
             return DeliverOutcome(status=None)
         if isinstance(exc, PermanentChannelError) and exc.opt_out:
-            _record_opt_out(session, failed)
+            record_opt_out(session, failed)
+        if isinstance(exc, PermanentChannelError) and exc.rejected:
+            forget_recipients(session, failed, exc.rejected)
         refused = exc.rejected if isinstance(exc, PermanentChannelError) else ()
-        fallback = _start_fallback(rt, session, failed, frozenset(refused))
+        fallback = start_fallback(rt, session, failed, frozenset(refused))
     return DeliverOutcome(status=DeliveryStatus.FAILED, enqueue=fallback)
-
-
-def _record_opt_out(session: Session, delivery: Delivery) -> None:
-    account = session.get(Account, delivery.account_no, with_for_update=True)
-    if account is not None and delivery.channel not in account.opt_outs:
-        account.opt_outs = [*account.opt_outs, delivery.channel]
-        session.add(account)
-
-
-def _start_fallback(
-    rt: Runtime, session: Session, failed: Delivery, refused: frozenset[str]
-) -> tuple[tuple[int, str], ...]:
-    notification = session.get(Notification, failed.notification_id)
-    assert notification is not None and failed.id is not None
-    used = set(
-        session.exec(select(Delivery.channel).where(Delivery.notification_id == notification.id))
-    )
-    account, context = context_for(rt, session, notification)
-    step = next_fallback(
-        rt.policy,
-        account,
-        failed.channel,
-        used,
-        rt.has_template(notification.type),
-        refused=refused,
-    )
-    if step is None:
-        deliveries.record_change(session, failed.id, DeliveryStatus.FAILED, fallback="none left")
-        return ()
-    created = create_delivery(
-        rt,
-        session,
-        notification,
-        step,
-        context=context,
-        note=f"fallback after {failed.channel} delivery {failed.id} failed",
-        fallback_of=failed.id,
-    )
-    assert created.id is not None
-    deliveries.record_change(
-        session,
-        failed.id,
-        DeliveryStatus.FAILED,
-        fallback=f"{created.channel} delivery {created.id}",
-    )
-    return ((created.id, created.channel),)

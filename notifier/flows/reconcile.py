@@ -34,6 +34,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     # drained can a stale row mean that its message is gone.
     depths = rt.dispatcher.queue_depths([EVENTS_QUEUE, *CHANNEL_NAMES])
     drained = {name for name, depth in depths.items() if not depth}
+    # Postcards wait in `queued` for the print batch on purpose.
+    drained -= {name for name in CHANNEL_NAMES if rt.provider(name) == "print"}
     with rt.db.session() as session:
         events = unprocessed_events(rt, session, limit=BATCH) if EVENTS_QUEUE in drained else []
         due = deliveries.requeue_due(

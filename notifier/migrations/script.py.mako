@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
-
-import notifier.db
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

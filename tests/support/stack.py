@@ -3,17 +3,20 @@
 Each stack gets its own database (a fresh SQLite file or PostgreSQL database),
 its own broker namespace (a RabbitMQ vhost, a Redis db number, a folder) and a
 real ``celery worker`` subprocess with the scheduler inside; the API runs in
-the test process through FastAPI's TestClient on the same settings.
+the test process (uvicorn in a thread, on a real port, so that provider
+simulators can call back) on the same settings.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
+import uvicorn
 import yaml
-from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from notifier.api.app import create_app
@@ -45,6 +49,12 @@ REDIS_URL = os.environ.get("NOTIFIER_TEST_REDIS", "redis://127.0.0.1:6379")
 
 STACKS = ("sqlite-filesystem", "postgres-rabbitmq", "postgres-redis")
 REAL_BROKER_STACKS = ("postgres-rabbitmq", "postgres-redis")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -99,8 +109,11 @@ class Stack:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     worker: subprocess.Popen[bytes] | None = None
     worker_log: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
         self.env = {
             "NOTIFIER_DATA_DIR": str(self.folder),
             "NOTIFIER_DATABASE_URL": self.database_url,
@@ -112,12 +125,28 @@ class Stack:
             "NOTIFIER_REDISPATCH_AFTER_SECONDS": "3",
             "NOTIFIER_RECONCILE_INTERVAL_SECONDS": "1",
             "NOTIFIER_PUBLISH_TIMEOUT_SECONDS": "1",
+            "NOTIFIER_PUBLIC_URL": self.base_url,
+            # The recording sandboxes, whose magic recipients script failures;
+            # postcards still go through the print batch.
+            "NOTIFIER_PROVIDERS": json.dumps(
+                dict.fromkeys(("sms", "voice", "email", "push"), "sandbox")
+            ),
+            **self.extra_env,
         }
         upgrade(self.database_url)
         self.settings = self._settings(self.env)
         self.runtime = Runtime(self.settings)
-        self.client = TestClient(create_app(self.settings, runtime=self.runtime))
-        self.client.__enter__()
+        self.api = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.settings, runtime=self.runtime),
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+            )
+        )
+        threading.Thread(target=self.api.run, name=f"api-{self.name}", daemon=True).start()
+        wait_until(lambda: self.api.started, timeout=30, what=f"{self.name} API")
+        self.client = httpx.Client(base_url=self.base_url, timeout=30)
         with self.runtime.db.session() as session:
             _, producer = keys.create_key(session, role="producer", name="test producer")
             _, ops = keys.create_key(session, role="ops", name="test ops")
@@ -126,8 +155,17 @@ class Stack:
 
     @staticmethod
     def _settings(env: dict[str, str]) -> Settings:
-        prefix = "NOTIFIER_"
-        return Settings(**{k[len(prefix) :].lower(): v for k, v in env.items()})
+        # Through the environment, exactly as the worker process reads it.
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return Settings()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     # -- the worker process -------------------------------------------------
 
@@ -225,6 +263,11 @@ class Stack:
             rows = self.deliveries(account_no)
             if len(rows) >= count and all(d.status in FINAL_STATUSES for d in rows):
                 return rows
+            waiting = [d for d in rows if d.status not in FINAL_STATUSES]
+            if len(rows) >= count and all(
+                d.channel == "postcard" and d.status == "queued" for d in waiting
+            ):
+                self.print_postcards()  # the day's cut-off, brought forward
             return None
 
         try:
@@ -237,9 +280,36 @@ class Stack:
                 f"{exc}; now: {states}\nworker log:\n{self.worker_log_tail()}"
             ) from None
 
+    def reach(
+        self, account_no: str, expected: list[tuple[str, str]], *, timeout: float = 60
+    ) -> list[Delivery]:
+        """Wait until the account's deliveries are exactly ``expected`` (channel, status), in order.
+
+        Unlike :meth:`settled`, this waits past ``sent`` for the provider's report.
+        """
+
+        def seen() -> list[Delivery] | None:
+            rows = self.settled(account_no, count=len(expected), timeout=timeout)
+            return rows if [(d.channel, d.status) for d in rows] == expected else None
+
+        try:
+            return wait_until(seen, timeout=timeout, what=f"{expected} for {account_no}")
+        except AssertionError as exc:
+            states = [(d.channel, d.status) for d in self.deliveries(account_no)]
+            raise AssertionError(
+                f"{exc}; now: {states}\nworker log:\n{self.worker_log_tail()}"
+            ) from None
+
+    def print_postcards(self) -> None:
+        """Run the print batch now, as the cut-off job would."""
+        from notifier.flows.postcards import print_postcards
+
+        print_postcards(self.runtime)
+
     def close(self) -> None:
         self.stop_worker()
-        self.client.__exit__(None, None, None)
+        self.client.close()
+        self.api.should_exit = True
         self.runtime.close()
         for cleanup in reversed(self.cleanups):
             try:
@@ -248,9 +318,9 @@ class Stack:
                 print(f"cleanup of {self.name} failed: {exc}", file=sys.stderr)
 
 
-def build_stack(name: str, folder: Path) -> Stack:
+def build_stack(name: str, folder: Path, extra_env: dict[str, str] | None = None) -> Stack:
     """Create the database and broker namespace for ``name`` and start its worker."""
-    database, broker = name.split("-")
+    database, broker = name.split("-")[:2]
     cleanups: list[Callable[[], None]] = []
     if database == "sqlite":
         database_url = f"sqlite:///{folder / 'notifier.db'}"
@@ -274,16 +344,28 @@ def build_stack(name: str, folder: Path) -> Stack:
         broker_url = f"{RABBIT_URL}/{vhost}"
     else:
         need("Redis", "127.0.0.1", 6379)
-        import redis
-
-        db_number = 1 + secrets.randbelow(15)
-        client = redis.Redis.from_url(f"{REDIS_URL}/{db_number}")
-        client.flushdb()
+        client = _claim_redis_db()
         cleanups.append(client.flushdb)
-        broker_url = f"{REDIS_URL}/{db_number}"
-    stack = Stack(name, folder, database_url, broker_url, cleanups=cleanups)
+        broker_url = f"{REDIS_URL}/{client.connection_pool.connection_kwargs['db']}"
+    stack = Stack(
+        name, folder, database_url, broker_url, cleanups=cleanups, extra_env=extra_env or {}
+    )
     stack.start_worker()
     return stack
+
+
+def _claim_redis_db() -> Any:
+    """An empty Redis database of our own: two stacks on one db would take each other's tasks."""
+    import redis
+
+    for number in range(1, 16):
+        client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
+        # The marker expires, so a crashed run does not hold a db for long.
+        if client.dbsize() == 0 and client.set(
+            "notifier-test:owner", os.getpid(), nx=True, ex=3600
+        ):
+            return client
+    raise RuntimeError("no free Redis database among 1..15; FLUSHALL if these are leftovers")
 
 
 def _postgres_database() -> tuple[str, Callable[[], None]]:

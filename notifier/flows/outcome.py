@@ -1,0 +1,16 @@
+"""What a delivery step left behind, for the task that ran it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DeliverOutcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverOutcome:
+    status: str | None
+    """The status the delivery was left in; None if it was not ours to send."""
+    retry_in: float | None = None
+    enqueue: tuple[tuple[int, str], ...] = ()
+    """Deliveries created on the way (fallbacks) to enqueue after commit."""

@@ -1,0 +1,79 @@
+"""Which provider each channel uses, and its options, from Settings alone.
+
+Real providers switch on when their credentials are set; otherwise the
+sandbox records what would have been sent. ``NOTIFIER_PROVIDERS`` can force a
+choice per channel. Postcards always go to the print queue, printed in
+daily batches (``notifier postcards batch``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifier.settings import Settings
+
+__all__ = ["provider_for", "provider_options"]
+
+
+def provider_for(settings: Settings, channel: str) -> str:
+    """The provider name the ``channel`` uses under ``settings``."""
+    forced = settings.providers.get(channel)
+    if forced:
+        return forced
+    twilio, smtp, fcm = settings.twilio, settings.smtp, settings.fcm
+    if channel in {"sms", "voice"} and twilio.account_sid and twilio.auth_token.get_secret_value():
+        return "twilio"
+    if channel == "email" and smtp.host:
+        return "smtp"
+    has_fcm_credential = fcm.credentials_file or fcm.access_token.get_secret_value()
+    if channel == "push" and fcm.project_id and has_fcm_credential:
+        return "fcm"
+    if channel == "postcard":
+        return "print"
+    return "sandbox"
+
+
+def provider_options(settings: Settings, channel: str, provider: str) -> dict[str, Any]:
+    """Keyword options for the provider's constructor."""
+    if provider == "sandbox":
+        return {"outbox_dir": settings.sandbox_dir}
+    if provider == "twilio":
+        t = settings.twilio
+        options: dict[str, Any] = {
+            "account_sid": t.account_sid,
+            "auth_token": t.auth_token.get_secret_value(),
+            "from_number": t.from_number,
+            "messaging_service_sid": t.messaging_service_sid,
+            "base_url": t.base_url,
+            "timeout": t.timeout,
+        }
+        if channel == "voice":
+            del options["messaging_service_sid"]  # a call needs a caller number
+            options["service_line"] = settings.service_phone
+            options["gather_url"] = f"{settings.public_url.rstrip('/')}/v1/callbacks/twilio/gather"
+        return options
+    if provider == "smtp":
+        m = settings.smtp
+        return {
+            "host": m.host,
+            "port": m.port,
+            "username": m.username,
+            "password": m.password.get_secret_value(),
+            "starttls": m.starttls,
+            "use_tls": m.use_tls,
+            "from_address": m.from_address,
+            "from_name": m.from_name,
+            "reply_to": m.reply_to,
+            "timeout": m.timeout,
+        }
+    if provider == "fcm":
+        f = settings.fcm
+        return {
+            "project_id": f.project_id,
+            "credentials_file": str(f.credentials_file) if f.credentials_file else None,
+            "access_token": f.access_token.get_secret_value() or None,
+            "base_url": f.base_url,
+            "timeout": f.timeout,
+            "sdk_retries": f.sdk_retries,
+        }
+    return {}

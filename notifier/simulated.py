@@ -1,0 +1,73 @@
+"""Provider simulators started beside the service, and the settings that point at them.
+
+The embedded mode, the tests and the benchmarks run the real adapters
+(twilio, aiosmtplib, firebase-admin) against these local peers, so the same
+client code is exercised with no internet and no credentials.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from channels.simulators.base import FaultMix
+from channels.simulators.fcm import FcmSimulator
+from channels.simulators.smtp import SmtpCatcher
+from channels.simulators.twilio import TwilioSimulator
+
+__all__ = ["Simulators"]
+
+
+@dataclass
+class Simulators:
+    """Twilio (SMS, voice), FCM and an SMTP catcher on 127.0.0.1, all at one latency."""
+
+    maildir: Path | None = None
+    latency_ms: float = 0.0
+    callback_delay: float = 0.05
+    twilio: TwilioSimulator = field(init=False)
+    fcm: FcmSimulator = field(init=False)
+    smtp: SmtpCatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.account_sid = "AC" + secrets.token_hex(16)
+        self.auth_token = secrets.token_hex(16)
+        self.fcm_token = secrets.token_urlsafe(24)
+        self.env: dict[str, str] = {}
+        self.twilio = TwilioSimulator(
+            account_sid=self.account_sid,
+            auth_token=self.auth_token,
+            callback_delay=self.callback_delay,
+            faults=FaultMix(latency_ms=self.latency_ms),
+        )
+        self.fcm = FcmSimulator(
+            access_token=self.fcm_token,
+            project="notifier-simulated",
+            faults=FaultMix(latency_ms=self.latency_ms),
+        )
+        self.smtp = SmtpCatcher(latency_ms=self.latency_ms, maildir=self.maildir)
+
+    def start(self) -> dict[str, str]:
+        """Start all three; the ``NOTIFIER_*`` settings that point the service at them."""
+        twilio_url = self.twilio.start()
+        fcm_url = self.fcm.start()
+        smtp_host, smtp_port = self.smtp.start()
+        self.env = {
+            "NOTIFIER_TWILIO__ACCOUNT_SID": self.account_sid,
+            "NOTIFIER_TWILIO__AUTH_TOKEN": self.auth_token,
+            "NOTIFIER_TWILIO__FROM_NUMBER": "+886900000000",
+            "NOTIFIER_TWILIO__BASE_URL": twilio_url,
+            "NOTIFIER_FCM__PROJECT_ID": "notifier-simulated",
+            "NOTIFIER_FCM__ACCESS_TOKEN": self.fcm_token,
+            "NOTIFIER_FCM__BASE_URL": fcm_url,
+            "NOTIFIER_FCM__SDK_RETRIES": "false",
+            "NOTIFIER_SMTP__HOST": smtp_host,
+            "NOTIFIER_SMTP__PORT": str(smtp_port),
+            "NOTIFIER_SMTP__STARTTLS": "false",
+        }
+        return self.env
+
+    def stop(self) -> None:
+        for simulator in (self.twilio, self.fcm, self.smtp):
+            simulator.stop()

@@ -1,0 +1,200 @@
+"""The real adapters (twilio, aiosmtplib, firebase-admin) through the whole service.
+
+One stack runs its worker against the provider simulators: Twilio's REST
+shapes with signed status callbacks into our API, FCM v1, an SMTP catcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+from twilio.request_validator import RequestValidator
+
+from notifier.accounts.models import Account
+from notifier.deliveries.models import DeliveryChange
+from notifier.simulated import Simulators
+from tests.support import events
+from tests.support.stack import Stack, build_stack
+
+LANDLINE_NO_ANSWER = "+886223450487"  # simulator: calls end no-answer
+MOBILE_UNDELIVERED = "+886912330003"  # simulator: SMS reported undelivered (30003)
+MOBILE_STOP = "+886912321610"  # simulator: 21610, the customer replied STOP
+
+
+@pytest.fixture(scope="module")
+def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:
+    sims = Simulators(maildir=tmp_path_factory.mktemp("mail"))
+    sims.start()
+    yield sims
+    sims.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = {
+        **simulators.env,
+        "NOTIFIER_PROVIDERS": "{}",  # credentials decide: the real adapters
+        "NOTIFIER_RATE_LIMITS": '{"twilio": 20, "smtp": 50, "fcm": 200}',
+    }
+    built = build_stack("postgres-redis-providers", tmp_path_factory.mktemp("providers"), env)
+    yield built
+    built.close()
+
+
+def _timeline(stack: Stack, delivery_id: int | None) -> list[tuple[str, dict[str, object]]]:
+    with stack.db() as session:
+        rows = session.exec(
+            select(DeliveryChange)
+            .where(DeliveryChange.delivery_id == delivery_id)
+            .order_by(col(DeliveryChange.id))
+        ).all()
+    return [(row.status, row.detail) for row in rows]
+
+
+def test_every_channel_goes_out_through_its_real_sdk(stack: Stack, simulators: Simulators) -> None:
+    acct = events.account(prefers_paper=True)
+    stack.post(events.unpaid(acct, level=2))
+    rows = stack.reach(
+        acct["account_no"],
+        [
+            ("push", "sent"),
+            ("sms", "delivered"),
+            ("email", "sent"),
+            ("voice", "delivered"),
+            ("postcard", "sent"),
+        ],
+    )
+    by_channel = {d.channel: d for d in rows}
+    assert by_channel["push"].provider == "fcm"
+    assert any(r.token == acct["push_tokens"][0] for r in simulators.fcm.received)
+    assert by_channel["sms"].provider_id in {m["Sid"] for m in simulators.twilio.messages}
+    assert any(acct["email"] in str(mail["To"]) for mail in simulators.smtp.messages)
+    statuses = [status for status, _ in _timeline(stack, by_channel["sms"].id)]
+    assert statuses[-1] == "delivered"  # reported by Twilio's signed callback
+    card = by_channel["postcard"]
+    assert card.provider == "print" and Path(stack.folder, "print").exists()
+
+
+def test_a_dead_push_token_falls_back_to_a_call_then_a_postcard(
+    stack: Stack, simulators: Simulators
+) -> None:
+    # A landline takes no SMS: push → (sms skipped) → voice, unanswered every time → postcard.
+    acct = events.account(
+        phone=LANDLINE_NO_ANSWER, email=None, push_tokens=["device-unregistered-1"]
+    )
+    stack.post(events.unpaid(acct))
+    rows = stack.reach(
+        acct["account_no"],
+        [("push", "failed"), ("voice", "failed"), ("postcard", "sent")],
+        timeout=120,
+    )
+    assert rows[1].attempts == 4  # every attempt ended no-answer
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+    assert account is not None and account.push_tokens == []  # the dead token is forgotten
+
+
+def test_an_sms_reported_undelivered_falls_back_to_a_call(stack: Stack) -> None:
+    acct = events.account(phone=MOBILE_UNDELIVERED, email=None, push_tokens=None)
+    stack.post(events.unpaid(acct))
+    rows = stack.reach(acct["account_no"], [("sms", "undelivered"), ("voice", "delivered")])
+    assert rows[1].fallback_of == rows[0].id
+
+
+def test_a_customer_who_replied_stop_gets_no_more_sms(stack: Stack) -> None:
+    acct = events.account(phone=MOBILE_STOP, push_tokens=None)
+    stack.post(events.unpaid(acct))
+    first = stack.settled(acct["account_no"], count=2)
+    assert {d.channel: d.status for d in first}["sms"] == "failed"
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+    assert account is not None and "sms" in account.opt_outs
+    stack.post(events.unpaid(acct, level=2))
+    later = stack.settled(acct["account_no"], count=len(first) + 2)[len(first) :]
+    assert "sms" not in {d.channel for d in later}
+
+
+def _signed(stack: Stack, path: str, params: dict[str, str], token: str) -> dict[str, str]:
+    signature = RequestValidator(token).compute_signature(stack.base_url + path, params)
+    return {"X-Twilio-Signature": signature}
+
+
+def test_callbacks_need_a_valid_signature(stack: Stack, simulators: Simulators) -> None:
+    acct = events.account(email=None, push_tokens=None)
+    stack.post(events.unpaid(acct))
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
+    path = f"/v1/callbacks/twilio/status/{sms.id}"
+    params = {"MessageSid": sms.provider_id or "", "MessageStatus": "undelivered"}
+    before = _timeline(stack, sms.id)
+    good = _signed(stack, path, params, simulators.auth_token)
+    assert stack.client.post(path, data=params).status_code == 403  # missing
+    assert (
+        stack.client.post(
+            path, data={**params, "MessageStatus": "failed"}, headers=good
+        ).status_code
+        == 403
+    )
+    assert (
+        stack.client.post(
+            path, data=params, headers={"X-Twilio-Signature": "x" + good["X-Twilio-Signature"]}
+        ).status_code
+        == 403
+    )
+    assert _timeline(stack, sms.id) == before
+    assert stack.deliveries(acct["account_no"])[0].status == "delivered"
+
+
+def test_late_duplicate_and_out_of_order_callbacks_never_move_a_delivery_back(
+    stack: Stack, simulators: Simulators
+) -> None:
+    acct = events.account(email=None, push_tokens=None)
+    stack.post(events.unpaid(acct))
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
+    path = f"/v1/callbacks/twilio/status/{sms.id}"
+    for status in ("sent", "delivered", "queued", "sent", "delivered"):
+        params = {"MessageSid": sms.provider_id or "", "MessageStatus": status}
+        answer = stack.client.post(
+            path, data=params, headers=_signed(stack, path, params, simulators.auth_token)
+        )
+        assert answer.status_code == 204
+    [after] = stack.deliveries(acct["account_no"])
+    assert after.status == "delivered"
+    reports = [
+        detail.get("provider_status")
+        for _, detail in _timeline(stack, sms.id)
+        if detail.get("report")
+    ]
+    assert reports[-5:] == ["sent", "delivered", "queued", "sent", "delivered"]
+
+
+def test_the_provider_rate_holds_across_worker_processes(
+    stack: Stack, simulators: Simulators
+) -> None:
+    accounts = [events.account(email=None, push_tokens=None) for _ in range(40)]
+    started = len(simulators.twilio.messages)
+    stack.post_batch([events.unpaid(a) for a in accounts])
+    for acct in accounts:
+        stack.settled(acct["account_no"], count=1)
+    stamps = sorted(m["received_at"] for m in simulators.twilio.messages[started:])
+    assert len(stamps) == 40
+    busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+    assert busiest <= 20 + 1, f"{busiest} SMS in one second at a limit of 20/s"
+
+
+def test_voice_menu_repeats_or_connects_to_the_service_line(
+    stack: Stack, simulators: Simulators
+) -> None:
+    acct = events.account(email=None, push_tokens=None)
+    stack.post(events.unpaid(acct, level=2))
+    rows = stack.settled(acct["account_no"], count=2)
+    call = next(d for d in rows if d.channel == "voice")
+    path = "/v1/callbacks/twilio/gather"
+    for digit, expected in (("1", "<Say"), ("2", "<Dial")):
+        params = {"CallSid": call.provider_id or "", "Digits": digit}
+        answer = stack.client.post(
+            path, data=params, headers=_signed(stack, path, params, simulators.auth_token)
+        )
+        assert answer.status_code == 200 and expected in answer.text
