@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -103,6 +104,29 @@ def reconcile() -> None:
 
     report = run(Runtime(get_settings()))
     typer.echo(f"enqueued again: {report.events} events, {report.deliveries} deliveries")
+
+
+@app.command()
+def simulators(
+    latency_ms: Annotated[float, typer.Option(help="each provider answers after this long")] = 0.0,
+    maildir: Annotated[str, typer.Option(help="where the SMTP catcher keeps .eml files")] = "",
+) -> None:
+    """Run the Twilio, FCM and SMTP simulators alone; print the settings that use them."""
+    import time
+
+    from notifier.simulated import Simulators
+
+    sims = Simulators(maildir=Path(maildir) if maildir else None, latency_ms=latency_ms)
+    for name, value in sims.start().items():
+        typer.echo(f"export {name}={value}")
+    typer.echo("# also set NOTIFIER_PUBLIC_URL to where the API listens; Ctrl-C stops", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sims.stop()
 
 
 @postcards_app.command("batch")

@@ -14,7 +14,8 @@ from sqlmodel import col, select
 from twilio.request_validator import RequestValidator
 
 from notifier.accounts.models import Account
-from notifier.deliveries.models import DeliveryChange
+from notifier.deliveries import service as deliveries
+from notifier.deliveries.models import Delivery, DeliveryChange
 from notifier.simulated import Simulators
 from tests.support import events
 from tests.support.stack import Stack, build_stack
@@ -198,3 +199,38 @@ def test_voice_menu_repeats_or_connects_to_the_service_line(
             path, data=params, headers=_signed(stack, path, params, simulators.auth_token)
         )
         assert answer.status_code == 200 and expected in answer.text
+
+
+def test_a_report_that_beats_our_record_of_the_send_is_applied_once_we_record_it(
+    stack: Stack, simulators: Simulators
+) -> None:
+    from channels import SendResult
+    from notifier.deliveries.service import Claim
+    from notifier.flows.deliver import _sent
+
+    acct = events.account(email=None, push_tokens=None)
+    stack.post(events.unpaid(acct))
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
+    # Put the row back in flight, as if the worker were still waiting on Twilio's answer.
+    with stack.db() as session:
+        row = session.get(Delivery, sms.id)
+        assert row is not None
+        row.status, row.claim_token = "sending", "in-flight"
+        session.add(row)
+        deliveries.record_change(session, row.id or 0, "sending", attempt=2)
+    path = f"/v1/callbacks/twilio/status/{sms.id}"
+    params = {"MessageSid": sms.provider_id or "", "MessageStatus": "delivered"}
+    answer = stack.client.post(
+        path, data=params, headers=_signed(stack, path, params, simulators.auth_token)
+    )
+    assert answer.status_code == 204
+    [early] = stack.deliveries(acct["account_no"])
+    assert early.status == "sending"  # the report waits in the timeline
+    outcome = _sent(
+        stack.runtime,
+        Claim(delivery=early, token="in-flight"),
+        SendResult(provider="twilio", provider_id=sms.provider_id or "", status="sent"),
+    )
+    assert outcome.status == "delivered"
+    [after] = stack.deliveries(acct["account_no"])
+    assert after.status == "delivered"

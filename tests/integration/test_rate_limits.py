@@ -1,0 +1,51 @@
+"""Provider rates shared by every worker: each send gets its own slot, 1/rate apart."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import notifier.models  # noqa: F401  (every table, for the migration)
+from notifier.db import Database
+from notifier.migrations import upgrade
+from notifier.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
+from tests.support.stack import REDIS_URL, need
+
+
+@pytest.fixture(params=["database", "redis"])
+def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RateLimiter]:
+    if request.param == "redis":
+        need("Redis", "127.0.0.1", 6379)
+        yield RedisRateLimiter(f"{REDIS_URL}/0", prefix=f"notifier-test:{uuid.uuid4().hex}:")
+        return
+    url = f"sqlite:///{tmp_path / 'rates.db'}"
+    upgrade(url)
+    db = Database(url)
+    yield DatabaseRateLimiter(db)
+    db.dispose()
+
+
+def test_concurrent_senders_get_distinct_slots_one_interval_apart(limiter: RateLimiter) -> None:
+    def slot(_: int) -> float:
+        asked = time.time()
+        return asked + limiter.reserve("twilio", 10.0)
+
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        slots = sorted(pool.map(slot, range(40)))
+    # Forty sends at 10/s spread over four seconds, each slot 0.1 s after the one before.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert min(gaps) > 0.085, gaps
+    assert 3.8 < slots[-1] - started < 4.5
+
+
+def test_providers_do_not_share_a_rate(limiter: RateLimiter) -> None:
+    for _ in range(5):
+        limiter.reserve("smtp", 1.0)
+    assert limiter.reserve("fcm", 1.0) < 0.5
