@@ -129,6 +129,41 @@ def simulators(
         sims.stop()
 
 
+@app.command()
+def preview(
+    event: Annotated[str, typer.Argument(help="bill.unpaid, bill.paid, usage.abnormal, …")],
+    channel: Annotated[str, typer.Option(help="sms, voice, email, push, postcard")] = "sms",
+    lang: Annotated[str | None, typer.Option(help="zh-TW, en, …")] = None,
+    level: Annotated[int, typer.Option(min=1, max=9)] = 1,
+    account: Annotated[str | None, typer.Option(help="use this account's name and bills")] = None,
+    html: Annotated[bool, typer.Option(help="print the HTML of an email too")] = False,
+) -> None:
+    """Print a notice exactly as it would be sent (with the SMS segment count)."""
+    from notifier.previews import UnknownAccount
+    from notifier.previews import preview as render_preview
+    from notifier.rendering import TemplateError
+    from notifier.runtime import Runtime
+
+    rt = Runtime(get_settings())
+    try:
+        with rt.db.session() as session:
+            shown = render_preview(
+                rt, session, event, channel, language=lang, level=level, account_no=account
+            )
+    except (UnknownAccount, TemplateError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    content = shown.content
+    fallback = " (fallback: no template in the asked language)" if content.language_fallback else ""
+    typer.echo(f"# {event} · {channel} · {content.language}{fallback}")
+    if shown.segments is not None:
+        typer.echo(f"# {len(content.body)} characters, {shown.segments} SMS segment(s)")
+    if content.subject:
+        typer.echo(f"Subject: {content.subject}\n")
+    typer.echo(content.body)
+    if html and content.html:
+        typer.echo("\n" + content.html)
+
+
 @postcards_app.command("batch")
 def postcards_batch(
     day: Annotated[

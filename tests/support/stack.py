@@ -300,6 +300,10 @@ class Stack:
                 f"{exc}; now: {states}\nworker log:\n{self.worker_log_tail()}"
             ) from None
 
+    def env_for_cli(self) -> dict[str, str]:
+        """The environment a `notifier` command needs to act on this stack."""
+        return {**os.environ, **self.env}
+
     def print_postcards(self) -> None:
         """Run the print batch now, as the cut-off job would."""
         from notifier.flows.postcards import print_postcards
