@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +14,7 @@ from notifier.events.schema import EventIn
 from notifier.masking import mask_account_no
 from notifier.settings import Settings
 
-__all__ = ["build_context", "sms_segments"]
+__all__ = ["build_context", "pay_link", "sms_segments"]
 
 # GSM 03.38 basic set; anything else forces UCS-2.
 _GSM7 = set(
@@ -33,6 +36,18 @@ def sms_segments(text: str) -> int:
     if units <= single:
         return 1
     return -(-units // part)
+
+
+def pay_link(settings: Settings, reference: str) -> str:
+    """The pay link for a bill, carrying an opaque reference, never the account number.
+
+    Bill numbers contain the account number, and an SMS or a push is not a
+    private channel; the pay site resolves the reference with the same key.
+    """
+    key = settings.pay_link_key.get_secret_value().encode()
+    digest = hmac.new(key, reference.encode(), hashlib.sha256).digest()
+    token = base64.b32encode(digest[:10]).decode().rstrip("=")
+    return f"{settings.pay_url.rstrip('/')}/{token}"
 
 
 def _bill(bill: Bill) -> dict[str, Any]:
@@ -64,7 +79,6 @@ def build_context(
             "ratio": u.kwh / u.baseline_kwh - 1,
             "reason": u.reason,
         }
-    pay_ref = bill.bill_no if bill is not None else account.account_no
     return {
         "language": account.language,
         "level": event.level,
@@ -78,5 +92,5 @@ def build_context(
         "total": sum(b.amount for b in unpaid),
         "usage": usage,
         "service_phone": settings.service_phone,
-        "pay_url": f"{settings.pay_url.rstrip('/')}/{pay_ref}",
+        "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),
     }

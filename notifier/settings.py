@@ -16,6 +16,7 @@ __all__ = ["PROJECT_ROOT", "Settings", "get_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDER = "change-me"
+_EMBEDDED_PAY_LINK_KEY = "embedded-pay-link-key"
 
 
 class TwilioSettings(BaseModel):
@@ -78,6 +79,8 @@ class Settings(BaseSettings):
 
     service_phone: str = "1911"
     pay_url: str = "https://pay.utility.example/bill"
+    pay_link_key: SecretStr = SecretStr(_EMBEDDED_PAY_LINK_KEY)
+    """Signs the opaque bill reference in pay links; share it with the pay site."""
     public_url: str = "http://127.0.0.1:8000"
 
     lease_seconds: float = Field(120, gt=0)
@@ -104,6 +107,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         if self.mode != "embedded":
+            if self.pay_link_key.get_secret_value() == _EMBEDDED_PAY_LINK_KEY:
+                raise ValueError("NOTIFIER_PAY_LINK_KEY must be set outside the embedded mode")
             secrets = {
                 "NOTIFIER_TWILIO__AUTH_TOKEN": self.twilio.auth_token,
                 "NOTIFIER_SMTP__PASSWORD": self.smtp.password,
