@@ -3,10 +3,14 @@
 Layout of the templates directory::
 
     templates/<event_type>/<channel>.<lang>.j2       blocks: body; subject (email, push title)
+    templates/<event_type>/<document>.<lang>.j2      blocks: subject (its title) and body
     templates/<event_type>/email.<lang>.html.j2      a whole HTML document, autoescaped
     templates/_<anything>/                           shared layouts, never rendered alone
 
-Channels: sms, voice, email, push, postcard. A language with no template for
+Channels: sms, voice, email, push, postcard. Documents (:data:`DOCUMENTS`) are
+printed by people rather than sent by a channel: ``notice``, the notice a field
+agent leaves at the home (``escalation.visit``). ``render``, ``available`` and
+``check_all`` take a document kind wherever they take a channel. A language with no template for
 a channel falls back to zh-TW (``RenderedContent.language_fallback``); an HTML
 email body is rendered in the language of the text body when that language
 has one, otherwise the email goes out as text only.
@@ -25,7 +29,8 @@ The context (what the caller, the routing code, passes)::
     usage: {period_start: date, period_end: date, kwh: float, baseline_kwh: float,
             ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None} | None
     service_phone: str                 # e.g. "1911"
-    pay_url: str                       # e.g. "https://pay.example.com/b/ABC"
+    pay_url: str                       # e.g. "https://pay.utility.example/bill/B202609-01234567890"
+    visit: {date: date, agent_name: str}   # escalation.visit only: the field agent's visit
 
 For ``bill.paid``, ``bill`` is the bill just paid and ``bills``/``total`` what
 is still unpaid (often []). Unpaid notices list ``bills`` (``[bill]`` if it is
@@ -37,7 +42,10 @@ Filters: ``money`` (1830 -> "NT$1,830"), ``date`` ("115年11月20日" in zh-TW w
 Minguo years, "2026年11月20日" without, "20 Nov 2026" in en; ``date(spoken=True)``
 spells the English month out), ``period`` ("2026-09" -> "115年9月" / "Sep 2026"),
 ``number`` (1234.5 -> "1,235"; ``number(1)`` -> "1,234.5"), ``spell_digits``
-("1911" -> "1 9 1 1", for voice) and ``percent`` (0.4567 -> "46%").
+("1911" -> "1 9 1 1", for voice) and ``percent`` (0.4567 -> "46%"). Test:
+``gsm7`` (printable ASCII but the backtick, a safe subset of the GSM-7 alphabet: a
+name that is not ``gsm7`` would turn an English SMS into UCS-2 and halve its
+length).
 
 Every failure (no template, an undefined variable, a syntax error, a filter
 given a bad value, an empty body) raises :class:`TemplateError` naming the
@@ -72,6 +80,7 @@ from jinja2.runtime import Context
 from channels.base import CHANNEL_NAMES
 
 __all__ = [
+    "DOCUMENTS",
     "SAMPLE_VARIANTS",
     "RenderedContent",
     "Renderer",
@@ -81,11 +90,15 @@ __all__ = [
     "format_number",
     "format_percent",
     "format_period",
+    "is_gsm7",
     "sample_context",
     "spell_digits",
 ]
 
-_SUBJECT_CHANNELS = frozenset({"email", "push"})
+DOCUMENTS: tuple[str, ...] = ("notice",)
+"""Document kinds rendered like a channel but printed, not sent; never in CHANNEL_NAMES."""
+_KINDS: tuple[str, ...] = (*CHANNEL_NAMES, *DOCUMENTS)
+_SUBJECT_CHANNELS = frozenset({"email", "push", "notice"})
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 _FILE_NAME = re.compile(
@@ -166,6 +179,11 @@ def format_percent(value: float | Decimal) -> str:
 def spell_digits(value: object) -> str:
     """ "01234567890" -> "0 1 2 3 4 5 6 7 8 9 0", so text-to-speech reads digit by digit."""
     return " ".join(ch for ch in str(value) if not ch.isspace())
+
+
+def is_gsm7(value: object) -> bool:
+    """Printable ASCII but the backtick: text an SMS sends in GSM-7 (160/153 a part)."""
+    return isinstance(value, str) and all(" " <= ch <= "~" and ch != "`" for ch in value)
 
 
 def _as_date(value: object) -> date:
@@ -266,6 +284,7 @@ class Renderer:
             date=self._date_filter(),
             period=self._period_filter(),
         )
+        self._env.tests["gsm7"] = is_gsm7
 
     @property
     def environment(self) -> Environment:
@@ -357,8 +376,8 @@ class Renderer:
     def _check_names(self, event_type: str, channel: str) -> None:
         if not _EVENT_TYPE.fullmatch(event_type):
             raise TemplateError(f"not an event type: {event_type!r}")
-        if channel not in CHANNEL_NAMES:
-            raise TemplateError(f"unknown channel {channel!r}; known: {', '.join(CHANNEL_NAMES)}")
+        if channel not in _KINDS:
+            raise TemplateError(f"unknown channel {channel!r}; known: {', '.join(_KINDS)}")
 
     def _exists(self, event_type: str, channel: str, language: str) -> bool:
         return (self._dir / _text_name(event_type, channel, language)).is_file()
@@ -379,10 +398,10 @@ class Renderer:
             for path in sorted(event_dir.glob("*.j2")):
                 name = f"{event_dir.name}/{path.name}"
                 match = _FILE_NAME.fullmatch(path.name)
-                if match is None or match["channel"] not in CHANNEL_NAMES:
+                if match is None or match["channel"] not in _KINDS:
                     raise TemplateError(
                         f"{name}: expected <channel>.<lang>.j2 or email.<lang>.html.j2 "
-                        f"with a channel among {', '.join(CHANNEL_NAMES)}",
+                        f"with a channel or document among {', '.join(_KINDS)}",
                         template=name,
                     )
                 html = match["html"] is not None
@@ -558,7 +577,7 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
     elif event_type == "usage.abnormal":
         bill = None
         bills = [] if minimal else bills
-    elif event_type.startswith("bill."):
+    elif event_type.startswith("bill.") or event_type == "escalation.visit":
         usage_or_none = None
     context: dict[str, Any] = {
         "language": "zh-TW",
@@ -576,7 +595,9 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
         "pay_url": (
             "https://pay.example.com/b/ABC"
             if minimal
-            else "https://pay.example.com/b/7QK2M9XPA4TRH8WZ3N5CDE6F"
+            else "https://pay.utility.example/bill/B202609-01234567890"
         ),
     }
+    if event_type == "escalation.visit":
+        context["visit"] = {"date": date(2026, 12, 8), "agent_name": "林建宏"}
     return context

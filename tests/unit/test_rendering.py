@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from channels.base import CHANNEL_NAMES
+from notifier.content import sms_segments
 from notifier.rendering import (
+    DOCUMENTS,
     SAMPLE_VARIANTS,
     Renderer,
     TemplateError,
@@ -17,6 +19,7 @@ from notifier.rendering import (
     format_money,
     format_percent,
     format_period,
+    is_gsm7,
     sample_context,
     spell_digits,
 )
@@ -38,10 +41,26 @@ def one_bill(name: str | None = "王小明", *, level: int = 1) -> dict[str, Any
     return context
 
 
-def sms_segments(text: str) -> int:
-    """UCS-2: one segment of 70 characters, or segments of 67 when split."""
-    units = len(text.encode("utf-16-le")) // 2
-    return 1 if units <= 70 else math.ceil(units / 67)
+LONG_PAY_URL = "https://pay.utility.example/bill/B202609-01234567890"
+SMS_EVENTS = ("bill.unpaid", "usage.abnormal")
+SMS_SAMPLES = (*SAMPLE_VARIANTS, "one-bill-long")
+
+
+def sms_sample(event_type: str, level: int, variant: str) -> dict[str, Any]:
+    """A sample variant, or "one-bill-long": one bill with the largest amount, a
+    4-character name and the long pay link (the longest single-bill SMS)."""
+    if variant != "one-bill-long":
+        return sample_context(event_type, level=level, variant=variant)
+    long = sample_context(event_type, level=level)
+    context = sample_context(event_type, level=level, variant="minimal")
+    context["account"] = long["account"]
+    context["pay_url"] = long["pay_url"]
+    if event_type == "bill.unpaid":
+        largest = max(long["bills"], key=lambda b: b["amount"])
+        context["bill"] = largest
+        context["bills"] = [largest]
+        context["total"] = largest["amount"]
+    return context
 
 
 def write(root: Path, name: str, text: str) -> None:
@@ -55,7 +74,9 @@ def write(root: Path, name: str, text: str) -> None:
 
 def test_check_all_renders_every_template_at_both_levels(renderer: Renderer) -> None:
     notices = [p for p in TEMPLATES.glob("*/*.j2") if not p.parent.name.startswith(("_", "."))]
-    assert len(notices) >= 26  # bill.unpaid 12, usage.abnormal 8, bill.paid 6
+    assert len(notices) >= 28  # bill.unpaid 12, usage.abnormal 8, bill.paid 6, visit 2
+    assert TEMPLATES / "escalation.visit" / "notice.zh-TW.j2" in notices
+    assert TEMPLATES / "escalation.visit" / "notice.en.j2" in notices
 
     assert renderer.check_all() == len(notices) * 2 * len(SAMPLE_VARIANTS)
 
@@ -93,7 +114,71 @@ def test_zh_tw_unpaid_sms_is_short_and_complete(renderer: Renderer) -> None:
     assert (content.subject, content.html) == (None, None)
     assert (content.language, content.language_fallback) == ("zh-TW", False)
     assert sms_segments(content.body) <= 2
-    assert sms_segments(renderer.render("bill.unpaid", "sms", "zh-TW", one_bill(level=2)).body) <= 3
+    assert sms_segments(renderer.render("bill.unpaid", "sms", "zh-TW", one_bill(level=2)).body) <= 2
+
+
+def test_the_sample_pay_link_is_as_long_as_a_real_one() -> None:
+    for event_type in ("bill.unpaid", "usage.abnormal", "bill.paid", "escalation.visit"):
+        assert len(sample_context(event_type)["pay_url"]) >= len(LONG_PAY_URL)
+
+
+@pytest.mark.parametrize("variant", SMS_SAMPLES)
+@pytest.mark.parametrize("level", [1, 2])
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("event_type", SMS_EVENTS)
+def test_every_sms_fits_in_two_segments(
+    renderer: Renderer, event_type: str, language: str, level: int, variant: str
+) -> None:
+    context = sms_sample(event_type, level, variant)
+    body = renderer.render(event_type, "sms", language, context).body
+    segments = sms_segments(body)
+    units = len(body.encode("utf-16-le")) // 2
+
+    assert segments <= 2, (
+        f"{event_type}/sms.{language} level {level} {variant}: {segments} segments "
+        f"({units} UTF-16 units):\n{body}"
+    )
+    assert "012****7890" in body
+    assert "01234567890" not in body.replace(context["pay_url"], "")
+    assert context["service_phone"] in body
+    if language == "en" and context["account"]["name"] is not None:
+        # A name outside GSM-7 would make the whole English SMS UCS-2: left out.
+        assert (context["account"]["name"] in body) == is_gsm7(context["account"]["name"])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("level", [1, 2])
+def test_an_sms_about_one_bill_tells_it_in_full(
+    renderer: Renderer, language: str, level: int
+) -> None:
+    context = sms_sample("bill.unpaid", level, "one-bill-long")
+    body = renderer.render("bill.unpaid", "sms", language, context).body
+    bill = context["bill"]
+
+    assert format_period(bill["period"], language) in body
+    assert format_money(bill["amount"]) in body
+    assert format_date(bill["due_date"], language) in body
+    assert context["pay_url"] in body
+    assert body.count(format_money(bill["amount"])) == 1
+
+
+def test_a_long_name_leaves_out_the_sms_greeting_but_not_the_rest(renderer: Renderer) -> None:
+    context = sample_context("bill.unpaid", level=2)
+    context["account"] = {**context["account"], "name": "台灣電子材料股份有限公司"}
+
+    body = renderer.render("bill.unpaid", "sms", "zh-TW", context).body
+
+    assert "台灣電子材料" not in body
+    assert body.startswith("【電費催繳】電號012****7890")
+    assert sms_segments(body) <= 2
+
+
+def test_gsm7() -> None:
+    assert is_gsm7("Maximilian Alexander Montgomery-Featherstonehaugh")
+    assert is_gsm7("O'Brien, Jr.")
+    assert not is_gsm7("歐陽志明")
+    assert not is_gsm7("a`b")
+    assert not is_gsm7(None)
 
 
 def test_en_without_minguo_dates_uses_the_western_calendar() -> None:
@@ -161,21 +246,39 @@ def test_every_unpaid_notice_tells_everything_once(
     text = content.body
     spoken = channel == "voice"
 
-    assert context["account"]["name"] in text
-    for bill in context["bills"]:
-        period = format_period(bill["period"], language, spoken=spoken)
-        due = format_date(bill["due_date"], language, spoken=spoken)
-        amount = str(bill["amount"]) if spoken else format_money(bill["amount"])
-        assert period in text
-        assert due in text
-        assert amount in text
+    name = context["account"]["name"]
+    if channel == "sms" and language == "en":
+        assert (name in text) == is_gsm7(name)  # else the SMS would go UCS-2
+    else:
+        assert name in text
+    if channel == "sms":
+        # Several bills, said compactly: how many, the total, the earliest due date.
+        bills = context["bills"]
+        assert (f"{len(bills)}期" if language == "zh-TW" else f"{len(bills)} unpaid bills") in text
+        assert format_date(min(b["due_date"] for b in bills), language) in text
+        assert not any(format_money(b["amount"]) in text for b in bills)
+    else:
+        for bill in context["bills"]:
+            period = format_period(bill["period"], language, spoken=spoken)
+            due = format_date(bill["due_date"], language, spoken=spoken)
+            amount = str(bill["amount"]) if spoken else format_money(bill["amount"])
+            assert period in text
+            assert due in text
+            assert amount in text
     total = str(context["total"]) if spoken else format_money(context["total"])
     assert text.count(total) == 1
-    assert ("01234567890" in text) == (channel == "email")
-    assert ("012****7890" in text) == (channel in ("sms", "push", "postcard"))
+    # The pay link carries the bill number, which carries the account number: judge
+    # the text around it.
+    words = text.replace(context["pay_url"], "")
+    assert ("01234567890" in words) == (channel == "email")
+    assert ("012****7890" in words) == (channel in ("sms", "push", "postcard"))
     assert (context["pay_url"] in text) == (channel in ("sms", "email", "push"))
     assert "1911" in text or "1 9 1 1" in text
-    if language == "zh-TW":
+    if channel == "sms":
+        # Two segments hold no list of ways to pay: the pay link leads to them.
+        marker = "派員到府" if language == "zh-TW" else "visit"
+        assert (marker in text) == (level >= 2)
+    elif language == "zh-TW":
         assert "便利商店" in text or "超商" in text
         assert all(way in text for way in ("銀行轉帳", "App", "櫃台"))
         assert ("到府拜訪" in text) == (level >= 2)
@@ -221,6 +324,54 @@ def test_payment_received_thanks_and_lists_what_is_still_unpaid(renderer: Render
     assert push.subject == "繳費完成，感謝您"
     assert "NT$398,765已繳費完成" in push.body
     assert "合計NT$599,330" in push.body
+
+
+def test_the_home_visit_notice_is_a_document_not_a_channel(renderer: Renderer) -> None:
+    assert DOCUMENTS == ("notice",)
+    assert "notice" not in CHANNEL_NAMES
+    assert renderer.available("escalation.visit", "notice")
+    assert not renderer.available("escalation.visit", "sms")
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_the_zh_tw_home_visit_notice_tells_the_customer_everything(
+    renderer: Renderer, level: int
+) -> None:
+    context = sample_context("escalation.visit", level=level)
+    content = renderer.render("escalation.visit", "notice", "zh-TW", context)
+    text = content.body
+
+    assert content.subject == "電費欠費催繳通知（到府通知）"
+    assert (content.html, content.language_fallback) == (None, False)
+    assert "歐陽志明" in text
+    assert "01234567890" in text  # the full number: it is addressed to the customer
+    assert "012****7890" not in text
+    for bill in context["bills"]:
+        assert format_period(bill["period"], "zh-TW") in text
+        assert format_money(bill["amount"]) in text
+        assert format_date(bill["due_date"], "zh-TW") in text
+    assert text.count("NT$998,095") == 1
+    assert "115年12月8日" in text
+    assert context["visit"]["agent_name"] in text
+    assert "1911" in text
+    assert all(way in text for way in ("便利商店", "銀行轉帳", "App", "櫃台"))
+    assert "停止供電" in text
+    assert "http" not in text
+
+
+def test_the_en_home_visit_notice_and_one_without_a_name(renderer: Renderer) -> None:
+    en = renderer.render(
+        "escalation.visit", "notice", "en", sample_context("escalation.visit", level=2)
+    )
+    minimal = sample_context("escalation.visit", variant="minimal")
+    zh = renderer.render("escalation.visit", "notice", "zh-TW", minimal)
+
+    assert en.subject == "OVERDUE ELECTRICITY BILL: NOTICE OF HOME VISIT"
+    assert "01234567890" in en.body and "Total due: NT$998,095" in en.body
+    assert "8 Dec 2026" in en.body and "1911" in en.body
+    assert zh.body.startswith("用電戶您好")
+    assert "NT$1,830" in zh.body and "合計" not in zh.body
+    assert "None" not in zh.body
 
 
 # --- strictness ------------------------------------------------------------------------
@@ -305,6 +456,8 @@ def test_a_missing_block_or_an_empty_body_is_an_error(tmp_path: Path) -> None:
 
 def test_no_template_at_all_is_an_error_and_not_available(renderer: Renderer) -> None:
     assert not renderer.available("bill.paid", "sms")
+    assert not renderer.available("bill.unpaid", "notice")
+    assert not renderer.available("escalation.visit", "letter")
     assert not renderer.available("bill.unpaid", "fax")
     assert not renderer.available("../bill.unpaid", "sms")
     with pytest.raises(TemplateError, match=r"bill\.paid/sms\.zh-TW\.j2: no template"):
