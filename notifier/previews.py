@@ -52,6 +52,9 @@ def preview(
         if account is None:
             raise UnknownAccount(f"no account {account_no}")
         _overlay_account(rt, session, context, account, level)
+    if context.get("bill"):
+        # The link the service would really send (an opaque reference), not the sample's.
+        context["pay_url"] = pay_link(rt.settings, context["bill"]["bill_no"])
     if language:
         context["language"] = language
     content = rt.renderer.render(event_type, channel, str(context["language"]), context)
@@ -83,4 +86,3 @@ def _overlay_account(
         # As process_event would: the reminder is about the bill it names; here the
         # oldest at level 2 and the newest at level 1, like the samples.
         context["bill"] = bills[0] if level >= 2 else bills[-1]
-        context["pay_url"] = pay_link(rt.settings, context["bill"]["bill_no"])
