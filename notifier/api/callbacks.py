@@ -19,7 +19,6 @@ from channels.twilio_voice import gather_response
 from notifier.api.deps import RuntimeDep
 from notifier.deliveries.models import Delivery
 from notifier.flows.reports import record_report
-from notifier.runtime import Runtime
 
 __all__ = ["router"]
 
@@ -76,7 +75,10 @@ def status_callback(delivery_id: int, form: SignedForm, rt: RuntimeDep) -> Respo
     if form.get("ErrorCode"):
         detail["error_code"] = form["ErrorCode"]
     outcome = record_report(rt, delivery_id, report, provider="twilio", **detail)
-    _enqueue(rt, outcome.enqueue, outcome.retry_in, delivery_id)
+    if outcome.enqueue:
+        rt.dispatcher.deliver(outcome.enqueue)  # a fallback the report started
+    if outcome.retry_in is not None and outcome.channel:
+        rt.dispatcher.deliver([(delivery_id, outcome.channel)], countdown=outcome.retry_in)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -97,12 +99,3 @@ def gather_callback(form: SignedForm, rt: RuntimeDep) -> Response:
         gather_url=f"{rt.settings.public_url.rstrip('/')}{router.prefix}/gather",
     )
     return Response(content=twiml, media_type="application/xml")
-
-
-def _enqueue(
-    rt: Runtime, created: tuple[tuple[int, str], ...], retry_in: float | None, delivery_id: int
-) -> None:
-    if created:
-        rt.dispatcher.deliver(created)
-    if retry_in is not None:
-        rt.dispatcher.deliver([(delivery_id, "voice")], countdown=retry_in)

@@ -165,7 +165,8 @@ def _sent(rt: Runtime, claim: Claim, result: SendResult) -> DeliverOutcome:
         # A provider's report can beat our own record of the send.
         early = deliveries.early_report(session, claim.delivery)
     if early is not None:
-        return apply_report(rt, claim.delivery.id, early, replayed=True)
+        assert claim.delivery.id is not None
+        return apply_report(rt, claim.delivery.id, early)
     return DeliverOutcome(status=result.status)
 
 

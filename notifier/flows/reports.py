@@ -45,9 +45,8 @@ def record_report(
         return _apply(rt, session, delivery, status)
 
 
-def apply_report(rt: Runtime, delivery_id: int | None, status: str, **_: Any) -> DeliverOutcome:
+def apply_report(rt: Runtime, delivery_id: int, status: str) -> DeliverOutcome:
     """Apply a report already in the timeline (one that arrived while sending)."""
-    assert delivery_id is not None
     with rt.db.session() as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
@@ -82,7 +81,9 @@ def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> De
         deliveries.record_change(
             session, delivery.id, DeliveryStatus.QUEUED, retry_in=round(delay, 1)
         )
-        return DeliverOutcome(status=DeliveryStatus.QUEUED, retry_in=delay)
+        return DeliverOutcome(
+            status=DeliveryStatus.QUEUED, retry_in=delay, channel=delivery.channel
+        )
     final = _FINAL.get(status, DeliveryStatus.FAILED if status in _TRY_AGAIN else None)
     if final is None:
         return DeliverOutcome(status=delivery.status)  # progress only (queued, ringing, sent)
