@@ -58,8 +58,11 @@ def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
             return DeliverOutcome(status=held)
         message = _message(rt, claim.delivery, notification)
     channel = rt.channel(claim.delivery.channel)
+    wait = _slot_wait(rt, channel.provider)
+    if wait > MAX_RATE_WAIT:
+        return _later(rt, claim, wait, reason=f"{channel.provider} rate limit")
+    time.sleep(wait)
     try:
-        _wait_for_slot(rt, channel.provider)
         result = rt.run_async(channel.send(message))
     except TransientChannelError as exc:
         return _transient(rt, claim, exc)
@@ -73,18 +76,25 @@ def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
     return _sent(rt, claim, result)
 
 
-def _wait_for_slot(rt: Runtime, provider: str) -> None:
-    """Keep the provider's rate across all workers: wait for our slot, or retry later."""
+def _slot_wait(rt: Runtime, provider: str) -> float:
+    """Seconds until this send's slot in the provider's rate, shared by all workers."""
     per_second = rt.settings.rate_limits.get(provider)
-    if not per_second:
-        return
-    wait = rt.rate_limiter.reserve(provider, per_second)
-    if wait > MAX_RATE_WAIT:
-        raise TransientChannelError(
-            f"{provider} rate limit: next slot in {wait:.0f} s", retry_after=wait
+    return rt.rate_limiter.reserve(provider, per_second) if per_second else 0.0
+
+
+def _later(rt: Runtime, claim: Claim, wait: float, *, reason: str) -> DeliverOutcome:
+    """Give the worker back and send at the slot; no attempt was made, none is counted."""
+    now = rt.clock()
+    with rt.db.session() as session:
+        ok = deliveries.transition(
+            session,
+            claim,
+            DeliveryStatus.QUEUED,
+            now=now,
+            available_at=now + timedelta(seconds=wait),
+            detail={"reason": reason, "retry_in": round(wait, 1)},
         )
-    if wait > 0:
-        time.sleep(wait)
+    return DeliverOutcome(status=DeliveryStatus.QUEUED, retry_in=wait if ok else None)
 
 
 def _hold_back(
