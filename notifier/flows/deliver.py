@@ -26,6 +26,7 @@ from notifier.runtime import Runtime
 __all__ = ["DeliverOutcome", "deliver"]
 
 log = logging.getLogger(__name__)
+REPORTING_PROVIDERS = frozenset({"twilio"})
 MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
 
@@ -74,6 +75,11 @@ def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
         log.exception("delivery %s: unexpected error from %s", delivery_id, channel.provider)
         return _transient(rt, claim, TransientChannelError(f"{type(exc).__name__}: {exc}"))
     return _sent(rt, claim, result)
+
+
+def _reports_later(result: SendResult) -> bool:
+    """Whether the provider reports back on this send (status callbacks)."""
+    return result.provider in REPORTING_PROVIDERS
 
 
 def _slot_wait(rt: Runtime, provider: str) -> float:
@@ -172,8 +178,13 @@ def _sent(rt: Runtime, claim: Claim, result: SendResult) -> DeliverOutcome:
             return DeliverOutcome(status=None)
         if result.rejected:
             forget_recipients(session, claim.delivery, result.rejected)
-        # A provider's report can beat our own record of the send.
-        early = deliveries.early_report(session, claim.delivery)
+        # A provider's report can beat our own record of the send; only a
+        # ``sent`` that waits for reports can have one.
+        early = (
+            deliveries.early_report(session, claim.delivery)
+            if result.status == DeliveryStatus.SENT and _reports_later(result)
+            else None
+        )
     if early is not None:
         assert claim.delivery.id is not None
         return apply_report(rt, claim.delivery.id, early)
