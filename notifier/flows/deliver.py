@@ -90,6 +90,20 @@ def _slot_wait(rt: Runtime, provider: str) -> float:
 
 def _later(rt: Runtime, claim: Claim, wait: float, *, reason: str) -> DeliverOutcome:
     """Give the worker back and send at the slot; no attempt was made, none is counted."""
+    detail = {"reason": reason, "retry_in": round(wait, 1)}
+    return _requeue(rt, claim, wait, attempted=False, detail=detail)
+
+
+def _requeue(
+    rt: Runtime,
+    claim: Claim,
+    delay: float,
+    *,
+    attempted: bool,
+    detail: dict[str, object],
+    **values: object,
+) -> DeliverOutcome:
+    """Back to ``queued``, due in ``delay`` seconds; the task retries itself then."""
     now = rt.clock()
     with rt.db.session() as session:
         ok = deliveries.transition(
@@ -97,10 +111,12 @@ def _later(rt: Runtime, claim: Claim, wait: float, *, reason: str) -> DeliverOut
             claim,
             DeliveryStatus.QUEUED,
             now=now,
-            available_at=now + timedelta(seconds=wait),
-            detail={"reason": reason, "retry_in": round(wait, 1)},
+            attempted=attempted,
+            available_at=now + timedelta(seconds=delay),
+            detail=detail,
+            **values,
         )
-    return DeliverOutcome(status=DeliveryStatus.QUEUED, retry_in=wait if ok else None)
+    return DeliverOutcome(status=DeliveryStatus.QUEUED, retry_in=delay if ok else None)
 
 
 def _hold_back(
@@ -197,18 +213,8 @@ def _transient(rt: Runtime, claim: Claim, exc: TransientChannelError) -> Deliver
     if attempt >= retry.max_attempts:
         return _permanent(rt, claim, exc, reason=f"gave up after {attempt} attempts")
     delay = max(retry_delay(rt, attempt), exc.retry_after or 0.0)
-    now = rt.clock()
-    with rt.db.session() as session:
-        ok = deliveries.finish(
-            session,
-            claim,
-            DeliveryStatus.QUEUED,
-            now=now,
-            available_at=now + timedelta(seconds=delay),
-            last_error=str(exc)[:1000],
-            detail={"error": str(exc), "transient": True, "retry_in": round(delay, 1)},
-        )
-    return DeliverOutcome(status=DeliveryStatus.QUEUED, retry_in=delay if ok else None)
+    detail = {"error": str(exc), "transient": True, "retry_in": round(delay, 1)}
+    return _requeue(rt, claim, delay, attempted=True, detail=detail, last_error=str(exc)[:1000])
 
 
 def _permanent(
