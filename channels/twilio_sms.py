@@ -21,10 +21,10 @@ from typing import ClassVar
 
 from channels.base import Channel, Message, PermanentChannelError, SendResult
 from channels.registry import register
+from channels.sms import sms_segments
 from channels.twilio_common import (
     DEFAULT_BASE_URL,
     TwilioConnection,
-    sms_segments,
     translate_errors,
 )
 

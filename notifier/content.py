@@ -8,6 +8,7 @@ import hmac
 from collections.abc import Sequence
 from typing import Any
 
+from channels.sms import sms_segments
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.events.schema import EventIn
@@ -15,27 +16,6 @@ from notifier.masking import mask_account_no
 from notifier.settings import Settings
 
 __all__ = ["build_context", "pay_link", "sms_segments"]
-
-# GSM 03.38 basic set; anything else forces UCS-2.
-_GSM7 = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENDED = set("^{}\\[~]|€\f")
-
-
-def sms_segments(text: str) -> int:
-    """How many SMS parts the text takes: GSM-7 160/153, UCS-2 70/67 characters."""
-    if all(ch in _GSM7 or ch in _GSM7_EXTENDED for ch in text):
-        units = sum(2 if ch in _GSM7_EXTENDED else 1 for ch in text)
-        single, part = 160, 153
-    else:
-        # UCS-2 counts UTF-16 code units: a character outside the BMP takes two.
-        units = len(text.encode("utf-16-le")) // 2
-        single, part = 70, 67
-    if units <= single:
-        return 1
-    return -(-units // part)
 
 
 def pay_link(settings: Settings, reference: str) -> str:

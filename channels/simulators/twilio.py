@@ -61,7 +61,7 @@ from urllib.request import ProxyHandler, Request, build_opener
 from twilio.request_validator import RequestValidator
 
 from channels.simulators.base import FaultMix, HttpSimulator, JsonHandler
-from channels.twilio_common import sms_segments
+from channels.sms import sms_segments
 
 __all__ = ["TwilioSimulator"]
 

@@ -28,7 +28,8 @@ from channels import (
 )
 from channels.simulators.base import FaultMix
 from channels.simulators.twilio import TwilioSimulator
-from channels.twilio_common import sms_segments, to_channel_error
+from channels.sms import sms_segments
+from channels.twilio_common import to_channel_error
 from channels.twilio_sms import TwilioSms
 from channels.twilio_voice import TwilioVoice, gather_response
 
