@@ -20,7 +20,6 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support import events  # noqa: E402
+from tests.support.stack import free_port, http_ok  # noqa: E402
 
 
 def main() -> None:
@@ -76,7 +76,7 @@ def main() -> None:
                 [*notifier, "keys", "create", "--role", "producer", "--name", "bench"],
                 env=env, check=True, capture_output=True, text=True,
             ).stdout.strip()  # fmt: skip
-            port = _free_port()
+            port = free_port()
             processes.append(
                 subprocess.Popen(
                     [*notifier, "api", "--port", str(port), "--host", "127.0.0.1"],
@@ -85,7 +85,7 @@ def main() -> None:
                 )
             )
             base = f"http://127.0.0.1:{port}"
-            _wait(lambda: _answers(f"{base}/healthz"), 30)
+            _wait(lambda: http_ok(f"{base}/healthz"), 30)
             client = httpx.Client(
                 base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
             )
@@ -166,19 +166,6 @@ def main() -> None:
                 process.kill()
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _wait(predicate: object, timeout: float) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from notifier.accounts import service as accounts
-from notifier.api.deps import SessionDep, require
-from notifier.auth.models import ApiKey
+from notifier.api.deps import OpsDep, SessionDep
 from notifier.billing import service as billing
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery
@@ -19,7 +18,6 @@ from notifier.masking import mask_address, mask_email, mask_phone
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["ops"])
-Ops = Annotated[ApiKey, Depends(require("ops", "supervisor"))]
 
 
 class DeliveryOut(BaseModel):
@@ -84,7 +82,7 @@ class DeliveryDetail(DeliveryOut):
 @router.get("/deliveries")
 def list_deliveries(
     session: SessionDep,
-    _: Ops,
+    _: OpsDep,
     account_no: str | None = None,
     status_: Annotated[str | None, Query(alias="status")] = None,
     channel: str | None = None,
@@ -108,7 +106,7 @@ def list_deliveries(
 
 
 @router.get("/deliveries/{delivery_id}")
-def get_delivery(delivery_id: int, session: SessionDep, _: Ops) -> DeliveryDetail:
+def get_delivery(delivery_id: int, session: SessionDep, _: OpsDep) -> DeliveryDetail:
     """One delivery with its rendered content and its whole timeline."""
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
@@ -151,7 +149,7 @@ class AccountOut(BaseModel):
 
 
 @router.get("/accounts/{account_no}")
-def get_account(account_no: str, session: SessionDep, _: Ops) -> AccountOut:
+def get_account(account_no: str, session: SessionDep, _: OpsDep) -> AccountOut:
     """An account as ops see it: contact points masked, unpaid bills listed."""
     account = accounts.get(session, account_no)
     if account is None:

@@ -13,7 +13,7 @@ from notifier.auth import keys
 from notifier.auth.models import ApiKey
 from notifier.runtime import Runtime
 
-__all__ = ["CallerDep", "RuntimeDep", "SessionDep", "require"]
+__all__ = ["CallerDep", "OpsDep", "RuntimeDep", "SessionDep", "require"]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -72,3 +72,7 @@ def require(*roles: keys.Role) -> Callable[[ApiKey], ApiKey]:
         return caller
 
     return check
+
+
+OpsDep = Annotated[ApiKey, Depends(require("ops", "supervisor"))]
+"""A key that may read the delivery log and preview notices."""

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from notifier.api.deps import RuntimeDep, SessionDep, require
-from notifier.auth.models import ApiKey
+from notifier.api.deps import OpsDep, RuntimeDep, SessionDep
 from notifier.previews import UnknownAccount, preview
 from notifier.rendering import TemplateError
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
-Ops = Annotated[ApiKey, Depends(require("ops", "supervisor"))]
 
 
 class PreviewOut(BaseModel):
@@ -34,7 +32,7 @@ class PreviewOut(BaseModel):
 def get_preview(
     rt: RuntimeDep,
     session: SessionDep,
-    _: Ops,
+    _: OpsDep,
     event: Annotated[str, Query(description="bill.unpaid, bill.paid, usage.abnormal, …")],
     channel: Annotated[str, Query(description="sms, voice, email, push, postcard")],
     lang: str | None = None,

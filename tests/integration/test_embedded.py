@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.support import events
-from tests.support.stack import wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.stack import free_port, http_ok, wait_until
 
 
 def _leftover_processes(marker: str) -> list[str]:
@@ -29,7 +22,7 @@ def _leftover_processes(marker: str) -> list[str]:
 
 def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "embedded-data"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     env.update(NOTIFIER_DATA_DIR=str(data_dir), NOTIFIER_QUIET_HOURS="off")
     service = subprocess.Popen(
@@ -49,7 +42,7 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
         key = re.search(r"producer key \(shown once\): (ntf_\S+)", banner)
         assert key, f"no producer key in:\n{banner}"
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="the API")
+        wait_until(lambda: http_ok(f"{base}/healthz"), timeout=30, what="the API")
 
         acct = events.account()
         event = events.unpaid(acct)
@@ -86,10 +79,3 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
         code = service.wait(timeout=60)
     assert code == 0, f"notifier up exited {code}"
     assert _leftover_processes(str(data_dir)) == []
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False

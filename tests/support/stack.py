@@ -57,6 +57,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 now."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def answers(host: str, port: int, timeout: float = 1.0) -> bool:
     """Whether something listens on host:port."""
     try:
