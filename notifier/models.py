@@ -8,7 +8,14 @@ from notifier.accounts.models import Account
 from notifier.auth.models import ApiKey
 from notifier.billing.models import Bill
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
-from notifier.escalation.models import Agent, Escalation, EscalationAttempt
+from notifier.escalation.models import (
+    Agent,
+    Escalation,
+    EscalationAttempt,
+    EscalationBill,
+    EscalationChange,
+    SweepRun,
+)
 from notifier.events.models import Event
 from notifier.ratelimit import ProviderRate
 
@@ -21,9 +28,12 @@ __all__ = [
     "DeliveryChange",
     "Escalation",
     "EscalationAttempt",
+    "EscalationBill",
+    "EscalationChange",
     "Event",
     "Notification",
     "ProviderRate",
+    "SweepRun",
     "metadata",
 ]
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Policy", "QuietHours", "RetryPolicy", "load_policy"]
+__all__ = ["EscalationPolicy", "Policy", "QuietHours", "RetryPolicy", "load_policy"]
 
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
 
@@ -53,6 +53,44 @@ class RetryPolicy(BaseModel):
     max_seconds: float = Field(900, gt=0)
 
 
+VisitFlag = Literal["vulnerable", "prefers_paper"]
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class EscalationPolicy(BaseModel):
+    """DESIGN.md "Escalation rule": when an unpaid bill goes to a person, and which person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_arrears: int = Field(1, ge=0)
+    """NT$: smaller overdue totals are not escalated."""
+    grace_days: int = Field(0, ge=0, le=365)
+    """Days after the second billing date before a case opens."""
+    default_cycle_months: int = Field(2, ge=1, le=12)
+    """For accounts whose billing cycle the producer never sent."""
+    max_call_attempts: int = Field(3, ge=1, le=20)
+    """Call attempts ending ``no_answer`` or ``wrong_number`` before the case becomes a visit."""
+    visit_flags: list[VisitFlag] = ["vulnerable", "prefers_paper"]
+    """Account flags that send a case straight to a visit (so does having no phone)."""
+    sweep_at: time = time(7, 0)
+    sweep_days: list[str] = ["mon", "tue", "wed", "thu", "fri"]
+    """Business days the scheduled sweep runs on (a missed day is caught up the next)."""
+    holidays: list[date] = []
+    """Dates the scheduled sweep skips."""
+
+    @field_validator("sweep_days")
+    @classmethod
+    def _weekdays(cls, days: list[str]) -> list[str]:
+        days = [day.strip().lower()[:3] for day in days]
+        unknown = [day for day in days if day not in _WEEKDAYS]
+        if unknown or not days:
+            raise ValueError(f"sweep_days: {unknown or 'none'}; use {', '.join(_WEEKDAYS)}")
+        return days
+
+    def is_business_day(self, day: date) -> bool:
+        return _WEEKDAYS[day.weekday()] in self.sweep_days and day not in self.holidays
+
+
 class Policy(BaseModel):
     timezone: str = "Asia/Taipei"
     routes: dict[str, dict[str, list[ChannelName]]]
@@ -61,6 +99,7 @@ class Policy(BaseModel):
     quiet_hours: QuietHours | None = None
     dedup_window_hours: float = Field(72, ge=0)
     retry: RetryPolicy = RetryPolicy()
+    escalation: EscalationPolicy = EscalationPolicy()
 
     @field_validator("routes")
     @classmethod
@@ -76,6 +115,10 @@ class Policy(BaseModel):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def business_date(self, now: datetime) -> date:
+        """The calendar date at ``now`` where the utility works."""
+        return now.astimezone(self.tz).date()
 
     def channels_for(self, event_type: str, level: int) -> list[str]:
         """The channels the policy lists for this event at this level."""

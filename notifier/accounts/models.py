@@ -28,6 +28,7 @@ class Account(SQLModel, table=True):
     prefers_paper: bool = False
     prefers_voice: bool = False
     opt_outs: list[str] = Field(default_factory=list, sa_type=sa.JSON)
-    billing_cycle_months: int = 2
+    billing_cycle_months: int | None = None
+    """Months between bills; None: the policy's default (escalation.default_cycle_months)."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -143,7 +143,7 @@ class AccountOut(BaseModel):
     prefers_paper: bool
     prefers_voice: bool
     opt_outs: list[str]
-    billing_cycle_months: int
+    billing_cycle_months: int | None
     unpaid_bills: list[BillOut]
     arrears: int
 

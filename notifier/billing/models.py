@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from notifier.db import UTCDateTime, utcnow
@@ -13,6 +14,16 @@ __all__ = ["Bill"]
 
 class Bill(SQLModel, table=True):
     __tablename__ = "bills"
+    __table_args__ = (
+        # The escalation sweep and every notice read an account's unpaid bills.
+        sa.Index(
+            "ix_bills_unpaid",
+            "account_no",
+            "due_date",
+            sqlite_where=sa.text("paid_at IS NULL"),
+            postgresql_where=sa.text("paid_at IS NULL"),
+        ),
+    )
 
     bill_no: str = Field(primary_key=True, max_length=64)
     account_no: str = Field(foreign_key="accounts.account_no", index=True, max_length=11)

@@ -1,4 +1,4 @@
-"""Cases handed to people: agents, escalations and their attempts."""
+"""Cases handed to people: agents, escalations, the bills they cover, what happened."""
 
 from __future__ import annotations
 
@@ -9,7 +9,34 @@ from sqlmodel import Field, SQLModel
 
 from notifier.db import UTCDateTime, utcnow
 
-__all__ = ["Agent", "Escalation", "EscalationAttempt"]
+__all__ = [
+    "AGENT_KIND",
+    "CASE_KINDS",
+    "Agent",
+    "CaseKind",
+    "CaseStatus",
+    "Escalation",
+    "EscalationAttempt",
+    "EscalationBill",
+    "EscalationChange",
+    "SweepRun",
+]
+
+
+class CaseKind:
+    CALL = "call"
+    VISIT = "visit"
+
+
+CASE_KINDS: tuple[str, ...] = (CaseKind.CALL, CaseKind.VISIT)
+AGENT_KIND: dict[str, str] = {CaseKind.CALL: "caller", CaseKind.VISIT: "field"}
+"""Which kind of agent works which kind of case."""
+
+
+class CaseStatus:
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
 
 
 class Agent(SQLModel, table=True):
@@ -35,29 +62,101 @@ class Escalation(SQLModel, table=True):
             sqlite_where=sa.text("status = 'open'"),
             postgresql_where=sa.text("status = 'open'"),
         ),
+        # Lists and counts read open cases by assignee or area and kind.
+        sa.Index(
+            "ix_escalations_open_assignee",
+            "assignee_id",
+            "kind",
+            sqlite_where=sa.text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     account_no: str = Field(foreign_key="accounts.account_no", index=True, max_length=11)
+    area: str | None = Field(default=None, max_length=64, index=True)
+    """The account's area when the case opened: who works it."""
     kind: str = Field(max_length=16)
     """``call`` or ``visit``."""
-    status: str = Field(default="open", max_length=16)
-    assignee_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
-    bill_nos: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    status: str = Field(default=CaseStatus.OPEN, max_length=16)
+    assignee_id: int | None = Field(default=None, foreign_key="agents.id")
     attempts: int = 0
+    failed_calls: int = 0
+    """Call attempts that ended ``no_answer`` or ``wrong_number``."""
     outcome: str | None = Field(default=None, max_length=32)
+    """The last outcome recorded; the closing one once the case is done."""
+    follow_up_on: date | None = None
+    """Off the lists until this business date (a promise to pay)."""
     opened_on: date
+    """The business date (as_of) of the sweep that opened it."""
     opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class EscalationBill(SQLModel, table=True):
+    """A bill a case covers; a bill falling overdue later joins the open case."""
+
+    __tablename__ = "escalation_bills"
+
+    escalation_id: int = Field(foreign_key="escalations.id", primary_key=True)
+    bill_no: str = Field(foreign_key="bills.bill_no", primary_key=True, max_length=64, index=True)
+    added_on: date
+
+
 class EscalationAttempt(SQLModel, table=True):
+    """One outcome an agent recorded: a call made or a visit paid."""
+
     __tablename__ = "escalation_attempts"
 
     id: int | None = Field(default=None, primary_key=True)
     escalation_id: int = Field(foreign_key="escalations.id", index=True)
+    kind: str = Field(max_length=16)
+    """The case's kind when the attempt was made."""
     agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    recorded_by: str = Field(max_length=200)
+    """Who recorded it: the key's or user's name."""
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     outcome: str = Field(max_length=32)
     note: str | None = Field(default=None, max_length=2000)
     promise_date: date | None = None
+
+
+class EscalationChange(SQLModel, table=True):
+    """The case's history besides outcomes: opened, bills joined, assigned, turned into a visit."""
+
+    __tablename__ = "escalation_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalations.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    change: str = Field(max_length=32)
+    actor: str = Field(max_length=200)
+    detail: str | None = Field(default=None, max_length=500)
+
+
+class SweepRun(SQLModel, table=True):
+    """One run of the escalation sweep, with its progress while it runs."""
+
+    __tablename__ = "sweep_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    as_of: date
+    trigger: str = Field(max_length=32)
+    """``beat``, ``cli`` or ``api:<key name>``."""
+    status: str = Field(default="running", max_length=16)
+    """``running``, ``done`` or ``failed``."""
+    accounts: int = 0
+    """Accounts with an overdue unpaid bill: the work to do."""
+    checked: int = 0
+    opened: int = 0
+    joined: int = 0
+    """Bills added to cases already open."""
+    closed: int = 0
+    """Open cases found with every bill paid."""
+    assigned: int = 0
+    unassigned: int = 0
+    """Cases opened with no agent of their area and kind."""
+    error: str | None = Field(default=None, max_length=1000)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -78,7 +78,11 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
             cancelled = deliveries.cancel_pending_for_bill(
                 session, bill.bill_no, now=now, reason="bill paid"
             )
-            closed = escalation.close_if_paid(session, account.account_no, now=now)
+            closed = len(
+                escalation.close_paid_cases(
+                    session, now=now, actor=f"event {event.event_id}", account_no=account.account_no
+                )
+            )
             event.outcome = f"bill settled; {cancelled} deliveries cancelled, {closed} cases closed"
         else:
             issued_at = data.occurred_at if data.type == "bill.issued" else None

@@ -1,0 +1,270 @@
+"""What agents and supervisors read: case rows with contact, bills and earlier attempts.
+
+Three queries whatever the number of cases (cases with their accounts, then
+the unpaid bills and the attempts of the same cases), so an agent's list of
+ten thousand cases is one round trip each, not thirty thousand.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from notifier.accounts.models import Account
+from notifier.billing.models import Bill
+from notifier.escalation.models import (
+    Agent,
+    CaseKind,
+    CaseStatus,
+    Escalation,
+    EscalationAttempt,
+    EscalationBill,
+)
+
+__all__ = [
+    "AttemptLine",
+    "BillLine",
+    "CaseFilter",
+    "CaseRow",
+    "agent_list",
+    "case_rows",
+    "export_table",
+    "stats",
+]
+
+
+@dataclass(frozen=True)
+class BillLine:
+    bill_no: str
+    period: str
+    amount: int
+    due_date: date
+
+
+@dataclass(frozen=True)
+class AttemptLine:
+    at: datetime
+    kind: str
+    outcome: str
+    recorded_by: str
+    note: str | None
+    promise_date: date | None
+
+
+@dataclass
+class CaseRow:
+    case_id: int
+    kind: str
+    status: str
+    outcome: str | None
+    account_no: str
+    name: str | None
+    phone: str | None
+    address: str | None
+    area: str | None
+    assignee_id: int | None
+    assignee: str | None
+    opened_on: date
+    follow_up_on: date | None
+    failed_calls: int
+    days_overdue: int = 0
+    bills: list[BillLine] = field(default_factory=list)
+    attempts: list[AttemptLine] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(b.amount for b in self.bills)
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """Which cases: every field left None matches all."""
+
+    status: str | None = None
+    kind: str | None = None
+    area: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    due_on: date | None = None
+    """Only cases to work on this day: not waiting for a promised payment."""
+    after_id: int | None = None
+
+    def apply(self, query: Any) -> Any:
+        conditions = []
+        if self.status is not None:
+            conditions.append(col(Escalation.status) == self.status)
+        if self.kind is not None:
+            conditions.append(col(Escalation.kind) == self.kind)
+        if self.area is not None:
+            conditions.append(col(Escalation.area) == self.area)
+        if self.assignee_id is not None:
+            conditions.append(col(Escalation.assignee_id) == self.assignee_id)
+        if self.unassigned:
+            conditions.append(col(Escalation.assignee_id).is_(None))
+        if self.due_on is not None:
+            conditions.append(
+                sa.or_(
+                    col(Escalation.follow_up_on).is_(None),
+                    col(Escalation.follow_up_on) <= self.due_on,
+                )
+            )
+        if self.after_id is not None:
+            conditions.append(col(Escalation.id) > self.after_id)
+        return query.where(*conditions)
+
+
+def case_rows(
+    session: Session, where: CaseFilter, *, today: date, limit: int | None = None
+) -> list[CaseRow]:
+    """Cases matching ``where`` by id, with their unpaid bills and attempts."""
+    cases = where.apply(
+        sa.select(Escalation, Account, col(Agent.name))
+        .join(Account, col(Account.account_no) == col(Escalation.account_no))
+        .outerjoin(Agent, col(Agent.id) == col(Escalation.assignee_id))
+        .order_by(col(Escalation.id))
+    )
+    if limit is not None:
+        cases = cases.limit(limit)
+    rows: dict[int, CaseRow] = {}
+    for case, account, agent_name in session.execute(cases):
+        assert case.id is not None
+        rows[case.id] = CaseRow(
+            case_id=case.id, kind=case.kind, status=case.status, outcome=case.outcome,
+            account_no=case.account_no, name=account.name, phone=account.phone,
+            address=account.address, area=case.area, assignee_id=case.assignee_id,
+            assignee=agent_name, opened_on=case.opened_on, follow_up_on=case.follow_up_on,
+            failed_calls=case.failed_calls,
+        )  # fmt: skip
+    if not rows:
+        return []
+    # The same filter again rather than a list of ids: no parameter limit, one plan.
+    scope = where.apply(sa.select(col(Escalation.id)))
+    if limit is not None:
+        scope = scope.where(col(Escalation.id) <= max(rows))
+    bills = session.execute(
+        sa.select(
+            col(EscalationBill.escalation_id), col(Bill.bill_no), col(Bill.period),
+            col(Bill.amount), col(Bill.due_date),
+        )
+        .join(Bill, col(Bill.bill_no) == col(EscalationBill.bill_no))
+        .where(col(EscalationBill.escalation_id).in_(scope), col(Bill.paid_at).is_(None))
+        .order_by(col(Bill.due_date), col(Bill.bill_no))
+    )  # fmt: skip
+    for case_id, bill_no, period, amount, due_date in bills:
+        if case_id in rows:
+            rows[case_id].bills.append(BillLine(bill_no, period, amount, due_date))
+    attempts = session.execute(
+        sa.select(EscalationAttempt)
+        .where(col(EscalationAttempt.escalation_id).in_(scope))
+        .order_by(col(EscalationAttempt.at), col(EscalationAttempt.id))
+    )
+    for (a,) in attempts:
+        if a.escalation_id in rows:
+            rows[a.escalation_id].attempts.append(
+                AttemptLine(a.at, a.kind, a.outcome, a.recorded_by, a.note, a.promise_date)
+            )
+    for row in rows.values():
+        if row.bills:
+            row.days_overdue = max(0, (today - row.bills[0].due_date).days)
+    return list(rows.values())
+
+
+def agent_list(session: Session, agent_id: int, kind: str, *, today: date) -> list[CaseRow]:
+    """An agent's open cases of ``kind`` to work today, in working order.
+
+    Calls: the largest arrears first, then the longest overdue. Visits: by
+    area, then address, so a day's round follows the streets.
+    """
+    where = CaseFilter(status=CaseStatus.OPEN, kind=kind, assignee_id=agent_id, due_on=today)
+    rows = case_rows(session, where, today=today)
+    if kind == CaseKind.CALL:
+        rows.sort(key=lambda r: (-r.total, -r.days_overdue, r.case_id))
+    else:
+        rows.sort(key=lambda r: (r.area or "", r.address or "", r.case_id))
+    return rows
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+_HEADERS: dict[str, tuple[str, ...]] = {
+    CaseKind.CALL: ("case", "account", "name", "phone"),
+    CaseKind.VISIT: ("case", "account", "name", "area", "address"),
+}
+_COMMON = ("bills", "total", "oldest due", "days overdue", "attempts", "last note", "opened on")
+
+
+def _national(phone: str | None) -> str:
+    """The number as an agent dials it here ("0912 345 678"), not E.164."""
+    if not phone:
+        return ""
+    number = phonenumbers.parse(phone, None)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def export_table(rows: Sequence[CaseRow], kind: str) -> tuple[list[str], list[list[Any]]]:
+    """Headers and flat rows of a list, for CSV/XLSX/ODS: one row per case."""
+    headers = [*_HEADERS[kind], *_COMMON]
+    table: list[list[Any]] = []
+    for r in rows:
+        contact: list[Any] = (
+            [_national(r.phone)] if kind == CaseKind.CALL else [r.area or "", r.address or ""]
+        )
+        bills = "; ".join(f"{b.period} {b.amount} (due {b.due_date.isoformat()})" for b in r.bills)
+        attempts = "; ".join(f"{a.at.date().isoformat()} {a.outcome}" for a in r.attempts)
+        last_note = next((a.note for a in reversed(r.attempts) if a.note), "")
+        table.append(
+            [
+                r.case_id, r.account_no, r.name or "", *contact, bills, r.total,
+                r.bills[0].due_date if r.bills else None, r.days_overdue, attempts, last_note,
+                r.opened_on,
+            ]
+        )  # fmt: skip
+    return headers, table
+
+
+# --- counts for supervisors ------------------------------------------------------------------
+
+
+def stats(session: Session, *, since: date, tz: ZoneInfo) -> dict[str, Any]:
+    """Open cases by area and kind (assigned or not), and outcomes by area since ``since``."""
+    open_rows = session.execute(
+        sa.select(
+            col(Escalation.area),
+            col(Escalation.kind),
+            col(Escalation.assignee_id).is_(None),
+            sa.func.count(),
+        )
+        .where(col(Escalation.status) == CaseStatus.OPEN)
+        .group_by(col(Escalation.area), col(Escalation.kind), col(Escalation.assignee_id).is_(None))
+    )
+    open_by_area: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"call": 0, "visit": 0, "unassigned": 0}
+    )
+    for area, kind, unassigned, n in open_rows:
+        counts = open_by_area[area or ""]
+        counts[kind] += n
+        if unassigned:
+            counts["unassigned"] += n
+    start = datetime.combine(since, time(0), tzinfo=tz)
+    outcome_rows = session.execute(
+        sa.select(col(Escalation.area), col(EscalationAttempt.outcome), sa.func.count())
+        .join(Escalation, col(Escalation.id) == col(EscalationAttempt.escalation_id))
+        .where(col(EscalationAttempt.at) >= start)
+        .group_by(col(Escalation.area), col(EscalationAttempt.outcome))
+    )
+    outcomes: dict[str, dict[str, int]] = defaultdict(dict)
+    for area, outcome, n in outcome_rows:
+        outcomes[area or ""][outcome] = n
+    return {
+        "open_by_area": dict(sorted(open_by_area.items())),
+        "outcomes_since": since.isoformat(),
+        "outcomes_by_area": dict(sorted(outcomes.items())),
+    }

@@ -1,0 +1,84 @@
+"""The escalation rule of DESIGN.md, as pure functions of an account's ledger and a date.
+
+For an account, take its oldest unpaid bill B. The *second billing date* is
+the due date of the next bill after B; when that bill is not known, B's due
+date plus the account's billing cycle. Once the business date reaches it (plus
+any grace days), with B unpaid and the overdue total at least the minimum,
+the account goes to a person. Each unpaid bill has such a date; a bill whose
+date has come is *escalable*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+from notifier.escalation.models import CaseKind
+from notifier.policy import EscalationPolicy
+
+__all__ = ["LedgerBill", "Reachability", "escalable", "kind_for", "overdue", "second_billing_date"]
+
+
+@dataclass(frozen=True)
+class LedgerBill:
+    bill_no: str
+    due_date: date
+    amount: int
+    paid: bool
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """What of an account decides between a call and a visit."""
+
+    phone: str | None
+    vulnerable: bool
+    prefers_paper: bool
+
+
+def _in_order(bills: Sequence[LedgerBill]) -> list[LedgerBill]:
+    return sorted(bills, key=lambda b: (b.due_date, b.bill_no))
+
+
+def second_billing_date(bills: Sequence[LedgerBill], bill: LedgerBill, cycle_months: int) -> date:
+    """The due date of the bill after ``bill``, else ``bill``'s due date plus one cycle."""
+    later = [b.due_date for b in bills if b.due_date > bill.due_date]
+    if later:
+        return min(later)
+    # relativedelta keeps month ends: 31 Jan + 1 month is 28/29 Feb, not 3 Mar.
+    following: date = bill.due_date + relativedelta(months=cycle_months)
+    return following
+
+
+def overdue(bills: Sequence[LedgerBill], as_of: date) -> list[LedgerBill]:
+    """Unpaid bills whose due date has passed by ``as_of``, oldest first."""
+    return [b for b in _in_order(bills) if not b.paid and b.due_date < as_of]
+
+
+def escalable(
+    bills: Sequence[LedgerBill], as_of: date, policy: EscalationPolicy, cycle_months: int | None
+) -> list[LedgerBill]:
+    """Unpaid bills whose second billing date (plus grace) has come, if the arrears are enough.
+
+    Empty when the oldest unpaid bill has not reached its date or the overdue
+    total is under ``policy.min_arrears``.
+    """
+    cycle = cycle_months or policy.default_cycle_months
+    grace = timedelta(days=policy.grace_days)
+    due = [
+        b
+        for b in _in_order(bills)
+        if not b.paid and second_billing_date(bills, b, cycle) + grace <= as_of
+    ]
+    if not due or sum(b.amount for b in overdue(bills, as_of)) < policy.min_arrears:
+        return []
+    return due
+
+
+def kind_for(account: Reachability, policy: EscalationPolicy) -> str:
+    """``visit`` for accounts flagged for one or with no phone to call; else ``call``."""
+    flagged = any(getattr(account, flag) for flag in policy.visit_flags)
+    return CaseKind.VISIT if flagged or not account.phone else CaseKind.CALL

@@ -1,0 +1,273 @@
+"""The escalation sweep: every account whose arrears reached the rule gets one open case.
+
+It is idempotent (a second run on the same date changes nothing) and safe
+beside payments and another sweep: each chunk of accounts is processed under
+their row locks, which ``bill.paid`` processing takes too, and re-read inside
+them. Progress is written to the run's row after each chunk, so a caller (or
+a supervisor polling the API) sees how far a long run is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from notifier.accounts.models import Account
+from notifier.billing.models import Bill
+from notifier.db import Database, utcnow
+from notifier.escalation import rule
+from notifier.escalation.assignment import Assigner
+from notifier.escalation.models import (
+    CaseStatus,
+    Escalation,
+    EscalationBill,
+    EscalationChange,
+    SweepRun,
+)
+from notifier.escalation.service import close_paid_cases
+from notifier.policy import EscalationPolicy
+
+__all__ = ["CHUNK", "Progress", "sweep"]
+
+log = logging.getLogger(__name__)
+CHUNK = 1000
+SWEEP_ACTOR = "sweep"
+
+Progress = Callable[[SweepRun], None]
+
+
+def sweep(
+    db: Database,
+    policy: EscalationPolicy,
+    as_of: date,
+    *,
+    trigger: str,
+    chunk: int = CHUNK,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> SweepRun:
+    """Open, extend and assign cases as of business date ``as_of``; returns the finished run."""
+    with db.session() as session:
+        run = SweepRun(as_of=as_of, trigger=trigger, started_at=clock())
+        session.add(run)
+    try:
+        with db.session() as session:
+            run.closed = len(close_paid_cases(session, now=clock(), actor=SWEEP_ACTOR))
+            candidates = _accounts_in_arrears(session, as_of)
+            run.accounts = len(candidates)
+            _save(session, run)
+            assigner = Assigner(session)
+        if progress:
+            progress(run)
+        for start in range(0, len(candidates), chunk):
+            with db.session() as session:
+                accounts = candidates[start : start + chunk]
+                _sweep_chunk(session, accounts, as_of, policy, assigner, run, clock())
+                run.checked = min(start + chunk, len(candidates))
+                _save(session, run)
+            if progress:
+                progress(run)
+        with db.session() as session:
+            run.assigned += _assign_waiting(session, assigner, clock())
+            run.status, run.finished_at = "done", clock()
+            _save(session, run)
+    except BaseException as exc:
+        with db.session() as session:
+            run.status, run.finished_at = "failed", clock()
+            run.error = f"{type(exc).__name__}: {exc}"[:1000]
+            _save(session, run)
+        raise
+    log.info(
+        "sweep %s as of %s: %s accounts in arrears, %s opened, %s bills joined, %s closed",
+        run.id, as_of, run.accounts, run.opened, run.joined, run.closed,
+    )  # fmt: skip
+    return run
+
+
+def _save(session: Session, run: SweepRun) -> None:
+    session.merge(run)
+
+
+def _accounts_in_arrears(session: Session, as_of: date) -> list[str]:
+    """Accounts with an unpaid bill past its due date: only they can reach the rule."""
+    query = (
+        select(Bill.account_no)
+        .where(col(Bill.paid_at).is_(None), col(Bill.due_date) < as_of)
+        .distinct()
+        .order_by(col(Bill.account_no))
+    )
+    return list(session.exec(query))
+
+
+@dataclass
+class _Facts:
+    account: rule.Reachability
+    area: str | None
+    cycle_months: int | None
+    bills: list[rule.LedgerBill] = field(default_factory=list)
+    open_case: int | None = None
+    case_bills: set[str] = field(default_factory=set)
+    """The bills of the open case."""
+    covered: set[str] = field(default_factory=set)
+    """Bills of any open or done case."""
+
+
+def _sweep_chunk(
+    session: Session,
+    account_nos: Sequence[str],
+    as_of: date,
+    policy: EscalationPolicy,
+    assigner: Assigner,
+    run: SweepRun,
+    now: datetime,
+) -> None:
+    new_cases: list[dict[str, object]] = []
+    owed_by_account: dict[str, list[str]] = {}
+    joins: dict[int, list[str]] = {}
+    for account_no, f in _read_locked(session, account_nos).items():
+        due = rule.escalable(f.bills, as_of, policy, f.cycle_months)
+        if not due:
+            continue
+        owed = [b.bill_no for b in rule.overdue(f.bills, as_of)]
+        if f.open_case is not None:
+            if missing := [no for no in owed if no not in f.case_bills]:
+                joins[f.open_case] = missing
+            continue
+        if all(b.bill_no in f.covered for b in due):
+            continue  # a case already ended for these bills (refused, notice delivered)
+        kind = rule.kind_for(f.account, policy)
+        new_cases.append(
+            {
+                "account_no": account_no, "area": f.area, "kind": kind,
+                "status": CaseStatus.OPEN, "assignee_id": assigner.pick(f.area, kind),
+                "attempts": 0, "failed_calls": 0, "opened_on": as_of, "opened_at": now,
+                "updated_at": now,
+            }
+        )  # fmt: skip
+        owed_by_account[account_no] = owed
+    bills: list[dict[str, object]] = []
+    changes: list[dict[str, object]] = []
+    for case_id, account_no, assignee in _insert_cases(session, new_cases):
+        bills += [_bill(case_id, no, as_of) for no in owed_by_account[account_no]]
+        detail = f"assigned to agent {assignee}" if assignee else "no agent for its area and kind"
+        changes.append(_change(case_id, "opened", f"as of {as_of}; {detail}", now))
+        run.opened += 1
+        run.assigned += assignee is not None
+        run.unassigned += assignee is None
+    for case_id, missing in joins.items():
+        bills += [_bill(case_id, no, as_of) for no in missing]
+        changes.append(_change(case_id, "bills joined", ", ".join(missing), now))
+        run.joined += len(missing)
+    if bills:
+        session.execute(sa.insert(EscalationBill), bills)
+    if changes:
+        session.execute(sa.insert(EscalationChange), changes)
+
+
+def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Facts]:
+    """The chunk's accounts, locked, with their bills and cases as committed now."""
+    accounts = session.exec(
+        select(Account)
+        .where(col(Account.account_no).in_(account_nos))
+        .order_by(col(Account.account_no))
+        .with_for_update()
+    )
+    facts = {
+        a.account_no: _Facts(
+            account=rule.Reachability(a.phone, a.vulnerable, a.prefers_paper),
+            area=a.area,
+            cycle_months=a.billing_cycle_months,
+        )
+        for a in accounts
+    }
+    bills = session.execute(
+        sa.select(
+            col(Bill.account_no),
+            col(Bill.bill_no),
+            col(Bill.due_date),
+            col(Bill.amount),
+            col(Bill.paid_at),
+        ).where(col(Bill.account_no).in_(account_nos))  # fmt: skip
+    )
+    for account_no, bill_no, due_date, amount, paid_at in bills:
+        facts[account_no].bills.append(
+            rule.LedgerBill(bill_no, due_date, amount, paid_at is not None)
+        )
+    cases = session.exec(
+        select(Escalation.account_no, Escalation.id, Escalation.status, EscalationBill.bill_no)
+        .join(EscalationBill, col(EscalationBill.escalation_id) == col(Escalation.id))
+        .where(
+            col(Escalation.account_no).in_(account_nos),
+            col(Escalation.status).in_([CaseStatus.OPEN, CaseStatus.DONE]),
+        )
+    )
+    for account_no, case_id, status, bill_no in cases:
+        f = facts[account_no]
+        f.covered.add(bill_no)
+        if status == CaseStatus.OPEN:
+            f.open_case = case_id
+            f.case_bills.add(bill_no)
+    return facts
+
+
+def _insert_cases(
+    session: Session, rows: list[dict[str, object]]
+) -> list[tuple[int, str, int | None]]:
+    """Insert open cases; one that another sweep opened meanwhile is skipped, not doubled."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Escalation)
+        .on_conflict_do_nothing(
+            index_elements=["account_no"], index_where=sa.text("status = 'open'")
+        )
+        .returning(col(Escalation.id), col(Escalation.account_no), col(Escalation.assignee_id))
+    )
+    return [(row[0], row[1], row[2]) for row in session.execute(statement, rows)]
+
+
+def _bill(case_id: int, bill_no: str, as_of: date) -> dict[str, object]:
+    return {"escalation_id": case_id, "bill_no": bill_no, "added_on": as_of}
+
+
+def _change(case_id: int, change: str, detail: str, at: datetime) -> dict[str, object]:
+    return {
+        "escalation_id": case_id, "change": change, "actor": SWEEP_ACTOR,
+        "detail": detail, "at": at,
+    }  # fmt: skip
+
+
+def _assign_waiting(session: Session, assigner: Assigner, now: datetime) -> int:
+    """Give unassigned open cases to agents added since they opened."""
+    waiting = session.exec(
+        select(Escalation)
+        .where(Escalation.status == CaseStatus.OPEN, col(Escalation.assignee_id).is_(None))
+        .with_for_update()
+    )
+    assigned = 0
+    for case in waiting:
+        agent_id = assigner.pick(case.area, case.kind)
+        if agent_id is None:
+            continue
+        case.assignee_id, case.updated_at = agent_id, now
+        session.add(case)
+        assert case.id is not None
+        session.add(
+            EscalationChange(
+                escalation_id=case.id,
+                change="assigned",
+                actor=SWEEP_ACTOR,
+                detail=f"to agent {agent_id}",
+                at=now,
+            )
+        )
+        assigned += 1
+    return assigned
