@@ -9,6 +9,7 @@ from celery.schedules import crontab
 from kombu.entity import Exchange, Queue
 
 from channels import CHANNEL_NAMES
+from notifier.policy import load_policy
 from notifier.settings import Settings
 
 __all__ = ["ALL_QUEUES", "EVENTS_QUEUE", "MAINTENANCE_QUEUE", "make_celery"]
@@ -20,6 +21,7 @@ ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, *CHANNEL_NAMES)
 
 def _config(settings: Settings) -> dict[str, Any]:
     cutoff_hour, cutoff_minute = (int(part) for part in settings.postcard_cutoff.split(":"))
+    escalation = load_policy(settings.policy_file).escalation
     config: dict[str, Any] = {
         "broker_url": settings.resolved_broker_url,
         "broker_connection_timeout": settings.publish_timeout_seconds,
@@ -35,6 +37,7 @@ def _config(settings: Settings) -> dict[str, Any]:
             "notifier.process_events": {"queue": EVENTS_QUEUE},
             "notifier.reconcile": {"queue": MAINTENANCE_QUEUE},
             "notifier.print_postcards": {"queue": MAINTENANCE_QUEUE},
+            "notifier.escalation_sweep": {"queue": MAINTENANCE_QUEUE},
         },
         "task_ignore_result": True,
         "task_acks_late": True,
@@ -46,6 +49,15 @@ def _config(settings: Settings) -> dict[str, Any]:
             "print-postcards": {
                 "task": "notifier.print_postcards",
                 "schedule": crontab(hour=cutoff_hour, minute=cutoff_minute),
+            },
+            # Holidays are skipped by the task itself (crontab knows weekdays only).
+            "escalation-sweep": {
+                "task": "notifier.escalation_sweep",
+                "schedule": crontab(
+                    hour=escalation.sweep_at.hour,
+                    minute=escalation.sweep_at.minute,
+                    day_of_week=",".join(escalation.sweep_days),
+                ),
             },
             "reconcile": {
                 "task": "notifier.reconcile",

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from notifier.db import Database
+from notifier.escalation.cli import agents_app, calls_app, escalate, visits_app
 from notifier.settings import get_settings
 
 __all__ = ["app"]
@@ -22,6 +23,11 @@ keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=T
 app.add_typer(keys_app, name="keys")
 postcards_app = typer.Typer(help="Printed postcards: the daily print batch.", no_args_is_help=True)
 app.add_typer(postcards_app, name="postcards")
+
+app.command()(escalate)
+app.add_typer(agents_app, name="agents")
+app.add_typer(calls_app, name="calls")
+app.add_typer(visits_app, name="visits")
 
 Port = Annotated[int, typer.Option(help="port the API listens on")]
 Host = Annotated[str, typer.Option(help="address the API binds to")]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from channels.sms import sms_segments
@@ -15,7 +16,7 @@ from notifier.events.schema import EventIn
 from notifier.masking import mask_account_no
 from notifier.settings import Settings
 
-__all__ = ["build_context", "pay_link", "sms_segments"]
+__all__ = ["build_context", "pay_link", "sms_segments", "visit_notice_context"]
 
 
 def pay_link(settings: Settings, reference: str) -> str:
@@ -36,6 +37,14 @@ def _bill(bill: Bill) -> dict[str, Any]:
         "period": bill.period,
         "amount": bill.amount,
         "due_date": bill.due_date,
+    }
+
+
+def _account(account_no: str, name: str | None) -> dict[str, Any]:
+    return {
+        "account_no": account_no,
+        "account_no_masked": mask_account_no(account_no),
+        "name": name,
     }
 
 
@@ -62,15 +71,37 @@ def build_context(
     return {
         "language": account.language,
         "level": event.level,
-        "account": {
-            "account_no": account.account_no,
-            "account_no_masked": mask_account_no(account.account_no),
-            "name": account.name,
-        },
+        "account": _account(account.account_no, account.name),
         "bill": _bill(bill) if bill is not None else None,
         "bills": [_bill(b) for b in unpaid],
         "total": sum(b.amount for b in unpaid),
         "usage": usage,
         "service_phone": settings.service_phone,
         "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),
+    }
+
+
+def visit_notice_context(
+    settings: Settings,
+    *,
+    account_no: str,
+    name: str | None,
+    language: str,
+    bills: Sequence[Mapping[str, Any]],
+    visit_date: date,
+    agent_name: str,
+) -> dict[str, Any]:
+    """The context of the notice a field agent leaves at the home (``escalation.visit``)."""
+    oldest = bills[0] if bills else None
+    return {
+        "language": language,
+        "level": 2,
+        "account": _account(account_no, name),
+        "bill": dict(oldest) if oldest else None,
+        "bills": [dict(b) for b in bills],
+        "total": sum(int(b["amount"]) for b in bills),
+        "usage": None,
+        "service_phone": settings.service_phone,
+        "pay_url": pay_link(settings, str(oldest["bill_no"]) if oldest else account_no),
+        "visit": {"date": visit_date, "agent_name": agent_name},
     }

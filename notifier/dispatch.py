@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from celery import Celery
 
-from notifier.celery_config import EVENTS_QUEUE
+from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE
 
 __all__ = ["Dispatcher"]
 
@@ -45,6 +45,10 @@ class Dispatcher:
         for delivery_id, channel in deliveries:
             ok &= self._send("notifier.deliver", [delivery_id], queue=channel, countdown=countdown)
         return ok
+
+    def sweep(self, run_id: int) -> bool:
+        """Enqueue a queued escalation sweep run."""
+        return self._send("notifier.escalation_sweep", [run_id], queue=MAINTENANCE_QUEUE)
 
     def _send(
         self, task: str, args: list[object], *, queue: str, countdown: float | None = None

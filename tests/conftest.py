@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import REAL_BROKER_STACKS, STACKS, Stack, build_stack
+from tests.support.ledger import Ledger
+from tests.support.stack import (
+    REAL_BROKER_STACKS,
+    STACKS,
+    Stack,
+    build_stack,
+    need,
+    postgres_database,
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +54,21 @@ def broker_stack(
 ) -> Stack:
     """A running stack on a broker server that a test may stop and start."""
     return _get(_stacks, request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def ledger(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ledger]:
+    """A bill ledger on SQLite or PostgreSQL, fed by events, for calendar scenarios."""
+    folder = tmp_path_factory.mktemp(f"ledger-{request.param}")
+    if request.param == "sqlite":
+        url, drop = f"sqlite:///{folder / 'ledger.db'}", None
+    else:
+        need("PostgreSQL", "127.0.0.1", 5432)
+        url, drop = postgres_database()
+    book = Ledger(url, folder)
+    yield book
+    book.close()
+    if drop is not None:
+        drop()

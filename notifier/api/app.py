@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from notifier.api import callbacks, deliveries, events, health, templates
+from notifier.api import callbacks, deliveries, escalations, events, health, templates
 from notifier.events.schema import FieldError, field_path
 from notifier.logs import configure_logging
 from notifier.runtime import Runtime
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = rt
     app.add_exception_handler(RequestValidationError, _invalid)
-    for module in (health, events, deliveries, callbacks, templates):
+    for module in (health, events, deliveries, escalations, callbacks, templates):
         app.include_router(module.router)
     return app
 

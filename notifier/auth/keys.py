@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from notifier.auth.models import ApiKey
 from notifier.db import utcnow
+from notifier.escalation.models import Agent
 
 __all__ = ["ROLES", "Role", "create_key", "hash_key", "list_keys", "revoke", "verify"]
 
@@ -40,6 +41,10 @@ def create_key(
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     if role == "agent" and agent_id is None:
         raise ValueError("an agent key needs --agent ID")
+    if agent_id is not None:
+        agent = session.get(Agent, agent_id)
+        if agent is None or not agent.active:
+            raise ValueError(f"no active agent {agent_id} (see notifier agents list)")
     key = _PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         name=name,

@@ -48,9 +48,7 @@ def list_agents(session: Session, *, area: str | None = None) -> list[Agent]:
     return list(session.exec(query))
 
 
-def disable_agent(
-    session: Session, agent_id: int, *, now: datetime, actor: str
-) -> tuple[int, int]:
+def disable_agent(session: Session, agent_id: int, *, now: datetime, actor: str) -> tuple[int, int]:
     """Stop giving the agent cases and hand their open ones on; (moved, left unassigned)."""
     agent = session.get(Agent, agent_id, with_for_update=True)
     if agent is None:

@@ -67,6 +67,7 @@ class CaseRow:
     outcome: str | None
     account_no: str
     name: str | None
+    language: str
     phone: str | None
     address: str | None
     area: str | None
@@ -88,6 +89,7 @@ class CaseRow:
 class CaseFilter:
     """Which cases: every field left None matches all."""
 
+    case_id: int | None = None
     status: str | None = None
     kind: str | None = None
     area: str | None = None
@@ -99,6 +101,8 @@ class CaseFilter:
 
     def apply(self, query: Any) -> Any:
         conditions = []
+        if self.case_id is not None:
+            conditions.append(col(Escalation.id) == self.case_id)
         if self.status is not None:
             conditions.append(col(Escalation.status) == self.status)
         if self.kind is not None:
@@ -138,7 +142,8 @@ def case_rows(
         assert case.id is not None
         rows[case.id] = CaseRow(
             case_id=case.id, kind=case.kind, status=case.status, outcome=case.outcome,
-            account_no=case.account_no, name=account.name, phone=account.phone,
+            account_no=case.account_no, name=account.name, language=account.language,
+            phone=account.phone,
             address=account.address, area=case.area, assignee_id=case.assignee_id,
             assignee=agent_name, opened_on=case.opened_on, follow_up_on=case.follow_up_on,
             failed_calls=case.failed_calls,

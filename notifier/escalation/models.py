@@ -145,7 +145,7 @@ class SweepRun(SQLModel, table=True):
     trigger: str = Field(max_length=32)
     """``beat``, ``cli`` or ``api:<key name>``."""
     status: str = Field(default="running", max_length=16)
-    """``running``, ``done`` or ``failed``."""
+    """``queued``, ``running``, ``done`` or ``failed``."""
     accounts: int = 0
     """Accounts with an overdue unpaid bill: the work to do."""
     checked: int = 0

@@ -33,7 +33,7 @@ from notifier.escalation.models import (
 from notifier.escalation.service import close_paid_cases
 from notifier.policy import EscalationPolicy
 
-__all__ = ["CHUNK", "Progress", "sweep"]
+__all__ = ["CHUNK", "Progress", "queue_run", "queued_runs", "sweep"]
 
 log = logging.getLogger(__name__)
 CHUNK = 1000
@@ -42,19 +42,45 @@ SWEEP_ACTOR = "sweep"
 Progress = Callable[[SweepRun], None]
 
 
+def queue_run(session: Session, as_of: date, *, trigger: str, now: datetime) -> SweepRun:
+    """A run to be done by a worker (``sweep(..., run_id=run.id)``); it shows as ``queued``."""
+    run = SweepRun(as_of=as_of, trigger=trigger, status="queued", started_at=now)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def queued_runs(session: Session, *, before: datetime) -> list[SweepRun]:
+    """Runs queued before ``before`` that no worker started: their task was lost."""
+    return list(
+        session.exec(
+            select(SweepRun).where(SweepRun.status == "queued", SweepRun.started_at < before)
+        )
+    )
+
+
 def sweep(
     db: Database,
     policy: EscalationPolicy,
     as_of: date,
     *,
     trigger: str,
+    run_id: int | None = None,
     chunk: int = CHUNK,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> SweepRun:
-    """Open, extend and assign cases as of business date ``as_of``; returns the finished run."""
+    """Open, extend and assign cases as of business date ``as_of``; returns the finished run.
+
+    ``run_id`` names a queued run to do (and its ``as_of`` wins); None starts a new one.
+    """
     with db.session() as session:
-        run = SweepRun(as_of=as_of, trigger=trigger, started_at=clock())
+        queued = session.get(SweepRun, run_id, with_for_update=True) if run_id else None
+        if run_id is not None and (queued is None or queued.status != "queued"):
+            raise ValueError(f"sweep run {run_id} is not waiting to run")
+        run = queued or SweepRun(as_of=as_of, trigger=trigger)
+        run.status, run.started_at = "running", clock()
+        as_of = run.as_of
         session.add(run)
     try:
         with db.session() as session:
@@ -193,7 +219,7 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
             col(Bill.due_date),
             col(Bill.amount),
             col(Bill.paid_at),
-        ).where(col(Bill.account_no).in_(account_nos))  # fmt: skip
+        ).where(col(Bill.account_no).in_(account_nos))
     )
     for account_no, bill_no, due_date, amount, paid_at in bills:
         facts[account_no].bills.append(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from channels import CHANNEL_NAMES
-from notifier.celery_config import EVENTS_QUEUE
+from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE
 from notifier.deliveries import service as deliveries
+from notifier.escalation.sweep import queued_runs
 from notifier.flows.process_event import unprocessed_events
 from notifier.runtime import Runtime
 
@@ -32,7 +34,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     """One pass: re-enqueue stale events and due or orphaned deliveries."""
     # A row still waiting behind a backlog is not lost: only where a queue has
     # drained can a stale row mean that its message is gone.
-    depths = rt.dispatcher.queue_depths([EVENTS_QUEUE, *CHANNEL_NAMES])
+    depths = rt.dispatcher.queue_depths([EVENTS_QUEUE, MAINTENANCE_QUEUE, *CHANNEL_NAMES])
     drained = {name for name, depth in depths.items() if not depth}
     # Postcards wait in `queued` for the print batch on purpose.
     drained -= {name for name in CHANNEL_NAMES if rt.provider(name) == "print"}
@@ -45,10 +47,18 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             limit=BATCH,
             drained=drained,
         )
+        stale = rt.clock() - timedelta(seconds=rt.settings.redispatch_after_seconds)
+        sweeps = (
+            [run.id for run in queued_runs(session, before=stale) if run.id is not None]
+            if MAINTENANCE_QUEUE in drained
+            else []
+        )
     if events:
         rt.dispatcher.process_events(events)
     if due:
         rt.dispatcher.deliver(due)
+    for run_id in sweeps:
+        rt.dispatcher.sweep(run_id)
     if events or due:
         log.info("reconciler: %d events and %d deliveries enqueued again", len(events), len(due))
     return ReconcileReport(events=len(events), deliveries=len(due))

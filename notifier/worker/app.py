@@ -13,6 +13,7 @@ from celery import Task
 from celery.signals import worker_init
 
 from notifier.celery_config import make_celery
+from notifier.escalation.sweep import sweep as sweep_flow
 from notifier.flows.deliver import deliver as deliver_flow
 from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
@@ -21,7 +22,14 @@ from notifier.logs import configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import get_settings
 
-__all__ = ["celery_app", "deliver", "print_postcards", "process_events", "reconcile"]
+__all__ = [
+    "celery_app",
+    "deliver",
+    "escalation_sweep",
+    "print_postcards",
+    "process_events",
+    "reconcile",
+]
 
 log = logging.getLogger(__name__)
 celery_app = make_celery(get_settings())
@@ -88,3 +96,21 @@ def reconcile() -> dict[str, int]:
     """Re-enqueue what the database says is owed."""
     report = reconcile_flow(runtime())
     return {"events": report.events, "deliveries": report.deliveries}
+
+
+@celery_app.task(name="notifier.escalation_sweep")
+def escalation_sweep(run_id: int | None = None) -> dict[str, object]:
+    """A queued sweep run (from the API), or today's scheduled sweep on a business day."""
+    rt = runtime()
+    today = rt.policy.business_date(rt.clock())
+    if run_id is None and not rt.policy.escalation.is_business_day(today):
+        return {"skipped": f"{today} is not a business day"}
+    run = sweep_flow(
+        rt.db,
+        rt.policy.escalation,
+        today,
+        trigger="beat" if run_id is None else "api",
+        run_id=run_id,
+        clock=rt.clock,
+    )
+    return {"run": run.id, "opened": run.opened, "joined": run.joined, "closed": run.closed}

@@ -338,7 +338,7 @@ def build_stack(name: str, folder: Path, extra_env: dict[str, str] | None = None
         database_url = f"sqlite:///{folder / 'notifier.db'}"
     else:
         need("PostgreSQL", "127.0.0.1", 5432)
-        database_url, drop = _postgres_database()
+        database_url, drop = postgres_database()
         cleanups.append(drop)
     if broker == "filesystem":
         broker_url = ""
@@ -380,7 +380,8 @@ def _claim_redis_db() -> Any:
     raise RuntimeError("no free Redis database among 1..15; FLUSHALL if these are leftovers")
 
 
-def _postgres_database() -> tuple[str, Callable[[], None]]:
+def postgres_database() -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL database of our own, and the function that drops it."""
     import sqlalchemy as sa
 
     name = f"notifier_test_{secrets.token_hex(4)}"

@@ -1,0 +1,431 @@
+"""Escalation cases: agents' lists and outcomes, supervisors' views, the sweep on demand."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+
+from notifier import exports
+from notifier.api.deps import RuntimeDep, SessionDep, require
+from notifier.auth.models import ApiKey
+from notifier.escalation import agents as agents_service
+from notifier.escalation import lists
+from notifier.escalation import service as cases
+from notifier.escalation.models import Agent, CaseStatus, EscalationChange, SweepRun
+from notifier.escalation.notices import notices_pdf
+from notifier.escalation.sweep import queue_run
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["escalations"])
+
+AgentOrSupervisor = Annotated[ApiKey, Depends(require("agent", "supervisor"))]
+Supervisor = Annotated[ApiKey, Depends(require("supervisor"))]
+Admin = Annotated[ApiKey, Depends(require())]
+Kind = Literal["call", "visit"]
+ListFormat = Literal["json", "csv", "xlsx", "ods"]
+
+
+class BillLineOut(BaseModel):
+    bill_no: str
+    period: str
+    amount: int
+    due_date: date
+
+
+class AttemptOut(BaseModel):
+    at: datetime
+    kind: str
+    outcome: str
+    recorded_by: str
+    note: str | None
+    promise_date: date | None
+
+
+class CaseOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    outcome: str | None
+    account_no: str
+    name: str | None
+    phone: str | None
+    """Calls only: the number to dial (E.164)."""
+    address: str | None
+    """Visits only: where to go."""
+    area: str | None
+    assignee_id: int | None
+    assignee: str | None
+    opened_on: date
+    follow_up_on: date | None
+    """Off the lists until this day (a promise to pay)."""
+    bills: list[BillLineOut]
+    """The case's bills still unpaid, oldest first."""
+    total: int
+    days_overdue: int
+    failed_calls: int
+    attempts: list[AttemptOut]
+
+    @classmethod
+    def of(cls, row: lists.CaseRow, *, all_contacts: bool = False) -> CaseOut:
+        # An agent sees the contact their kind of case needs, nothing more.
+        call = row.kind == "call"
+        return cls(
+            id=row.case_id, kind=row.kind, status=row.status, outcome=row.outcome,
+            account_no=row.account_no, name=row.name,
+            phone=row.phone if call or all_contacts else None,
+            address=row.address if not call or all_contacts else None,
+            area=row.area, assignee_id=row.assignee_id, assignee=row.assignee,
+            opened_on=row.opened_on, follow_up_on=row.follow_up_on,
+            bills=[BillLineOut(**vars(b)) for b in row.bills], total=row.total,
+            days_overdue=row.days_overdue, failed_calls=row.failed_calls,
+            attempts=[AttemptOut(**vars(a)) for a in row.attempts],
+        )  # fmt: skip
+
+
+class CaseList(BaseModel):
+    kind: Kind
+    agent_id: int
+    day: date
+    count: int
+    total: int
+    items: list[CaseOut]
+
+
+class ChangeOut(BaseModel):
+    at: datetime
+    change: str
+    actor: str
+    detail: str | None
+
+
+class CaseDetail(CaseOut):
+    history: list[ChangeOut]
+
+
+class CasePage(BaseModel):
+    items: list[CaseOut]
+    next_cursor: str | None
+
+
+class OutcomeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal[
+        "promised",
+        "refused",
+        "no_answer",
+        "wrong_number",
+        "notice_delivered",
+        "nobody_home",
+        "paid",
+    ]
+    note: str | None = Field(None, max_length=2000)
+    promise_date: date | None = None
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: int | None
+    """The agent to give the case to; null leaves it unassigned."""
+
+
+class SweepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: date | None = None
+    """The business date to sweep as of; today (Asia/Taipei) if left out."""
+
+
+class SweepOut(BaseModel):
+    id: int
+    as_of: date
+    trigger: str
+    status: str
+    accounts: int
+    checked: int
+    opened: int
+    joined: int
+    closed: int
+    assigned: int
+    unassigned: int
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class AgentOut(BaseModel):
+    id: int
+    name: str
+    area: str
+    kind: str
+    active: bool
+    open_cases: int
+
+
+def _actor(key: ApiKey) -> cases.Actor:
+    return cases.Actor(
+        name=f"key {key.id} ({key.name})",
+        agent_id=key.agent_id,
+        supervisor=key.role in {"supervisor", "admin"},
+    )
+
+
+def _my_agent(session: SessionDep, key: AgentOrSupervisor) -> Agent:
+    agent = session.get(Agent, key.agent_id) if key.agent_id is not None else None
+    if agent is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this key is not tied to an agent")
+    if not agent.active:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"agent {agent.id} is disabled")
+    return agent
+
+
+MyAgent = Annotated[Agent, Depends(_my_agent)]
+
+
+def _case_error(exc: cases.CaseError) -> HTTPException | RequestValidationError:
+    if isinstance(exc, cases.CaseNotFound):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, cases.NotYourCase):
+        return HTTPException(status.HTTP_403_FORBIDDEN, str(exc))
+    if isinstance(exc, cases.CaseClosed):
+        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+    assert isinstance(exc, cases.InvalidInput)
+    # The app's handler answers it like any bad body: 422 naming the field.
+    return RequestValidationError(
+        [{"loc": ("body", exc.field), "msg": exc.message, "type": "value_error"}]
+    )
+
+
+@router.get("/escalations/mine", response_model=CaseList)
+def my_list(
+    rt: RuntimeDep,
+    session: SessionDep,
+    agent: MyAgent,
+    kind: Kind,
+    format: ListFormat = "json",
+) -> CaseList | Response:
+    """Today's call or visit list of the key's agent: JSON, or a CSV/XLSX/ODS file."""
+    assert agent.id is not None
+    today = rt.policy.business_date(rt.clock())
+    rows = lists.agent_list(session, agent.id, kind, today=today)
+    if format != "json":
+        headers, table = lists.export_table(rows, kind)
+        body = exports.write_table(headers, table, format, sheet=f"{kind}s {today.isoformat()}")
+        filename = f"{kind}s-{agent.id}-{today.isoformat()}.{format}"
+        return Response(
+            body,
+            media_type=exports.MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    return CaseList(
+        kind=kind,
+        agent_id=agent.id,
+        day=today,
+        count=len(rows),
+        total=sum(r.total for r in rows),
+        items=[CaseOut.of(r) for r in rows],
+    )
+
+
+@router.get(
+    "/escalations/mine/notices.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def my_notices(
+    rt: RuntimeDep, session: SessionDep, agent: MyAgent, day: date | None = None
+) -> Response:
+    """The printed notices of today's visit list, one a page, dated ``day`` (default today)."""
+    assert agent.id is not None
+    today = rt.policy.business_date(rt.clock())
+    rows = lists.agent_list(session, agent.id, "visit", today=today)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no visit cases on your list today")
+    pdf = notices_pdf(rt.settings, rt.renderer, rows, visit_date=day or today)
+    return _pdf(pdf, f"notices-{agent.id}-{(day or today).isoformat()}.pdf")
+
+
+@router.get("/escalations/stats")
+def escalation_stats(
+    rt: RuntimeDep, session: SessionDep, _: Supervisor, since: date | None = None
+) -> dict[str, object]:
+    """Open cases by area and kind (and unassigned), outcomes by area since ``since`` (today)."""
+    today = rt.policy.business_date(rt.clock())
+    return lists.stats(session, since=since or today, tz=rt.policy.tz)
+
+
+@router.get("/escalations")
+def all_cases(
+    rt: RuntimeDep,
+    session: SessionDep,
+    _: Supervisor,
+    status_: Annotated[Literal["open", "done", "cancelled"] | None, Query(alias="status")] = None,
+    kind: Kind | None = None,
+    area: str | None = None,
+    assignee: int | None = None,
+    unassigned: bool = False,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> CasePage:
+    """Every case, oldest first, filtered; ``unassigned=true`` is the list nobody works yet."""
+    where = lists.CaseFilter(
+        status=status_,
+        kind=kind,
+        area=area,
+        assignee_id=assignee,
+        unassigned=unassigned,
+        after_id=int(cursor) if cursor else None,
+    )
+    today = rt.policy.business_date(rt.clock())
+    rows = lists.case_rows(session, where, today=today, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CasePage(
+        items=[CaseOut.of(r, all_contacts=True) for r in rows],
+        next_cursor=str(rows[-1].case_id) if more else None,
+    )
+
+
+@router.post("/escalations/sweeps", status_code=status.HTTP_202_ACCEPTED)
+def start_sweep(rt: RuntimeDep, session: SessionDep, key: Admin, body: SweepIn) -> SweepOut:
+    """Queue a sweep as of ``as_of``; poll ``GET /v1/escalations/sweeps/{id}`` for progress."""
+    as_of = body.as_of or rt.policy.business_date(rt.clock())
+    run = queue_run(session, as_of, trigger=f"api:{key.name}", now=rt.clock())
+    session.commit()  # the worker must find the run
+    assert run.id is not None
+    rt.dispatcher.sweep(run.id)
+    return SweepOut.model_validate(run, from_attributes=True)
+
+
+@router.get("/escalations/sweeps/{run_id}")
+def get_sweep(run_id: int, session: SessionDep, _: Supervisor) -> SweepOut:
+    """A sweep run and how far it got."""
+    run = session.get(SweepRun, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep run {run_id}")
+    return SweepOut.model_validate(run, from_attributes=True)
+
+
+@router.get("/escalations/{case_id}")
+def get_case(
+    rt: RuntimeDep, session: SessionDep, key: AgentOrSupervisor, case_id: int
+) -> CaseDetail:
+    """One case with its bills, attempts and history (an agent: only their own)."""
+    row = _row(rt, session, key, case_id)
+    history = session.exec(
+        select(EscalationChange)
+        .where(EscalationChange.escalation_id == case_id)
+        .order_by(col(EscalationChange.at), col(EscalationChange.id))
+    )
+    return CaseDetail(
+        **CaseOut.of(row, all_contacts=key.role != "agent").model_dump(),
+        history=[
+            ChangeOut(at=c.at, change=c.change, actor=c.actor, detail=c.detail) for c in history
+        ],
+    )
+
+
+@router.get(
+    "/escalations/{case_id}/notice.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def case_notice(
+    rt: RuntimeDep,
+    session: SessionDep,
+    key: AgentOrSupervisor,
+    case_id: int,
+    day: date | None = None,
+) -> Response:
+    """The printed notice of one visit case, dated ``day`` (default today)."""
+    row = _row(rt, session, key, case_id)
+    if row.kind != "visit" or row.status != CaseStatus.OPEN:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id} is not an open visit case")
+    visit_date = day or rt.policy.business_date(rt.clock())
+    pdf = notices_pdf(rt.settings, rt.renderer, [row], visit_date=visit_date)
+    return _pdf(pdf, f"notice-case-{case_id}.pdf")
+
+
+@router.post("/escalations/{case_id}/outcome")
+def record_outcome(
+    rt: RuntimeDep, session: SessionDep, key: AgentOrSupervisor, case_id: int, body: OutcomeIn
+) -> CaseOut:
+    """Record a call or visit; an agent only on cases assigned to them."""
+    try:
+        cases.record_outcome(
+            session,
+            case_id,
+            _actor(key),
+            outcome=body.outcome,
+            note=body.note,
+            promise_date=body.promise_date,
+            today=rt.policy.business_date(rt.clock()),
+            policy=rt.policy.escalation,
+            now=rt.clock(),
+        )
+    except cases.CaseError as exc:
+        raise _case_error(exc) from None
+    session.flush()
+    # The case may have become a visit for someone else: read it back as a supervisor would.
+    return CaseOut.of(_row(rt, session, key, case_id, check=False), all_contacts=True)
+
+
+@router.post("/escalations/{case_id}/assign")
+def reassign(
+    rt: RuntimeDep, session: SessionDep, key: Supervisor, case_id: int, body: AssignIn
+) -> CaseOut:
+    """Give an open case to another agent of its kind, or to nobody."""
+    try:
+        cases.assign(session, case_id, body.agent_id, _actor(key), now=rt.clock())
+    except cases.CaseError as exc:
+        raise _case_error(exc) from None
+    session.flush()
+    return CaseOut.of(_row(rt, session, key, case_id), all_contacts=True)
+
+
+@router.get("/agents")
+def list_agents(session: SessionDep, _: Supervisor, area: str | None = None) -> list[AgentOut]:
+    """Agents with their open cases, for reassigning."""
+    load = agents_service.open_cases_by_agent(session)
+    return [
+        AgentOut(
+            id=a.id,
+            name=a.name,
+            area=a.area,
+            kind=a.kind,
+            active=a.active,
+            open_cases=load.get(a.id, 0),
+        )
+        for a in agents_service.list_agents(session, area=area)
+        if a.id is not None
+    ]
+
+
+def _row(
+    rt: RuntimeDep, session: SessionDep, key: ApiKey, case_id: int, *, check: bool = True
+) -> lists.CaseRow:
+    if check:
+        try:
+            cases.get_case(session, case_id, _actor(key))
+        except cases.CaseError as exc:
+            raise _case_error(exc) from None
+    today = rt.policy.business_date(rt.clock())
+    rows = lists.case_rows(session, lists.CaseFilter(case_id=case_id), today=today)
+    if not rows or rows[0].case_id != case_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no escalation case {case_id}")
+    return rows[0]
+
+
+def _pdf(body: bytes, filename: str) -> Response:
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{filename}"'},
+    )

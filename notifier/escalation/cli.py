@@ -1,0 +1,193 @@
+"""``notifier escalate``, ``notifier agents …``, ``notifier calls|visits pull`` and ``visits notices``."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from notifier.settings import get_settings
+
+if TYPE_CHECKING:
+    from notifier.escalation.models import SweepRun
+    from notifier.runtime import Runtime
+
+__all__ = ["agents_app", "calls_app", "escalate", "visits_app"]
+
+agents_app = typer.Typer(help="Escalation agents: add, list, disable.", no_args_is_help=True)
+calls_app = typer.Typer(help="Call lists of caller agents.", no_args_is_help=True)
+visits_app = typer.Typer(
+    help="Visit lists and printed notices of field agents.", no_args_is_help=True
+)
+
+AsOf = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="business date (default: today)"),
+]
+AgentId = Annotated[int, typer.Option("--agent", help="the agent's id (notifier agents list)")]
+Output = Annotated[
+    str, typer.Option("-o", "--output", help="file to write; '-' is standard output")
+]
+
+
+def _runtime() -> Runtime:
+    import notifier.models  # noqa: F401  (every table: foreign keys span domains)
+    from notifier.runtime import Runtime
+
+    return Runtime(get_settings())
+
+
+def escalate(
+    as_of: AsOf = None,
+    quiet: Annotated[bool, typer.Option(help="no progress, only the summary")] = False,
+) -> None:
+    """Run the escalation sweep as of a business date (idempotent: safe to run again)."""
+    from notifier.escalation.sweep import sweep
+
+    rt = _runtime()
+    day = as_of.date() if as_of else rt.policy.business_date(rt.clock())
+    with contextlib.ExitStack() as stack:
+        bar: Any = None  # typer's progress bar (its class is private)
+        reported = 0
+
+        def progress(run: SweepRun) -> None:
+            nonlocal bar, reported
+            if quiet or not run.accounts:
+                return
+            if sys.stderr.isatty():
+                if bar is None:
+                    label = f"sweep as of {day}: {run.accounts} accounts in arrears"
+                    bar = stack.enter_context(
+                        typer.progressbar(length=run.accounts, label=label, file=sys.stderr)
+                    )
+                bar.update(run.checked - bar.pos)
+            elif run.checked == run.accounts or run.checked - reported >= run.accounts / 10:
+                # A log, not a terminal: a line every tenth of the way.
+                typer.echo(f"checked {run.checked} of {run.accounts} accounts", err=True)
+                reported = run.checked
+
+        run = sweep(
+            rt.db, rt.policy.escalation, day, trigger="cli", progress=progress, clock=rt.clock
+        )
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
+    typer.echo(
+        f"sweep {run.id} as of {day}: {run.accounts} accounts in arrears checked in {seconds:.1f} s; "
+        f"{run.opened} cases opened ({run.assigned} assigned, {run.unassigned} unassigned), "
+        f"{run.joined} bills joined open cases, {run.closed} paid cases closed"
+    )
+
+
+@agents_app.command("add")
+def agents_add(
+    name: Annotated[str, typer.Option(help="the agent's name, as printed on notices")],
+    area: Annotated[str, typer.Option(help="the service area they work in")],
+    kind: Annotated[str, typer.Option(help="caller (phone calls) or field (home visits)")],
+) -> None:
+    """Add an agent and print their id."""
+    from notifier.escalation.agents import add_agent
+    from notifier.escalation.service import InvalidInput
+
+    try:
+        with _runtime().db.session() as session:
+            agent = add_agent(session, name=name, area=area, kind=kind)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+    typer.echo(agent.id)
+    typer.echo(f"agent {agent.id}: {agent.name}, {agent.kind} in {agent.area}", err=True)
+
+
+@agents_app.command("list")
+def agents_list(area: Annotated[str | None, typer.Option(help="only this area")] = None) -> None:
+    """List agents with their open cases."""
+    from notifier.escalation.agents import list_agents, open_cases_by_agent
+
+    with _runtime().db.session() as session:
+        load = open_cases_by_agent(session)
+        typer.echo("id\tname\tarea\tkind\tstate\topen cases")
+        for a in list_agents(session, area=area):
+            state = "active" if a.active else "disabled"
+            typer.echo(f"{a.id}\t{a.name}\t{a.area}\t{a.kind}\t{state}\t{load.get(a.id or 0, 0)}")
+
+
+@agents_app.command("disable")
+def agents_disable(agent_id: Annotated[int, typer.Argument(help="the agent's id")]) -> None:
+    """Stop giving an agent cases; their open cases go to others of the area (or wait)."""
+    from notifier.escalation.agents import disable_agent
+    from notifier.escalation.service import InvalidInput
+
+    rt = _runtime()
+    try:
+        with rt.db.session() as session:
+            moved, waiting = disable_agent(session, agent_id, now=rt.clock(), actor="cli")
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint="AGENT_ID") from None
+    typer.echo(
+        f"agent {agent_id} disabled; {moved} open cases reassigned, {waiting} left unassigned"
+    )
+
+
+def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
+    from notifier import exports
+    from notifier.escalation.lists import agent_list, export_table
+    from notifier.escalation.models import Agent
+
+    if fmt not in exports.FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(exports.FORMATS)}", param_hint="--format")
+    if output == "-" and fmt != "csv" and sys.stdout.isatty():
+        raise typer.BadParameter(f"a {fmt} file is binary: give -o FILE", param_hint="--output")
+    rt = _runtime()
+    today = rt.policy.business_date(rt.clock())
+    with rt.db.session() as session:
+        if session.get(Agent, agent) is None:
+            raise typer.BadParameter(f"no agent {agent}", param_hint="--agent")
+        rows = agent_list(session, agent, kind, today=today)
+    headers, table = export_table(rows, kind)
+    data = exports.write_table(headers, table, fmt, sheet=f"{kind}s {today}")
+    if output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(output).write_bytes(data)
+    typer.echo(f"{len(rows)} {kind} cases for agent {agent} on {today}", err=True)
+
+
+Format = Annotated[str, typer.Option("--format", help="csv, xlsx or ods")]
+
+
+@calls_app.command("pull")
+def calls_pull(agent: AgentId, fmt: Format = "csv", output: Output = "-") -> None:
+    """Today's call list of an agent: largest arrears first."""
+    _pull("call", agent, fmt, output)
+
+
+@visits_app.command("pull")
+def visits_pull(agent: AgentId, fmt: Format = "csv", output: Output = "-") -> None:
+    """Today's visit list of an agent: by area, then address."""
+    _pull("visit", agent, fmt, output)
+
+
+@visits_app.command("notices")
+def visits_notices(
+    agent: AgentId,
+    output: Annotated[str, typer.Option("-o", "--output", help="the PDF file to write")],
+    day: Annotated[
+        datetime | None,
+        typer.Option("--date", formats=["%Y-%m-%d"], help="visit date printed (default: today)"),
+    ] = None,
+) -> None:
+    """The printed notices of an agent's visit list, one a page."""
+    from notifier.escalation.lists import agent_list
+    from notifier.escalation.notices import notices_pdf
+
+    rt = _runtime()
+    today = rt.policy.business_date(rt.clock())
+    with rt.db.session() as session:
+        rows = agent_list(session, agent, "visit", today=today)
+    if not rows:
+        raise typer.BadParameter(f"agent {agent} has no visit cases today", param_hint="--agent")
+    visit: date = day.date() if day else today
+    Path(output).write_bytes(notices_pdf(rt.settings, rt.renderer, rows, visit_date=visit))
+    typer.echo(f"{len(rows)} notices written to {output}", err=True)
