@@ -7,6 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from notifier.policy import Policy, QuietHours, load_policy
@@ -189,3 +190,18 @@ def test_a_missing_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="policy file not found") as caught:
         load_policy(missing)
     assert str(missing) in str(caught.value)
+
+
+def test_the_daily_sweep_is_scheduled_from_the_policy(tmp_path: Path) -> None:
+    from notifier.celery_config import make_celery
+    from notifier.settings import Settings
+
+    policy = yaml.safe_load(POLICY_FILE.read_text())
+    policy["escalation"].update(sweep_at="06:45", sweep_days=["mon", "wed"])
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+
+    app = make_celery(Settings(policy_file=path, data_dir=tmp_path))
+
+    schedule = app.conf.beat_schedule["escalation-sweep"]["schedule"]
+    assert (schedule.hour, schedule.minute, schedule.day_of_week) == ({6}, {45}, {1, 3})
