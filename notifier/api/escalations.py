@@ -160,6 +160,14 @@ class SweepOut(BaseModel):
     finished_at: datetime | None
 
 
+class StatsOut(BaseModel):
+    open_by_area: dict[str, dict[str, int]]
+    """Per area: open ``call`` and ``visit`` cases, and how many of them are ``unassigned``."""
+    outcomes_since: date
+    outcomes_by_area: dict[str, dict[str, int]]
+    """Per area: outcomes recorded since ``outcomes_since``, by outcome."""
+
+
 class AgentOut(BaseModel):
     id: int
     name: str
@@ -255,10 +263,10 @@ def my_notices(
 @router.get("/escalations/stats")
 def escalation_stats(
     rt: RuntimeDep, session: SessionDep, _: Supervisor, since: date | None = None
-) -> dict[str, object]:
+) -> StatsOut:
     """Open cases by area and kind (and unassigned), outcomes by area since ``since`` (today)."""
     today = rt.policy.business_date(rt.clock())
-    return lists.stats(session, since=since or today, tz=rt.policy.tz)
+    return StatsOut(**lists.stats(session, since=since or today, tz=rt.policy.tz))
 
 
 @router.get("/escalations")

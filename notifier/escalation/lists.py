@@ -270,6 +270,6 @@ def stats(session: Session, *, since: date, tz: ZoneInfo) -> dict[str, Any]:
         outcomes[area or ""][outcome] = n
     return {
         "open_by_area": dict(sorted(open_by_area.items())),
-        "outcomes_since": since.isoformat(),
+        "outcomes_since": since,
         "outcomes_by_area": dict(sorted(outcomes.items())),
     }

@@ -9,6 +9,7 @@ promised date. ``no_answer`` and ``wrong_number`` count against the call; the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -50,6 +51,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
 }
 CLOSING_OUTCOMES = frozenset({"paid", "refused", "notice_delivered"})
 _FAILED_CALL = frozenset({"no_answer", "wrong_number"})
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,14 @@ def record_outcome(
         if case.failed_calls >= policy.max_call_attempts:
             _become_visit(session, case, now)
     session.add(case)
+    log.info(
+        "case %s: %s recorded by %s; now %s %s",
+        case.id,
+        outcome,
+        actor.name,
+        case.status,
+        case.kind,
+    )
     return case
 
 
