@@ -147,7 +147,7 @@ class SweepRun(SQLModel, table=True):
     status: str = Field(default="running", max_length=16)
     """``queued``, ``running``, ``done`` or ``failed``."""
     accounts: int = 0
-    """Accounts with an overdue unpaid bill: the work to do."""
+    """Accounts the rule may change on this date: the work to do."""
     checked: int = 0
     opened: int = 0
     joined: int = 0
