@@ -13,6 +13,7 @@ import typer
 from notifier.db import Database
 from notifier.escalation.cli import agents_app, calls_app, escalate, visits_app
 from notifier.settings import get_settings
+from notifier.users.cli import users_app
 
 __all__ = ["app"]
 
@@ -28,6 +29,7 @@ app.command()(escalate)
 app.add_typer(agents_app, name="agents")
 app.add_typer(calls_app, name="calls")
 app.add_typer(visits_app, name="visits")
+app.add_typer(users_app, name="users")
 
 Port = Annotated[int, typer.Option(help="port the API listens on")]
 Host = Annotated[str, typer.Option(help="address the API binds to")]
@@ -63,6 +65,9 @@ def api(port: Port = 8000, host: Host = "0.0.0.0", workers: int = 1) -> None:
     """Run the HTTP API (deployed mode)."""
     import uvicorn
 
+    from notifier.logs import configure_logging
+
+    configure_logging()  # before uvicorn's first lines, so they are in our format too
     uvicorn.run("notifier.api.main:app", host=host, port=port, workers=workers, log_config=None)
 
 

@@ -75,13 +75,16 @@ class Dispatcher:
         try:
             with self.app.connection_for_read() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
+                redis = conn.transport.driver_type == "redis"
                 for name in depths:
                     try:
                         depths[name] = conn.default_channel.queue_declare(
                             queue=name, passive=True
                         ).message_count
                     except Exception:
-                        depths[name] = None
+                        # Redis keeps a queue as a list, and an empty list is no
+                        # key at all: "no such queue" there means nothing waits.
+                        depths[name] = 0 if redis else None
         except Exception as exc:
             log.warning("cannot read queue depths (%s)", exc)
         return depths

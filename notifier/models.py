@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from notifier.accounts.models import Account
+from notifier.audit.models import AuditEntry
 from notifier.auth.models import ApiKey
 from notifier.billing.models import Bill
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
@@ -18,11 +19,13 @@ from notifier.escalation.models import (
 )
 from notifier.events.models import Event
 from notifier.ratelimit import ProviderRate
+from notifier.users.models import User, UserSession
 
 __all__ = [
     "Account",
     "Agent",
     "ApiKey",
+    "AuditEntry",
     "Bill",
     "Delivery",
     "DeliveryChange",
@@ -34,6 +37,8 @@ __all__ = [
     "Notification",
     "ProviderRate",
     "SweepRun",
+    "User",
+    "UserSession",
     "metadata",
 ]
 

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(15, gt=0)
     filesystem_polling_interval: float = 0.05
     publish_timeout_seconds: float = 2.0
+    metrics_token: SecretStr = SecretStr("")
+    """Bearer token a Prometheus scraper sends to ``GET /metrics``; empty: /metrics is open."""
+    metrics_cache_seconds: float = Field(10, ge=0)
+    """How long one reading of /metrics is served to every scraper."""
+    log_format: Literal["", "json", "text"] = ""
+    """``json`` or ``text``; empty: JSON lines when deployed, one-line text when embedded."""
 
     providers: dict[str, str] = {}
     """Force a provider per channel (``{"sms": "sandbox"}``); otherwise credentials decide."""
@@ -99,6 +105,13 @@ class Settings(BaseSettings):
     """Redis URL for the shared rate limiter; empty: the broker if it is Redis, else the database."""
     postcard_cutoff: str = "16:00"
     """Business-day time (in ``timezone``) at which the day's postcards go to print."""
+
+    session_hours: float = Field(8, gt=0)
+    """A web sign-in ends after this long without a request."""
+    login_max_failures: int = Field(5, ge=1)
+    """Wrong passwords in a row that lock a user's account."""
+    login_lockout_minutes: float = Field(15, gt=0)
+    """How long a locked account refuses every sign-in."""
 
     twilio: TwilioSettings = TwilioSettings()
     smtp: SmtpSettings = SmtpSettings()

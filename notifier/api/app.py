@@ -9,11 +9,12 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from notifier.api import callbacks, deliveries, escalations, events, health, templates
+from notifier.api import callbacks, deliveries, escalations, events, health, metrics, templates
 from notifier.events.schema import FieldError, field_path
-from notifier.logs import configure_logging
+from notifier.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
+from notifier.web import install as install_web_pages
 
 __all__ = ["create_app"]
 
@@ -37,8 +38,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = rt
     app.add_exception_handler(RequestValidationError, _invalid)
-    for module in (health, events, deliveries, escalations, callbacks, templates):
+    for module in (health, events, deliveries, escalations, callbacks, templates, metrics):
         app.include_router(module.router)
+    install_web_pages(app)
+    app.add_middleware(AccessLog)  # outermost: one line per request, no query string
     return app
 
 

@@ -31,7 +31,10 @@ def get_session(rt: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function" scope: the commit happens before the response goes out, so a
+# failed commit is a 500 rather than a success the database never saw, and a
+# page redirected to after a POST reads what that POST wrote.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_caller(

@@ -213,7 +213,12 @@ def _transient(rt: Runtime, claim: Claim, exc: TransientChannelError) -> Deliver
     if attempt >= retry.max_attempts:
         return _permanent(rt, claim, exc, reason=f"gave up after {attempt} attempts")
     delay = max(retry_delay(rt, attempt), exc.retry_after or 0.0)
-    detail = {"error": str(exc), "transient": True, "retry_in": round(delay, 1)}
+    detail: dict[str, object] = {
+        "error": str(exc),
+        "code": exc.code,
+        "transient": True,
+        "retry_in": round(delay, 1),
+    }
     return _requeue(rt, claim, delay, attempted=True, detail=detail, last_error=str(exc)[:1000])
 
 
@@ -230,7 +235,12 @@ def _permanent(
             DeliveryStatus.FAILED,
             now=now,
             last_error=str(exc)[:1000],
-            detail={"error": str(exc), "permanent": True, **({"reason": reason} if reason else {})},
+            detail={
+                "error": str(exc),
+                "code": exc.code,
+                "permanent": True,
+                **({"reason": reason} if reason else {}),
+            },
         )
         if not ok:
             return DeliverOutcome(status=None)
