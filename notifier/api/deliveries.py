@@ -89,11 +89,16 @@ def list_deliveries(
     event_type: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    q: Annotated[
+        str | None, Query(max_length=128, description="account number (or its start), provider id")
+    ] = None,
     cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeliveryPage:
     """The delivery log, newest first, with cursor paging."""
-    filters = deliveries.DeliveryFilter(account_no, status_, channel, event_type, since, until)
+    filters = deliveries.DeliveryFilter(
+        account_no, status_, channel, event_type, since, until, search=q
+    )
     rows = deliveries.list_deliveries(
         session, filters, before_id=int(cursor) if cursor else None, limit=limit + 1
     )

@@ -75,6 +75,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_deliveries_status_available_at", "status", "available_at"),
         sa.Index("ix_deliveries_account_no_id", "account_no", "id"),
+        # The delivery log filtered by status or channel, newest first, a page at a time.
+        sa.Index("ix_deliveries_status_id", "status", "id"),
+        sa.Index("ix_deliveries_channel_id", "channel", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

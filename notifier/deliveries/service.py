@@ -28,6 +28,7 @@ from notifier.deliveries.models import (
 __all__ = [
     "Claim",
     "DeliveryFilter",
+    "cancel_pending",
     "cancel_pending_for_bill",
     "claim",
     "finish",
@@ -41,6 +42,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+# Timeline details that go to the log too: ids, codes and numbers. Free text
+# (reasons, errors) may name a person and stays in the timeline.
+_LOGGED_DETAIL = (
+    "attempt", "provider", "provider_id", "report", "provider_status", "error_code", "transient",
+    "permanent", "retry_in", "fallback", "batch", "retry_of", "retried_as",
+)  # fmt: skip
 
 
 def record_change(
@@ -49,6 +56,14 @@ def record_change(
     """Append one entry to a delivery's timeline."""
     session.add(
         DeliveryChange(delivery_id=delivery_id, status=status, at=at or utcnow(), detail=detail)
+    )
+    log.info(
+        "delivery %s: %s%s",
+        delivery_id,
+        status,
+        f" (report from {detail['report']})" if "report" in detail else "",
+        extra={"delivery_id": delivery_id, "status": status}
+        | {key: detail[key] for key in _LOGGED_DETAIL if key in detail},
     )
 
 
@@ -151,6 +166,14 @@ def transition(
 def finish(session: Session, claim: Claim, status: str, *, now: datetime, **kw: Any) -> bool:
     """A transition that counts one attempt at the provider."""
     return transition(session, claim, status, now=now, attempted=True, **kw)
+
+
+def cancel_pending(session: Session, delivery_id: int, *, now: datetime, reason: str) -> bool:
+    """Cancel one delivery if it is still waiting to go out."""
+    return bool(
+        _move(session, [delivery_id], from_statuses=_PENDING, to=DeliveryStatus.CANCELLED,
+              now=now, reason=reason)
+    )  # fmt: skip
 
 
 def cancel_pending_for_bill(session: Session, bill_no: str, *, now: datetime, reason: str) -> int:
@@ -270,6 +293,18 @@ class DeliveryFilter:
     event_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    search: str | None = None
+    """An account number or its first digits, or a provider's message id."""
+
+
+def _search(text: str) -> Any:
+    text = text.strip()
+    by_provider = col(Delivery.provider_id) == text
+    if text.isdigit() and len(text) <= 11:
+        # A prefix of the 11-digit account number as a range: it uses the index.
+        low, high = text.ljust(11, "0"), text.ljust(11, "9")
+        return sa.or_(col(Delivery.account_no).between(low, high), by_provider)
+    return by_provider
 
 
 def list_deliveries(
@@ -287,6 +322,8 @@ def list_deliveries(
         query = query.where(col(Delivery.created_at) >= filters.since)
     if filters.until is not None:
         query = query.where(col(Delivery.created_at) < filters.until)
+    if filters.search:
+        query = query.where(_search(filters.search))
     return list(session.exec(query))
 
 
@@ -340,4 +377,12 @@ def settle_sent(
         .values(status=status, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+    settled: bool = result.rowcount == 1  # type: ignore[attr-defined]
+    if settled:  # the provider's report in the timeline is this change's entry
+        log.info(
+            "delivery %s: sent → %s, as reported",
+            delivery_id,
+            status,
+            extra={"delivery_id": delivery_id, "status": status, "previous": DeliveryStatus.SENT},
+        )
+    return settled

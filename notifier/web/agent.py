@@ -1,0 +1,213 @@
+"""Agent pages: today's call or visit list, outcomes, exports, printed notices; supervisors' view.
+
+An agent signs in on a phone in the field: each case is one card with what
+the call or the visit needs, and one form to record what happened. A
+supervisor sees every case of an area, the unassigned ones, and reassigns.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
+
+from notifier import exports
+from notifier.api.deps import RuntimeDep, SessionDep
+from notifier.escalation import lists
+from notifier.escalation import service as cases
+from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation
+from notifier.escalation.notices import notices_pdf
+from notifier.users.models import User
+from notifier.users.service import actor_of
+from notifier.web.deps import AgentUser, csrf_protect, redirect, render
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/agent", include_in_schema=False)
+SUPERVISORS = frozenset({"supervisor", "admin"})
+SUPERVISOR_PAGE = 500
+
+
+def _actor(user: User) -> cases.Actor:
+    return cases.Actor(
+        name=actor_of(user), agent_id=user.agent_id, supervisor=user.role in SUPERVISORS
+    )
+
+
+def _own_agent(session: SessionDep, user: User) -> Agent | None:
+    agent = session.get(Agent, user.agent_id) if user.agent_id is not None else None
+    return agent if agent is not None and agent.active else None
+
+
+def _kind_of(agent: Agent) -> str:
+    return next(kind for kind, agent_kind in AGENT_KIND.items() if agent_kind == agent.kind)
+
+
+@router.get("", response_class=HTMLResponse)
+def my_cases(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: AgentUser,
+    area: str = "",
+    unassigned: bool = False,
+    done: int | None = None,
+    problem: str = "",
+) -> HTMLResponse:
+    """An agent's list for today; a supervisor's view of an area (or the unassigned)."""
+    today = rt.policy.business_date(rt.clock())
+    agent = _own_agent(session, user)
+    supervisor = user.role in SUPERVISORS
+    if supervisor and (area or unassigned or agent is None):
+        where = lists.CaseFilter(status=CaseStatus.OPEN, area=area or None, unassigned=unassigned)
+        rows = lists.case_rows(session, where, today=today, limit=SUPERVISOR_PAGE)
+        kind = None
+    elif agent is not None and agent.id is not None:
+        kind = _kind_of(agent)
+        rows = lists.agent_list(session, agent.id, kind, today=today)
+    else:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is not linked to an agent")
+    return render(
+        request,
+        "agent/cases.html",
+        rows=rows,
+        kind=kind,
+        agent=agent,
+        today=today,
+        supervisor=supervisor,
+        areas=_areas(session) if supervisor else [],
+        agents=_agents_by_kind(session) if supervisor else {},
+        area=area,
+        unassigned=unassigned,
+        outcomes=cases.OUTCOMES,
+        done=done,
+        problem=problem,
+    )
+
+
+def _areas(session: SessionDep) -> list[str]:
+    found = session.execute(
+        sa.union(
+            sa.select(col(Agent.area)),
+            sa.select(col(Escalation.area)).where(
+                col(Escalation.status) == CaseStatus.OPEN, col(Escalation.area).is_not(None)
+            ),
+        )
+    )
+    return sorted(str(a) for (a,) in found if a)
+
+
+def _agents_by_kind(session: SessionDep) -> dict[str, list[Agent]]:
+    active = session.exec(select(Agent).where(col(Agent.active)).order_by(col(Agent.area)))
+    by_kind: dict[str, list[Agent]] = {kind: [] for kind in AGENT_KIND}
+    for agent in active:
+        by_kind[_kind_of(agent)].append(agent)
+    return by_kind
+
+
+@router.post("/cases/{case_id}/outcome", dependencies=[Depends(csrf_protect)])
+def record_outcome(
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: AgentUser,
+    case_id: int,
+    outcome: Annotated[str, Form()],
+    note: Annotated[str, Form(max_length=2000)] = "",
+    promise_date: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "/agent",
+) -> Response:
+    """Record a call or a visit, then back to the list (where a closed case is gone)."""
+    back = back if back.startswith("/agent") else "/agent"
+    joiner = "&" if "?" in back else "?"
+    try:
+        promised = date.fromisoformat(promise_date) if promise_date else None
+    except ValueError:
+        return redirect(f"{back}{joiner}problem=promise_date#case-{case_id}")
+    try:
+        cases.record_outcome(
+            session, case_id, _actor(user), outcome=outcome, note=note.strip() or None,
+            promise_date=promised, today=rt.policy.business_date(rt.clock()),
+            policy=rt.policy.escalation, now=rt.clock(),
+        )  # fmt: skip
+    except cases.InvalidInput as exc:
+        return redirect(f"{back}{joiner}problem={exc.field}#case-{case_id}")
+    except cases.CaseError as exc:
+        raise _http(exc) from None
+    return redirect(f"{back}{joiner}done={case_id}")
+
+
+@router.post("/cases/{case_id}/assign", dependencies=[Depends(csrf_protect)])
+def reassign(
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: AgentUser,
+    case_id: int,
+    agent_id: Annotated[str, Form()],
+    back: Annotated[str, Form()] = "/agent",
+) -> Response:
+    """A supervisor gives a case to another agent (or to nobody: an empty choice)."""
+    if user.role not in SUPERVISORS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only supervisors reassign cases")
+    back = back if back.startswith("/agent") else "/agent"
+    joiner = "&" if "?" in back else "?"
+    try:
+        cases.assign(
+            session, case_id, int(agent_id) if agent_id else None, _actor(user), now=rt.clock()
+        )
+    except cases.InvalidInput as exc:
+        return redirect(f"{back}{joiner}problem={exc.field}#case-{case_id}")
+    except cases.CaseError as exc:
+        raise _http(exc) from None
+    return redirect(f"{back}{joiner}done={case_id}")
+
+
+def _http(exc: cases.CaseError) -> HTTPException:
+    code = status.HTTP_409_CONFLICT
+    if isinstance(exc, cases.CaseNotFound):
+        code = status.HTTP_404_NOT_FOUND
+    elif isinstance(exc, cases.NotYourCase):
+        code = status.HTTP_403_FORBIDDEN
+    return HTTPException(code, str(exc))
+
+
+@router.get("/export.{fmt}")
+def export(rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str) -> Response:
+    """Today's list as a CSV, XLSX or ODS file."""
+    if fmt not in exports.FORMATS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {fmt} export; try csv, xlsx or ods")
+    agent = _own_agent(session, user)
+    if agent is None or agent.id is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is not linked to an agent")
+    today = rt.policy.business_date(rt.clock())
+    kind = _kind_of(agent)
+    headers, table = lists.export_table(
+        lists.agent_list(session, agent.id, kind, today=today), kind
+    )
+    body = exports.write_table(headers, table, fmt, sheet=f"{kind}s {today.isoformat()}")
+    filename = f"{kind}s-{agent.id}-{today.isoformat()}.{fmt}"
+    return Response(
+        body,
+        media_type=exports.MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/notices.pdf")
+def notices(rt: RuntimeDep, session: SessionDep, user: AgentUser) -> Response:
+    """Today's visit notices to print, one a page."""
+    agent = _own_agent(session, user)
+    if agent is None or agent.id is None or _kind_of(agent) != "visit":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "notices are printed by field agents")
+    today = rt.policy.business_date(rt.clock())
+    rows = lists.agent_list(session, agent.id, "visit", today=today)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no visit cases on your list today")
+    return Response(
+        notices_pdf(rt.settings, rt.renderer, rows, visit_date=today),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="notices-{today.isoformat()}.pdf"'},
+    )
