@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
@@ -71,9 +72,13 @@ def my_cases(
         rows = lists.agent_list(session, agent.id, kind, today=today)
     else:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is not linked to an agent")
+    here = urlencode(
+        {k: v for k, v in (("area", area), ("unassigned", unassigned and "true")) if v}
+    )
     return render(
         request,
         "agent/cases.html",
+        here_url=f"/agent?{here}" if here else "/agent",
         rows=rows,
         kind=kind,
         agent=agent,

@@ -33,6 +33,11 @@ def _colour(name: str, index: int) -> str:
     return PALETTE.get(name, _FALLBACK[index % len(_FALLBACK)])
 
 
+def _text_width(text: str) -> float:
+    """Roughly how wide ``text`` is drawn at 12 px: CJK characters take a full em."""
+    return sum(12.0 if not ch.isascii() else 7.0 for ch in text)
+
+
 def _nice_max(value: int) -> int:
     """The smallest 1, 2 or 5 × 10^n at or above ``value`` (an axis that reads easily)."""
     if value <= 0:
@@ -51,28 +56,33 @@ def stacked_bars(
     *,
     title: str,
     label_every: int = 1,
+    names: Mapping[str, str] | None = None,
+    width: float = _W,
 ) -> str:
     """Bars per label, stacked by series (e.g. hours × statuses), with a legend.
 
     ``series[name][i]`` is the height of ``name`` in bar ``i``; the series are
-    stacked in the mapping's order, bottom up.
+    stacked in the mapping's order, bottom up. ``names`` gives the words shown
+    for series and labels (translations); ``width`` is the drawing's own width,
+    smaller for a chart that shares a row, so its lettering stays readable.
     """
+    shown = names or {}
     if any(len(values) != len(labels) for values in series.values()):
         raise ValueError("every series needs one value per label")
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     top = _nice_max(max(totals, default=0))
-    plot_w, plot_h = _W - _LEFT - 8, _H - _BOTTOM - _TOP
+    plot_w, plot_h = width - _LEFT - 8, _H - _BOTTOM - _TOP
     slot = plot_w / max(1, len(labels))
     bar_w = max(1.0, slot * 0.8)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {_W:g} {_H + 22:g}" width="100%" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width:g} {_H + 22:g}" width="100%" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
     for fraction in (0, 0.5, 1):
         y = _TOP + plot_h * (1 - fraction)
         parts.append(
-            f'<line x1="{_LEFT:g}" x2="{_W - 8:g}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<line x1="{_LEFT:g}" x2="{width - 8:g}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{_LEFT - 4:g}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
             f"{int(top * fraction):,}</text>"
         )
@@ -86,22 +96,24 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{_colour(name, index)}"><title>{escape(label)} · {escape(name)}: '
+                f'fill="{_colour(name, index)}"><title>{escape(shown.get(label, label))} · '
+                f"{escape(shown.get(name, name))}: "
                 f"{values[i]:,}</title></rect>"
             )
         if i % label_every == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{_TOP + plot_h + 14:.1f}" '
-                f'text-anchor="middle" class="axis">{escape(label)}</text>'
+                f'text-anchor="middle" class="axis">{escape(shown.get(label, label))}</text>'
             )
     legend_x = _LEFT
     for index, name in enumerate(series):
+        word = shown.get(name, name)
         parts.append(
             f'<rect x="{legend_x:.1f}" y="{_H + 6:g}" width="10" height="10" '
             f'fill="{_colour(name, index)}"/><text x="{legend_x + 14:.1f}" y="{_H + 15:g}" '
-            f'class="legend">{escape(name)}</text>'
+            f'class="legend">{escape(word)}</text>'
         )
-        legend_x += 24 + 7 * len(name)
+        legend_x += 24 + _text_width(word)
     parts.append("</svg>")
     return "".join(parts)
 

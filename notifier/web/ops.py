@@ -30,7 +30,8 @@ from notifier.flows import ops_actions
 from notifier.masking import mask_account_no
 from notifier.users.service import actor_of
 from notifier.web import charts
-from notifier.web.deps import OpsUser, csrf_protect, redirect, render
+from notifier.web.deps import LANG_COOKIE, OpsUser, csrf_protect, redirect, render
+from notifier.web.i18n import pick_language, translations
 
 __all__ = ["router"]
 
@@ -210,7 +211,12 @@ def _act(
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard(request: Request, rt: RuntimeDep, session: SessionDep, user: OpsUser) -> HTMLResponse:
+def dashboard(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+) -> HTMLResponse:
     """Deliveries by channel and status (24 hours, 30 days), failures ranked, queues, cases."""
     now, tz = rt.clock(), rt.policy.tz
     day_ago, month_ago = now - timedelta(hours=24), now - timedelta(days=30)
@@ -221,6 +227,9 @@ def dashboard(request: Request, rt: RuntimeDep, session: SessionDep, user: OpsUs
     failures = stats.failure_reasons(session, since=month_ago, until=now)
     today = rt.policy.business_date(now)
     cases = lists.stats(session, since=today, tz=tz)
+    # The charts' words in the page's language: statuses and channels.
+    words = translations(pick_language(request.cookies.get(LANG_COOKIE), user))
+    names = {word: words.gettext(word) for word in (*STATUSES, *CHANNEL_NAMES)}
     return render(
         request,
         "ops/dashboard.html",
@@ -228,17 +237,19 @@ def dashboard(request: Request, rt: RuntimeDep, session: SessionDep, user: OpsUs
         daily=daily,
         hourly_svg=charts.stacked_bars(
             [label[-5:] for label in hourly.labels], hourly.series,
-            title="deliveries per hour, last 24 hours", label_every=3,
+            title="deliveries per hour, last 24 hours", label_every=3, names=names,
         ),
         daily_svg=charts.stacked_bars(
             [label[5:] for label in daily.labels], daily.series,
-            title="deliveries per day, last 30 days", label_every=5,
+            title="deliveries per day, last 30 days", label_every=5, names=names,
         ),
         channels_day_svg=charts.stacked_bars(
-            channels_day.labels, channels_day.series, title="last 24 hours by channel"
+            channels_day.labels, channels_day.series, title="last 24 hours by channel",
+            names=names, width=400,
         ),
         channels_month_svg=charts.stacked_bars(
-            channels_month.labels, channels_month.series, title="last 30 days by channel"
+            channels_month.labels, channels_month.series, title="last 30 days by channel",
+            names=names, width=400,
         ),
         channels_day=channels_day,
         channels_month=channels_month,

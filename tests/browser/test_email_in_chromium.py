@@ -10,15 +10,13 @@ test's temporary folder.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and
 chromium-driver; .ci/run installs them) and selenium (the dev extra). Without
-them the tests skip, except under CI=true, where they fail.
+them the tests skip, except under CI=true, where they fail (the ``driver``
+fixture, in conftest.py, shared with the pages' browser tests).
 """
 
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,18 +33,6 @@ from notifier.rendering import (
 )
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 
 @dataclass(frozen=True)
@@ -93,49 +79,7 @@ def test_every_email_template_is_covered() -> None:
     assert on_disk == {(e.event_type, e.language) for e in EMAILS}
 
 
-# --- the browser -------------------------------------------------------------------------
-
-
-def _missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").is_file():
-        return "chromium is not installed (Debian package chromium)"
-    if shutil.which("chromedriver") is None and not Path("/usr/bin/chromedriver").is_file():
-        return "chromedriver is not installed (Debian package chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One headless Chromium for the whole module."""
-    reason = _missing()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"browser email tests cannot run under CI: {reason}")
-        print(f"skipping browser email tests: {reason}")
-        pytest.skip(reason)
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.add_argument(f"--window-size={DESKTOP.width},{DESKTOP.height}")
-    # The Debian chromedriver, by path: selenium must not look for (or download) one.
-    service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
-    browser = webdriver.Chrome(options=options, service=service)
-    browser.set_page_load_timeout(30)
-    try:
-        yield browser
-    finally:
-        browser.quit()
+# --- the browser (the driver fixture is in conftest.py) -----------------------------------
 
 
 @pytest.fixture(scope="module")
