@@ -60,7 +60,7 @@ def escalate(
                 return
             if sys.stderr.isatty():
                 if bar is None:
-                    label = f"sweep as of {day}: {run.accounts} accounts in arrears"
+                    label = f"sweep as of {day}: {run.accounts} accounts to check"
                     bar = stack.enter_context(
                         typer.progressbar(length=run.accounts, label=label, file=sys.stderr)
                     )
@@ -75,7 +75,7 @@ def escalate(
         )
     seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     typer.echo(
-        f"sweep {run.id} as of {day}: {run.accounts} accounts in arrears checked in {seconds:.1f} s; "
+        f"sweep {run.id} as of {day}: {run.accounts} accounts checked in {seconds:.1f} s; "
         f"{run.opened} cases opened ({run.assigned} assigned, {run.unassigned} unassigned), "
         f"{run.joined} bills joined open cases, {run.closed} paid cases closed"
     )

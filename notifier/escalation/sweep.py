@@ -112,7 +112,7 @@ def sweep(
             _save(session, run)
         raise
     log.info(
-        "sweep %s as of %s: %s accounts in arrears, %s opened, %s bills joined, %s closed",
+        "sweep %s as of %s: %s accounts checked, %s opened, %s bills joined, %s closed",
         run.id, as_of, run.accounts, run.opened, run.joined, run.closed,
     )  # fmt: skip
     return run
@@ -280,42 +280,50 @@ def _sweep_chunk(
 
 def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Facts]:
     """The chunk's accounts, locked, with their bills and cases as committed now."""
-    accounts = session.exec(
-        select(Account)
+    # Only the columns the rule reads: whole Account objects (JSON, timestamps)
+    # were a third of a sweep's time.
+    accounts = session.execute(
+        sa.select(
+            col(Account.account_no), col(Account.phone), col(Account.vulnerable),
+            col(Account.prefers_paper), col(Account.area), col(Account.billing_cycle_months),
+        )
         .where(col(Account.account_no).in_(account_nos))
         .order_by(col(Account.account_no))
         .with_for_update()
-    )
+    )  # fmt: skip
     facts = {
-        a.account_no: _Facts(
-            account=rule.Reachability(a.phone, a.vulnerable, a.prefers_paper),
-            area=a.area,
-            cycle_months=a.billing_cycle_months,
-        )
-        for a in accounts
+        account_no: _Facts(rule.Reachability(phone, vulnerable, paper), area, cycle)
+        for account_no, phone, vulnerable, paper, area, cycle in accounts
     }
     bills = session.execute(
         sa.select(
-            col(Bill.account_no),
-            col(Bill.bill_no),
-            col(Bill.due_date),
-            col(Bill.amount),
+            col(Bill.account_no), col(Bill.bill_no), col(Bill.due_date), col(Bill.amount),
             col(Bill.paid_at),
         ).where(col(Bill.account_no).in_(account_nos))
-    )
+    )  # fmt: skip
     for account_no, bill_no, due_date, amount, paid_at in bills:
         facts[account_no].bills.append(
             rule.LedgerBill(bill_no, due_date, amount, paid_at is not None)
         )
-    cases = session.exec(
-        select(Escalation.account_no, Escalation.id, Escalation.status, EscalationBill.bill_no)
-        .join(EscalationBill, col(EscalationBill.escalation_id) == col(Escalation.id))
-        .where(
-            col(Escalation.account_no).in_(account_nos),
-            col(Escalation.status).in_([CaseStatus.OPEN, CaseStatus.DONE]),
+    # Cases first, then their bills by case id: two index lookups. As one join
+    # the planner chose a scan of every case's bills, growing with history.
+    cases = {
+        case_id: (account_no, status)
+        for case_id, account_no, status in session.execute(
+            sa.select(col(Escalation.id), col(Escalation.account_no), col(Escalation.status)).where(
+                col(Escalation.account_no).in_(account_nos),
+                col(Escalation.status).in_([CaseStatus.OPEN, CaseStatus.DONE]),
+            )
         )
-    )
-    for account_no, case_id, status, bill_no in cases:
+    }
+    if not cases:
+        return facts
+    for case_id, bill_no in session.execute(
+        sa.select(col(EscalationBill.escalation_id), col(EscalationBill.bill_no)).where(
+            col(EscalationBill.escalation_id).in_(list(cases))
+        )
+    ):
+        account_no, status = cases[case_id]
         f = facts[account_no]
         f.covered.add(bill_no)
         if status == CaseStatus.OPEN:
