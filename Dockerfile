@@ -9,15 +9,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# The dependencies first, exactly as requirements.lock pins them (versions and
+# hashes; `make lock` writes it), in a layer of their own that code changes
+# do not rebuild; then the project itself, without resolving anything again.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+
 COPY pyproject.toml README.md ./
 COPY notifier ./notifier
 COPY channels ./channels
 COPY templates ./templates
 COPY config ./config
-
-# flower is not a dependency of the service; the image carries it for the
-# `flower` service of docker-compose.yml.
-RUN pip install . flower
+RUN pip install --no-deps . && pip check
 
 # Installed as a package, the code does not sit beside config/ and templates/:
 # point the settings at the copies in /app.

@@ -1,7 +1,8 @@
 # make run     install into .venv and run the embedded service (Ctrl-C stops it)
 # make test    install, start local PostgreSQL/Redis/RabbitMQ if stopped, run the tests
 # make lint    ruff check, ruff format --check, mypy
-# make install create .venv and install the project with its dev extra
+# make install create .venv and install the project with its dev extra, as the lock pins it
+# make lock    re-pin requirements.lock / requirements-dev.lock after pyproject.toml changed
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,18 +10,35 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 PYTEST_ARGS ?=
+UV_VERSION ?= 0.13.9
+# Keeps the pins already in the locks; LOCK_ARGS=--upgrade moves every one to the newest.
+LOCK_ARGS ?=
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command 'make lock' $(LOCK_ARGS)
 
-.PHONY: install run test lint
+.PHONY: install run test lint lock
 
 install: $(STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml changed since the last install.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+# Reinstall only when pyproject.toml or the lock changed since the last install.
+# Every dependency comes from the lock, at its pinned version and hash; the
+# project itself is installed on top without dependencies, and `pip check`
+# fails if pyproject.toml wants something the lock lacks (run `make lock`).
+$(STAMP): pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip check --disable-pip-version-check
 	touch $(STAMP)
+
+# Resolves pyproject.toml for Python 3.11 on any platform (uv, from PyPI) into
+# the runtime lock (the Docker image installs it) and the runtime + dev lock.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q 'uv==$(UV_VERSION)'
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.lock
 
 run: $(STAMP)
 	$(BIN)/notifier up --port $(PORT)

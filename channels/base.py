@@ -37,6 +37,9 @@ class Message:
     """Key/value payload carried alongside (push deep links, manifest fields)."""
     attempt: int = 1
     callback_url: str | None = None
+    """Where the provider reports this message's status (Twilio's ``StatusCallback``)."""
+    menu_url: str | None = None
+    """Where a voice call's menu posts the key pressed (Twilio's ``<Gather action>``)."""
 
 
 @dataclass(frozen=True, slots=True)

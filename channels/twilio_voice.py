@@ -10,7 +10,8 @@ The call carries its TwiML inline (``Twiml``, no webhook to fetch)::
     </Response>
 
 The body is read twice; a key pressed during it goes to ``gather_url``
-(served by ``notifier``), which answers with :func:`gather_response`: ``1``
+(``message.menu_url``, else the channel's ``gather_url``; served by
+``notifier``), which answers with :func:`gather_response`: ``1``
 reads it again, ``2`` connects to the utility's service line, anything else
 says goodbye. Status callbacks (``initiated``, ``ringing``, ``answered``,
 ``completed``) go to ``message.callback_url``.
@@ -128,7 +129,8 @@ class TwilioVoice(Channel):
 
     def twiml(self, message: Message) -> str:
         """The TwiML the call will run for ``message``."""
-        return announcement(message.body, language=message.language, gather_url=self.gather_url)
+        gather_url = message.menu_url or self.gather_url
+        return announcement(message.body, language=message.language, gather_url=gather_url)
 
     async def send(self, message: Message) -> SendResult:
         if not message.to:

@@ -12,11 +12,13 @@ from channels import CHANNEL_NAMES
 from notifier.policy import load_policy
 from notifier.settings import Settings
 
-__all__ = ["ALL_QUEUES", "EVENTS_QUEUE", "MAINTENANCE_QUEUE", "make_celery"]
+__all__ = ["ALL_QUEUES", "EVENTS_QUEUE", "MAINTENANCE_QUEUE", "WEBHOOKS_QUEUE", "make_celery"]
 
 EVENTS_QUEUE = "events"
 MAINTENANCE_QUEUE = "maintenance"
-ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, *CHANNEL_NAMES)
+WEBHOOKS_QUEUE = "webhooks"
+"""Producer callbacks: a slow producer URL holds up no notice."""
+ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, *CHANNEL_NAMES)
 
 
 def _config(settings: Settings) -> dict[str, Any]:
@@ -38,6 +40,8 @@ def _config(settings: Settings) -> dict[str, Any]:
             "notifier.reconcile": {"queue": MAINTENANCE_QUEUE},
             "notifier.print_postcards": {"queue": MAINTENANCE_QUEUE},
             "notifier.escalation_sweep": {"queue": MAINTENANCE_QUEUE},
+            "notifier.send_producer_callback": {"queue": WEBHOOKS_QUEUE},
+            "notifier.purge": {"queue": MAINTENANCE_QUEUE},
         },
         "task_ignore_result": True,
         "task_acks_late": True,
@@ -58,6 +62,11 @@ def _config(settings: Settings) -> dict[str, Any]:
                     minute=escalation.sweep_at.minute,
                     day_of_week=",".join(escalation.sweep_days),
                 ),
+            },
+            # Personal data past NOTIFIER_RETENTION_DAYS, at night (business time).
+            "retention-purge": {
+                "task": "notifier.purge",
+                "schedule": crontab(hour=3, minute=30),
             },
             "reconcile": {
                 "task": "notifier.reconcile",

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from notifier.audit.cli import audit_command
 from notifier.db import Database
 from notifier.escalation.cli import agents_app, calls_app, escalate, visits_app
 from notifier.settings import get_settings
@@ -20,7 +21,7 @@ __all__ = ["app"]
 app = typer.Typer(
     help="Multichannel customer notifications for an electric utility.", no_args_is_help=True
 )
-keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke, rotate.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 postcards_app = typer.Typer(help="Printed postcards: the daily print batch.", no_args_is_help=True)
 app.add_typer(postcards_app, name="postcards")
@@ -30,6 +31,7 @@ app.add_typer(agents_app, name="agents")
 app.add_typer(calls_app, name="calls")
 app.add_typer(visits_app, name="visits")
 app.add_typer(users_app, name="users")
+app.command("audit")(audit_command)
 
 Port = Annotated[int, typer.Option(help="port the API listens on")]
 Host = Annotated[str, typer.Option(help="address the API binds to")]
@@ -76,7 +78,7 @@ def worker(
     ctx: typer.Context,
     queues: Annotated[
         str, typer.Option("-Q", "--queues", help="comma-separated queues")
-    ] = "events,maintenance,push,sms,email,voice,postcard",
+    ] = "events,maintenance,webhooks,push,sms,email,voice,postcard",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 4,
     pool: str = "prefork",
 ) -> None:
@@ -114,7 +116,64 @@ def reconcile() -> None:
     from notifier.runtime import Runtime
 
     report = run(Runtime(get_settings()))
-    typer.echo(f"enqueued again: {report.events} events, {report.deliveries} deliveries")
+    typer.echo(
+        f"enqueued again: {report.events} events, {report.deliveries} deliveries, "
+        f"{report.callbacks} producer callbacks"
+    )
+
+
+@app.command()
+def purge(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="older than this many days [default: NOTIFIER_RETENTION_DAYS]"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="count what would be purged; change nothing")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress, only the counts")] = False,
+) -> None:
+    """Purge personal data of old finished deliveries, events, case notes and idle accounts."""
+    import contextlib
+    import time
+    from typing import Any
+
+    from notifier.audit.service import CLI
+    from notifier.db import utcnow
+    from notifier.flows.retention import purge as run_purge
+
+    keep = days or get_settings().retention_days
+    started = time.monotonic()
+    with contextlib.ExitStack() as bars:
+        shown: list[tuple[str, Any]] = []  # (kind, typer's progress bar: its class is private)
+        reported: dict[str, int] = {}
+
+        def progress(kind: str, done: int, total: int) -> None:
+            if quiet or not total:
+                return
+            if sys.stderr.isatty():
+                if not shown or shown[-1][0] != kind:
+                    bars.close()  # the previous kind's bar is complete
+                    label = f"{kind}: {total}"
+                    bar = typer.progressbar(length=total, label=label, file=sys.stderr)
+                    shown.append((kind, bars.enter_context(bar)))
+                bar = shown[-1][1]
+                bar.update(done - bar.pos)
+            elif done == total or done - reported.get(kind, 0) >= total / 10:
+                # A log, not a terminal: a line every tenth of the way.
+                typer.echo(f"{kind}: {done} of {total}", err=True)
+                reported[kind] = done
+
+        report = run_purge(
+            _database(), days=keep, now=utcnow(), actor=CLI, dry_run=dry_run, progress=progress
+        )
+    verb = "would purge (dry run, nothing changed)" if dry_run else "purged"
+    typer.echo(
+        f"{verb}: personal data older than {keep} days (before {report.cutoff:%Y-%m-%d %H:%M} "
+        f"UTC), in {time.monotonic() - started:.1f} s"
+    )
+    for kind, count in report.counts().items():
+        typer.echo(f"  {kind:<17} {count}")
 
 
 @app.command()
@@ -227,24 +286,129 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List keys (never the keys themselves)."""
+    """List keys (never the keys themselves): name, role, created, expires, last used, state."""
     from notifier.auth import keys
+    from notifier.db import utcnow
 
+    def when(at: datetime | None, never: str = "-") -> str:
+        return f"{at:%Y-%m-%d %H:%M}" if at else never
+
+    now = utcnow()
     with _database().session() as session:
+        typer.echo("id\tprefix\tname\trole\tagent\tcreated\texpires\tlast used\tstate")
         for row in keys.list_keys(session):
-            state = "revoked" if row.revoked_at else "active"
-            typer.echo(f"{row.id}\t{row.prefix}…\t{row.role}\t{row.name}\t{state}")
+            state = keys.state_of(row, now)
+            if state == "active" and row.revoked_at is not None:
+                state = f"active until {when(row.revoked_at)} (rotated)"
+            agent = row.agent_id if row.agent_id is not None else "-"
+            typer.echo(
+                f"{row.id}\t{row.prefix}…\t{row.name}\t{row.role}\t{agent}\t{when(row.created_at)}"
+                f"\t{when(row.expires_at, 'never')}\t{when(row.last_used_at, 'never')}\t{state}"
+            )
+    typer.echo("times in UTC", err=True)
+
+
+KeyId = Annotated[int, typer.Argument(help="the key's id (notifier keys list)")]
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: int) -> None:
+def keys_revoke(key_id: KeyId) -> None:
     """Revoke a key at once."""
     from notifier.auth import keys
 
     with _database().session() as session:
-        if not keys.revoke(session, key_id):
+        if keys.revoke(session, key_id) is None:
             raise typer.BadParameter(f"no active key {key_id}", param_hint="KEY_ID")
     typer.echo(f"key {key_id} revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: KeyId,
+    expires_days: Annotated[
+        int | None, typer.Option(help="days until the new key expires (default: as the old one)")
+    ] = None,
+    grace_hours: Annotated[
+        float, typer.Option(min=0, help="hours the old key keeps working (0: revoked at once)")
+    ] = 0,
+) -> None:
+    """A new key with the same name, role and agent, printed once; the old one is revoked."""
+    from notifier.auth import keys
+
+    try:
+        with _database().session() as session:
+            new, key, old = keys.rotate(
+                session,
+                key_id,
+                expires_in=timedelta(days=expires_days) if expires_days else None,
+                grace=timedelta(hours=grace_hours),
+            )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="KEY_ID") from None
+    typer.echo(key)
+    ending = f"after {grace_hours:g} hours" if grace_hours else "now"
+    typer.echo(
+        f"key {new.id} ({new.role}, {new.name}) replaces key {old.id}, which stops working "
+        f"{ending}; the new key is not shown again",
+        err=True,
+    )
+
+
+@keys_app.command("callback")
+def keys_callback(
+    key_id: KeyId,
+    url: Annotated[str | None, typer.Option(help="where the key's callbacks are POSTed")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="stop the key's callbacks")] = False,
+    rotate_secret: Annotated[
+        bool, typer.Option("--rotate-secret", help="a new signing secret, printed once")
+    ] = False,
+) -> None:
+    """Set a producer key's callback URL; a new signing secret is printed once."""
+    from notifier.audit.service import CLI
+    from notifier.audit.service import record as audit
+    from notifier.auth.models import ApiKey
+    from notifier.db import utcnow
+    from notifier.webhooks import service as webhooks
+
+    settings = get_settings()
+    with _database().session() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None or key.role not in ("producer", "admin"):
+            raise typer.BadParameter(f"no producer key {key_id}", param_hint="KEY_ID")
+        if clear:
+            if not webhooks.clear(session, key_id):
+                raise typer.BadParameter(f"key {key_id} has no callback URL", param_hint="KEY_ID")
+            audit(session, actor=CLI, action="callback.clear", target=f"key {key_id}")
+            typer.echo(f"key {key_id}: callbacks stopped")
+            return
+        if url is None:
+            endpoint = webhooks.get_endpoint(session, key_id)
+            typer.echo(endpoint.url if endpoint else f"key {key_id} has no callback URL")
+            return
+        try:
+            endpoint, secret = webhooks.register(
+                session,
+                key_id,
+                url,
+                deployed=settings.mode != "embedded",
+                now=utcnow(),
+                rotate_secret=rotate_secret,
+            )
+        except webhooks.InvalidUrl as exc:
+            raise typer.BadParameter(str(exc), param_hint="--url") from None
+        audit(
+            session,
+            actor=CLI,
+            action="callback.register",
+            target=f"key {key_id}",
+            detail={"url": endpoint.url, "new_secret": secret is not None},
+        )
+    if secret is not None:
+        typer.echo(secret)
+        shown = f"key {key_id}: callbacks go to {endpoint.url}; the secret is not shown again"
+        typer.echo(shown, err=True)
+    else:
+        typer.echo(f"key {key_id}: callbacks go to {endpoint.url} (same secret)", err=True)
 
 
 def _database() -> Database:

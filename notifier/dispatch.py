@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from celery import Celery
 
-from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE
+from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 
 __all__ = ["Dispatcher"]
 
@@ -44,6 +44,13 @@ class Dispatcher:
         ok = True
         for delivery_id, channel in deliveries:
             ok &= self._send("notifier.deliver", [delivery_id], queue=channel, countdown=countdown)
+        return ok
+
+    def producer_callbacks(self, callback_ids: Iterable[int]) -> bool:
+        """Enqueue the POST of each producer callback on the ``webhooks`` queue."""
+        ok = True
+        for callback_id in callback_ids:
+            ok &= self._send("notifier.send_producer_callback", [callback_id], queue=WEBHOOKS_QUEUE)
         return ok
 
     def sweep(self, run_id: int) -> bool:

@@ -117,6 +117,7 @@ def secret_values(settings: Settings | None) -> list[str]:
         settings.smtp.password.get_secret_value(),
         settings.fcm.access_token.get_secret_value(),
         settings.pay_link_key.get_secret_value(),
+        settings.callback_key.get_secret_value(),
         settings.metrics_token.get_secret_value(),
     ]
     credentials = settings.fcm.credentials_file
@@ -256,6 +257,9 @@ def configure_logging(level: str | int | None = None, *, settings: Settings | No
     access.handlers.clear()
     access.propagate = False
     access.disabled = True
+    # httpx logs every request's full URL at INFO: producers' callback URLs
+    # and the providers' endpoints are not ours to print.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     root._notifier_configured = True  # type: ignore[attr-defined]
 
 
@@ -283,7 +287,8 @@ class AccessLog:
     """ASGI middleware: one log line per HTTP request, without the query string.
 
     Probes and scrapes (``quiet``) that succeed are logged at DEBUG. An
-    account number in the path (``/v1/accounts/{account_no}``) is masked.
+    account number in the path (``/v1/accounts/{account_no}``) is masked, and
+    so is a callback URL's token.
     """
 
     logger = "notifier.access"
@@ -318,9 +323,13 @@ class AccessLog:
 
     def _line(self, scope: Scope, status: int, ms: float) -> None:
         path = str(scope.get("path", ""))
-        account_no = (scope.get("path_params") or {}).get("account_no")
+        params = scope.get("path_params") or {}
+        account_no = params.get("account_no")
         if isinstance(account_no, str) and account_no:
             path = path.replace(account_no, mask_account_no(account_no))
+        token = params.get("token")  # a callback URL's token (deliveries/callback_tokens.py)
+        if isinstance(token, str) and token:
+            path = path.replace(token, "***")
         route = getattr(scope.get("route"), "path", None)
         level = logging.DEBUG if path in self.quiet and status < 400 else logging.INFO
         method = str(scope.get("method", ""))

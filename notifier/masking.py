@@ -6,11 +6,24 @@ import re
 
 import phonenumbers
 
-__all__ = ["mask_account_no", "mask_address", "mask_email", "mask_phone", "mask_recipient"]
+__all__ = [
+    "mask_account_no",
+    "mask_address",
+    "mask_email",
+    "mask_phone",
+    "mask_recipient",
+    "redact_echo",
+]
 
 # Taiwanese addresses read county/city → district/township → street; keep up
 # to the district, which places a customer without finding their door.
 _DISTRICT = re.compile(r"^(.*?(?:市|縣).*?(?:區|鄉|鎮|市))")
+_ECHO_MIN = 4
+"""Shorter pieces of a value ("@", ".com") are taken out of no message: they name nobody."""
+_SEPARATORS = re.compile(r"[\s@,;:<>()\[\]\"']+")
+_EMAIL_LIKE = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE_LIKE = re.compile(r"(?<![\w+])(?:\+\d|\(?0\d)(?:[ ()-]{0,2}\d){6,}")
+"""E.164 or a national number (a leading 0), as a refused phone may be quoted; not 2147483647."""
 
 
 def mask_phone(e164: str) -> str:
@@ -53,3 +66,19 @@ def mask_recipient(channel: str, recipient: str) -> str:
     if channel == "postcard":
         return mask_address(recipient)
     return recipient[:6] + "…"
+
+
+def redact_echo(message: str, sent: object) -> str:
+    """``message`` without ``sent`` (or its parts) in it, and any phone or email masked.
+
+    For error messages: a validator may quote the value it refused ("the
+    domain name example.com ..."), and a 422 answer or a log line must never
+    echo a phone number, email or address a producer sent.
+    """
+    if isinstance(sent, str) and sent:
+        pieces = {sent.strip(), *_SEPARATORS.split(sent)}
+        for piece in sorted(pieces, key=len, reverse=True):
+            if len(piece) >= _ECHO_MIN and piece in message:
+                message = message.replace(piece, "***")
+    message = _EMAIL_LIKE.sub(lambda m: mask_email(m.group()), message)
+    return _PHONE_LIKE.sub("***", message)

@@ -20,6 +20,7 @@ from notifier.escalation.models import (
 from notifier.events.models import Event
 from notifier.ratelimit import ProviderRate
 from notifier.users.models import User, UserSession
+from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
 
 __all__ = [
     "Account",
@@ -35,6 +36,8 @@ __all__ = [
     "EscalationChange",
     "Event",
     "Notification",
+    "ProducerCallback",
+    "ProducerEndpoint",
     "ProviderRate",
     "SweepRun",
     "User",

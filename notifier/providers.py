@@ -50,7 +50,7 @@ def provider_options(settings: Settings, channel: str, provider: str) -> dict[st
         if channel == "voice":
             del options["messaging_service_sid"]  # a call needs a caller number
             options["service_line"] = settings.service_phone
-            options["gather_url"] = f"{settings.public_url.rstrip('/')}/v1/callbacks/twilio/gather"
+            # The voice menu's URL carries a token per call: each Message brings its own.
         return options
     if provider == "smtp":
         m = settings.smtp

@@ -20,6 +20,7 @@ from notifier.providers import provider_for, provider_options
 from notifier.ratelimit import RateLimiter, make_rate_limiter
 from notifier.rendering import Renderer
 from notifier.settings import Settings
+from notifier.webhooks import service as webhooks
 
 __all__ = ["Runtime"]
 
@@ -34,6 +35,8 @@ class Runtime:
         self.clock = clock
         self.db = Database(settings.resolved_database_url)
         self._loops = threading.local()
+        # Producer callbacks written in this database's transactions go out once they commit.
+        webhooks.publish_after_commit(self.db.engine, self._publish_callbacks)
 
     @cached_property
     def policy(self) -> Policy:
@@ -56,6 +59,9 @@ class Runtime:
     @cached_property
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(make_celery(self.settings))
+
+    def _publish_callbacks(self, callback_ids: list[int]) -> None:
+        self.dispatcher.producer_callbacks(callback_ids)
 
     def has_template(self, event_type: str) -> Callable[[str], bool]:
         """A predicate: does ``event_type`` have a template for a channel?"""

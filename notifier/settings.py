@@ -1,22 +1,34 @@
 """One Settings object: defaults here, ``NOTIFIER_*`` environment overrides.
 
-Nested models use ``__``: ``NOTIFIER_TWILIO__AUTH_TOKEN=...``.
+Nested models use ``__``: ``NOTIFIER_TWILIO__AUTH_TOKEN=...``. Secrets may
+also come from files (Docker and Kubernetes secrets): a file named after the
+variable, in lower or upper case (``notifier_twilio__auth_token``), in
+``NOTIFIER_SECRETS_DIR`` (default ``/run/secrets`` when it exists). An
+environment variable wins over a file.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-__all__ = ["PROJECT_ROOT", "Settings", "get_settings"]
+__all__ = ["PROJECT_ROOT", "ApiRate", "Settings", "get_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDER = "change-me"
 _EMBEDDED_PAY_LINK_KEY = "embedded-pay-link-key"
+_DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 
 class TwilioSettings(BaseModel):
@@ -57,6 +69,13 @@ class FcmSettings(BaseModel):
     sdk_retries: bool = True
 
 
+class ApiRate(BaseModel):
+    """Requests per second one API key may make, and how many at once after a pause."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
@@ -82,6 +101,10 @@ class Settings(BaseSettings):
     pay_link_key: SecretStr = SecretStr(_EMBEDDED_PAY_LINK_KEY)
     """Signs the opaque bill reference in pay links; share it with the pay site."""
     public_url: str = "http://127.0.0.1:8000"
+    callback_key: SecretStr = SecretStr("")
+    """Signs the tokens in the callback URLs given to Twilio; empty: derived (embedded only)."""
+    callback_window_hours: float = Field(72, gt=0)
+    """A Twilio callback whose URL token was issued longer ago than this is refused."""
 
     lease_seconds: float = Field(120, gt=0)
     """How long a worker owns a delivery it claimed before others may take it."""
@@ -97,6 +120,14 @@ class Settings(BaseSettings):
     log_format: Literal["", "json", "text"] = ""
     """``json`` or ``text``; empty: JSON lines when deployed, one-line text when embedded."""
 
+    webhook_timeout_seconds: float = Field(10, gt=0)
+    """How long a producer's callback URL has to answer one POST."""
+    webhook_max_attempts: int = Field(12, ge=1)
+    """POSTs of one producer callback (on 5xx, 408, 429, timeouts) before it is failed."""
+    webhook_retry_base_seconds: float = Field(10, gt=0)
+    webhook_retry_max_seconds: float = Field(3600, gt=0)
+    """Backoff between POSTs: base × 2^(attempt−1), capped at max, jittered to ½–1×."""
+
     providers: dict[str, str] = {}
     """Force a provider per channel (``{"sms": "sandbox"}``); otherwise credentials decide."""
     rate_limits: dict[str, float] = {"twilio": 30.0, "smtp": 50.0, "fcm": 500.0}
@@ -105,6 +136,18 @@ class Settings(BaseSettings):
     """Redis URL for the shared rate limiter; empty: the broker if it is Redis, else the database."""
     postcard_cutoff: str = "16:00"
     """Business-day time (in ``timezone``) at which the day's postcards go to print."""
+    retention_days: int = 90
+    """Days the personal data of finished deliveries, events and closed cases is kept."""
+
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    """Largest request body accepted (413 beyond); a 1,000-event batch is 0.5-1.1 MB."""
+    api_rate_limits: dict[
+        Literal["producer", "ops", "agent", "supervisor", "admin", "default"], ApiRate
+    ] = {
+        "producer": ApiRate(per_second=200, burst=400),
+        "default": ApiRate(per_second=20, burst=40),
+    }
+    """Requests per API key, by the key's role (``default``: roles not listed); ``{}``: none."""
 
     session_hours: float = Field(8, gt=0)
     """A web sign-in ends after this long without a request."""
@@ -117,19 +160,54 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     fcm: FcmSettings = FcmSettings()
 
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_at_least_a_day(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"NOTIFIER_RETENTION_DAYS must be 1 or more (days personal data is kept), not {value}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         if self.mode != "embedded":
             if self.pay_link_key.get_secret_value() == _EMBEDDED_PAY_LINK_KEY:
                 raise ValueError("NOTIFIER_PAY_LINK_KEY must be set outside the embedded mode")
-            secrets = {
-                "NOTIFIER_TWILIO__AUTH_TOKEN": self.twilio.auth_token,
-                "NOTIFIER_SMTP__PASSWORD": self.smtp.password,
-            }
-            for name, value in secrets.items():
+            for name, value in _secrets(self, "NOTIFIER_"):
                 if value.get_secret_value() == _PLACEHOLDER:
                     raise ValueError(f"{name} is still the placeholder {_PLACEHOLDER!r}")
+            # Only Twilio calls back; without it the key signs nothing.
+            if self.twilio.account_sid and self.callback_key.get_secret_value() in (
+                "",
+                _PLACEHOLDER,
+            ):
+                raise ValueError("NOTIFIER_CALLBACK_KEY must be set when deployed with Twilio")
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files named like the variables, nested ones with "__" too
+        # (pydantic-settings' plain secrets source knows top-level names only).
+        folder = getattr(file_secret_settings, "secrets_dir", None) or _secrets_dir()
+        files = NestedSecretsSettingsSource(
+            file_secret_settings, secrets_dir=folder, secrets_dir_missing="error"
+        )
+        return init_settings, env_settings, dotenv_settings, files
+
+    def api_rate_for(self, role: str) -> ApiRate | None:
+        """The request rate of a key of ``role``; None: not limited."""
+        limits: dict[str, ApiRate] = {
+            str(name): rate for name, rate in self.api_rate_limits.items()
+        }
+        return limits.get(role) or limits.get("default")
 
     @property
     def resolved_database_url(self) -> str:
@@ -146,6 +224,24 @@ class Settings(BaseSettings):
     @property
     def sandbox_dir(self) -> Path:
         return (self.data_dir / "sandbox").resolve()
+
+
+def _secrets_dir() -> Path | None:
+    """``NOTIFIER_SECRETS_DIR`` (empty: none), else /run/secrets if there is one."""
+    named = os.environ.get("NOTIFIER_SECRETS_DIR")
+    if named is not None:
+        return Path(named) if named else None
+    return _DEFAULT_SECRETS_DIR if _DEFAULT_SECRETS_DIR.is_dir() else None
+
+
+def _secrets(model: BaseModel, prefix: str) -> Iterator[tuple[str, SecretStr]]:
+    """Every secret setting of ``model`` and its nested models, with its variable's name."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            yield f"{prefix}{name.upper()}", value
+        elif isinstance(value, BaseModel):
+            yield from _secrets(value, f"{prefix}{name.upper()}__")
 
 
 @lru_cache(maxsize=1)

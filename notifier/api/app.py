@@ -8,9 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import StatementError
 
-from notifier.api import callbacks, deliveries, escalations, events, health, metrics, templates
-from notifier.events.schema import FieldError, field_path
+from notifier.api import (
+    callbacks,
+    deliveries,
+    escalations,
+    events,
+    health,
+    metrics,
+    producer,
+    templates,
+)
+from notifier.api.errors import unstorable
+from notifier.api.limits import BodySizeLimit
+from notifier.events.schema import FieldError, error_message, field_path
 from notifier.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
@@ -38,9 +50,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = rt
     app.add_exception_handler(RequestValidationError, _invalid)
-    for module in (health, events, deliveries, escalations, callbacks, templates, metrics):
+    app.add_exception_handler(OverflowError, unstorable)
+    app.add_exception_handler(StatementError, unstorable)
+    for module in (
+        health, events, deliveries, escalations, callbacks, producer, templates, metrics
+    ):  # fmt: skip
         app.include_router(module.router)
     install_web_pages(app)
+    app.add_middleware(BodySizeLimit, max_bytes=rt.settings.max_body_bytes)
     app.add_middleware(AccessLog)  # outermost: one line per request, no query string
     return app
 
@@ -51,7 +68,7 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     errors = [
         FieldError(
             field=field_path([part for part in error["loc"] if part != "body"]),
-            message=str(error["msg"]).removeprefix("Value error, "),
+            message=error_message(error),
         )
         for error in exc.errors()
     ]

@@ -4,26 +4,42 @@ Twilio signs each request with ``X-Twilio-Signature`` over the URL it called
 and the form parameters (https://www.twilio.com/docs/usage/security). The URL
 is rebuilt from ``NOTIFIER_PUBLIC_URL``, the address Twilio was given, so the
 check holds behind a proxy.
+
+Each URL ends in a token (:mod:`notifier.deliveries.callback_tokens`) naming
+the delivery and when the URL was issued, under our own HMAC: a token that is
+not ours, or older than ``NOTIFIER_CALLBACK_WINDOW_HOURS``, is refused with
+403 like a bad signature, and so is a report about a message the delivery did
+not send. Inside the window a replayed report is harmless: the same report is
+recorded once (flows/reports.py). Refusals are logged with the reason and, once
+the token's MAC holds, the delivery id; never the form (it carries numbers).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from sqlmodel import select
 from twilio.request_validator import RequestValidator
 
 from channels.twilio_voice import gather_response
 from notifier.api.deps import RuntimeDep
-from notifier.deliveries.models import Delivery
-from notifier.flows.reports import record_report
+from notifier.api.errors import error_responses
+from notifier.deliveries import callback_tokens
+from notifier.deliveries.callback_tokens import CallbackToken, Purpose, TokenRefused
+from notifier.deliveries.models import Delivery, DeliveryStatus
+from notifier.flows.reports import ForeignReport, record_report
+from notifier.runtime import Runtime
 
 __all__ = ["router"]
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/callbacks/twilio", tags=["callbacks"])
+router = APIRouter(
+    prefix="/v1/callbacks/twilio",
+    tags=["callbacks"],
+    responses=error_responses(400, 403, 404, 413, 422),
+)
 
 # Twilio's MessageStatus / CallStatus → the report our deliveries understand;
 # anything else is progress, kept in the timeline as "report".
@@ -42,16 +58,24 @@ _CALL = {
 }
 
 
+def _url(rt: Runtime, request: Request) -> str:
+    """The URL Twilio called, as it was given it (behind any proxy)."""
+    url = rt.settings.public_url.rstrip("/") + request.url.path
+    return url + "?" + request.url.query if request.url.query else url
+
+
 async def signed_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
     """The form parameters, if Twilio's signature over them is valid; else 403."""
     form = {key: str(value) for key, value in (await request.form()).items()}
-    url = rt.settings.public_url.rstrip("/") + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
     signature = request.headers.get("X-Twilio-Signature", "")
-    token = rt.settings.twilio.auth_token.get_secret_value()
-    if not token or not signature or not RequestValidator(token).validate(url, form, signature):
-        log.warning("refused a Twilio callback to %s: bad or missing signature", request.url.path)
+    auth_token = rt.settings.twilio.auth_token.get_secret_value()
+    if (
+        not auth_token
+        or not signature
+        or not RequestValidator(auth_token).validate(_url(rt, request), form, signature)
+    ):
+        route = getattr(request.scope.get("route"), "path", "?")
+        log.warning("refused a Twilio callback to %s: bad or missing signature", route)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
     return form
 
@@ -59,9 +83,35 @@ async def signed_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
 SignedForm = Annotated[dict[str, str], Depends(signed_form)]
 
 
-@router.post("/status/{delivery_id}", status_code=status.HTTP_204_NO_CONTENT)
-def status_callback(delivery_id: int, form: SignedForm, rt: RuntimeDep) -> Response:
+def _read_token(rt: Runtime, token: str, purpose: Purpose) -> CallbackToken:
+    """The delivery a callback URL's token names; 403 if it is not ours or too old."""
+    try:
+        return callback_tokens.read(
+            callback_tokens.signing_key(rt.settings),
+            token,
+            purpose=purpose,
+            now=rt.clock(),
+            window=timedelta(hours=rt.settings.callback_window_hours),
+        )
+    except TokenRefused as exc:
+        _refuse(purpose, exc.reason, exc.delivery_id)
+
+
+def _refuse(purpose: Purpose, reason: str, delivery_id: int | None) -> NoReturn:
+    log.warning(
+        "refused a Twilio %s callback%s: %s",
+        purpose,
+        f" for delivery {delivery_id}" if delivery_id is not None else "",
+        reason,
+        extra={"delivery_id": delivery_id} if delivery_id is not None else {},
+    )
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid or expired callback URL")
+
+
+@router.post("/status/{token}", status_code=status.HTTP_204_NO_CONTENT)
+def status_callback(token: str, form: SignedForm, rt: RuntimeDep) -> Response:
     """A message or call status report from Twilio."""
+    delivery_id = _read_token(rt, token, "status").delivery_id
     if "CallStatus" in form:
         provider_status, mapping, sid = form["CallStatus"], _CALL, form.get("CallSid", "")
     else:
@@ -71,10 +121,19 @@ def status_callback(delivery_id: int, form: SignedForm, rt: RuntimeDep) -> Respo
             form.get("MessageSid", ""),
         )
     report = mapping.get(provider_status, "report")
-    detail = {"provider_status": provider_status, "sid": sid}
-    if form.get("ErrorCode"):
-        detail["error_code"] = form["ErrorCode"]
-    outcome = record_report(rt, delivery_id, report, provider="twilio", **detail)
+    detail = {"error_code": form["ErrorCode"]} if form.get("ErrorCode") else {}
+    try:
+        outcome = record_report(
+            rt,
+            delivery_id,
+            report,
+            provider="twilio",
+            sid=sid,
+            provider_status=provider_status,
+            **detail,
+        )
+    except ForeignReport as exc:
+        _refuse("status", str(exc), delivery_id)
     if outcome.enqueue:
         rt.dispatcher.deliver(outcome.enqueue)  # a fallback the report started
     if outcome.retry_in is not None and outcome.channel:
@@ -82,20 +141,23 @@ def status_callback(delivery_id: int, form: SignedForm, rt: RuntimeDep) -> Respo
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/gather")
-def gather_callback(form: SignedForm, rt: RuntimeDep) -> Response:
+@router.post("/gather/{token}")
+def gather_callback(token: str, form: SignedForm, rt: RuntimeDep, request: Request) -> Response:
     """The digit a customer pressed: 1 hears the notice again, 2 reaches the service line."""
+    delivery_id = _read_token(rt, token, "gather").delivery_id
     with rt.db.session() as session:
-        delivery = session.exec(
-            select(Delivery).where(Delivery.provider_id == form.get("CallSid", ""))
-        ).first()
+        delivery = session.get(Delivery, delivery_id)
     if delivery is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no call with that CallSid")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such call")
+    call_sid = form.get("CallSid", "")
+    # Until the worker records the call's sid (still sending) the token alone vouches.
+    if delivery.status != DeliveryStatus.SENDING and call_sid != delivery.provider_id:
+        _refuse("gather", f"delivery {delivery_id} did not place that call", delivery_id)
     twiml = gather_response(
         form.get("Digits", ""),
         body=delivery.content.get("body") or "",
         language=delivery.language,
         service_line=rt.settings.service_phone,
-        gather_url=f"{rt.settings.public_url.rstrip('/')}{router.prefix}/gather",
+        gather_url=_url(rt, request),  # the same token: a repeat keeps its menu
     )
     return Response(content=twiml, media_type="application/xml")

@@ -1,7 +1,13 @@
-"""Ops readers: the delivery log, one delivery's timeline, an account."""
+"""Ops readers: the delivery log, one delivery's timeline, an account.
+
+Personal data is masked here (``to``, an account's phone, email and address,
+and any number or email a provider's error quoted); a supervisor may ask for an
+account unmasked, and each such view is audited.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -9,15 +15,19 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from notifier.accounts import service as accounts
-from notifier.api.deps import OpsDep, SessionDep
+from notifier.api.deps import UNMASKED_ROLES, OpsDep, SessionDep
+from notifier.api.errors import KEYED, error_responses
+from notifier.audit import service as audit
+from notifier.auth import keys
 from notifier.billing import service as billing
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery
+from notifier.logs import mask_text
 from notifier.masking import mask_address, mask_email, mask_phone
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["ops"])
+router = APIRouter(prefix="/v1", tags=["ops"], responses={**KEYED, **error_responses(404)})
 
 
 class DeliveryOut(BaseModel):
@@ -54,11 +64,28 @@ class DeliveryOut(BaseModel):
             provider_id=d.provider_id,
             attempts=d.attempts,
             segments=d.segments,
-            last_error=d.last_error,
+            last_error=shown_text(d.last_error) if d.last_error else None,
             fallback_of=d.fallback_of,
             created_at=d.created_at,
             updated_at=d.updated_at,
         )
+
+
+def shown_text(value: object, key: str = "") -> str:
+    """A provider's text as ops see it: phone numbers and emails masked (as in the logs)."""
+    return mask_text(str(value), emails=key not in _IDS)
+
+
+def masked_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry's detail with numbers and emails in its texts masked (ids are not)."""
+    return {
+        key: shown_text(value, key) if isinstance(value, str) else value
+        for key, value in detail.items()
+    }
+
+
+_IDS = frozenset({"provider_id", "message_id", "sid"})
+"""Message-IDs look like email addresses by design; they are ids, not people."""
 
 
 class DeliveryPage(BaseModel):
@@ -117,7 +144,7 @@ def get_delivery(delivery_id: int, session: SessionDep, _: OpsDep) -> DeliveryDe
     if delivery is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id}")
     changes = [
-        Change(at=c.at, status=c.status, detail=c.detail)
+        Change(at=c.at, status=c.status, detail=masked_detail(c.detail))
         for c in deliveries.timeline(session, delivery_id)
     ]
     return DeliveryDetail(
@@ -154,20 +181,39 @@ class AccountOut(BaseModel):
 
 
 @router.get("/accounts/{account_no}")
-def get_account(account_no: str, session: SessionDep, _: OpsDep) -> AccountOut:
+def get_account(
+    account_no: str,
+    session: SessionDep,
+    caller: OpsDep,
+    unmasked: Annotated[
+        bool, Query(description="supervisors: phone, email and address in full (audited)")
+    ] = False,
+) -> AccountOut:
     """An account as ops see it: contact points masked, unpaid bills listed."""
+    if unmasked and caller.role not in UNMASKED_ROLES:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"a {caller.role} key sees personal data masked only"
+        )
     account = accounts.get(session, account_no)
     if account is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no account {account_no}")
     unpaid = billing.unpaid_bills(session, account_no)
+    if unmasked:
+        audit.record(
+            session, actor=keys.actor_of(caller), action="pii.view", target=f"account {account_no}"
+        )
+
+    def shown(value: str | None, mask: Callable[[str], str]) -> str | None:
+        return None if value is None else value if unmasked else mask(value)
+
     return AccountOut(
         account_no=account.account_no,
         name=account.name,
         language=account.language,
-        phone=mask_phone(account.phone) if account.phone else None,
-        email=mask_email(account.email) if account.email else None,
+        phone=shown(account.phone or None, mask_phone),
+        email=shown(account.email or None, mask_email),
         push_tokens=len(account.push_tokens),
-        address=mask_address(account.address) if account.address else None,
+        address=shown(account.address or None, mask_address),
         area=account.area,
         vulnerable=account.vulnerable,
         prefers_paper=account.prefers_paper,

@@ -9,11 +9,12 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from notifier.api.limits import throttle
 from notifier.auth import keys
 from notifier.auth.models import ApiKey
 from notifier.runtime import Runtime
 
-__all__ = ["CallerDep", "OpsDep", "RuntimeDep", "SessionDep", "require"]
+__all__ = ["UNMASKED_ROLES", "CallerDep", "OpsDep", "RuntimeDep", "SessionDep", "require"]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -50,6 +51,9 @@ def get_caller(
     # A short session of its own, so a rejected key never opens the request's transaction.
     with rt.db.session() as session:
         key = keys.verify(session, credentials.credentials)
+        if key is not None:
+            keys.touch(session, key)  # last_used_at, at most once a minute
+            throttle(rt, key, session)  # 429 once the key is over its role's rate
     if key is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -63,7 +67,7 @@ CallerDep = Annotated[ApiKey, Depends(get_caller)]
 
 
 def require(*roles: keys.Role) -> Callable[[ApiKey], ApiKey]:
-    """A dependency admitting keys of ``roles`` (and admins)."""
+    """A dependency admitting keys of ``roles`` (and admins), as ``notifier.auth.access`` says."""
     allowed = {*roles, "admin"}
 
     def check(caller: CallerDep) -> ApiKey:
@@ -79,3 +83,5 @@ def require(*roles: keys.Role) -> Callable[[ApiKey], ApiKey]:
 
 OpsDep = Annotated[ApiKey, Depends(require("ops", "supervisor"))]
 """A key that may read the delivery log and preview notices."""
+UNMASKED_ROLES = frozenset({"supervisor", "admin"})
+"""Roles that may see personal data unmasked (each view audited)."""

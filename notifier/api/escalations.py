@@ -1,4 +1,10 @@
-"""Escalation cases: agents' lists and outcomes, supervisors' views, the sweep on demand."""
+"""Escalation cases: agents' lists and outcomes, supervisors' views, the sweep on demand.
+
+An agent sees their own cases with the contact each needs (the phone for a
+call, the address for a visit). A supervisor sees every contact; each such
+view is an audit entry (``pii.view``), as is every download of a list
+(``list.export``) or of printed notices (``notices.export``), whoever asks.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +18,23 @@ from sqlmodel import col, select
 
 from notifier import exports
 from notifier.api.deps import RuntimeDep, SessionDep, require
+from notifier.api.errors import KEYED, error_responses
+from notifier.audit import service as audit
+from notifier.auth import keys
 from notifier.auth.models import ApiKey
 from notifier.escalation import agents as agents_service
 from notifier.escalation import lists
 from notifier.escalation import service as cases
-from notifier.escalation.models import Agent, CaseStatus, EscalationChange, SweepRun
+from notifier.escalation.models import Agent, CaseStatus, Escalation, EscalationChange, SweepRun
 from notifier.escalation.notices import notices_pdf
 from notifier.escalation.sweep import queue_run
+from notifier.text import StorableStr
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["escalations"])
+router = APIRouter(
+    prefix="/v1", tags=["escalations"], responses={**KEYED, **error_responses(404, 409)}
+)
 
 AgentOrSupervisor = Annotated[ApiKey, Depends(require("agent", "supervisor"))]
 Supervisor = Annotated[ApiKey, Depends(require("supervisor"))]
@@ -125,7 +137,7 @@ class OutcomeIn(BaseModel):
         "nobody_home",
         "paid",
     ]
-    note: str | None = Field(None, max_length=2000)
+    note: StorableStr | None = Field(None, max_length=2000)
     promise_date: date | None = None
 
 
@@ -179,7 +191,7 @@ class AgentOut(BaseModel):
 
 def _actor(key: ApiKey) -> cases.Actor:
     return cases.Actor(
-        name=f"key {key.id} ({key.name})",
+        name=keys.actor_of(key),
         agent_id=key.agent_id,
         supervisor=key.role in {"supervisor", "admin"},
     )
@@ -215,6 +227,7 @@ def _case_error(exc: cases.CaseError) -> HTTPException | RequestValidationError:
 def my_list(
     rt: RuntimeDep,
     session: SessionDep,
+    key: AgentOrSupervisor,
     agent: MyAgent,
     kind: Kind,
     format: ListFormat = "json",
@@ -224,6 +237,13 @@ def my_list(
     today = rt.policy.business_date(rt.clock())
     rows = lists.agent_list(session, agent.id, kind, today=today)
     if format != "json":
+        audit.record(
+            session,
+            actor=keys.actor_of(key),
+            action="list.export",
+            target=f"agent {agent.id}",
+            detail={"kind": kind, "format": format, "day": today.isoformat(), "cases": len(rows)},
+        )
         headers, table = lists.export_table(rows, kind)
         body = exports.write_table(headers, table, format, sheet=f"{kind}s {today.isoformat()}")
         filename = f"{kind}s-{agent.id}-{today.isoformat()}.{format}"
@@ -248,7 +268,11 @@ def my_list(
     responses={200: {"content": {"application/pdf": {}}}},
 )
 def my_notices(
-    rt: RuntimeDep, session: SessionDep, agent: MyAgent, day: date | None = None
+    rt: RuntimeDep,
+    session: SessionDep,
+    key: AgentOrSupervisor,
+    agent: MyAgent,
+    day: date | None = None,
 ) -> Response:
     """The printed notices of today's visit list, one a page, dated ``day`` (default today)."""
     assert agent.id is not None
@@ -257,6 +281,13 @@ def my_notices(
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no visit cases on your list today")
     pdf = notices_pdf(rt.settings, rt.renderer, rows, visit_date=day or today)
+    audit.record(
+        session,
+        actor=keys.actor_of(key),
+        action="notices.export",
+        target=f"agent {agent.id}",
+        detail={"day": (day or today).isoformat(), "cases": [r.case_id for r in rows]},
+    )
     return _pdf(pdf, f"notices-{agent.id}-{(day or today).isoformat()}.pdf")
 
 
@@ -273,7 +304,7 @@ def escalation_stats(
 def all_cases(
     rt: RuntimeDep,
     session: SessionDep,
-    _: Supervisor,
+    key: Supervisor,
     status_: Annotated[Literal["open", "done", "cancelled"] | None, Query(alias="status")] = None,
     kind: Kind | None = None,
     area: str | None = None,
@@ -295,6 +326,17 @@ def all_cases(
     rows = lists.case_rows(session, where, today=today, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
+    audit.record(
+        session,
+        actor=keys.actor_of(key),
+        action="pii.view",
+        target="escalations",
+        detail={
+            **{k: v for k, v in vars(where).items() if v not in (None, False)},
+            "cases": len(rows),
+            "case_ids": [rows[0].case_id, rows[-1].case_id] if rows else [],
+        },
+    )
     return CasePage(
         items=[CaseOut.of(r, all_contacts=True) for r in rows],
         next_cursor=str(rows[-1].case_id) if more else None,
@@ -327,13 +369,16 @@ def get_case(
 ) -> CaseDetail:
     """One case with its bills, attempts and history (an agent: only their own)."""
     row = _row(rt, session, key, case_id)
+    unmasked = key.role != "agent"
+    if unmasked:
+        audit.record(session, actor=keys.actor_of(key), action="pii.view", target=f"case {case_id}")
     history = session.exec(
         select(EscalationChange)
         .where(EscalationChange.escalation_id == case_id)
         .order_by(col(EscalationChange.at), col(EscalationChange.id))
     )
     return CaseDetail(
-        **CaseOut.of(row, all_contacts=key.role != "agent").model_dump(),
+        **CaseOut.of(row, all_contacts=unmasked).model_dump(),
         history=[
             ChangeOut(at=c.at, change=c.change, actor=c.actor, detail=c.detail) for c in history
         ],
@@ -358,6 +403,13 @@ def case_notice(
         raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id} is not an open visit case")
     visit_date = day or rt.policy.business_date(rt.clock())
     pdf = notices_pdf(rt.settings, rt.renderer, [row], visit_date=visit_date)
+    audit.record(
+        session,
+        actor=keys.actor_of(key),
+        action="notices.export",
+        target=f"case {case_id}",
+        detail={"day": visit_date.isoformat()},
+    )
     return _pdf(pdf, f"notice-case-{case_id}.pdf")
 
 
@@ -366,6 +418,10 @@ def record_outcome(
     rt: RuntimeDep, session: SessionDep, key: AgentOrSupervisor, case_id: int, body: OutcomeIn
 ) -> CaseOut:
     """Record a call or visit; an agent only on cases assigned to them."""
+    # A case of someone else's (a supervisor's outcome) is audited, and answered
+    # with every contact; on one's own case, the contact it needs.
+    assignee = session.exec(select(Escalation.assignee_id).where(Escalation.id == case_id)).first()
+    own = key.agent_id is not None and assignee == key.agent_id
     try:
         cases.record_outcome(
             session,
@@ -381,8 +437,12 @@ def record_outcome(
     except cases.CaseError as exc:
         raise _case_error(exc) from None
     session.flush()
-    # The case may have become a visit for someone else: read it back as a supervisor would.
-    return CaseOut.of(_row(rt, session, key, case_id, check=False), all_contacts=True)
+    # The case may have become a visit for someone else: read it back without the check.
+    row = _row(rt, session, key, case_id, check=False)
+    answer = CaseOut.of(row, all_contacts=key.role != "agent" and not own)
+    if key.role == "agent" and row.assignee_id != key.agent_id:
+        answer.phone = answer.address = None  # no longer theirs: nothing to call or visit
+    return answer
 
 
 @router.post("/escalations/{case_id}/assign")

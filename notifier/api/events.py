@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifier.api.deps import RuntimeDep, require
+from notifier.api.errors import KEYED, error_responses
 from notifier.auth.models import ApiKey
 from notifier.events import service as events
 from notifier.events.schema import EventIn, FieldError, field_errors, parse_event
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=KEYED)
 Producer = Annotated[ApiKey, Depends(require("producer"))]
 MAX_BATCH = 1000
 
@@ -26,6 +27,8 @@ class EventAnswer(BaseModel):
 
 
 class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     events: list[dict[str, Any]] = Field(
         max_length=MAX_BATCH, description="up to 1,000 events, each as for POST /v1/events"
     )
@@ -74,7 +77,12 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
         try:
             event = parse_event(raw)
         except ValidationError as exc:
-            event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+            event_id = raw.get("event_id")
+            # Echoed back as it came; a lone surrogate (not text) escaped, so the answer encodes.
+            if isinstance(event_id, str):
+                event_id = event_id.encode("utf-8", "backslashreplace").decode()
+            else:
+                event_id = None
             errors = [
                 FieldError(field=f"events[{index}].{e.field}", message=e.message)
                 for e in field_errors(exc)
@@ -107,7 +115,7 @@ class EventState(BaseModel):
     outcome: str | None
 
 
-@router.get("/{event_id}")
+@router.get("/{event_id}", responses=error_responses(404))
 def get_event(event_id: str, rt: RuntimeDep, caller: Producer) -> EventState:
     """Where an accepted event stands; a producer sees only its own events."""
     with rt.db.session() as session:

@@ -8,12 +8,15 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from notifier.api.deps import OpsDep, RuntimeDep, SessionDep
+from notifier.api.errors import KEYED, error_responses
 from notifier.previews import UnknownAccount, preview
 from notifier.rendering import TemplateError
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/templates", tags=["templates"])
+router = APIRouter(
+    prefix="/v1/templates", tags=["templates"], responses={**KEYED, **error_responses(404)}
+)
 
 
 class PreviewOut(BaseModel):

@@ -78,6 +78,14 @@ class Delivery(SQLModel, table=True):
         # The delivery log filtered by status or channel, newest first, a page at a time.
         sa.Index("ix_deliveries_status_id", "status", "id"),
         sa.Index("ix_deliveries_channel_id", "channel", "id"),
+        # Retention reads the rows not purged yet, oldest first; a purged row leaves the index.
+        sa.Index(
+            "ix_deliveries_unpurged",
+            "created_at",
+            "id",
+            sqlite_where=sa.text("purged_at IS NULL"),
+            postgresql_where=sa.text("purged_at IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -104,6 +112,8 @@ class Delivery(SQLModel, table=True):
     fallback_of: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When retention emptied ``content`` and ``recipients`` (notifier.flows.retention)."""
 
 
 class DeliveryChange(SQLModel, table=True):

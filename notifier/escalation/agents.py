@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from notifier.audit import service as audit
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation, EscalationChange
 from notifier.escalation.service import InvalidInput
@@ -58,6 +59,7 @@ def disable_agent(session: Session, agent_id: int, *, now: datetime, actor: str)
     session.flush()
     assigner = Assigner(session, area=agent.area)
     moved = unassigned = 0
+    handed: dict[int, int | None] = {}
     cases = session.exec(
         select(Escalation)
         .where(Escalation.assignee_id == agent_id, Escalation.status == CaseStatus.OPEN)
@@ -79,4 +81,12 @@ def disable_agent(session: Session, agent_id: int, *, now: datetime, actor: str)
         )
         moved += case.assignee_id is not None
         unassigned += case.assignee_id is None
+        handed[case.id] = case.assignee_id
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.disabled",
+        target=f"agent {agent_id}",
+        detail={"reassigned": {str(k): v for k, v in handed.items()}},
+    )
     return moved, unassigned

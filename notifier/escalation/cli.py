@@ -132,6 +132,7 @@ def agents_disable(agent_id: Annotated[int, typer.Argument(help="the agent's id"
 
 def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
     from notifier import exports
+    from notifier.audit import service as audit
     from notifier.escalation.lists import agent_list, export_table
     from notifier.escalation.models import Agent
 
@@ -145,6 +146,13 @@ def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
         if session.get(Agent, agent) is None:
             raise typer.BadParameter(f"no agent {agent}", param_hint="--agent")
         rows = agent_list(session, agent, kind, today=today)
+        audit.record(
+            session,
+            actor=audit.CLI,
+            action="list.export",
+            target=f"agent {agent}",
+            detail={"kind": kind, "format": fmt, "day": today.isoformat(), "cases": len(rows)},
+        )
     headers, table = export_table(rows, kind)
     data = exports.write_table(headers, table, fmt, sheet=f"{kind}s {today}")
     if output == "-":
@@ -179,15 +187,24 @@ def visits_notices(
     ] = None,
 ) -> None:
     """The printed notices of an agent's visit list, one a page."""
+    from notifier.audit import service as audit
     from notifier.escalation.lists import agent_list
     from notifier.escalation.notices import notices_pdf
 
     rt = _runtime()
     today = rt.policy.business_date(rt.clock())
+    visit: date = day.date() if day else today
     with rt.db.session() as session:
         rows = agent_list(session, agent, "visit", today=today)
+        if rows:
+            audit.record(
+                session,
+                actor=audit.CLI,
+                action="notices.export",
+                target=f"agent {agent}",
+                detail={"day": visit.isoformat(), "cases": [r.case_id for r in rows]},
+            )
     if not rows:
         raise typer.BadParameter(f"agent {agent} has no visit cases today", param_hint="--agent")
-    visit: date = day.date() if day else today
     Path(output).write_bytes(notices_pdf(rt.settings, rt.renderer, rows, visit_date=visit))
     typer.echo(f"{len(rows)} notices written to {output}", err=True)

@@ -5,6 +5,11 @@ case. ``promised`` keeps it open but off the lists until the day after the
 promised date. ``no_answer`` and ``wrong_number`` count against the call; the
 ``max_call_attempts``-th turns the case into a visit, assigned like a new one.
 ``nobody_home`` keeps a visit on the list.
+
+The audit trail gets every reassignment (``case.reassigned``) and every
+outcome a supervisor records on a case not assigned to them (``case.outcome``).
+Producers with a callback URL hear of each outcome and of each case closing
+(``notifier.webhooks``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from notifier.audit import service as audit
 from notifier.billing.models import Bill
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
@@ -29,6 +35,7 @@ from notifier.escalation.models import (
     EscalationChange,
 )
 from notifier.policy import EscalationPolicy
+from notifier.webhooks import service as webhooks
 
 __all__ = [
     "CLOSING_OUTCOMES",
@@ -126,6 +133,9 @@ def record_outcome(
     if promise_date is not None and promise_date < today:
         raise InvalidInput("promise_date", f"{promise_date} is in the past (today is {today})")
     assert case.id is not None
+    # A supervisor's outcome on a case not assigned to them (or to nobody) is audited.
+    on_behalf = actor.supervisor and (actor.agent_id is None or case.assignee_id != actor.agent_id)
+    assignee_before = case.assignee_id
     session.add(
         EscalationAttempt(
             escalation_id=case.id,
@@ -151,6 +161,22 @@ def record_outcome(
         if case.failed_calls >= policy.max_call_attempts:
             _become_visit(session, case, now)
     session.add(case)
+    if on_behalf:
+        audit.record(
+            session,
+            actor=actor.name,
+            action="case.outcome",
+            target=f"case {case.id}",
+            detail={"outcome": outcome, "assignee": assignee_before},
+        )
+    webhooks.escalation_outcome(
+        session,
+        case,
+        outcome=outcome,
+        now=now,
+        promise_date=promise_date,
+        closed=case.status != CaseStatus.OPEN,
+    )
     log.info(
         "case %s: %s recorded by %s; now %s %s",
         case.id,
@@ -205,6 +231,13 @@ def assign(
             at=now,
         )
     )
+    audit.record(
+        session,
+        actor=actor.name,
+        action="case.reassigned",
+        target=f"case {case.id}",
+        detail={"from": before, "to": agent_id},
+    )
     return case
 
 
@@ -235,4 +268,5 @@ def close_paid_cases(
             for i in ids
         ],
     )
+    webhooks.escalations_closed(session, ids, now=now)
     return ids

@@ -22,7 +22,17 @@ class EventStatus:
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
-    __table_args__ = (sa.Index("ix_events_status_received_at", "status", "received_at"),)
+    __table_args__ = (
+        sa.Index("ix_events_status_received_at", "status", "received_at"),
+        # Retention reads the events not purged yet, oldest first; a purged row leaves the index.
+        sa.Index(
+            "ix_events_unpurged",
+            "received_at",
+            "id",
+            sqlite_where=sa.text("purged_at IS NULL"),
+            postgresql_where=sa.text("purged_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(unique=True, max_length=128)
@@ -37,3 +47,5 @@ class Event(SQLModel, table=True):
     attempts: int = 0
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     outcome: str | None = Field(default=None, max_length=500)
+    purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When retention removed the account's personal fields from ``payload``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Literal
 
@@ -19,13 +19,18 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.masking import redact_echo
+from notifier.text import Address, PersonName, storable
+
 __all__ = [
     "EVENT_TYPES",
+    "MAX_AMOUNT",
     "AccountIn",
     "BillIn",
     "EventIn",
     "FieldError",
     "UsageIn",
+    "error_message",
     "field_errors",
     "field_path",
     "parse_event",
@@ -35,10 +40,22 @@ EVENT_TYPES = ("bill.issued", "bill.unpaid", "bill.paid", "usage.abnormal")
 EventType = Literal["bill.issued", "bill.unpaid", "bill.paid", "usage.abnormal"]
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
 DEFAULT_REGION = "TW"
+MAX_AMOUNT = 2**31 - 1
+"""The largest bill amount (NT$) the database's 32-bit column holds."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Unknown fields are refused, not ignored: a misspelt field is a producer's bug.
+    # NaN and infinities are not numbers a JSON column (or a reader) can take.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        """No NUL and no lone surrogate in any string, or list of strings."""
+        for item in value if isinstance(value, list) else [value]:
+            storable(item)
+        return value
 
 
 class AccountIn(_Strict):
@@ -47,13 +64,13 @@ class AccountIn(_Strict):
     account_no: str = Field(
         pattern=r"^[0-9]{11}$", description="11-digit electricity account number"
     )
-    name: str | None = Field(None, max_length=200)
+    name: PersonName | None = Field(None, max_length=200)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     phone: str | None = Field(None, description="any format; Taiwan is the default region")
     email: EmailStr | None = None
     push_tokens: list[str] | None = Field(None, max_length=20)
-    address: str | None = Field(None, max_length=500)
-    area: str | None = Field(None, max_length=64)
+    address: Address | None = Field(None, max_length=500)
+    area: PersonName | None = Field(None, max_length=64)
     vulnerable: bool | None = None
     prefers_paper: bool | None = None
     prefers_voice: bool | None = None
@@ -88,8 +105,13 @@ class AccountIn(_Strict):
 class BillIn(_Strict):
     bill_no: str = Field(min_length=1, max_length=64)
     period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
-    amount: int = Field(ge=0, description="NT$, integer")
-    due_date: date
+    amount: int = Field(ge=0, le=MAX_AMOUNT, description="NT$, integer")
+    due_date: date = Field(description="YYYY-MM-DD")
+
+    @field_validator("due_date", mode="before")
+    @classmethod
+    def _due_date_iso(cls, value: Any) -> Any:
+        return _iso_date(value)
 
 
 class UsageIn(_Strict):
@@ -98,6 +120,11 @@ class UsageIn(_Strict):
     kwh: float = Field(ge=0)
     baseline_kwh: float = Field(gt=0)
     reason: str | None = Field(None, max_length=500)
+
+    @field_validator("period_start", "period_end", mode="before")
+    @classmethod
+    def _period_iso(cls, value: Any) -> Any:
+        return _iso_date(value)
 
     @model_validator(mode="after")
     def _period_in_order(self) -> UsageIn:
@@ -133,6 +160,13 @@ class EventIn(_Strict):
         return usage
 
 
+def _iso_date(value: Any) -> Any:
+    # pydantic would take a number as a Unix timestamp (0 is 1970-01-01): refuse it.
+    if not isinstance(value, str | date):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
 class FieldError(BaseModel):
     field: str
     message: str
@@ -142,7 +176,9 @@ def field_path(loc: Sequence[str | int]) -> str:
     """``("account", "push_tokens", 0)`` → ``account.push_tokens[0]``."""
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        # A field name is the caller's text: a lone surrogate in it must not break the answer.
+        name = str(part).encode("utf-8", "backslashreplace").decode()
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path or "(body)"
 
 
@@ -153,10 +189,15 @@ def field_errors(exc: ValidationError, *, strip: tuple[str | int, ...] = ()) -> 
             field=field_path(
                 error["loc"][len(strip) :] if error["loc"][: len(strip)] == strip else error["loc"]
             ),
-            message=str(error["msg"]).removeprefix("Value error, "),
+            message=error_message(error),
         )
         for error in exc.errors(include_url=False)
     ]
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message, never echoing the value sent (a phone, an email, an address)."""
+    return redact_echo(str(error["msg"]).removeprefix("Value error, "), error.get("input"))
 
 
 def parse_event(raw: Any) -> EventIn:

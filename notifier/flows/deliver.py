@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from channels import ChannelError, Message, PermanentChannelError, SendResult, TransientChannelError
 from notifier.billing import service as billing
+from notifier.deliveries import callback_tokens
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
@@ -22,6 +23,7 @@ from notifier.flows.fallback import forget_recipients, record_opt_out, retry_del
 from notifier.flows.outcome import DeliverOutcome
 from notifier.flows.reports import apply_report
 from notifier.runtime import Runtime
+from notifier.webhooks import service as webhooks
 
 __all__ = ["DeliverOutcome", "deliver"]
 
@@ -147,11 +149,16 @@ def _hold_back(
 def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Message:
     assert delivery.id is not None
     content = delivery.content
-    callback_url = None
+    callback_url = menu_url = None
     if rt.provider(delivery.channel) == "twilio":
-        callback_url = (
-            f"{rt.settings.public_url.rstrip('/')}/v1/callbacks/twilio/status/{delivery.id}"
-        )
+        # Opaque, signed and dated tokens, not the delivery id (callback_tokens.py).
+        key, now = callback_tokens.signing_key(rt.settings), rt.clock()
+        base = f"{rt.settings.public_url.rstrip('/')}/v1/callbacks/twilio"
+        status_token = callback_tokens.issue(key, delivery.id, purpose="status", now=now)
+        callback_url = f"{base}/status/{status_token}"
+        if delivery.channel == "voice":
+            menu_token = callback_tokens.issue(key, delivery.id, purpose="gather", now=now)
+            menu_url = f"{base}/gather/{menu_token}"
     # What the app needs to open the right screen (push) or a printer to sort by.
     data = {
         "delivery_id": str(delivery.id),
@@ -171,6 +178,7 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
         attempt=delivery.attempts + 1,
         data=data,
         callback_url=callback_url,
+        menu_url=menu_url,
     )
 
 
@@ -192,6 +200,10 @@ def _sent(rt: Runtime, claim: Claim, result: SendResult) -> DeliverOutcome:
         )
         if not ok:
             return DeliverOutcome(status=None)
+        assert claim.delivery.id is not None
+        if result.status == DeliveryStatus.DELIVERED or not _reports_later(result):
+            # Final now; a send whose provider reports later is told about on its report.
+            webhooks.delivery_outcomes(session, [claim.delivery.id], result.status, now=now)
         if result.rejected:
             forget_recipients(session, claim.delivery, result.rejected)
         # A provider's report can beat our own record of the send; only a
@@ -244,6 +256,7 @@ def _permanent(
         )
         if not ok:
             return DeliverOutcome(status=None)
+        webhooks.delivery_outcomes(session, [failed.id], DeliveryStatus.FAILED, now=now)
         if isinstance(exc, PermanentChannelError) and exc.opt_out:
             record_opt_out(session, failed)
         if isinstance(exc, PermanentChannelError) and exc.rejected:

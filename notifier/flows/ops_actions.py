@@ -29,6 +29,10 @@ def retry(rt: Runtime, delivery_id: int, *, actor: str) -> Delivery:
         failed = session.get(Delivery, delivery_id, with_for_update=True)
         if failed is None:
             raise LookupError(f"no delivery {delivery_id}")
+        if failed.purged_at is not None:
+            raise ActionRefused(
+                f"delivery {delivery_id} is past retention: its notice and address were purged"
+            )
         if failed.status not in RETRYABLE:
             raise ActionRefused(
                 f"delivery {delivery_id} is {failed.status}; only failed or undelivered "

@@ -23,6 +23,7 @@ from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.masking import mask_account_no
 from notifier.runtime import Runtime
+from notifier.webhooks import service as webhooks
 
 __all__ = ["PrintReport", "cutoff", "print_postcards"]
 
@@ -140,6 +141,8 @@ def print_postcards(
                 batch=batch_id,
                 pdf=batch.pdf_path.name,
             )
+        printed = [card.delivery_id for card in cards]
+        webhooks.delivery_outcomes(session, printed, DeliveryStatus.SENT, now=done)
     log.info("print batch %s: %d cards in %s", batch_id, len(cards), batch.pdf_path)
     return PrintReport(
         batch_id=batch_id, cards=len(cards), pdf=batch.pdf_path, manifest=batch.manifest_path
@@ -160,6 +163,9 @@ def _fail_card(rt: Runtime, batch_id: str, exc: CardError) -> None:
             )
         )
         deliveries.record_change(session, exc.delivery_id, DeliveryStatus.FAILED, error=str(exc))
+        webhooks.delivery_outcomes(
+            session, [exc.delivery_id], DeliveryStatus.FAILED, now=rt.clock()
+        )
     log.error("print batch %s: %s", batch_id, exc)
 
 

@@ -2,7 +2,8 @@
 
 The broker only carries hints. A publish that failed while the broker was
 down, a task prefetched by a worker that was SIGKILLed, a quiet-hours window
-that opened: each leaves a row the reconciler finds and enqueues.
+that opened: each leaves a row the reconciler finds and enqueues. So does a
+producer callback whose POST was never enqueued or whose task was lost.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from channels import CHANNEL_NAMES
-from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE
+from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 from notifier.deliveries import service as deliveries
 from notifier.escalation.sweep import queued_runs
 from notifier.flows.process_event import unprocessed_events
 from notifier.runtime import Runtime
+from notifier.webhooks import service as webhooks
 
 __all__ = ["ReconcileReport", "reconcile"]
 
@@ -28,13 +30,16 @@ BATCH = 2000
 class ReconcileReport:
     events: int
     deliveries: int
+    callbacks: int = 0
 
 
 def reconcile(rt: Runtime) -> ReconcileReport:
     """One pass: re-enqueue stale events and due or orphaned deliveries."""
     # A row still waiting behind a backlog is not lost: only where a queue has
     # drained can a stale row mean that its message is gone.
-    depths = rt.dispatcher.queue_depths([EVENTS_QUEUE, MAINTENANCE_QUEUE, *CHANNEL_NAMES])
+    depths = rt.dispatcher.queue_depths(
+        [EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, *CHANNEL_NAMES]
+    )
     drained = {name for name, depth in depths.items() if not depth}
     # Postcards wait in `queued` for the print batch on purpose.
     drained -= {name for name in CHANNEL_NAMES if rt.provider(name) == "print"}
@@ -53,12 +58,29 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             if MAINTENANCE_QUEUE in drained
             else []
         )
+        callbacks = (
+            webhooks.owed_again(
+                session,
+                now=rt.clock(),
+                stale_after=rt.settings.redispatch_after_seconds,
+                limit=BATCH,
+            )
+            if WEBHOOKS_QUEUE in drained
+            else []
+        )
     if events:
         rt.dispatcher.process_events(events)
     if due:
         rt.dispatcher.deliver(due)
     for run_id in sweeps:
         rt.dispatcher.sweep(run_id)
-    if events or due:
-        log.info("reconciler: %d events and %d deliveries enqueued again", len(events), len(due))
-    return ReconcileReport(events=len(events), deliveries=len(due))
+    if callbacks:
+        rt.dispatcher.producer_callbacks(callbacks)
+    if events or due or callbacks:
+        log.info(
+            "reconciler: %d events, %d deliveries and %d producer callbacks enqueued again",
+            len(events),
+            len(due),
+            len(callbacks),
+        )
+    return ReconcileReport(events=len(events), deliveries=len(due), callbacks=len(callbacks))

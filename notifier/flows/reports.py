@@ -1,9 +1,13 @@
 """Provider reports (status callbacks): forward-only, in any order, any number of times.
 
-A report is always written to the delivery's timeline. It moves the delivery
-only from ``sent``: a late ``sent`` never overwrites ``delivered``, and a
-report that beats the worker's own record of the send (still ``sending``) is
-applied by the worker right after it records the send.
+A report is written to the delivery's timeline once: the same report again
+(same provider message id and provider status, as a provider's retry or a
+replayed request brings it) is ignored. It moves the delivery only from
+``sent``: a late ``sent`` never overwrites ``delivered``, and a report that
+beats the worker's own record of the send (still ``sending``) is applied by
+the worker right after it records the send. A report must name a message the
+delivery sent (its provider id now or in an earlier attempt); one about
+another message is refused with :class:`ForeignReport`.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import Any
 from sqlmodel import Session
 
 from notifier.deliveries import service as deliveries
-from notifier.deliveries.models import Delivery, DeliveryStatus
+from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus
 from notifier.flows.fallback import retry_delay, start_fallback
 from notifier.flows.outcome import DeliverOutcome
 from notifier.runtime import Runtime
+from notifier.webhooks import service as webhooks
 
-__all__ = ["apply_report", "record_report"]
+__all__ = ["ForeignReport", "apply_report", "record_report"]
 
 log = logging.getLogger(__name__)
 _FINAL = {
@@ -31,18 +36,69 @@ _FINAL = {
 _TRY_AGAIN = {"busy", "no-answer"}
 
 
+class ForeignReport(Exception):
+    """A report about a provider message that the delivery did not send."""
+
+
 def record_report(
-    rt: Runtime, delivery_id: int, status: str, *, provider: str, **detail: Any
+    rt: Runtime,
+    delivery_id: int,
+    status: str,
+    *,
+    provider: str,
+    sid: str,
+    provider_status: str,
+    **detail: Any,
 ) -> DeliverOutcome:
-    """Record one provider report and apply it if the delivery is ready for it."""
+    """Record one provider report about message ``sid`` and apply it if the delivery is ready."""
     with rt.db.session() as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
             return DeliverOutcome(status=None)
-        deliveries.record_change(session, delivery_id, status, report=provider, **detail)
+        earlier = deliveries.timeline(session, delivery_id)
+        if not _sent_by(delivery, earlier, sid):
+            raise ForeignReport(
+                f"delivery {delivery_id} sent no provider message {sid or '(none)'}"
+            )
+        if any(
+            change.status == status
+            and change.detail.get("report") == provider
+            and change.detail.get("sid") == sid
+            and change.detail.get("provider_status") == provider_status
+            for change in earlier
+        ):
+            log.info(
+                "delivery %s: report %r again, ignored",
+                delivery_id,
+                provider_status,
+                extra={"delivery_id": delivery_id, "provider_status": provider_status},
+            )
+            return DeliverOutcome(status=delivery.status)
+        deliveries.record_change(
+            session,
+            delivery_id,
+            status,
+            report=provider,
+            provider_status=provider_status,
+            sid=sid,
+            **detail,
+        )
         if delivery.status == DeliveryStatus.SENDING:
             return DeliverOutcome(status=delivery.status)  # the worker applies it once it records
         return _apply(rt, session, delivery, status)
+
+
+def _sent_by(delivery: Delivery, timeline: list[DeliveryChange], sid: str) -> bool:
+    """Whether provider message ``sid`` is one of this delivery's sends.
+
+    While the delivery is ``sending`` its newest provider id is not recorded
+    yet, and a report may beat the record (see the module docstring).
+    """
+    if delivery.status == DeliveryStatus.SENDING:
+        return True
+    if sid and sid == delivery.provider_id:
+        return True
+    return bool(sid) and any(change.detail.get("provider_id") == sid for change in timeline)
 
 
 def apply_report(rt: Runtime, delivery_id: int, status: str) -> DeliverOutcome:
@@ -66,7 +122,8 @@ def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> De
         return DeliverOutcome(status=delivery.status)
     now = rt.clock()
     if status == "delivered":
-        deliveries.settle_sent(session, delivery.id, DeliveryStatus.DELIVERED, now=now)
+        if deliveries.settle_sent(session, delivery.id, DeliveryStatus.DELIVERED, now=now):
+            webhooks.delivery_outcomes(session, [delivery.id], DeliveryStatus.DELIVERED, now=now)
         return DeliverOutcome(status=DeliveryStatus.DELIVERED)
     if status in _TRY_AGAIN and delivery.attempts < rt.policy.retry.max_attempts:
         delay = retry_delay(rt, delivery.attempts)
@@ -87,6 +144,9 @@ def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> De
     final = _FINAL.get(status, DeliveryStatus.FAILED if status in _TRY_AGAIN else None)
     if final is None:
         return DeliverOutcome(status=delivery.status)  # progress only (queued, ringing, sent)
-    deliveries.settle_sent(session, delivery.id, final, now=now, last_error=f"provider: {status}")
+    if deliveries.settle_sent(
+        session, delivery.id, final, now=now, last_error=f"provider: {status}"
+    ):
+        webhooks.delivery_outcomes(session, [delivery.id], final, now=now)
     # A notice we cannot show was served does not count as served.
     return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, frozenset()))

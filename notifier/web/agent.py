@@ -3,6 +3,11 @@
 An agent signs in on a phone in the field: each case is one card with what
 the call or the visit needs, and one form to record what happened. A
 supervisor sees every case of an area, the unassigned ones, and reassigns.
+
+Audited: every list a supervisor opens here (it shows phones and addresses:
+``pii.view``), every download (``list.export``) and printed notices
+(``notices.export``); reassignments and supervisors' outcomes on others'
+cases are audited by :mod:`notifier.escalation.service`.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from sqlmodel import col, select
 
 from notifier import exports
 from notifier.api.deps import RuntimeDep, SessionDep
+from notifier.audit import service as audit
 from notifier.escalation import lists
 from notifier.escalation import service as cases
 from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation
 from notifier.escalation.notices import notices_pdf
 from notifier.users.models import User
 from notifier.users.service import actor_of
-from notifier.web.deps import AgentUser, csrf_protect, redirect, render
+from notifier.web.deps import AgentUser, SupervisorUser, csrf_protect, redirect, render
 
 __all__ = ["router"]
 
@@ -72,6 +78,14 @@ def my_cases(
         rows = lists.agent_list(session, agent.id, kind, today=today)
     else:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is not linked to an agent")
+    if supervisor:  # the page shows every case's phone and address
+        audit.record(
+            session,
+            actor=actor_of(user),
+            action="pii.view",
+            target=f"cases of area {area}" if area else "cases",
+            detail={"unassigned": unassigned, "cases": len(rows)},
+        )
     here = urlencode(
         {k: v for k, v in (("area", area), ("unassigned", unassigned and "true")) if v}
     )
@@ -149,16 +163,16 @@ def record_outcome(
 def reassign(
     rt: RuntimeDep,
     session: SessionDep,
-    user: AgentUser,
+    user: SupervisorUser,
     case_id: int,
     agent_id: Annotated[str, Form()],
     back: Annotated[str, Form()] = "/agent",
 ) -> Response:
     """A supervisor gives a case to another agent (or to nobody: an empty choice)."""
-    if user.role not in SUPERVISORS:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only supervisors reassign cases")
     back = back if back.startswith("/agent") else "/agent"
     joiner = "&" if "?" in back else "?"
+    if agent_id and not agent_id.isdigit():
+        return redirect(f"{back}{joiner}problem=agent_id#case-{case_id}")
     try:
         cases.assign(
             session, case_id, int(agent_id) if agent_id else None, _actor(user), now=rt.clock()
@@ -189,9 +203,15 @@ def export(rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str) -> Re
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is not linked to an agent")
     today = rt.policy.business_date(rt.clock())
     kind = _kind_of(agent)
-    headers, table = lists.export_table(
-        lists.agent_list(session, agent.id, kind, today=today), kind
+    rows = lists.agent_list(session, agent.id, kind, today=today)
+    audit.record(
+        session,
+        actor=actor_of(user),
+        action="list.export",
+        target=f"agent {agent.id}",
+        detail={"kind": kind, "format": fmt, "day": today.isoformat(), "cases": len(rows)},
     )
+    headers, table = lists.export_table(rows, kind)
     body = exports.write_table(headers, table, fmt, sheet=f"{kind}s {today.isoformat()}")
     filename = f"{kind}s-{agent.id}-{today.isoformat()}.{fmt}"
     return Response(
@@ -211,6 +231,13 @@ def notices(rt: RuntimeDep, session: SessionDep, user: AgentUser) -> Response:
     rows = lists.agent_list(session, agent.id, "visit", today=today)
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no visit cases on your list today")
+    audit.record(
+        session,
+        actor=actor_of(user),
+        action="notices.export",
+        target=f"agent {agent.id}",
+        detail={"day": today.isoformat(), "cases": [r.case_id for r in rows]},
+    )
     return Response(
         notices_pdf(rt.settings, rt.renderer, rows, visit_date=today),
         media_type="application/pdf",

@@ -41,7 +41,9 @@ Its texts go in ``notifier/web/locales/zh-TW/<module>.json`` (see
   not signed in is sent (303) to ``/sign-in?next=<this page>``.
 - ``require_web(*roles)``: a dependency admitting those roles and admins,
   answering others with the 403 page; ``OpsUser`` and ``AgentUser`` are the
-  two sections' (``SECTIONS``), which the header's links follow.
+  two sections' (``SECTIONS``), which the header's links follow;
+  ``SupervisorUser`` admits supervisors. Each page's roles are its row in
+  :mod:`notifier.auth.access`, which a test holds the dependencies to.
 - ``csrf_protect``: for every POST form route; the form's ``csrf_token`` must
   be the session's, or the answer is the 403 page and nothing is done.
 - ``render(request, template, **context)``: an HTML response; the context
@@ -69,6 +71,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
+from notifier.api.deliveries import shown_text
 from notifier.api.deps import RuntimeDep
 from notifier.settings import Settings
 from notifier.users import sessions
@@ -85,6 +88,7 @@ __all__ = [
     "OpsUser",
     "PageForbidden",
     "SignInRequired",
+    "SupervisorUser",
     "WebUser",
     "cookie_options",
     "csrf_protect",
@@ -129,6 +133,8 @@ templates = Environment(
 )
 """The pages' one Environment; ``_()`` reads the ``translations`` that ``render`` passes."""
 templates.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+templates.filters["masked"] = shown_text
+"""``{{ d.last_error|masked }}``, ``{{ value|masked(key) }}``: numbers and emails masked."""
 
 
 class SignInRequired(Exception):
@@ -200,6 +206,8 @@ OpsUser = Annotated[User, Depends(require_web(*SECTIONS["ops"]))]
 """Someone who may open the ops pages: the delivery log, the dashboard."""
 AgentUser = Annotated[User, Depends(require_web(*SECTIONS["agent"]))]
 """Someone who may open the agent pages: call and visit lists."""
+SupervisorUser = Annotated[User, Depends(require_web("supervisor"))]
+"""A supervisor (or admin): reassigning cases."""
 
 
 async def csrf_protect(request: Request, _: WebUser) -> None:

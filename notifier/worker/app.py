@@ -18,9 +18,11 @@ from notifier.flows.deliver import deliver as deliver_flow
 from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
 from notifier.flows.reconcile import reconcile as reconcile_flow
+from notifier.flows.retention import purge as purge_flow
 from notifier.logs import configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import get_settings
+from notifier.webhooks.sender import send_callback
 
 __all__ = [
     "celery_app",
@@ -28,7 +30,9 @@ __all__ = [
     "escalation_sweep",
     "print_postcards",
     "process_events",
+    "purge",
     "reconcile",
+    "send_producer_callback",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,7 +99,11 @@ def print_postcards() -> str | None:
 def reconcile() -> dict[str, int]:
     """Re-enqueue what the database says is owed."""
     report = reconcile_flow(runtime())
-    return {"events": report.events, "deliveries": report.deliveries}
+    return {
+        "events": report.events,
+        "deliveries": report.deliveries,
+        "callbacks": report.callbacks,
+    }
 
 
 @celery_app.task(name="notifier.escalation_sweep")
@@ -114,3 +122,20 @@ def escalation_sweep(run_id: int | None = None) -> dict[str, object]:
         clock=rt.clock,
     )
     return {"run": run.id, "opened": run.opened, "joined": run.joined, "closed": run.closed}
+
+
+@celery_app.task(name="notifier.purge")
+def purge() -> dict[str, int]:
+    """Purge personal data older than ``NOTIFIER_RETENTION_DAYS`` (daily, from beat)."""
+    rt = runtime()
+    report = purge_flow(rt.db, days=rt.settings.retention_days, now=rt.clock(), actor="beat")
+    return report.counts()
+
+
+@celery_app.task(name="notifier.send_producer_callback", bind=True, max_retries=None)
+def send_producer_callback(self: Task, callback_id: int) -> str | None:
+    """POST one producer callback; a 5xx or a timeout comes back through Celery's retry."""
+    outcome = send_callback(runtime(), callback_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status

@@ -133,11 +133,19 @@ class Stack:
             "NOTIFIER_REDISPATCH_AFTER_SECONDS": "3",
             "NOTIFIER_RECONCILE_INTERVAL_SECONDS": "1",
             "NOTIFIER_PUBLISH_TIMEOUT_SECONDS": "1",
+            # Producer callbacks retried after ½–1 s, then 1–2 s, …
+            "NOTIFIER_WEBHOOK_RETRY_BASE_SECONDS": "1",
             "NOTIFIER_PUBLIC_URL": self.base_url,
             # The recording sandboxes, whose magic recipients script failures;
             # postcards still go through the print batch.
             "NOTIFIER_PROVIDERS": json.dumps(
                 dict.fromkeys(("sms", "voice", "email", "push"), "sandbox")
+            ),
+            # Tests call faster than any real caller: each key's rate is still counted
+            # (on the stack's limiter), but far above what a test reaches. The limit
+            # itself is tested on an app of its own (tests/integration/test_api_limits.py).
+            "NOTIFIER_API_RATE_LIMITS": json.dumps(
+                {"default": {"per_second": 100_000, "burst": 100_000}}
             ),
             **self.extra_env,
         }

@@ -1,0 +1,105 @@
+"""Opaque tokens in the callback URLs we give Twilio: which delivery, issued when, signed.
+
+A status callback or voice-menu URL ends in a token, never in a bare id::
+
+    {public_url}/v1/callbacks/twilio/status/{token}
+    {public_url}/v1/callbacks/twilio/gather/{token}
+
+    token = base64url(version ‖ delivery_id ‖ issued_at ‖ mac), no padding (44 characters)
+    mac   = HMAC-SHA256(callback key, "notifier-twilio-callback" ‖ purpose ‖ the bytes before)[:16]
+
+``version`` is one byte (1), ``delivery_id`` and ``issued_at`` (Unix seconds)
+eight bytes each, big-endian. The purpose (``status`` or ``gather``) is in the
+MAC, so a status token opens no voice menu. Twilio's own ``X-Twilio-Signature``
+covers the whole URL, so both checks must pass: a leaked auth token alone
+forges no report, and a captured request replays only inside the window.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from notifier.settings import Settings
+
+__all__ = ["CallbackToken", "Purpose", "TokenRefused", "issue", "read", "signing_key"]
+
+Purpose = Literal["status", "gather"]
+_VERSION = 1
+_LAYOUT = struct.Struct(">BQQ")
+_MAC_BYTES = 16
+_DOMAIN = b"notifier-twilio-callback\x00"
+_SKEW = timedelta(minutes=5)
+"""Clocks of the worker that issued a token and the API that reads it may differ this much."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackToken:
+    delivery_id: int
+    issued_at: datetime
+
+
+class TokenRefused(Exception):
+    """A token that is malformed, not ours (its MAC fails) or outside its window."""
+
+    def __init__(self, reason: str, *, delivery_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delivery_id = delivery_id
+        """Set only once the MAC holds: an id from a forged token means nothing."""
+
+
+def signing_key(settings: Settings) -> bytes:
+    """``NOTIFIER_CALLBACK_KEY``, or in the embedded mode a key derived from Twilio's token.
+
+    Settings refuse an empty key when deployed with Twilio, so the derived key
+    only ever serves a single machine.
+    """
+    key = settings.callback_key.get_secret_value()
+    if key:
+        return key.encode()
+    auth_token = settings.twilio.auth_token.get_secret_value()
+    return hmac.new(b"notifier-embedded-callback-key", auth_token.encode(), hashlib.sha256).digest()
+
+
+def _mac(key: bytes, purpose: Purpose, payload: bytes) -> bytes:
+    message = _DOMAIN + purpose.encode() + b"\x00" + payload
+    return hmac.new(key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def issue(key: bytes, delivery_id: int, *, purpose: Purpose, now: datetime) -> str:
+    """A token for ``delivery_id``'s ``purpose`` callbacks, issued at ``now``."""
+    payload = _LAYOUT.pack(_VERSION, delivery_id, int(now.timestamp()))
+    raw = payload + _mac(key, purpose, payload)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def read(
+    key: bytes, token: str, *, purpose: Purpose, now: datetime, window: timedelta
+) -> CallbackToken:
+    """The delivery and issue time a token names, if it is ours and in its window."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenRefused("malformed token") from None
+    if len(raw) != _LAYOUT.size + _MAC_BYTES:
+        raise TokenRefused("malformed token")
+    payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
+    if not hmac.compare_digest(mac, _mac(key, purpose, payload)):
+        raise TokenRefused("token signature does not match")
+    version, delivery_id, issued = _LAYOUT.unpack(payload)
+    if version != _VERSION:
+        raise TokenRefused(f"token version {version}", delivery_id=delivery_id)
+    issued_at = datetime.fromtimestamp(issued, UTC)
+    if now - issued_at > window:
+        reason = f"token issued {issued_at:%Y-%m-%dT%H:%MZ}, outside the window"
+        raise TokenRefused(reason, delivery_id=delivery_id)
+    if issued_at - now > _SKEW:
+        raise TokenRefused("token issued in the future", delivery_id=delivery_id)
+    return CallbackToken(delivery_id=delivery_id, issued_at=issued_at)

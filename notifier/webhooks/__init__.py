@@ -1,0 +1,1 @@
+"""Producer callbacks (outbound webhooks): delivery and escalation outcomes POSTed to producers."""
