@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from notifier.simulated import Simulators
 from tests.support.ledger import Ledger
 from tests.support.stack import (
     REAL_BROKER_STACKS,
@@ -72,3 +73,12 @@ def ledger(
     book.close()
     if drop is not None:
         drop()
+
+
+@pytest.fixture(scope="module")
+def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:
+    """The Twilio, FCM and SMTP simulators, for a module whose stack uses the real adapters."""
+    sims = Simulators(maildir=tmp_path_factory.mktemp("mail"))
+    sims.start()
+    yield sims
+    sims.stop()

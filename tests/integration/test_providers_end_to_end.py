@@ -27,14 +27,6 @@ MOBILE_STOP = "+886912321610"  # simulator: 21610, the customer replied STOP
 
 
 @pytest.fixture(scope="module")
-def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:
-    sims = Simulators(maildir=tmp_path_factory.mktemp("mail"))
-    sims.start()
-    yield sims
-    sims.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {
         **simulators.env,

@@ -10,8 +10,6 @@ and supervisors' outcomes; keys created, rotated and revoked from the shell.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -57,16 +55,6 @@ def entries(stack: Stack, *, actor: str | None = None, after: int = 0) -> list[t
 def last_entry_id(stack: Stack) -> int:
     with stack.db() as session:
         return session.exec(select(AuditEntry.id).order_by(col(AuditEntry.id).desc())).first() or 0
-
-
-def notifier(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notifier", *args],
-        env=stack.env_for_cli(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 # --- producers ------------------------------------------------------------------------------
@@ -344,7 +332,7 @@ def test_the_pages_audit_supervisors_lists_downloads_notices_and_reassignments(
 def test_keys_are_listed_rotated_and_revoked_at_once_and_each_change_audited(
     stack: Stack,
 ) -> None:
-    created = notifier(stack, "keys", "create", "--role", "ops", "--name", "rotating ops")
+    created = stack.cli("keys", "create", "--role", "ops", "--name", "rotating ops")
     assert created.returncode == 0, created.stderr
     old_key = created.stdout.strip()
     old = {"Authorization": f"Bearer {old_key}"}
@@ -362,7 +350,7 @@ def test_keys_are_listed_rotated_and_revoked_at_once_and_each_change_audited(
     with stack.db() as session:
         assert session.get(ApiKey, old_row.id).last_used_at == first_use  # type: ignore[union-attr]
 
-    listed = notifier(stack, "keys", "list")
+    listed = stack.cli("keys", "list")
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
     assert header.split("\t") == [
@@ -373,16 +361,16 @@ def test_keys_are_listed_rotated_and_revoked_at_once_and_each_change_audited(
     assert mine[7] != "never" and mine[8] == "active"
 
     # A rotation with a grace period: both work, until the old one's hour is up.
-    graced = notifier(stack, "keys", "rotate", str(old_row.id), "--grace-hours", "1")
+    graced = stack.cli("keys", "rotate", str(old_row.id), "--grace-hours", "1")
     assert graced.returncode == 0, graced.stderr
     second = {"Authorization": f"Bearer {graced.stdout.strip()}"}
     assert stack.client.get("/v1/deliveries", headers=second).status_code == 200
     assert stack.client.get("/v1/deliveries", headers=old).status_code == 200
-    listed = notifier(stack, "keys", "list").stdout
+    listed = stack.cli("keys", "list").stdout
     assert f"{old_row.id}\t" in listed and "(rotated)" in listed
 
     # Revoked: refused at the very next request.
-    revoked = notifier(stack, "keys", "revoke", str(old_row.id))
+    revoked = stack.cli("keys", "revoke", str(old_row.id))
     assert revoked.returncode == 0, revoked.stderr
     assert stack.client.get("/v1/deliveries", headers=old).status_code == 401
 
@@ -391,14 +379,14 @@ def test_keys_are_listed_rotated_and_revoked_at_once_and_each_change_audited(
         second_id = session.exec(
             select(ApiKey.id).where(ApiKey.key_hash == keys.hash_key(graced.stdout.strip()))
         ).one()
-    rotated = notifier(stack, "keys", "rotate", str(second_id), "--expires-days", "30")
+    rotated = stack.cli("keys", "rotate", str(second_id), "--expires-days", "30")
     assert rotated.returncode == 0, rotated.stderr
     third = {"Authorization": f"Bearer {rotated.stdout.strip()}"}
     assert stack.client.get("/v1/deliveries", headers=second).status_code == 401
     assert stack.client.get("/v1/deliveries", headers=third).status_code == 200
-    assert notifier(stack, "keys", "rotate", str(second_id)).returncode != 0  # no longer live
+    assert stack.cli("keys", "rotate", str(second_id)).returncode != 0  # no longer live
 
-    trail = notifier(stack, "audit", "--actor", "cli", "--action", "key.rotated", "--limit", "2")
+    trail = stack.cli("audit", "--actor", "cli", "--action", "key.rotated", "--limit", "2")
     assert trail.returncode == 0, trail.stderr
     lines = [line.split("\t") for line in trail.stdout.splitlines()[1:]]
     assert [(line[2], line[3], line[4]) for line in lines] == [
@@ -419,10 +407,10 @@ def test_list_pulls_from_the_shell_are_audited(stack: Stack) -> None:
     area = new_area()
     agent_id, _ = new_agent(stack, area, "caller")
     before = last_entry_id(stack)
-    pulled = notifier(stack, "calls", "pull", "--agent", str(agent_id))
+    pulled = stack.cli("calls", "pull", "--agent", str(agent_id))
     assert pulled.returncode == 0, pulled.stderr
     assert entries(stack, actor="cli", after=before) == [("list.export", f"agent {agent_id}")]
-    since = notifier(stack, "audit", "--action", "list.export", "--since", "2000-01-01")
+    since = stack.cli("audit", "--action", "list.export", "--since", "2000-01-01")
     assert f"\tcli\tlist.export\tagent {agent_id}\t" in since.stdout
 
 

@@ -31,14 +31,6 @@ TOKEN_PATH = re.compile(r"^/v1/callbacks/twilio/(status|gather)/(?P<token>[A-Za-
 
 
 @pytest.fixture(scope="module")
-def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:
-    sims = Simulators(maildir=tmp_path_factory.mktemp("mail"))
-    sims.start()
-    yield sims
-    sims.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {**simulators.env, "NOTIFIER_PROVIDERS": "{}"}  # the real twilio adapter
     built = build_stack("sqlite-filesystem-twilio", tmp_path_factory.mktemp("twilio"), env)

@@ -320,6 +320,17 @@ class Stack:
         """The environment a `notifier` command needs to act on this stack."""
         return {**os.environ, **self.env}
 
+    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """Run ``notifier ARGS…`` on this stack, as an operator would from a shell."""
+        return subprocess.run(
+            [sys.executable, "-m", "notifier", *args],
+            input=stdin,
+            env=self.env_for_cli(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     def print_postcards(self) -> None:
         """Run the print batch now, as the cut-off job would."""
         from notifier.flows.postcards import print_postcards

@@ -4,8 +4,6 @@ disable end their sessions; mistakes are named and change nothing."""
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 
 import pytest
 from sqlmodel import select
@@ -18,21 +16,9 @@ from tests.support.web import PASSWORD, Browser
 pytestmark = pytest.mark.parametrize("stack", ["sqlite-filesystem"], indirect=True)
 
 
-def notifier(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notifier", *args],
-        input=stdin,
-        env=stack.env_for_cli(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_a_user_added_from_the_shell_signs_in_until_disabled(stack: Stack) -> None:
     username = f"Chen-{secrets.token_hex(3)}"
-    added = notifier(
-        stack, "users", "add", "--username", username, "--role", "supervisor",
+    added = stack.cli("users", "add", "--username", username, "--role", "supervisor",
         "--name", "陳課長", "--language", "en", "--password-stdin", stdin=PASSWORD + "\n",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
@@ -40,18 +26,18 @@ def test_a_user_added_from_the_shell_signs_in_until_disabled(stack: Stack) -> No
     stored_name = username.lower()
     with Browser(stack.base_url) as browser:
         assert browser.sign_in(username, PASSWORD).headers["location"] == "/agent"
-        listed = notifier(stack, "users", "list")
+        listed = stack.cli("users", "list")
         assert f"{user_id}\t{stored_name}\t陳課長\tsupervisor\t-\ten\tactive\t" in listed.stdout
 
-        changed = notifier(
-            stack, "users", "passwd", str(user_id), "--password-stdin", stdin="a new passphrase\n"
+        changed = stack.cli(
+            "users", "passwd", str(user_id), "--password-stdin", stdin="a new passphrase\n"
         )
         assert changed.returncode == 0, changed.stderr
         assert browser.get("/").headers["location"] == "/sign-in"  # the change ended the session
         assert browser.sign_in(username, PASSWORD).status_code == 200  # the old one is refused
         assert browser.sign_in(username, "a new passphrase").status_code == 303
 
-        disabled = notifier(stack, "users", "disable", str(user_id))
+        disabled = stack.cli("users", "disable", str(user_id))
         assert disabled.returncode == 0, disabled.stderr
         assert browser.get("/").headers["location"] == "/sign-in"
         refused = browser.sign_in(username, "a new passphrase")
@@ -66,7 +52,7 @@ def test_a_user_added_from_the_shell_signs_in_until_disabled(stack: Stack) -> No
     ]  # fmt: skip
     assert (
         f"{user_id}\t{stored_name}\t陳課長\tsupervisor\t-\ten\tdisabled\t"
-        in notifier(stack, "users", "list").stdout
+        in stack.cli("users", "list").stdout
     )
 
 
@@ -84,8 +70,8 @@ def test_mistakes_in_users_add_are_named_and_add_nobody(
     stack: Stack, args: list[str], stdin: str, message: str
 ) -> None:
     username = f"x-{secrets.token_hex(4)}"
-    answer = notifier(
-        stack, "users", "add", "--username", username, *args, "--password-stdin", stdin=stdin
+    answer = stack.cli(
+        "users", "add", "--username", username, *args, "--password-stdin", stdin=stdin
     )
     assert answer.returncode != 0
     assert message in " ".join(answer.stderr.replace("│", " ").split()), answer.stderr
@@ -95,5 +81,5 @@ def test_mistakes_in_users_add_are_named_and_add_nobody(
 
 def test_passwd_and_disable_name_an_unknown_user(stack: Stack) -> None:
     for args in (["passwd", "999999", "--password-stdin"], ["disable", "999999"]):
-        answer = notifier(stack, "users", *args, stdin=PASSWORD)
+        answer = stack.cli("users", *args, stdin=PASSWORD)
         assert answer.returncode != 0 and "no user 999999" in answer.stderr
