@@ -33,6 +33,8 @@ escalation statistics count the same before and after:
   change) in N days has its contact points cleared: name, phone, email, push
   tokens and postal address; its number, language, area, flags, opt-outs and
   billing cycle stay. The next event about it fills them in again.
+- **producer callbacks** sent or failed for good are deleted (account and bill
+  numbers, codes); one still owed stays until it is sent or given up.
 
 Each kind is read in chunks of :data:`CHUNK` rows, keyset-paged, and each
 chunk is committed on its own: a run killed half way keeps what it did, and
@@ -66,6 +68,7 @@ from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange,
 from notifier.escalation.models import CaseStatus, Escalation, EscalationAttempt
 from notifier.events.models import Event, EventStatus
 from notifier.logs import mask_text
+from notifier.webhooks.models import CallbackStatus, ProducerCallback
 
 __all__ = [
     "CHUNK",
@@ -80,7 +83,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 CHUNK = 1000
-KINDS: tuple[str, ...] = ("deliveries", "timeline entries", "events", "notes", "accounts")
+KINDS: tuple[str, ...] = (
+    "deliveries",
+    "timeline entries",
+    "events",
+    "notes",
+    "accounts",
+    "callbacks",
+)
 PURGED_CONTENT: dict[str, Any] = {"purged": True}
 """What a purged delivery's ``content`` holds: the notice is gone, and says so."""
 
@@ -117,6 +127,8 @@ class PurgeReport:
     events: int = 0
     notes: int = 0
     accounts: int = 0
+    callbacks: int = 0
+    """Producer callbacks sent or failed for good, deleted (the producer has them, or gave up)."""
 
     def counts(self) -> dict[str, int]:
         """Rows per kind, in :data:`KINDS` order."""
@@ -126,6 +138,7 @@ class PurgeReport:
             "events": self.events,
             "notes": self.notes,
             "accounts": self.accounts,
+            "callbacks": self.callbacks,
         }
 
 
@@ -170,6 +183,7 @@ def purge(
     step.events()
     step.notes()
     step.accounts()
+    step.callbacks()
     if not dry_run:
         with db.session() as session:
             audit.record(
@@ -180,10 +194,10 @@ def purge(
                 detail={"cutoff": report.cutoff.isoformat(), **report.counts()},
             )
     log.info(
-        "retention%s: %s deliveries, %s timeline entries, %s events, %s notes, %s accounts "
-        "older than %s days",
+        "retention%s: %s deliveries, %s timeline entries, %s events, %s notes, %s accounts, "
+        "%s callbacks older than %s days",
         " (dry run)" if dry_run else "", report.deliveries, report.timeline_entries,
-        report.events, report.notes, report.accounts, days,
+        report.events, report.notes, report.accounts, report.callbacks, days,
     )  # fmt: skip
     return report
 
@@ -216,6 +230,36 @@ class _Step:
         # Rows a worker holds are left for the next run, not waited for.
         # (SQLite has no row locks: its writers queue for the whole database.)
         return query if self.dry_run else query.with_for_update(skip_locked=True)
+
+    # -- producer callbacks ----------------------------------------------------------------
+
+    def callbacks(self) -> None:
+        """Delete finished callbacks (ids, account and bill numbers) past retention, in chunks."""
+        done = (
+            col(ProducerCallback.status).in_([CallbackStatus.SENT, CallbackStatus.FAILED]),
+            col(ProducerCallback.created_at) < self.cutoff,
+        )
+        total = self._count(sa.select(sa.func.count()).select_from(ProducerCallback).where(*done))
+        self._report("callbacks", 0, total)
+        if self.dry_run:
+            self.report.callbacks = total
+            return
+        while True:
+            with self.db.session() as session:
+                ids = list(
+                    session.execute(
+                        self._lock(
+                            sa.select(col(ProducerCallback.id)).where(*done).limit(self.chunk)
+                        )
+                    ).scalars()
+                )
+                if not ids:
+                    break
+                session.execute(
+                    sa.delete(ProducerCallback).where(col(ProducerCallback.id).in_(ids))
+                )
+            self.report.callbacks += len(ids)
+            self._report("callbacks", self.report.callbacks, total)
 
     # -- deliveries and their timelines ----------------------------------------------------
 

@@ -343,6 +343,32 @@ def test_a_second_run_purges_nothing_more_and_each_run_is_audited(book: Ledger) 
     assert {e.actor for e in entries} == {"test"}
 
 
+def test_finished_producer_callbacks_go_and_owed_ones_stay(book: Ledger) -> None:
+    from notifier.auth import keys
+    from notifier.webhooks.models import ProducerCallback
+
+    with book.db() as session:
+        key, _ = keys.create_key(session, role="producer", name="billing")
+        assert key.id is not None
+        old = utcnow() - 100 * DAY
+        rows = [
+            ProducerCallback(key_id=key.id, type="delivery.delivered", status=status, created_at=at)
+            for status, at in (("sent", old), ("failed", old), ("pending", old), ("sent", utcnow()))
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+
+    report = purge_at(book, utcnow())
+
+    with book.db() as session:
+        left = session.exec(
+            select(ProducerCallback.status).where(col(ProducerCallback.id).in_(ids))
+        ).all()
+    assert report.callbacks >= 2
+    assert sorted(left) == ["pending", "sent"]  # still owed; and one not old enough
+
+
 def test_a_run_killed_half_way_keeps_its_chunks_and_the_next_one_finishes(book: Ledger) -> None:
     accounts = [notify(book) for _ in range(2)]
     later = utcnow() + 150 * DAY
