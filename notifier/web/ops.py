@@ -8,9 +8,12 @@ delivery with its content, its timeline and the fallback path.
 
 from __future__ import annotations
 
+import threading
+from time import monotonic
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -210,6 +213,48 @@ def _act(
     return redirect(f"/ops/notifications/{acted.notification_id}?done={done}{anchor}")
 
 
+_Counts = tuple[stats.Series, stats.Series, stats.Series, stats.Series, list[tuple[str, str, int]]]
+
+
+def _delivery_counts(session: SessionDep, now: datetime, tz: ZoneInfo) -> _Counts:
+    day_ago, month_ago = now - timedelta(hours=24), now - timedelta(days=30)
+    return (
+        stats.by_time(session, unit="hour", since=day_ago, until=now, tz=tz),
+        stats.by_time(session, unit="day", since=month_ago, until=now, tz=tz),
+        stats.by_channel(session, since=day_ago, until=now),
+        stats.by_channel(session, since=month_ago, until=now),
+        stats.failure_reasons(session, since=month_ago, until=now),
+    )
+
+
+class _SlowOnly:
+    """Keeps a result for ``ttl`` seconds, but only one that took long to compute.
+
+    With a million deliveries the 30-day counts take most of a second; a few
+    people reloading the dashboard should not each cost that. Small databases
+    (and tests) always see fresh numbers.
+    """
+
+    def __init__(self, *, slow: float, ttl: float) -> None:
+        self.slow, self.ttl = slow, ttl
+        self._kept: tuple[float, _Counts] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, compute: Callable[[], _Counts]) -> _Counts:
+        with self._lock:
+            if self._kept is not None and monotonic() - self._kept[0] < self.ttl:
+                return self._kept[1]
+        started = monotonic()
+        value = compute()
+        if monotonic() - started >= self.slow:
+            with self._lock:
+                self._kept = (monotonic(), value)
+        return value
+
+
+_DASHBOARD = _SlowOnly(slow=0.25, ttl=30)
+
+
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(
     request: Request,
@@ -219,12 +264,9 @@ def dashboard(
 ) -> HTMLResponse:
     """Deliveries by channel and status (24 hours, 30 days), failures ranked, queues, cases."""
     now, tz = rt.clock(), rt.policy.tz
-    day_ago, month_ago = now - timedelta(hours=24), now - timedelta(days=30)
-    hourly = stats.by_time(session, unit="hour", since=day_ago, until=now, tz=tz)
-    daily = stats.by_time(session, unit="day", since=month_ago, until=now, tz=tz)
-    channels_day = stats.by_channel(session, since=day_ago, until=now)
-    channels_month = stats.by_channel(session, since=month_ago, until=now)
-    failures = stats.failure_reasons(session, since=month_ago, until=now)
+    hourly, daily, channels_day, channels_month, failures = _DASHBOARD.get(
+        lambda: _delivery_counts(session, now, tz)
+    )
     today = rt.policy.business_date(now)
     cases = lists.stats(session, since=today, tz=tz)
     # The charts' words in the page's language: statuses and channels.
