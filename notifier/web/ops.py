@@ -9,9 +9,9 @@ delivery with its content, its timeline and the fallback path.
 from __future__ import annotations
 
 import threading
-from time import monotonic
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
