@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
@@ -415,7 +415,19 @@ def case_notice(
 
 @router.post("/escalations/{case_id}/outcome")
 def record_outcome(
-    rt: RuntimeDep, session: SessionDep, key: AgentOrSupervisor, case_id: int, body: OutcomeIn
+    rt: RuntimeDep,
+    session: SessionDep,
+    key: AgentOrSupervisor,
+    case_id: int,
+    body: OutcomeIn,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9._:-]+$",
+            description="the same key on a retried POST records the outcome once",
+        ),
+    ] = None,
 ) -> CaseOut:
     """Record a call or visit; an agent only on cases assigned to them."""
     # A case of someone else's (a supervisor's outcome) is audited, and answered
@@ -433,6 +445,7 @@ def record_outcome(
             today=rt.policy.business_date(rt.clock()),
             policy=rt.policy.escalation,
             now=rt.clock(),
+            request_key=idempotency_key,
         )
     except cases.CaseError as exc:
         raise _case_error(exc) from None

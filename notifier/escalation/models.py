@@ -108,11 +108,18 @@ class EscalationAttempt(SQLModel, table=True):
     """One outcome an agent recorded: a call made or a visit paid."""
 
     __tablename__ = "escalation_attempts"
+    __table_args__ = (
+        # A form sent twice from a phone on a slow network, or a client's
+        # retried POST, carries the same key: the attempt is recorded once.
+        sa.Index("uq_escalation_attempts_request", "escalation_id", "request_key", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     escalation_id: int = Field(foreign_key="escalations.id", index=True)
     kind: str = Field(max_length=16)
     """The case's kind when the attempt was made."""
+    request_key: str | None = Field(default=None, max_length=64)
+    """The client's ``Idempotency-Key`` (or the page form's own), if it sent one."""
     agent_id: int | None = Field(default=None, foreign_key="agents.id")
     recorded_by: str = Field(max_length=200)
     """Who recorded it: the key's or user's name."""

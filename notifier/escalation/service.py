@@ -120,9 +120,24 @@ def record_outcome(
     now: datetime,
     note: str | None = None,
     promise_date: date | None = None,
+    request_key: str | None = None,
 ) -> Escalation:
-    """Record one call or visit and move the case on (see the module docstring)."""
+    """Record one call or visit and move the case on (see the module docstring).
+
+    A ``request_key`` already recorded on this case is a repeat of that
+    request: the case is returned as it is, and nothing is recorded twice.
+    """
     case = get_case(session, case_id, actor, lock=True)
+    if (
+        request_key is not None
+        and session.exec(
+            select(EscalationAttempt.id).where(
+                EscalationAttempt.escalation_id == case_id,
+                EscalationAttempt.request_key == request_key,
+            )
+        ).first()
+    ):
+        return case
     if case.status != CaseStatus.OPEN:
         raise CaseClosed(case)
     allowed = OUTCOMES[case.kind]
@@ -146,6 +161,7 @@ def record_outcome(
             outcome=outcome,
             note=note,
             promise_date=promise_date,
+            request_key=request_key,
         )
     )
     case.attempts += 1

@@ -12,6 +12,7 @@ cases are audited by :mod:`notifier.escalation.service`.
 
 from __future__ import annotations
 
+import secrets
 from datetime import date
 from typing import Annotated
 from urllib.parse import urlencode
@@ -93,6 +94,7 @@ def my_cases(
         request,
         "agent/cases.html",
         here_url=f"/agent?{here}" if here else "/agent",
+        new_key=lambda: secrets.token_urlsafe(16),
         rows=rows,
         kind=kind,
         agent=agent,
@@ -138,8 +140,13 @@ def record_outcome(
     note: Annotated[str, Form(max_length=2000)] = "",
     promise_date: Annotated[str, Form()] = "",
     back: Annotated[str, Form()] = "/agent",
+    attempt: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """Record a call or a visit, then back to the list (where a closed case is gone)."""
+    """Record a call or a visit, then back to the list (where a closed case is gone).
+
+    ``attempt`` is the form's own random key: a form sent twice (a double tap
+    on a slow network) is recorded once.
+    """
     back = back if back.startswith("/agent") else "/agent"
     joiner = "&" if "?" in back else "?"
     try:
@@ -150,7 +157,7 @@ def record_outcome(
         cases.record_outcome(
             session, case_id, _actor(user), outcome=outcome, note=note.strip() or None,
             promise_date=promised, today=rt.policy.business_date(rt.clock()),
-            policy=rt.policy.escalation, now=rt.clock(),
+            policy=rt.policy.escalation, now=rt.clock(), request_key=attempt or None,
         )  # fmt: skip
     except cases.InvalidInput as exc:
         return redirect(f"{back}{joiner}problem={exc.field}#case-{case_id}")

@@ -299,3 +299,21 @@ def test_keys_without_the_role_are_refused(
         method, path, headers=headers, json={} if method == "POST" else None
     )
     assert answer.status_code == 403, answer.text
+
+
+def test_a_retried_outcome_with_the_same_idempotency_key_counts_once(stack: Stack) -> None:
+    area = new_area()
+    _, agent = new_agent(stack, area, "caller")
+    acct = in_arrears(stack, area)
+    sweep_now(stack)
+    case = case_of(stack, acct["account_no"])
+    url = f"/v1/escalations/{case.id}/outcome"
+    retried = {**agent, "Idempotency-Key": "call-2026-11-27-0001"}
+
+    first = stack.client.post(url, json={"outcome": "no_answer"}, headers=retried)
+    again = stack.client.post(url, json={"outcome": "no_answer"}, headers=retried)
+    other = stack.client.post(url, json={"outcome": "no_answer"}, headers=agent)
+
+    assert [r.status_code for r in (first, again, other)] == [200, 200, 200]
+    assert [len(r.json()["attempts"]) for r in (first, again, other)] == [1, 1, 2]
+    assert case_of(stack, acct["account_no"]).failed_calls == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from pypdf import PdfReader
 
@@ -105,3 +106,22 @@ def test_a_supervisor_sees_the_unassigned_and_reassigns(stack: Stack) -> None:
 
     with agents_browser:
         assert f'id="case-{case.id}"' in agents_browser.get("/agent").text
+
+
+def test_a_form_sent_twice_records_the_outcome_once(stack: Stack) -> None:
+    area = new_area()
+    _, browser = agent_browser(stack, area, "caller")
+    acct = in_arrears(stack, area)
+    sweep_now(stack)
+    case = case_of(stack, acct["account_no"])
+
+    with browser:
+        page = browser.get("/agent")
+        attempt = re.search(r'name="attempt" value="([^"]+)"', page.text)
+        assert attempt is not None
+        form = {"csrf_token": csrf_token(page.text), "outcome": "no_answer", "attempt": attempt[1]}
+        first = browser.post(f"/agent/cases/{case.id}/outcome", form)
+        second = browser.post(f"/agent/cases/{case.id}/outcome", form)  # a double tap
+
+    assert (first.status_code, second.status_code) == (303, 303)
+    assert case_of(stack, acct["account_no"]).attempts == 1
