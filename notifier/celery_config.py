@@ -12,13 +12,23 @@ from channels import CHANNEL_NAMES
 from notifier.policy import load_policy
 from notifier.settings import Settings
 
-__all__ = ["ALL_QUEUES", "EVENTS_QUEUE", "MAINTENANCE_QUEUE", "WEBHOOKS_QUEUE", "make_celery"]
+__all__ = [
+    "ALL_QUEUES",
+    "EVENTS_QUEUE",
+    "FILESYSTEM_TRANSPORT",
+    "MAINTENANCE_QUEUE",
+    "WEBHOOKS_QUEUE",
+    "filesystem_options",
+    "make_celery",
+]
 
 EVENTS_QUEUE = "events"
 MAINTENANCE_QUEUE = "maintenance"
 WEBHOOKS_QUEUE = "webhooks"
 """Producer callbacks: a slow producer URL holds up no notice."""
 ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, *CHANNEL_NAMES)
+FILESYSTEM_TRANSPORT = "notifier.fs_transport:Transport"
+"""The embedded broker: kombu's filesystem transport with atomic message files."""
 
 
 def _config(settings: Settings) -> dict[str, Any]:
@@ -76,16 +86,21 @@ def _config(settings: Settings) -> dict[str, Any]:
         },
     }
     if config["broker_url"].startswith("filesystem"):
-        folder = settings.broker_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        config["broker_transport"] = "notifier.fs_transport:Transport"
-        config["broker_transport_options"] = {
-            "data_folder_in": str(folder),
-            "data_folder_out": str(folder),
-            "control_folder": str(folder / "control"),
-            "polling_interval": settings.filesystem_polling_interval,
-        }
+        config["broker_transport"] = FILESYSTEM_TRANSPORT
+        config["broker_transport_options"] = filesystem_options(settings)
     return config
+
+
+def filesystem_options(settings: Settings) -> dict[str, Any]:
+    """Transport options of the embedded broker folder (created if missing)."""
+    folder = settings.broker_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "polling_interval": settings.filesystem_polling_interval,
+    }
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -13,6 +13,7 @@ import typer
 from notifier.audit.cli import audit_command
 from notifier.db import Database
 from notifier.escalation.cli import agents_app, calls_app, escalate, visits_app
+from notifier.ingest.cli import events_app, ingest_command
 from notifier.settings import get_settings
 from notifier.users.cli import users_app
 
@@ -32,6 +33,8 @@ app.add_typer(calls_app, name="calls")
 app.add_typer(visits_app, name="visits")
 app.add_typer(users_app, name="users")
 app.command("audit")(audit_command)
+app.command("ingest")(ingest_command)
+app.add_typer(events_app, name="events")
 
 Port = Annotated[int, typer.Option(help="port the API listens on")]
 Host = Annotated[str, typer.Option(help="address the API binds to")]

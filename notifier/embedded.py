@@ -1,7 +1,8 @@
 """``notifier up``: the whole service on one machine with nothing installed.
 
 SQLite in the data dir, kombu's filesystem transport as the broker, sandbox
-providers, and one Celery worker (with the scheduler inside) beside the API.
+providers, one Celery worker (with the scheduler inside) and the message
+bus's consumer (``notifier ingest``) beside the API.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         _, key = keys.create_key(session, role="producer", name=f"embedded-{stamp}")
     worker = _start_worker(settings)
+    ingest = _start_ingest()
     base = f"http://{host}:{port}"
     providers = ", ".join(f"{c} → {provider_for(settings, c)}" for c in CHANNEL_NAMES)
     typer.echo(
@@ -63,6 +65,8 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
                 "notifier is running (embedded: SQLite, filesystem broker)",
                 f"  providers  {providers}" + ("  (local simulators)" if simulators else ""),
                 f"  API        {base}/v1/events",
+                f"  bus        `notifier events publish FILE.csv|FILE.jsonl` (exchange "
+                f"{settings.ingest.exchange}; `notifier events dlq list` shows refusals)",
                 f"  docs       {base}/docs",
                 f"  producer key (shown once): {key}",
                 f"  data       {settings.data_dir}",
@@ -79,6 +83,7 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
     try:
         uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_config=None)
     finally:
+        _stop(ingest)
         _stop(worker)
         if simulators is not None:
             simulators.stop()
@@ -104,6 +109,14 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     ]  # fmt: skip
     # Its own session, so Ctrl-C reaches the API first and we stop the worker in order.
     return subprocess.Popen(argv, start_new_session=True)
+
+
+def _start_ingest() -> subprocess.Popen[bytes]:
+    """``notifier ingest``: events published on the (filesystem) message bus."""
+    argv = [sys.executable, "-m", "notifier", "ingest"]
+    # As quiet as the worker: dead letters (warnings) still show.
+    env = {**os.environ, "NOTIFIER_LOG_LEVEL": os.environ.get("NOTIFIER_LOG_LEVEL", "WARNING")}
+    return subprocess.Popen(argv, env=env, start_new_session=True)
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:

@@ -23,7 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-__all__ = ["PROJECT_ROOT", "ApiRate", "Settings", "get_settings"]
+__all__ = ["PROJECT_ROOT", "ApiRate", "IngestSettings", "Settings", "get_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDER = "change-me"
@@ -67,6 +67,27 @@ class FcmSettings(BaseModel):
     base_url: str = "https://fcm.googleapis.com"
     timeout: float = 10.0
     sdk_retries: bool = True
+
+
+class IngestSettings(BaseModel):
+    """The message bus way in (``notifier ingest``): where producers publish events."""
+
+    broker_url: str = ""
+    """Empty: the service's broker (``NOTIFIER_BROKER_URL``)."""
+    exchange: str = "notifier.events"
+    """Direct, durable: the one entity a producer account may write to."""
+    routing_key: str = "event"
+    queue: str = "notifier.events.ingest"
+    dlq: str = "notifier.events.dead"
+    """The dead-letter queue (and its direct exchange, of the same name)."""
+    batch_size: int = Field(500, ge=1, le=5000)
+    """Messages fetched (prefetched) and stored in one transaction."""
+    batch_wait_seconds: float = Field(0.5, gt=0)
+    """The longest the first message of a batch waits for others to fill it."""
+    visibility_timeout: float = Field(300, gt=0)
+    """Redis only: a message fetched and not acknowledged this long goes back to the queue."""
+    producer_key_id: int | None = None
+    """The API key the bus's events are stored under (its GET /v1/events and callbacks)."""
 
 
 class ApiRate(BaseModel):
@@ -159,6 +180,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = TwilioSettings()
     smtp: SmtpSettings = SmtpSettings()
     fcm: FcmSettings = FcmSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @field_validator("retention_days")
     @classmethod

@@ -64,7 +64,13 @@ def _registry(request: Request, rt: Runtime) -> CollectorRegistry:
 
 
 def _queue_depths(rt: Runtime) -> dict[str, int | None]:
-    depths = rt.dispatcher.queue_depths(ALL_QUEUES)
+    # The message bus's queues last: on RabbitMQ a queue not declared yet (no
+    # `notifier ingest` ran) fails its passive declare and the channel with it.
+    # Its dead-letter queue's depth is the count of refused messages waiting.
+    ingest = rt.settings.ingest
+    same_broker = ingest.broker_url in ("", rt.settings.resolved_broker_url)
+    bus_queues = [ingest.queue, ingest.dlq] if same_broker else []
+    depths = rt.dispatcher.queue_depths([*ALL_QUEUES, *bus_queues])
     # kombu's Redis transport refuses a passive declare of a queue whose list
     # is gone, and Redis drops an empty list: a broker that answers but knows
     # no such queue has nothing waiting in it.

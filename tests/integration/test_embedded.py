@@ -1,7 +1,11 @@
-"""`notifier up` as a newcomer runs it: one command, no servers, Ctrl-C stops it all."""
+"""`notifier up` as a newcomer runs it: one command, no servers, Ctrl-C stops it all.
+
+An event comes in over HTTP and one over the message bus (`notifier events publish`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -56,10 +60,10 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
             env=env, capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
 
-        def statuses() -> dict[str, str] | None:
+        def statuses(account_no: str = acct["account_no"]) -> dict[str, str] | None:
             page = httpx.get(
                 f"{base}/v1/deliveries",
-                params={"account_no": acct["account_no"]},
+                params={"account_no": account_no},
                 headers={"Authorization": f"Bearer {ops_key}"},
             ).json()
             seen = {item["channel"]: (item["provider"], item["status"]) for item in page["items"]}
@@ -74,6 +78,22 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
         wait_until(statuses, timeout=60, what="push, SMS and email through the simulators")
         mails = list((data_dir / "mail").glob("*.eml"))
         assert len(mails) == 1 and acct["email"] in mails[0].read_text(errors="replace")
+
+        # The same notice published on the message bus (here the filesystem broker).
+        bus_acct = events.account()
+        feed = tmp_path / "unpaid.jsonl"
+        feed.write_text(json.dumps(events.unpaid(bus_acct)) + "\n", encoding="utf-8")
+        published = subprocess.run(
+            [sys.executable, "-m", "notifier", "events", "publish", str(feed)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert published.returncode == 0, published.stdout + published.stderr
+        assert "1 valid, 0 repeated in the file, 0 invalid; 1 published" in published.stdout
+        wait_until(
+            lambda: statuses(bus_acct["account_no"]),
+            timeout=60,
+            what="push, SMS and email of the event published on the bus",
+        )
     finally:
         service.send_signal(signal.SIGINT)
         code = service.wait(timeout=60)

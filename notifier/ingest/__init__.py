@@ -1,0 +1,1 @@
+"""The message bus way in: producers publish events; ``notifier ingest`` stores them."""
