@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from notifier import exports
 from notifier.api.deps import RuntimeDep, SessionDep, require
 from notifier.api.errors import KEYED, error_responses
 from notifier.audit import service as audit
@@ -25,6 +24,7 @@ from notifier.auth.models import ApiKey
 from notifier.escalation import agents as agents_service
 from notifier.escalation import lists
 from notifier.escalation import service as cases
+from notifier.escalation.downloads import list_file
 from notifier.escalation.models import Agent, CaseStatus, Escalation, EscalationChange, SweepRun
 from notifier.escalation.notices import notices_pdf
 from notifier.escalation.sweep import queue_run
@@ -235,23 +235,17 @@ def my_list(
     """Today's call or visit list of the key's agent: JSON, or a CSV/XLSX/ODS file."""
     assert agent.id is not None
     today = rt.policy.business_date(rt.clock())
-    rows = lists.agent_list(session, agent.id, kind, today=today)
     if format != "json":
-        audit.record(
-            session,
+        download = list_file(
+            session, agent_id=agent.id, kind=kind, fmt=format, today=today,
             actor=keys.actor_of(key),
-            action="list.export",
-            target=f"agent {agent.id}",
-            detail={"kind": kind, "format": format, "day": today.isoformat(), "cases": len(rows)},
-        )
-        headers, table = lists.export_table(rows, kind)
-        body = exports.write_table(headers, table, format, sheet=f"{kind}s {today.isoformat()}")
-        filename = f"{kind}s-{agent.id}-{today.isoformat()}.{format}"
+        )  # fmt: skip
         return Response(
-            body,
-            media_type=exports.MEDIA_TYPES[format],
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            download.body,
+            media_type=download.media_type,
+            headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
         )
+    rows = lists.agent_list(session, agent.id, kind, today=today)
     return CaseList(
         kind=kind,
         agent_id=agent.id,

@@ -133,7 +133,7 @@ def agents_disable(agent_id: Annotated[int, typer.Argument(help="the agent's id"
 def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
     from notifier import exports
     from notifier.audit import service as audit
-    from notifier.escalation.lists import agent_list, export_table
+    from notifier.escalation.downloads import list_file
     from notifier.escalation.models import Agent
 
     if fmt not in exports.FORMATS:
@@ -145,21 +145,14 @@ def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
     with rt.db.session() as session:
         if session.get(Agent, agent) is None:
             raise typer.BadParameter(f"no agent {agent}", param_hint="--agent")
-        rows = agent_list(session, agent, kind, today=today)
-        audit.record(
-            session,
-            actor=audit.CLI,
-            action="list.export",
-            target=f"agent {agent}",
-            detail={"kind": kind, "format": fmt, "day": today.isoformat(), "cases": len(rows)},
+        download = list_file(
+            session, agent_id=agent, kind=kind, fmt=fmt, today=today, actor=audit.CLI
         )
-    headers, table = export_table(rows, kind)
-    data = exports.write_table(headers, table, fmt, sheet=f"{kind}s {today}")
     if output == "-":
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(download.body)
     else:
-        Path(output).write_bytes(data)
-    typer.echo(f"{len(rows)} {kind} cases for agent {agent} on {today}", err=True)
+        Path(output).write_bytes(download.body)
+    typer.echo(f"{download.cases} {kind} cases for agent {agent} on {today}", err=True)
 
 
 Format = Annotated[str, typer.Option("--format", help="csv, xlsx or ods")]

@@ -27,6 +27,7 @@ from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
 from notifier.escalation import lists
 from notifier.escalation import service as cases
+from notifier.escalation.downloads import list_file
 from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation
 from notifier.escalation.notices import notices_pdf
 from notifier.users.models import User
@@ -209,22 +210,14 @@ def export(rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str) -> Re
     if agent is None or agent.id is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is not linked to an agent")
     today = rt.policy.business_date(rt.clock())
-    kind = _kind_of(agent)
-    rows = lists.agent_list(session, agent.id, kind, today=today)
-    audit.record(
-        session,
+    download = list_file(
+        session, agent_id=agent.id, kind=_kind_of(agent), fmt=fmt, today=today,
         actor=actor_of(user),
-        action="list.export",
-        target=f"agent {agent.id}",
-        detail={"kind": kind, "format": fmt, "day": today.isoformat(), "cases": len(rows)},
-    )
-    headers, table = lists.export_table(rows, kind)
-    body = exports.write_table(headers, table, fmt, sheet=f"{kind}s {today.isoformat()}")
-    filename = f"{kind}s-{agent.id}-{today.isoformat()}.{fmt}"
+    )  # fmt: skip
     return Response(
-        body,
-        media_type=exports.MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        download.body,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
     )
 
 
