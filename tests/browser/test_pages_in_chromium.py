@@ -28,6 +28,7 @@ from tests.support.tables import read_table
 from tests.support.web import PASSWORD, new_user
 
 try:
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.select import Select
@@ -85,7 +86,26 @@ def submit(driver: WebDriver, button: WebElement) -> None:
     """Click a form's button and wait until the browser has left the page."""
     page = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, WAIT).until(EC.staleness_of(page), "the form did not leave the page")
+    WebDriverWait(driver, WAIT).until(_gone(page), "the form did not leave the page")
+
+
+def _gone(element: WebElement) -> Callable[[WebDriver], bool]:
+    """Like ``EC.staleness_of``; but asked in the middle of a navigation, chromedriver
+    may answer with the inspector's "does not belong to the document" instead of a
+    stale-element error (seen in CI): that means gone too."""
+
+    def check(_: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
 
 
 def http_status(driver: WebDriver) -> int:
