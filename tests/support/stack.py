@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -335,7 +336,10 @@ class Stack:
         """Run the print batch now, as the cut-off job would."""
         from notifier.flows.postcards import print_postcards
 
-        print_postcards(self.runtime)
+        # Tomorrow's batch takes every postcard queued so far: after today's
+        # cut-off (16:00 Taipei) today's batch would leave the new ones out.
+        rt = self.runtime
+        print_postcards(rt, day=rt.policy.business_date(rt.clock()) + timedelta(days=1))
 
     def close(self) -> None:
         self.stop_worker()
