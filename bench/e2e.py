@@ -1,0 +1,815 @@
+"""End-to-end delivery throughput beside its ceiling and its floor, in one run.
+
+    python bench/e2e.py --events N [--latency-ms 50] [--broker URL] [--database URL]
+                        [--workers K] [--concurrency C] [--batch-size 1000]
+                        [--floor-count M] [--ceiling-events E] [--skip-baselines]
+
+It makes a fresh PostgreSQL database (``notifier_bench_<hex>``, dropped at the
+end) and a broker namespace of its own (a fresh RabbitMQ vhost, or a Redis db
+number, flushed), starts the provider simulators (``notifier simulators``,
+each answering after --latency-ms), ``notifier api`` and K ``notifier worker``
+processes (prefork, C processes each) as a deployment would, then measures:
+
+* e2e: N unpaid-bill events of distinct accounts, each routed to push, SMS and
+  email, posted to ``POST /v1/events/batch`` by a few concurrent clients while
+  the workers run; the accept rate (events/s over the posting), deliveries/s
+  from the first event accepted to the last delivery final, the seconds from
+  an event's acceptance to its delivery's first ``sent``/``delivered`` entry
+  (p50/p95/p99 per channel), rows written per delivery, and the CPU seconds
+  and peak RSS of each kind of process;
+* ceiling: a bare asyncio client (aiohttp, aiosmtplib over reused
+  connections) sending the same mix to the same simulators with no database
+  and no broker: what the providers and this machine allow;
+* floor: one Celery task per delivery making one blocking provider call
+  (bench/floor_tasks.py), prefork with as many processes as the notifier's
+  workers have: what the naive design gives.
+
+The last line is one summary line with the three rates and their ratios.
+
+What the figures include and leave out:
+
+* "final" is any status but queued, sending and deferred: an SMS is final
+  once Twilio accepted it (``sent``); the bench then waits a little for the
+  simulator's status reports so that the rows they write are counted too.
+* The provider rate limits (``NOTIFIER_RATE_LIMITS``, e.g. 30 SMS/s) and the
+  per-key API limits are off: the bench measures the pipeline, not the limits.
+* No beat runs: the reconciler would re-send rows queued longer than
+  ``NOTIFIER_REDISPATCH_AFTER_SECONDS``, which a large backlog is by design.
+* PostgreSQL's and the broker's CPU are their whole servers', other databases
+  and vhosts included: run the bench on a quiet machine (load is printed).
+* RSS is summed over a kind's processes, so pages they share (prefork's
+  copy-on-write, PostgreSQL's shared buffers) count once per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import floor_tasks  # noqa: E402
+from bench._processes import (  # noqa: E402
+    NOTIFIER,
+    BenchDatabase,
+    BenchError,
+    Kind,
+    Processes,
+    ResourceMeter,
+    broker_namespace,
+    fresh_database,
+    named_roots,
+    read_exports,
+    run_notifier,
+    wait_celery_ready,
+    wait_until,
+    worker_hostname,
+)
+from notifier.celery_config import ALL_QUEUES  # noqa: E402
+from notifier.policy import load_policy  # noqa: E402
+from notifier.settings import PROJECT_ROOT  # noqa: E402
+from tests.support import events  # noqa: E402
+from tests.support.stack import free_port, http_ok  # noqa: E402
+
+DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+NOT_FINAL = ("queued", "sending", "deferred")
+SENT = ("sent", "delivered")
+REPORTING_PROVIDERS = ("twilio",)
+"""Providers whose status reports come in after the send (they write rows too)."""
+SIMULATOR_SETTINGS = [
+    f"NOTIFIER_{name}"
+    for name in (
+        "TWILIO__ACCOUNT_SID", "TWILIO__AUTH_TOKEN", "TWILIO__FROM_NUMBER", "TWILIO__BASE_URL",
+        "FCM__PROJECT_ID", "FCM__ACCESS_TOKEN", "FCM__BASE_URL", "SMTP__HOST", "SMTP__PORT",
+    )
+]  # fmt: skip
+"""What the bench itself uses of the settings `notifier simulators` prints (it takes them all)."""
+PROGRESS_EVERY = 5.0
+BENCH_KIND = Kind("bench", lambda _: [os.getpid()], tree=False)
+"""This process alone: its children are measured as kinds of their own."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--events", type=int, required=True, help="unpaid-bill events posted (N)")
+    add("--latency-ms", type=float, default=50.0, help="each simulated provider answers after this")
+    add("--broker", default=DEFAULT_BROKER, help="RabbitMQ (amqp://) or Redis (redis://) URL")
+    add("--database", default=DEFAULT_DATABASE, help="PostgreSQL server (its maintenance db)")
+    add("--workers", type=int, default=1, help="`notifier worker` processes (K)")
+    add("--concurrency", type=int, default=4, help="prefork processes per worker")
+    add("--batch-size", type=int, default=1000, help="events per POST /v1/events/batch")
+    add("--clients", type=int, default=4, help="concurrent HTTP clients posting batches")
+    add(
+        "--timeout",
+        type=float,
+        help="seconds for every delivery to be final (default: 600 + 1 per 25)",
+    )
+    add("--floor-count", type=int, default=1000, help="tasks of the floor (M)")
+    add("--ceiling-events", type=int, help="events' worth of sends of the ceiling (default: N)")
+    add("--in-flight", type=int, default=200, help="sends in flight in the ceiling")
+    # At 50 ms per message one SMTP connection carries 20 emails/s: a handful of
+    # connections would make the ceiling SMTP's latency, not what the machine allows.
+    add("--smtp-connections", type=int, help="of --in-flight, SMTP connections (default: a third)")
+    add("--skip-baselines", action="store_true", help="measure e2e only")
+    args = parser.parse_args(argv)
+    if args.events < 1 or not 1 <= args.batch_size <= 1000:
+        parser.error("--events must be positive and --batch-size 1..1000 (the API's limit)")
+    args.ceiling_events = args.ceiling_events or args.events
+    args.smtp_connections = args.smtp_connections or max(1, args.in_flight // 3)
+    if args.smtp_connections >= args.in_flight:
+        parser.error("--smtp-connections must leave some of --in-flight to HTTP")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A SIGTERM stops the bench like Ctrl-C, through the same cleanup.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        summary = run(args)
+    except BenchError as exc:
+        print(f"\ne2e: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ne2e: interrupted; processes, database and broker namespace cleaned up")
+        return 130
+    print(summary)
+    return 0
+
+
+# -- the run ------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """What every phase shares: the servers' namespaces and the running simulators."""
+
+    args: argparse.Namespace
+    folder: Path
+    db: BenchDatabase
+    broker_url: str
+    broker_kind: str
+    procs: Processes
+    simulators: dict[str, str] = field(default_factory=dict)
+    """The NOTIFIER_* settings that point the service at the simulators."""
+
+    @property
+    def notifier_processes(self) -> int:
+        return int(self.args.workers * self.args.concurrency)
+
+    def simulators_kind(self) -> Kind:
+        pid = self.procs.started["simulators"].pid
+        return Kind("simulators", lambda _: [pid])
+
+    def server_kinds(self) -> list[Kind]:
+        """The simulators, PostgreSQL and the broker (whole servers, found by name)."""
+        broker_name = "redis-server" if self.broker_kind == "redis" else "beam.smp"
+        return [
+            self.simulators_kind(),
+            Kind("postgres", lambda procs: named_roots(procs, "postgres")),
+            Kind("broker", lambda procs: named_roots(procs, broker_name)),
+        ]
+
+
+def run(args: argparse.Namespace) -> str:
+    """Every phase, with cleanup on any exit; the summary line."""
+    print_parameters(args)
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(TemporaryDirectory(prefix="notifier-e2e-")))
+        db = stack.enter_context(fresh_database(args.database))
+        broker_url, how = stack.enter_context(
+            broker_namespace(args.broker, [*ALL_QUEUES, floor_tasks.QUEUE])
+        )
+        procs = Processes(folder)
+        stack.callback(procs.close)  # before the namespaces go: LIFO
+        print(f"database: {db.name}; broker: {how}")
+        kind = "redis" if broker_url.startswith("redis") else "rabbitmq"
+        setup = Setup(args, folder, db, broker_url, kind, procs)
+        try:
+            setup.simulators = start_simulators(setup)
+            e2e = measure_e2e(setup)
+            ceiling = floor = None
+            if not args.skip_baselines:
+                ceiling = measure_ceiling(setup)
+                floor = measure_floor(setup)
+        except BenchError:
+            print_logs(procs)
+            raise
+    print_load("end")
+    return summary_line(e2e, ceiling, floor)
+
+
+def print_parameters(args: argparse.Namespace) -> None:
+    print_load("start")
+    print(
+        f"parameters: {args.events} events, latency {args.latency_ms:g} ms, "
+        f"{args.workers} worker(s) x {args.concurrency} processes, "
+        f"batches of {args.batch_size} by {args.clients} clients, timeout "
+        f"{'auto' if args.timeout is None else f'{args.timeout:g} s'}"
+    )
+    print(f"  database server {args.database}; broker {args.broker}")
+    if args.skip_baselines:
+        print("  baselines skipped")
+    else:
+        print(
+            f"  ceiling: {args.ceiling_events} events' worth of sends, {args.in_flight} in flight "
+            f"({args.smtp_connections} of them SMTP connections); floor: {args.floor_count} tasks"
+        )
+    print("  provider rate limits and API rate limits: off")
+
+
+def print_load(when: str) -> None:
+    one, five, fifteen = os.getloadavg()
+    print(f"load average at {when} (1, 5, 15 min): {one:.2f} {five:.2f} {fifteen:.2f}")
+
+
+def print_logs(procs: Processes) -> None:
+    for name in procs.log_names():
+        print(f"\n--- last lines of {name}.log ---\n{procs.tail(name)}", file=sys.stderr)
+
+
+def start_simulators(setup: Setup) -> dict[str, str]:
+    """``notifier simulators`` in its own process; the settings it prints."""
+    argv = [*NOTIFIER, "simulators", "--latency-ms", str(setup.args.latency_ms)]
+    # Unbuffered: its stdout is a pipe, and it prints once then sleeps.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = setup.procs.start("simulators", argv, env, stdout=subprocess.PIPE)
+    return read_exports(process, SIMULATOR_SETTINGS)
+
+
+# -- e2e ----------------------------------------------------------------------
+
+
+@dataclass
+class AcceptResult:
+    events: int
+    requests: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+@dataclass
+class E2eResult:
+    accept: AcceptResult
+    deliveries: int
+    seconds: float
+    """From the first event accepted to the last delivery final (database times)."""
+
+    @property
+    def rate(self) -> float:
+        return self.deliveries / self.seconds
+
+
+def notifier_env(setup: Setup, api_url: str) -> dict[str, str]:
+    """The environment of every notifier process (settings names from notifier/settings.py)."""
+    return {
+        **os.environ,
+        **setup.simulators,
+        "NOTIFIER_DATA_DIR": str(setup.folder / "data"),
+        "NOTIFIER_DATABASE_URL": setup.db.url,
+        "NOTIFIER_BROKER_URL": setup.broker_url,
+        "NOTIFIER_PUBLIC_URL": api_url,  # where Twilio's status callbacks go
+        "NOTIFIER_QUIET_HOURS": "off",
+        "NOTIFIER_LOG_LEVEL": "WARNING",
+        "NOTIFIER_RATE_LIMITS": "{}",
+        "NOTIFIER_API_RATE_LIMITS": "{}",
+    }
+
+
+def measure_e2e(setup: Setup) -> E2eResult:
+    args = setup.args
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    env = notifier_env(setup, api_url)
+    run_notifier(env, "migrate")
+    key = run_notifier(env, "keys", "create", "--role", "producer", "--name", "bench")
+    api = setup.procs.start(
+        "api", [*NOTIFIER, "api", "--host", "127.0.0.1", "--port", str(port)], env
+    )
+    workers = start_workers(setup, env)
+    wait_until(lambda: http_ok(f"{api_url}/healthz"), timeout=60, what="the API", alive=[api])
+
+    channels = load_policy(PROJECT_ROOT / "config" / "policy.yaml").channels_for("bill.unpaid", 1)
+    expected = args.events * len(channels)
+    batches = build_batches(args.events, args.batch_size)
+    timeout = args.timeout if args.timeout is not None else 600 + expected / 25
+    print(
+        f"\ne2e: {args.events} events x ({', '.join(channels)}) = {expected} deliveries expected, "
+        f"{args.workers} worker(s) x {args.concurrency} processes"
+    )
+    written_before = setup.db.tuples_written()
+    engine = sa.create_engine(setup.db.url)
+    kinds = [
+        Kind("api", lambda _: [api.pid]),
+        Kind("worker", lambda _: [w.pid for w in workers]),
+        *setup.server_kinds(),
+        BENCH_KIND,
+    ]
+    try:
+        with ResourceMeter(kinds) as meter:
+            accept = asyncio.run(post_batches(api_url, key, batches, args.clients))
+            print(
+                f"  accept   {accept.rate:8.0f} events/s  ({accept.events} events in "
+                f"{accept.requests} requests, {accept.seconds:.2f} s)"
+            )
+            wait_final(engine, args.events, expected, timeout)
+        settle_reports(engine)
+        # Their backends report their row counts to pg_stat_database as they exit.
+        setup.procs.stop("api", *(f"worker-{i}" for i in range(len(workers))))
+        time.sleep(1.0)
+        written = setup.db.tuples_written() - written_before
+        result = report_e2e(engine, accept, expected)
+    finally:
+        engine.dispose()
+    print(
+        f"  rows written per delivery: {written / expected:.1f} ({written} rows: pg_stat_database "
+        f"tup_inserted + tup_updated + tup_deleted of {setup.db.name}, read after the API and "
+        f"workers exited)"
+    )
+    print("  CPU and memory from the first POST to the last delivery final:")
+    print("\n".join(meter.table()))
+    return result
+
+
+def start_workers(setup: Setup, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """K `notifier worker` processes (prefork, no beat), ready to take tasks."""
+    names = [worker_hostname(f"bench-w{i}") for i in range(setup.args.workers)]
+    workers = []
+    for i, name in enumerate(names):
+        argv = [
+            *NOTIFIER, "worker", "--concurrency", str(setup.args.concurrency),
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", name,
+        ]  # fmt: skip
+        workers.append(setup.procs.start(f"worker-{i}", argv, env))
+    wait_celery_ready(setup.broker_url, names, workers)
+    return workers
+
+
+def build_batches(count: int, size: int) -> list[tuple[int, bytes]]:
+    """``count`` unpaid-bill events of distinct accounts, JSON-encoded ``size`` per request.
+
+    The accounts have a phone, an email address and a push token but no
+    postal address, so each event makes exactly the policy's push, SMS and
+    email deliveries. Encoded before the clock starts, to keep the client light.
+    """
+    batches = []
+    for start in range(0, count, size):
+        chunk = [
+            events.unpaid(events.account(address=None)) for _ in range(min(size, count - start))
+        ]
+        batches.append((len(chunk), json.dumps({"events": chunk}).encode()))
+    return batches
+
+
+async def post_batches(
+    api_url: str, key: str, batches: list[tuple[int, bytes]], clients: int
+) -> AcceptResult:
+    """POST every batch with ``clients`` concurrent clients; fail on anything not accepted."""
+    todo = iter(batches)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=600)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for count, body in todo:  # one iterator shared by the clients
+            async with session.post("/v1/events/batch", data=body) as reply:
+                text = await reply.text()
+            answer = json.loads(text) if reply.status == 200 else {}
+            if answer.get("accepted") != count:
+                raise BenchError(f"batch of {count}: HTTP {reply.status} {text[:500]}")
+
+    async with aiohttp.ClientSession(api_url, headers=headers, timeout=timeout) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return AcceptResult(sum(c for c, _ in batches), len(batches), seconds)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One look at the database: deliveries by (channel, status), events by status."""
+
+    deliveries: Counter[tuple[str, str]]
+    events: Counter[str]
+
+    @classmethod
+    def read(cls, engine: sa.Engine) -> Progress:
+        with engine.connect() as conn:
+            deliveries = conn.execute(
+                sa.text("SELECT channel, status, count(*) FROM deliveries GROUP BY 1, 2")
+            ).all()
+            events = conn.execute(sa.text("SELECT status, count(*) FROM events GROUP BY 1")).all()
+        return cls(
+            Counter({(channel, status): n for channel, status, n in deliveries}),
+            Counter({status: n for status, n in events}),
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(self.deliveries.values())
+
+    def waiting(self, *, by_channel: bool = False) -> Counter[str]:
+        """Deliveries not final, by status (or by ``channel status``)."""
+        counts: Counter[str] = Counter()
+        for (channel, status), n in self.deliveries.items():
+            if status in NOT_FINAL:
+                counts[f"{channel} {status}" if by_channel else status] += n
+        return counts
+
+    @property
+    def unprocessed(self) -> int:
+        return self.events["received"]
+
+
+def wait_final(engine: sa.Engine, event_count: int, expected: int, timeout: float) -> None:
+    """Until every event is processed and ``expected`` deliveries are final; progress meanwhile."""
+    started = time.monotonic()
+    last_print = started
+    mismatch_since: float | None = None
+    while True:
+        seen = Progress.read(engine)
+        waiting = seen.waiting()
+        if seen.total == expected and not waiting and not seen.unprocessed:
+            return
+        now = time.monotonic()
+        if not waiting and not seen.unprocessed:
+            # Every event processed, nothing in flight, and still not the count
+            # the policy gives: wait a little for stragglers, then say so.
+            mismatch_since = mismatch_since or now
+            if now - mismatch_since > 10:
+                raise BenchError(
+                    f"{seen.total} deliveries once every event was processed, {expected} "
+                    f"expected (deliveries: {_counts(seen.deliveries)}; events: "
+                    f"{_counts(seen.events)})"
+                )
+        if now - started > timeout:
+            raise BenchError(
+                f"timed out after {timeout:.0f} s: {waiting.total()} of {seen.total} deliveries "
+                f"not final ({_counts(seen.waiting(by_channel=True))}; {expected} expected), "
+                f"{seen.unprocessed} of {event_count} events not processed"
+            )
+        if now - last_print >= PROGRESS_EVERY:
+            print(
+                f"  ... {now - started:5.0f} s  {seen.total - waiting.total()}/{expected} "
+                f"deliveries final; waiting: {_counts(waiting) or 'none'}; "
+                f"events not processed: {seen.unprocessed}",
+                flush=True,
+            )
+            last_print = now
+        time.sleep(0.5)
+
+
+def _counts(counts: Mapping[Any, int]) -> str:
+    """``a 3, b 1``; tuple keys joined by spaces."""
+    named = {" ".join(k) if isinstance(k, tuple) else str(k): n for k, n in counts.items()}
+    return ", ".join(f"{name} {n}" for name, n in sorted(named.items()))
+
+
+def settle_reports(engine: sa.Engine, timeout: float = 15.0) -> None:
+    """Wait (briefly) for the status reports of sends that are still only ``sent``.
+
+    They arrive a fraction of a second after the send and write rows, which
+    belong in the rows-per-delivery figure.
+    """
+    query = sa.text(
+        "SELECT count(*) FROM deliveries WHERE status = 'sent' AND provider = ANY(:providers)"
+    )
+    started = time.monotonic()
+    pending = 0
+    while time.monotonic() - started < timeout:
+        with engine.connect() as conn:
+            pending = conn.execute(query, {"providers": list(REPORTING_PROVIDERS)}).scalar_one()
+        if pending == 0:
+            break
+        time.sleep(0.5)
+    if pending:
+        print(f"  {pending} sends still without their provider's report after {timeout:.0f} s")
+
+
+# Per delivery: its event's acceptance, its first sent/delivered entry and its
+# first final one (the timeline's, or the row's last update if it has none).
+_TIMES = """
+    SELECT d.channel,
+           e.received_at,
+           min(c.at) FILTER (WHERE c.status = ANY(:sent)) AS sent_at,
+           coalesce(min(c.at) FILTER (WHERE c.status <> ALL(:not_final)), d.updated_at) AS final_at
+    FROM deliveries d
+    JOIN notifications n ON n.id = d.notification_id
+    JOIN events e ON e.id = n.event_pk
+    LEFT JOIN delivery_changes c ON c.delivery_id = d.id
+    GROUP BY d.id, d.channel, e.received_at, d.updated_at
+"""
+_LATENCY = f"""
+    SELECT coalesce(channel, 'all'), count(*), count(sent_at),
+           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+               (ORDER BY extract(epoch FROM sent_at - received_at)::float8),
+           min(received_at), max(final_at)
+    FROM ({_TIMES}) AS t
+    GROUP BY ROLLUP (channel)
+    ORDER BY channel NULLS LAST
+"""
+
+# The commonest reasons of failed deliveries, so that a broken channel shows.
+_FAILURES = """
+    SELECT channel, status, left(coalesce(last_error, '(no error recorded)'), 160), count(*)
+    FROM deliveries WHERE status = ANY(:final)
+    GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 5
+"""
+
+
+def report_e2e(engine: sa.Engine, accept: AcceptResult, expected: int) -> E2eResult:
+    with engine.connect() as conn:
+        times = {"sent": list(SENT), "not_final": list(NOT_FINAL)}
+        rows = conn.execute(sa.text(_LATENCY), times).all()
+        failures = conn.execute(sa.text(_FAILURES), {"final": ["failed", "undelivered"]}).all()
+    *channels, overall = rows
+    first_accept, last_final = overall[4], overall[5]
+    result = E2eResult(accept, expected, (last_final - first_accept).total_seconds())
+    print(
+        f"  e2e      {result.rate:8.0f} deliveries/s  ({expected} final in {result.seconds:.1f} s "
+        f"from the first event accepted to the last delivery final)"
+    )
+    print(f"  statuses: {_counts(Progress.read(engine).deliveries)}")
+    for channel, status, error, count in failures:
+        print(f"  {count} {channel} {status}: {error}")
+    print("  seconds from an event accepted to its delivery's first sent/delivered:")
+    print(f"    {'channel':<8} {'sent':>7} {'p50':>7} {'p95':>7} {'p99':>7}")
+    for channel, _, sent, quantiles, *_ in [*channels, overall]:
+        shown = " ".join(f"{q:7.2f}" for q in quantiles) if sent else f"{'-':>7}"
+        print(f"    {channel:<8} {sent:7d} {shown}")
+    return result
+
+
+# -- ceiling ------------------------------------------------------------------
+
+SMS_BODY = (
+    "【電費通知】王小明您好，電號012****7890有1期電費共NT$1,830未繳，最早期限115年11月20日。\n"
+    "https://pay.utility.example/bill/GUOISUMX64ZOYDGQ\n客服1911"
+)
+PUSH_TITLE = "電費帳單尚未繳納"
+PUSH_BODY = (
+    "王小明您好，電號012****7890有電費尚未繳納：115年9月電費NT$1,830，繳費期限115年11月20日。"
+    "於App或線上繳費：https://pay.utility.example/bill/GUOISUMX64ZOYDGQ"
+)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The simulators' endpoints and credentials, from the settings they printed."""
+
+    settings: dict[str, str]
+
+    def __getitem__(self, name: str) -> str:
+        return self.settings[f"NOTIFIER_{name}"]
+
+    @property
+    def twilio_messages(self) -> str:
+        sid = self["TWILIO__ACCOUNT_SID"]
+        return f"{self['TWILIO__BASE_URL']}/2010-04-01/Accounts/{sid}/Messages.json"
+
+    @property
+    def fcm_send(self) -> str:
+        return f"{self['FCM__BASE_URL']}/v1/projects/{self['FCM__PROJECT_ID']}/messages:send"
+
+
+@dataclass
+class Tally:
+    """Sends per channel, and when the last one of each finished."""
+
+    started: float = 0.0
+    sent: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    last: dict[str, float] = field(default_factory=dict)
+
+    def record(self, channel: str, ok: bool) -> None:
+        (self.sent if ok else self.errors)[channel] += 1
+        self.last[channel] = time.perf_counter()
+
+    def rate(self, channel: str | None = None) -> float:
+        if channel is None:
+            return sum(self.sent.values()) / (max(self.last.values()) - self.started)
+        return self.sent[channel] / (self.last[channel] - self.started)
+
+
+def measure_ceiling(setup: Setup) -> float:
+    args = setup.args
+    count = args.ceiling_events
+    http_slots = args.in_flight - args.smtp_connections
+    print(
+        f"\nceiling: bare asyncio client, no database, no broker: {count} each of sms, push, "
+        f"email; {http_slots} HTTP requests and {args.smtp_connections} SMTP connections in flight"
+    )
+    kinds = [setup.simulators_kind(), BENCH_KIND]
+    targets = Targets(setup.simulators)
+    with ResourceMeter(kinds) as meter:
+        tally = asyncio.run(flood(targets, count, http_slots, args.smtp_connections))
+    print(f"  all      {tally.rate():8.0f} sends/s  ({sum(tally.sent.values())} sends)")
+    for channel in ("sms", "push", "email"):
+        print(f"  {channel:<8} {tally.rate(channel):8.0f} sends/s")
+    if tally.errors:
+        print(f"  errors: {_counts(tally.errors)}")
+    print("\n".join(meter.table()))
+    return tally.rate()
+
+
+async def flood(targets: Targets, count: int, http_slots: int, smtp_connections: int) -> Tally:
+    """``count`` SMS and pushes over aiohttp, ``count`` emails over reused SMTP connections."""
+    tally = Tally()
+    http_jobs = ((channel, i) for i in range(count) for channel in ("sms", "push"))
+    emails = iter(range(count))
+    raw_email = _email_bytes(targets["SMTP__HOST"])
+    connector = aiohttp.TCPConnector(limit=http_slots)
+    timeout = aiohttp.ClientTimeout(total=60)
+    # Connected before the clock starts: the ceiling reuses its connections.
+    smtps = await asyncio.gather(*(_smtp_connect(targets) for _ in range(smtp_connections)))
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            tally.started = time.perf_counter()
+            await asyncio.gather(
+                *(_http_sender(session, targets, http_jobs, tally) for _ in range(http_slots)),
+                *(_smtp_sender(smtp, emails, raw_email, tally) for smtp in smtps),
+            )
+    finally:
+        await asyncio.gather(*(smtp.quit() for smtp in smtps), return_exceptions=True)
+    return tally
+
+
+async def _http_sender(
+    session: aiohttp.ClientSession,
+    targets: Targets,
+    jobs: Iterator[tuple[str, int]],
+    tally: Tally,
+) -> None:
+    credentials = f"{targets['TWILIO__ACCOUNT_SID']}:{targets['TWILIO__AUTH_TOKEN']}"
+    basic = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+    bearer = {"Authorization": f"Bearer {targets['FCM__ACCESS_TOKEN']}"}
+    for channel, i in jobs:  # one generator shared by the senders
+        for attempt in range(2):  # a keep-alive connection the server closed: once more
+            try:
+                if channel == "sms":
+                    form = {
+                        "To": "+886912345678",
+                        "From": targets["TWILIO__FROM_NUMBER"],
+                        "Body": SMS_BODY,
+                    }
+                    request = session.post(targets.twilio_messages, data=form, headers=basic)
+                else:
+                    message = {
+                        "token": f"token-ceiling-{i}",
+                        "notification": {"title": PUSH_TITLE, "body": PUSH_BODY},
+                        "data": {"type": "bill.unpaid", "account_no": f"{i:011d}"},
+                    }
+                    request = session.post(
+                        targets.fcm_send, json={"message": message}, headers=bearer
+                    )
+                async with request as reply:
+                    await reply.read()
+                    ok = reply.status in (200, 201)
+                break
+            except aiohttp.ClientConnectionError:
+                ok = False
+                if attempt:
+                    break
+        tally.record(channel, ok)
+
+
+async def _smtp_connect(targets: Targets) -> aiosmtplib.SMTP:
+    smtp = aiosmtplib.SMTP(
+        hostname=targets["SMTP__HOST"], port=int(targets["SMTP__PORT"]), start_tls=False
+    )
+    await smtp.connect()
+    return smtp
+
+
+async def _smtp_sender(
+    smtp: aiosmtplib.SMTP, jobs: Iterator[int], raw: bytes, tally: Tally
+) -> None:
+    for i in jobs:  # one iterator shared by the connections
+        try:
+            await smtp.sendmail("notices@utility.example", [f"c{i:011d}@example.com"], raw)
+            ok = True
+        except aiosmtplib.SMTPException:
+            ok = False
+        tally.record("email", ok)
+
+
+def _email_bytes(host: str) -> bytes:
+    """One notice as the email adapter shapes it (text and HTML), serialized once."""
+    message = EmailMessage()
+    message["Subject"] = "電費帳單尚未繳納（電號 01234567890）"
+    message["From"] = "notices@utility.example"
+    message["To"] = "customer@example.com"
+    text = PUSH_BODY + "\n\n如有疑問，請洽客服專線 1911。\n本信件由系統自動發送，請勿直接回覆。"
+    message.set_content(text)
+    message.add_alternative(f"<html><body><p>{text}</p></body></html>", subtype="html")
+    return message.as_bytes()
+
+
+# -- floor --------------------------------------------------------------------
+
+
+def measure_floor(setup: Setup) -> float:
+    args = setup.args
+    processes = setup.notifier_processes
+    targets = Targets(setup.simulators)
+    done = setup.folder / "floor-done"
+    env = {
+        **os.environ,
+        floor_tasks.BROKER_ENV: setup.broker_url,
+        floor_tasks.MESSAGES_URL_ENV: targets.twilio_messages,
+        floor_tasks.AUTH_ENV: f"{targets['TWILIO__ACCOUNT_SID']}:{targets['TWILIO__AUTH_TOKEN']}",
+        floor_tasks.DONE_ENV: str(done),
+    }
+    name = worker_hostname("bench-floor")
+    worker = setup.procs.start(
+        "floor-worker",
+        [
+            sys.executable, "-m", "celery", "-A", "bench.floor_tasks", "worker",
+            "-Q", floor_tasks.QUEUE, "-P", "prefork", "-c", str(processes), "--loglevel", "WARNING",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", name,
+        ],
+        env,
+    )  # fmt: skip
+    wait_celery_ready(setup.broker_url, [name], [worker])
+    print(
+        f"\nfloor: one Celery task per delivery, one blocking POST to the Twilio simulator, "
+        f"prefork x {processes}, {args.floor_count} tasks"
+    )
+    kinds = [Kind("floor-worker", lambda _: [worker.pid]), *setup.server_kinds(), BENCH_KIND]
+    app = floor_tasks.make_app(setup.broker_url)
+    try:
+        with ResourceMeter(kinds) as meter:
+            started = time.time()
+            with app.producer_or_acquire() as producer:
+                for _ in range(args.floor_count):
+                    task_args = ("+886912345678", targets["TWILIO__FROM_NUMBER"], SMS_BODY)
+                    app.send_task(floor_tasks.TASK, args=task_args, producer=producer)
+            wait_until(
+                lambda: _lines(done) >= args.floor_count,
+                timeout=120 + args.floor_count * args.latency_ms / 1000,
+                what=f"{args.floor_count} floor tasks",
+                alive=[worker],
+                interval=0.1,
+            )
+    finally:
+        app.close()
+        setup.procs.stop("floor-worker")
+    finished = [line.split() for line in done.read_text().splitlines()]
+    rate = len(finished) / (max(float(at) for at, _ in finished) - started)
+    errors = sum(1 for _, outcome in finished if outcome != "ok")
+    print(f"  floor    {rate:8.0f} tasks/s" + (f"  ({errors} failed)" if errors else ""))
+    print("\n".join(meter.table()))
+    return rate
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+# -- summary ------------------------------------------------------------------
+
+
+def summary_line(e2e: E2eResult, ceiling: float | None, floor: float | None) -> str:
+    parts = [f"e2e {e2e.rate:.0f} deliveries/s"]
+    if ceiling is not None and floor is not None:
+        parts += [
+            f"ceiling {ceiling:.0f}/s",
+            f"floor {floor:.0f}/s",
+            f"e2e/ceiling {e2e.rate / ceiling:.2f}",
+            f"e2e/floor {e2e.rate / floor:.1f}",
+        ]
+    parts.append(f"accept {e2e.accept.rate:.0f} events/s")
+    return "summary: " + " · ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
