@@ -1,0 +1,64 @@
+"""bench/e2e.py runs from start to end on a small load.
+
+Only that it works is asserted: every delivery final (exit 0) and one summary
+line last. The figures are printed, even when the test passes, so that CI's
+log shows them; they are not judged, as timings on a shared 2-core machine
+are noise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from notifier.settings import PROJECT_ROOT
+from tests.support.stack import PG_ADMIN_URL, RABBIT_URL, need
+
+BENCH = PROJECT_ROOT / "bench" / "e2e.py"
+ARGS = [
+    "--events", "2000", "--latency-ms", "5", "--timeout", "150",
+    "--ceiling-events", "500", "--floor-count", "200",
+    "--database", PG_ADMIN_URL, "--broker", RABBIT_URL,
+]  # fmt: skip
+DEADLINE = 240
+"""Seconds before the bench is stopped; under pytest's 300 s timeout with room for cleanup."""
+
+
+@pytest.mark.stack
+def test_bench_e2e_runs_to_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    need("PostgreSQL", "127.0.0.1", 5432)
+    need("RabbitMQ", "127.0.0.1", 5672)
+
+    returncode, output = _run([sys.executable, str(BENCH), *ARGS])
+
+    with capsys.disabled():
+        print(f"\n$ python bench/e2e.py {' '.join(ARGS)}\n{output}")
+    assert returncode == 0, f"bench/e2e.py exited {returncode}; its output is printed above"
+    assert output.strip().splitlines()[-1].startswith("summary:")
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """Run the bench; past the deadline, SIGTERM it so that it cleans up, then kill it."""
+    process = subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # stdout and stderr in the order written
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)  # the bench stops its processes, drops its database
+        try:
+            output, _ = process.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        output += f"\n(stopped after {DEADLINE} s)"
+    return process.returncode, output
