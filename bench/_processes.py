@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -240,7 +240,8 @@ class Processes:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 print(f"  {name} did not stop in {timeout:.0f} s: killed", file=sys.stderr)
-                os.killpg(process.pid, signal.SIGKILL)  # with its pool children
+                with suppress(ProcessLookupError):  # it may have gone meanwhile
+                    os.killpg(process.pid, signal.SIGKILL)  # with its pool children
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
