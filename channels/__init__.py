@@ -1,7 +1,8 @@
 """Delivery channels behind one contract.
 
 A channel takes a rendered :class:`Message` and returns a :class:`SendResult`
-carrying the provider's id, or raises one of::
+carrying the provider's id, or raises one of (``send_many`` sends a batch
+concurrently and returns each message's result or error instead)::
 
     ChannelError
     ├── TransientChannelError   retry later (timeouts, 5xx, 429, SMTP 4xx)
@@ -20,6 +21,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    SendOutcome,
     SendResult,
     TransientChannelError,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "ChannelError",
     "Message",
     "PermanentChannelError",
+    "SendOutcome",
     "SendResult",
     "TransientChannelError",
     "create",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -13,10 +15,12 @@ __all__ = [
     "ChannelError",
     "Message",
     "PermanentChannelError",
+    "SendOutcome",
     "SendResult",
     "TransientChannelError",
 ]
 
+log = logging.getLogger(__name__)
 CHANNEL_NAMES: tuple[str, ...] = ("push", "sms", "email", "voice", "postcard")
 
 
@@ -93,15 +97,54 @@ class PermanentChannelError(ChannelError):
         self.opt_out = opt_out
 
 
+SendOutcome = SendResult | ChannelError
+"""What became of one message of a :meth:`Channel.send_many`."""
+
+
+def unexpected(channel: Channel, message: Message, exc: Exception) -> TransientChannelError:
+    """An error no adapter mapping knew, logged whole, as a bounded retry."""
+    log.exception("delivery %s: unexpected error from %s", message.delivery_id, channel.provider)
+    return TransientChannelError(f"{type(exc).__name__}: {exc}", code="unexpected")
+
+
 class Channel(abc.ABC):
     """One provider of one channel. Limits are data, not code."""
 
     channel: ClassVar[str]
     provider: ClassVar[str]
+    max_in_flight: ClassVar[int] = 100
+    """Sends of one :meth:`send_many` in flight at once (a provider's connection budget)."""
 
     @abc.abstractmethod
     async def send(self, message: Message) -> SendResult:
         """Send one message or raise a :class:`ChannelError` subclass."""
+
+    async def send_many(
+        self, messages: Sequence[Message], *, delays: Sequence[float] = ()
+    ) -> list[SendOutcome]:
+        """Send each message, concurrently; one outcome per message, in order.
+
+        ``delays``: seconds to wait before each send (its slot in the
+        provider's rate). A channel with a batch endpoint overrides this.
+        Anything else raised (an adapter bug, an unmapped vendor error) comes
+        back as a :class:`TransientChannelError` naming it, so one bad message
+        neither loses the outcomes of the others nor is retried forever.
+        """
+        gate = asyncio.Semaphore(self.max_in_flight)
+
+        async def one(message: Message, delay: float) -> SendOutcome:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with gate:
+                try:
+                    return await self.send(message)
+                except ChannelError as exc:
+                    return exc
+                except Exception as exc:
+                    return unexpected(self, message, exc)
+
+        waits = list(delays) or [0.0] * len(messages)
+        return list(await asyncio.gather(*map(one, messages, waits)))
 
     async def aclose(self) -> None:
         """Release connections; a channel may be reused until closed."""

@@ -3,7 +3,8 @@
 One FCM message goes to each device token of a :class:`~channels.base.Message`
 (``send_each``, at most 500 per call), with the subject and body as the
 notification and ``Message.data`` as the data payload (the app's deep link).
-The SDK is synchronous; each batch runs in ``asyncio.to_thread``.
+The SDK is synchronous; each ``send_each`` runs on a thread of the instance's
+pool. ``send_many`` packs the tokens of many messages into the same calls.
 
 Errors, mapped once in :func:`_map_error`::
 
@@ -73,6 +74,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    SendOutcome,
     SendResult,
     TransientChannelError,
 )
@@ -172,20 +174,48 @@ class FcmPush(Channel):
 
     async def send(self, message: Message) -> SendResult:
         """One FCM message per token; see the module docstring for the outcome."""
+        (outcome,) = await self.send_many([message])
+        if isinstance(outcome, ChannelError):
+            raise outcome
+        return outcome
+
+    async def send_many(
+        self, messages: Sequence[Message], *, delays: Sequence[float] = ()
+    ) -> list[SendOutcome]:
+        """Every token of every message in ``send_each`` calls of up to 500.
+
+        A call waits for the latest rate slot among its messages, so none
+        goes out before its slot.
+        """
         if self._app is None:
-            raise RuntimeError("fcm: send() after aclose()")
-        tokens = list(dict.fromkeys(message.to))  # one push per device, even if listed twice
-        if not tokens:
-            raise PermanentChannelError("fcm: no device token", code="no_recipient")
-        outcomes: dict[str, str | ChannelError] = {}
-        for start in range(0, len(tokens), self.max_batch):
-            batch = tokens[start : start + self.max_batch]
-            outcomes.update(
-                await asyncio.get_running_loop().run_in_executor(
-                    self._threads, self._send_batch, batch, message
-                )
-            )
-        return _result(tokens, outcomes)
+            raise RuntimeError("fcm: send_many() after aclose()")
+        waits = list(delays) or [0.0] * len(messages)
+        tokens = [list(dict.fromkeys(m.to)) for m in messages]  # one push per device
+        pairs = [(i, token) for i, mine in enumerate(tokens) for token in mine]
+        loop = asyncio.get_running_loop()
+
+        async def call(part: Sequence[tuple[int, str]]) -> list[str | ChannelError]:
+            delay = max(waits[i] for i, _ in part)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            batch = [(token, messages[i]) for i, token in part]
+            return await loop.run_in_executor(self._threads, self._send_batch, batch)
+
+        parts = [
+            pairs[start : start + self.max_batch] for start in range(0, len(pairs), self.max_batch)
+        ]
+        answers = await asyncio.gather(*map(call, parts))
+        outcomes = dict(zip(pairs, (o for answer in answers for o in answer), strict=True))
+        results: list[SendOutcome] = []
+        for i, mine in enumerate(tokens):
+            if not mine:
+                results.append(PermanentChannelError("fcm: no device token", code="no_recipient"))
+                continue
+            try:
+                results.append(_result(mine, {token: outcomes[(i, token)] for token in mine}))
+            except ChannelError as exc:
+                results.append(exc)
+        return results
 
     async def aclose(self) -> None:
         """Delete this instance's Firebase app and close its connections."""
@@ -194,31 +224,35 @@ class FcmPush(Channel):
             await asyncio.to_thread(_delete, app, self._session)
             self._threads.shutdown(wait=False)
 
-    def _send_batch(self, tokens: Sequence[str], message: Message) -> dict[str, str | ChannelError]:
-        """Send up to ``max_batch`` messages (in a worker thread): token → name or error."""
-        outcomes: dict[str, str | ChannelError] = {}
+    def _send_batch(self, batch: Sequence[tuple[str, Message]]) -> list[str | ChannelError]:
+        """Send up to ``max_batch`` (token, message) pairs (in a worker thread): name or error."""
+        outcomes: list[str | ChannelError | None] = []
         fcm_messages = []
-        for token in tokens:
+        for token, message in batch:
             if isinstance(token, str) and token.strip():
                 fcm_messages.append(_fcm_message(token, message))
+                outcomes.append(None)
             else:  # the SDK would refuse the whole batch with a ValueError
-                outcomes[token] = PermanentChannelError(
-                    "fcm: empty device token", code="INVALID_ARGUMENT", rejected=(token,)
+                outcomes.append(
+                    PermanentChannelError(
+                        "fcm: empty device token", code="INVALID_ARGUMENT", rejected=(token,)
+                    )
                 )
-        sendable = [token for token in tokens if token not in outcomes]
-        if not sendable:
-            return outcomes
-        try:
-            batch = messaging.send_each(fcm_messages, app=self._app)
-        except (fb_exceptions.FirebaseError, ValueError) as exc:
-            error = _map_error(exc, None)
-            return outcomes | dict.fromkeys(sendable, error)
-        for token, response in zip(sendable, batch.responses, strict=True):
-            if response.success:
-                outcomes[token] = str(response.message_id)
-            else:
-                outcomes[token] = _map_error(response.exception, token)
-        return outcomes
+        sendable = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if sendable:
+            try:
+                answer = messaging.send_each(fcm_messages, app=self._app)
+                for i, response in zip(sendable, answer.responses, strict=True):
+                    outcomes[i] = (
+                        str(response.message_id)
+                        if response.success
+                        else _map_error(response.exception, batch[i][0])
+                    )
+            except (fb_exceptions.FirebaseError, ValueError) as exc:
+                error = _map_error(exc, None)
+                for i in sendable:
+                    outcomes[i] = error
+        return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _fcm_message(token: str, message: Message) -> Any:

@@ -1,12 +1,13 @@
-"""Email over SMTP with aiosmtplib, one connection reused across sends.
+"""Email over SMTP with aiosmtplib, a few connections each reused across sends.
 
-Reusing the connection is the point: to aiosmtpd, one connection carried
+Reusing connections is the point: to aiosmtpd, one connection carried
 ~670 messages/s, a new one per message ~260/s, a new TLS+auth one ~107/s
-(FIELD-NOTES). An instance connects, upgrades and logs in on its first send,
-keeps the ``aiosmtplib.SMTP`` object and serialises sends on it with an
-``asyncio.Lock``. The instance belongs to the event loop of its first send
-(its lock and its socket do): use one instance per loop, as
-``notifier.runtime`` does with one per thread.
+(FIELD-NOTES). But SMTP is one message at a time per connection, so a
+server that takes 50 ms per message allows 20/s on one: an instance keeps
+up to ``connections`` of them, each opened (connect, STARTTLS, AUTH) on
+first need and then kept, and lends each to one send at a time. The
+instance belongs to the event loop of its first send (its sockets do): use
+one instance per loop, as ``notifier.runtime`` does with one per thread.
 
 Errors are mapped once, here::
 
@@ -126,6 +127,7 @@ class SmtpEmail(Channel):
         timeout: float = 10.0,
         message_id_domain: str | None = None,
         tls_context: ssl.SSLContext | None = None,
+        connections: int = 8,
     ) -> None:
         if not host.strip():
             raise ValueError("smtp: the host setting is empty")
@@ -146,8 +148,13 @@ class SmtpEmail(Channel):
         self.timeout = timeout
         self.message_id_domain = message_id_domain or self._from.domain
         self._tls_context = tls_context
-        self._smtp: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        if connections < 1:
+            raise ValueError(f"smtp: connections must be at least 1, not {connections!r}")
+        self._lanes = [_Lane() for _ in range(connections)]
+        # Last in, first out: the lane just used is open, so sends one after
+        # another share one connection and the others open only under load.
+        self._free: asyncio.LifoQueue[_Lane] | None = None
+        self._free_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"SmtpEmail(host={self.host!r}, port={self.port}, user={self.username!r})"
@@ -164,11 +171,14 @@ class SmtpEmail(Channel):
                 f"smtp: cannot build the message: {exc}", code="invalid_message", rejected=to
             ) from exc
         message_id = str(mail["Message-ID"]).strip("<>")
-        async with self._lock:
-            try:
-                refused, reply = await self._send_with_one_reconnect(mail, to)
-            except (SMTPException, OSError, ValueError) as exc:
-                raise _map_error(exc, to) from exc
+        free = self._free_lanes()
+        lane = await free.get()
+        try:
+            refused, reply = await self._send_with_one_reconnect(lane, mail, to)
+        except (SMTPException, OSError, ValueError) as exc:
+            raise _map_error(exc, to) from exc
+        finally:
+            free.put_nowait(lane)
         detail: dict[str, Any] = {"smtp_response": f"250 {reply}"}
         if refused:
             # Some recipients refused while others were accepted (multi-address sends only).
@@ -182,18 +192,28 @@ class SmtpEmail(Channel):
         )
 
     async def aclose(self) -> None:
-        """QUIT and close the connection, if one is open."""
-        async with self._lock:
-            smtp, self._smtp = self._smtp, None
+        """QUIT and close the open connections."""
+        for lane in self._lanes:
+            smtp, lane.smtp = lane.smtp, None
             if smtp is None:
-                return
+                continue
             try:
-                if smtp.is_connected:
+                if smtp.is_connected and smtp.loop is asyncio.get_running_loop():
                     await smtp.quit()
             except (SMTPException, OSError):
                 pass  # the server went first; nothing left to release but the socket
             finally:
-                smtp.close()
+                with contextlib.suppress(RuntimeError):  # made on a loop now closed
+                    smtp.close()
+
+    def _free_lanes(self) -> asyncio.LifoQueue[_Lane]:
+        """The lanes not lending their connection now, for this event loop."""
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._free_loop is not loop:
+            self._free, self._free_loop = asyncio.LifoQueue(), loop
+            for lane in self._lanes:
+                self._free.put_nowait(lane)
+        return self._free
 
     def _build(self, message: Message) -> EmailMessage:
         mail = EmailMessage(policy=_POLICY)
@@ -217,10 +237,10 @@ class SmtpEmail(Channel):
         return mail
 
     async def _send_with_one_reconnect(
-        self, mail: EmailMessage, to: tuple[str, ...]
+        self, lane: _Lane, mail: EmailMessage, to: tuple[str, ...]
     ) -> tuple[dict[str, SMTPResponse], str]:
         for attempt in (1, 2):
-            smtp, reused = await self._connection()
+            smtp, reused = await self._connection(lane)
             try:
                 return await smtp.send_message(
                     mail, sender=self._from.addr_spec, recipients=[a.strip() for a in to]
@@ -229,22 +249,22 @@ class SmtpEmail(Channel):
                 if _still_in_step(exc):
                     raise
                 # Closed by the server, cancelled, timed out or garbled: start afresh.
-                self._discard()
+                lane.discard()
                 if reused and attempt == 1 and _closed_by_server(exc):
                     continue  # most likely an idle connection the server let go: once more
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _connection(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """The open connection and True, or a new one and False."""
-        if self._smtp is not None and self._smtp.loop is not asyncio.get_running_loop():
+    async def _connection(self, lane: _Lane) -> tuple[aiosmtplib.SMTP, bool]:
+        """The lane's open connection and True, or a new one and False."""
+        if lane.smtp is not None and lane.smtp.loop is not asyncio.get_running_loop():
             # Made on another event loop (likely closed): unusable, and closable only there.
             with contextlib.suppress(RuntimeError):
-                self._smtp.close()
-            self._smtp = None
-        if self._smtp is not None and self._smtp.is_connected:
-            return self._smtp, True
-        self._discard()
+                lane.smtp.close()
+            lane.smtp = None
+        if lane.smtp is not None and lane.smtp.is_connected:
+            return lane.smtp, True
+        lane.discard()
         smtp = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -256,11 +276,20 @@ class SmtpEmail(Channel):
             tls_context=self._tls_context,
         )
         await smtp.connect()  # connect, EHLO, STARTTLS, AUTH; closes itself on failure
-        self._smtp = smtp
+        lane.smtp = smtp
         return smtp, False
 
-    def _discard(self) -> None:
-        smtp, self._smtp = self._smtp, None
+
+class _Lane:
+    """One connection slot: its ``aiosmtplib.SMTP`` once opened, used by one send at a time."""
+
+    __slots__ = ("smtp",)
+
+    def __init__(self) -> None:
+        self.smtp: aiosmtplib.SMTP | None = None
+
+    def discard(self) -> None:
+        smtp, self.smtp = self.smtp, None
         if smtp is not None:
             smtp.close()
 

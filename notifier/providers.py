@@ -65,6 +65,7 @@ def provider_options(settings: Settings, channel: str, provider: str) -> dict[st
             "from_name": m.from_name,
             "reply_to": m.reply_to,
             "timeout": m.timeout,
+            "connections": m.connections,
         }
     if provider == "fcm":
         f = settings.fcm

@@ -55,6 +55,8 @@ class SmtpSettings(BaseModel):
     from_name: str = ""
     reply_to: str = ""
     timeout: float = 10.0
+    connections: int = Field(default=8, ge=1, le=100)
+    """Connections each worker thread keeps open (SMTP sends one message at a time on each)."""
 
 
 class FcmSettings(BaseModel):

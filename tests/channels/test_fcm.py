@@ -6,6 +6,7 @@ import asyncio
 import json
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import messaging
 
 import channels
-from channels import Message, PermanentChannelError, SendResult, TransientChannelError
+from channels import Message, PermanentChannelError, SendOutcome, SendResult, TransientChannelError
 from channels.fcm_push import FcmPush
 from channels.simulators.base import FaultMix
 from channels.simulators.fcm import FcmReceived, FcmSimulator
@@ -117,6 +118,29 @@ def test_six_hundred_tokens_go_in_two_batches(fcm: FcmSimulator) -> None:
 
     assert sorted(fcm.tokens()) == tokens
     assert result.detail["accepted"] == 600
+
+
+def test_a_batch_of_notices_shares_send_each_calls_with_one_outcome_per_notice(
+    fcm: FcmSimulator,
+) -> None:
+    batch = [replace(notice(f"device-{n}-a", f"device-{n}-b"), delivery_id=n) for n in range(300)]
+    batch[7] = replace(notice("device-unregistered-7"), delivery_id=7)
+
+    async def run() -> list[SendOutcome]:
+        channel = push(fcm.base_url)
+        try:
+            return await channel.send_many(batch)
+        finally:
+            await channel.aclose()
+
+    outcomes = asyncio.run(run())
+
+    # 599 pushes, more than one send_each takes: the batch was split and reassembled.
+    assert len(fcm.tokens()) == 598  # all but the dead token
+    assert isinstance(outcomes[7], PermanentChannelError)
+    assert outcomes[7].rejected == ("device-unregistered-7",)
+    assert all(isinstance(o, SendResult) for i, o in enumerate(outcomes) if i != 7)
+    assert {o.detail["accepted"] for o in outcomes if isinstance(o, SendResult)} == {2}
 
 
 # --- failures, one row per error class ------------------------------------------------------

@@ -21,6 +21,7 @@ from channels import (
     ChannelError,
     Message,
     PermanentChannelError,
+    SendOutcome,
     SendResult,
     TransientChannelError,
 )
@@ -284,8 +285,11 @@ def test_a_refusal_leaves_the_connection_usable(catcher: SmtpCatcher) -> None:
     assert len(catcher.messages) == 1
 
 
-def test_concurrent_sends_take_turns_on_the_connection(catcher: SmtpCatcher) -> None:
-    channel = email_channel(catcher)
+@pytest.mark.parametrize("connections", [1, 3])
+def test_concurrent_sends_share_at_most_the_configured_connections(
+    catcher: SmtpCatcher, connections: int
+) -> None:
+    channel = email_channel(catcher, connections=connections)
 
     async def go() -> list[SendResult]:
         try:
@@ -296,8 +300,32 @@ def test_concurrent_sends_take_turns_on_the_connection(catcher: SmtpCatcher) -> 
     results = run(go())
 
     assert len(results) == 10
-    assert catcher.connections == 1
+    assert catcher.connections == connections
     assert len(catcher.messages) == 10
+
+
+def test_a_batch_goes_out_over_the_pooled_connections_with_one_outcome_each(
+    catcher: SmtpCatcher,
+) -> None:
+    channel = email_channel(catcher, connections=4)
+    batch = [message(delivery_id=i) for i in range(1, 13)]
+    batch[5] = message("smtp-550@example.com", delivery_id=6)
+
+    async def go() -> list[SendOutcome]:
+        try:
+            return await channel.send_many(batch)
+        finally:
+            await channel.aclose()
+
+    outcomes = run(go())
+
+    assert [type(o).__name__ for o in outcomes] == ["SendResult"] * 5 + [
+        "PermanentChannelError"
+    ] + ["SendResult"] * 6
+    assert catcher.connections <= 4
+    assert sorted(int(m["X-Notifier-Delivery"]) for m in catcher.messages) == [
+        i for i in range(1, 13) if i != 6
+    ]
 
 
 @pytest.mark.parametrize("idle", [0.0, 0.2], ids=["drop-noticed-on-use", "drop-noticed-while-idle"])
