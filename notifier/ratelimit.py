@@ -30,8 +30,11 @@ __all__ = [
 
 
 class RateLimiter(Protocol):
-    def reserve(self, provider: str, per_second: float) -> float:
-        """Take the provider's next slot; seconds to wait before using it."""
+    def reserve(self, provider: str, per_second: float, count: int = 1) -> float:
+        """Take the provider's next ``count`` slots; seconds to wait before the first.
+
+        Slot ``i`` comes ``i / per_second`` seconds after the first.
+        """
         ...
 
     def admit(
@@ -54,7 +57,7 @@ class ProviderRate(SQLModel, table=True):
     """Epoch seconds of the provider's next free slot."""
 
 
-# KEYS[1] = the provider's key; ARGV[1] = seconds per send. Redis's own clock
+# KEYS[1] = the provider's key; ARGV[1] = seconds the sends take (count / rate). Redis's own clock
 # is the one clock every host shares.
 _GCRA = """
 local now_parts = redis.call('TIME')
@@ -91,8 +94,8 @@ class RedisRateLimiter:
         self._admit = self._redis.register_script(_GCRA_ADMIT)
         self._prefix = prefix
 
-    def reserve(self, provider: str, per_second: float) -> float:
-        wait = self._script(keys=[self._prefix + provider], args=[1.0 / per_second])
+    def reserve(self, provider: str, per_second: float, count: int = 1) -> float:
+        wait = self._script(keys=[self._prefix + provider], args=[count / per_second])
         return max(float(wait), 0.0)
 
     def admit(
@@ -107,12 +110,12 @@ class DatabaseRateLimiter:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def reserve(self, provider: str, per_second: float) -> float:
+    def reserve(self, provider: str, per_second: float, count: int = 1) -> float:
         now = time.time()
         with self._db.session() as session:
             row = _locked_row(session, provider)
             slot = max(row.next_at, now)
-            row.next_at = slot + 1.0 / per_second
+            row.next_at = slot + count / per_second
             session.add(row)
         return slot - now
 

@@ -31,13 +31,18 @@ __all__ = [
     "cancel_pending",
     "cancel_pending_for_bill",
     "claim",
+    "claim_many",
+    "early_reports",
     "finish",
     "list_deliveries",
     "recent_notification",
     "record_change",
+    "record_changes",
+    "record_sends",
     "requeue_due",
     "timeline",
     "transition",
+    "transition_many",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,28 @@ def record_change(
     session.add(
         DeliveryChange(delivery_id=delivery_id, status=status, at=at or utcnow(), detail=detail)
     )
+    _log_change(delivery_id, status, detail)
+
+
+def record_changes(
+    session: Session, changes: Sequence[tuple[int, str, dict[str, Any]]], *, at: datetime
+) -> None:
+    """Append many timeline entries in one statement: ``(delivery_id, status, detail)``."""
+    if not changes:
+        return
+    session.execute(
+        sa.insert(DeliveryChange),
+        [
+            {"delivery_id": delivery_id, "status": status, "at": at, "detail": detail}
+            for delivery_id, status, detail in changes
+        ],
+    )
+    if log.isEnabledFor(logging.INFO):
+        for delivery_id, status, detail in changes:
+            _log_change(delivery_id, status, detail)
+
+
+def _log_change(delivery_id: int, status: str, detail: dict[str, Any]) -> None:
     log.info(
         "delivery %s: %s%s",
         delivery_id,
@@ -122,6 +149,160 @@ def claim(
         session, delivery_id, DeliveryStatus.SENDING, at=now, attempt=delivery.attempts + 1
     )
     return Claim(delivery=delivery, token=token)
+
+
+def claim_many(
+    session: Session, ids: Sequence[int], *, token: str, now: datetime, lease_seconds: float
+) -> list[Claim]:
+    """:func:`claim` for many rows in one UPDATE: the ones this worker won, by id.
+
+    The rows share ``token``: every later change of one of them is guarded
+    by it, so a worker that lost its lease can no longer touch any.
+    """
+    if not ids:
+        return []
+    due = col(Delivery.available_at) <= now + timedelta(seconds=1)
+    expired = sa.and_(
+        col(Delivery.status) == DeliveryStatus.SENDING, col(Delivery.lease_until) < now
+    )
+    won = session.execute(
+        sa.update(Delivery)
+        .where(
+            col(Delivery.id).in_(ids),
+            sa.or_(sa.and_(col(Delivery.status) == DeliveryStatus.QUEUED, due), expired),
+        )
+        .values(
+            status=DeliveryStatus.SENDING,
+            claim_token=token,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+        .returning(col(Delivery.id))
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    claimed = sorted(won)
+    if not claimed:
+        return []
+    rows = session.exec(
+        select(Delivery)
+        .where(col(Delivery.id).in_(claimed))
+        .order_by(col(Delivery.id))
+        .execution_options(populate_existing=True)
+    ).all()
+    record_changes(
+        session,
+        [(row.id, DeliveryStatus.SENDING, {"attempt": row.attempts + 1}) for row in rows if row.id],
+        at=now,
+    )
+    return [Claim(delivery=row, token=token) for row in rows]
+
+
+def transition_many(
+    session: Session,
+    claims: Sequence[Claim],
+    status: str,
+    *,
+    now: datetime,
+    attempted: bool = False,
+    detail: dict[str, Any] | None = None,
+    **values: Any,
+) -> list[int]:
+    """:func:`transition` for many claims with the same change; the ids it moved."""
+    if not claims:
+        return []
+    update: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None, **values}
+    if attempted:
+        update["attempts"] = col(Delivery.attempts) + 1
+    if status != DeliveryStatus.SENDING:
+        update["claim_token"] = None
+    ours = _still_ours(session, claims)
+    if ours:
+        session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.id).in_(ours))
+            .values(**update)
+            .execution_options(synchronize_session=False)
+        )
+    record_changes(session, [(i, status, detail or {}) for i in ours], at=now)
+    return ours
+
+
+def record_sends(
+    session: Session,
+    sends: Sequence[tuple[Claim, str, str, str, dict[str, Any]]],
+    *,
+    now: datetime,
+) -> list[int]:
+    """Record accepted sends, ``(claim, status, provider, provider_id, detail)``, in bulk.
+
+    Each row counts one attempt and keeps its own provider id; rows whose
+    claim was lost meanwhile are left alone. Returns the ids recorded.
+    """
+    if not sends:
+        return []
+    ours = set(_still_ours(session, [send[0] for send in sends]))
+    mine = [send for send in sends if send[0].delivery.id in ours]
+    if mine:
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        session.connection().execute(
+            table.update()
+            .where(table.c.id == sa.bindparam("delivery_id"))
+            .values(
+                status=sa.bindparam("new_status"),
+                provider=sa.bindparam("new_provider"),
+                provider_id=sa.bindparam("new_provider_id"),
+                attempts=table.c.attempts + 1,
+                last_error=None,
+                claim_token=None,
+                lease_until=None,
+                updated_at=now,
+            ),
+            [
+                {
+                    "delivery_id": claim.delivery.id,
+                    "new_status": status,
+                    "new_provider": provider,
+                    "new_provider_id": provider_id,
+                }
+                for claim, status, provider, provider_id, _ in mine
+            ],
+        )
+    record_changes(
+        session,
+        [(claim.delivery.id or 0, status, detail) for claim, status, _, _, detail in mine],
+        at=now,
+    )
+    return [claim.delivery.id or 0 for claim, *_ in mine]
+
+
+def _still_ours(session: Session, claims: Sequence[Claim]) -> list[int]:
+    """The claimed rows still ``sending`` under their claim, locked until commit."""
+    by_token: dict[str, list[int]] = {}
+    for claim in claims:
+        assert claim.delivery.id is not None
+        by_token.setdefault(claim.token, []).append(claim.delivery.id)
+    ours: list[int | None] = []
+    for token, ids in by_token.items():
+        ours.extend(
+            session.exec(
+                select(Delivery.id)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.status) == DeliveryStatus.SENDING,
+                    col(Delivery.claim_token) == token,
+                )
+                .order_by(col(Delivery.id))
+                .with_for_update()
+            ).all()
+        )
+    lost = {claim.delivery.id for claim in claims} - set(ours)
+    for delivery_id in sorted(i for i in lost if i is not None):
+        log.warning(
+            "delivery %s: refused a change, the claim was lost (lease expired or taken over)",
+            delivery_id,
+            extra={"delivery_id": delivery_id},
+        )
+    return [i for i in ours if i is not None]
 
 
 def transition(
@@ -365,6 +546,31 @@ def early_report(session: Session, delivery: Delivery) -> str | None:
         )
     )
     return next((status for status in REPORT_PRECEDENCE if status in seen), None)
+
+
+def early_reports(session: Session, delivery_ids: Sequence[int]) -> dict[int, str]:
+    """:func:`early_report` for many deliveries in one query: id → report, where one came."""
+    if not delivery_ids:
+        return {}
+    rows = session.exec(
+        select(DeliveryChange.delivery_id, DeliveryChange.status)
+        .where(
+            col(DeliveryChange.delivery_id).in_(delivery_ids),
+            col(DeliveryChange.status).in_((DeliveryStatus.SENDING, *REPORT_PRECEDENCE)),
+        )
+        .order_by(col(DeliveryChange.id))
+    ).all()
+    since_claim: dict[int, set[str]] = {}
+    for delivery_id, status in rows:
+        if status == DeliveryStatus.SENDING:
+            since_claim[delivery_id] = set()  # only reports after the latest claim count
+        else:
+            since_claim.setdefault(delivery_id, set()).add(status)
+    return {
+        delivery_id: next(status for status in REPORT_PRECEDENCE if status in seen)
+        for delivery_id, seen in since_claim.items()
+        if seen
+    }
 
 
 def settle_sent(

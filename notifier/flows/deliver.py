@@ -1,20 +1,35 @@
-"""deliver: claim → re-check → send through the channel → record → fallback.
+"""deliver: claim a batch → re-check → send concurrently → record in bulk → fallback.
 
-The database session is closed before the provider is called, so a slow
-provider holds a lease on one row, not a connection.
+A task carries up to a few hundred delivery ids of one channel. One UPDATE
+claims the rows that are due; one transaction re-checks them (paid since,
+quiet hours) and builds the messages; the session is closed before the
+provider is called, so a slow provider holds leases on rows, not a
+connection. The channel sends the batch concurrently (``send_many``) and one
+more transaction records every outcome: accepted sends in bulk, failures one
+by one with their retry or fallback.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import math
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from channels import ChannelError, Message, PermanentChannelError, SendResult, TransientChannelError
-from notifier.billing import service as billing
+from channels import (
+    Channel,
+    ChannelError,
+    Message,
+    PermanentChannelError,
+    SendOutcome,
+    SendResult,
+    TransientChannelError,
+)
+from notifier.billing.models import Bill
 from notifier.deliveries import callback_tokens
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
@@ -25,7 +40,7 @@ from notifier.flows.reports import apply_report
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
-__all__ = ["DeliverOutcome", "deliver"]
+__all__ = ["BatchOutcome", "DeliverOutcome", "deliver", "deliver_batch", "record_outcomes"]
 
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio"})
@@ -33,117 +48,186 @@ MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
 
 
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch left behind, for the task that ran it."""
+
+    statuses: dict[int, str] = field(default_factory=dict)
+    """The status each delivery was left in; absent if it was not ours to send."""
+    later: dict[float, list[tuple[int, str]]] = field(default_factory=dict)
+    """``(delivery_id, channel)`` to enqueue again after so many seconds (retries, rate)."""
+    enqueue: list[tuple[int, str]] = field(default_factory=list)
+    """Deliveries created on the way (fallbacks) to enqueue now."""
+
+    def retry(self, delivery: Delivery, delay: float) -> None:
+        assert delivery.id is not None
+        # Whole seconds, rounded up: fewer messages, and never before the row is due.
+        self.later.setdefault(float(math.ceil(delay)), []).append((delivery.id, delivery.channel))
+
+    def merge(self, other: BatchOutcome) -> None:
+        self.statuses.update(other.statuses)
+        for delay, items in other.later.items():
+            self.later.setdefault(delay, []).extend(items)
+        self.enqueue.extend(other.enqueue)
+
+
 def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
-    """Send one delivery if it is due; the caller enqueues ``outcome.enqueue``."""
+    """Send one delivery if it is due (a batch of one)."""
+    batch = deliver_batch(rt, [delivery_id])
+    retry_in = next((delay for delay, items in batch.later.items() if items), None)
+    return DeliverOutcome(
+        status=batch.statuses.get(delivery_id),
+        retry_in=retry_in,
+        enqueue=tuple(batch.enqueue),
+    )
+
+
+def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
+    """Send the due deliveries among ``delivery_ids``; the caller enqueues what it returns."""
+    outcome = BatchOutcome()
     now = rt.clock()
     with rt.db.session() as session:
-        channel_name = session.exec(
-            select(Delivery.channel).where(Delivery.id == delivery_id)
-        ).first()
-        if channel_name is None:
-            return DeliverOutcome(status=None)
-        if rt.provider(channel_name) == "print":
-            # Postcards wait in `queued` for the day's print batch (flows/postcards.py).
-            return DeliverOutcome(status=DeliveryStatus.QUEUED)
-        claim = deliveries.claim(
+        channels = dict(
+            session.exec(
+                select(Delivery.id, Delivery.channel).where(col(Delivery.id).in_(delivery_ids))
+            ).all()
+        )
+        # Postcards wait in `queued` for the day's print batch (flows/postcards.py).
+        for delivery_id, name in channels.items():
+            if delivery_id is not None and rt.provider(name) == "print":
+                outcome.statuses[delivery_id] = DeliveryStatus.QUEUED
+        sendable = [
+            i for i, name in channels.items() if i is not None and i not in outcome.statuses
+        ]
+        claims = deliveries.claim_many(
             session,
-            delivery_id,
+            sendable,
             token=uuid.uuid4().hex,
             now=now,
             lease_seconds=rt.settings.lease_seconds,
         )
-        if claim is None:
-            return DeliverOutcome(status=None)
-        notification = session.get(Notification, claim.delivery.notification_id)
-        assert notification is not None
-        held = _hold_back(rt, session, claim, notification, now)
-        if held is not None:
-            return DeliverOutcome(status=held)
-        message = _message(rt, claim.delivery, notification)
-    channel = rt.channel(claim.delivery.channel)
-    wait = _slot_wait(rt, channel.provider)
-    if wait > MAX_RATE_WAIT:
-        return _later(rt, claim, wait, reason=f"{channel.provider} rate limit")
-    time.sleep(wait)
+        notifications = _notifications(session, claims)
+        claims = _hold_back(rt, session, claims, notifications, now, outcome)
+        messages = [
+            _message(rt, c.delivery, notifications[c.delivery.notification_id]) for c in claims
+        ]
+    by_channel: dict[str, list[int]] = {}
+    for index, claim in enumerate(claims):
+        by_channel.setdefault(claim.delivery.channel, []).append(index)
+    for name, indexes in by_channel.items():
+        outcome.merge(
+            _send(
+                rt, rt.channel(name), [claims[i] for i in indexes], [messages[i] for i in indexes]
+            )
+        )
+    return outcome
+
+
+def _send(
+    rt: Runtime, channel: Channel, claims: list[Claim], messages: list[Message]
+) -> BatchOutcome:
+    """Send one channel's claimed messages at their rate slots, then record the outcomes."""
+    outcome = BatchOutcome()
+    per_second = rt.settings.rate_limits.get(channel.provider)
+    delays: list[float] = []
+    if per_second:
+        # Slots for what can go out within MAX_RATE_WAIT; the rest gives its worker back.
+        fits = max(1, min(len(claims), int(per_second * MAX_RATE_WAIT)))
+        first = rt.rate_limiter.reserve(channel.provider, per_second, fits)
+        if first > MAX_RATE_WAIT:
+            fits = 0
+        else:
+            delays = [first + i / per_second for i in range(fits)]
+        if fits < len(claims):
+            wait = max(first, MAX_RATE_WAIT) if fits == 0 else first + fits / per_second
+            outcome.merge(_later(rt, claims[fits:], wait, reason=f"{channel.provider} rate limit"))
+            claims, messages = claims[:fits], messages[:fits]
+    if not claims:
+        return outcome
     try:
-        result = rt.run_async(channel.send(message))
-    except TransientChannelError as exc:
-        return _transient(rt, claim, exc)
-    except PermanentChannelError as exc:
-        return _permanent(rt, claim, exc)
+        sent: Sequence[SendOutcome] = rt.run_async(channel.send_many(messages, delays=delays))
     except Exception as exc:
-        # An adapter bug or an unmapped vendor error: retry a bounded number of
-        # times rather than lose the notice or send it in a loop.
-        log.exception("delivery %s: unexpected error from %s", delivery_id, channel.provider)
-        return _transient(rt, claim, TransientChannelError(f"{type(exc).__name__}: {exc}"))
-    return _sent(rt, claim, result)
+        # The channel itself broke (not one message): every send counts as a transient failure.
+        log.exception("%s: a batch of %d failed as a whole", channel.provider, len(claims))
+        error = TransientChannelError(f"{type(exc).__name__}: {exc}", code="unexpected")
+        sent = [error] * len(claims)
+    outcome.merge(record_outcomes(rt, list(zip(claims, sent, strict=True))))
+    return outcome
 
 
-def _reports_later(result: SendResult) -> bool:
-    """Whether the provider reports back on this send (status callbacks)."""
-    return result.provider in REPORTING_PROVIDERS
-
-
-def _slot_wait(rt: Runtime, provider: str) -> float:
-    """Seconds until this send's slot in the provider's rate, shared by all workers."""
-    per_second = rt.settings.rate_limits.get(provider)
-    return rt.rate_limiter.reserve(provider, per_second) if per_second else 0.0
-
-
-def _later(rt: Runtime, claim: Claim, wait: float, *, reason: str) -> DeliverOutcome:
-    """Give the worker back and send at the slot; no attempt was made, none is counted."""
-    detail = {"reason": reason, "retry_in": round(wait, 1)}
-    return _requeue(rt, claim, wait, attempted=False, detail=detail)
-
-
-def _requeue(
-    rt: Runtime,
-    claim: Claim,
-    delay: float,
-    *,
-    attempted: bool,
-    detail: dict[str, object],
-    **values: object,
-) -> DeliverOutcome:
-    """Back to ``queued``, due in ``delay`` seconds; the task retries itself then."""
+def _later(rt: Runtime, claims: Sequence[Claim], wait: float, *, reason: str) -> BatchOutcome:
+    """Back to ``queued`` without counting an attempt; due at the provider's next free slot."""
+    outcome = BatchOutcome()
     now = rt.clock()
     with rt.db.session() as session:
-        ok = deliveries.transition(
-            session,
-            claim,
-            DeliveryStatus.QUEUED,
-            now=now,
-            attempted=attempted,
-            available_at=now + timedelta(seconds=delay),
-            detail=detail,
-            **values,
+        moved = set(
+            deliveries.transition_many(
+                session,
+                claims,
+                DeliveryStatus.QUEUED,
+                now=now,
+                available_at=now + timedelta(seconds=wait),
+                detail={"reason": reason, "retry_in": round(wait, 1)},
+            )
         )
-    return DeliverOutcome(status=DeliveryStatus.QUEUED, retry_in=delay if ok else None)
+    for claim in claims:
+        if claim.delivery.id in moved:
+            outcome.statuses[claim.delivery.id] = DeliveryStatus.QUEUED
+            outcome.retry(claim.delivery, wait)
+    return outcome
+
+
+def _notifications(session: Session, claims: Sequence[Claim]) -> dict[int, Notification]:
+    ids = {claim.delivery.notification_id for claim in claims}
+    if not ids:
+        return {}
+    rows = session.exec(select(Notification).where(col(Notification.id).in_(ids))).all()
+    return {row.id: row for row in rows if row.id is not None}
 
 
 def _hold_back(
-    rt: Runtime, session: Session, claim: Claim, notification: Notification, now: datetime
-) -> str | None:
-    """Cancel or defer instead of sending: paid since, or inside quiet hours."""
-    if notification.bill_no and billing.is_paid(session, notification.bill_no):
-        deliveries.transition(
-            session, claim, DeliveryStatus.CANCELLED, now=now, detail={"reason": "bill paid"}
+    rt: Runtime,
+    session: Session,
+    claims: list[Claim],
+    notifications: dict[int, Notification],
+    now: datetime,
+    outcome: BatchOutcome,
+) -> list[Claim]:
+    """Cancel what was paid since and defer what falls in quiet hours; the rest goes out."""
+    bills = {n.bill_no for n in notifications.values() if n.bill_no}
+    paid = set(
+        session.exec(
+            select(Bill.bill_no).where(col(Bill.bill_no).in_(bills), col(Bill.paid_at).is_not(None))
+        ).all()
+        if bills
+        else ()
+    )
+    cancelled = [c for c in claims if notifications[c.delivery.notification_id].bill_no in paid]
+    held = set(
+        deliveries.transition_many(
+            session, cancelled, DeliveryStatus.CANCELLED, now=now, detail={"reason": "bill paid"}
         )
-        return DeliveryStatus.CANCELLED
+    )
+    outcome.statuses.update(dict.fromkeys(held, DeliveryStatus.CANCELLED))
     quiet = rt.policy.quiet_hours
-    if quiet is not None and claim.delivery.channel in quiet.channels:
-        opens = quiet.window_opens(now, rt.policy.tz)
-        if opens is not None:
-            deliveries.transition(
-                session,
-                claim,
-                DeliveryStatus.DEFERRED,
-                now=now,
-                available_at=opens,
-                detail={"reason": "quiet hours", "until": opens.isoformat()},
-            )
-            return DeliveryStatus.DEFERRED
-    return None
+    opens = quiet.window_opens(now, rt.policy.tz) if quiet is not None else None
+    if quiet is not None and opens is not None:
+        deferred = [
+            c for c in claims if c.delivery.id not in held and c.delivery.channel in quiet.channels
+        ]
+        moved = deliveries.transition_many(
+            session,
+            deferred,
+            DeliveryStatus.DEFERRED,
+            now=now,
+            available_at=opens,
+            detail={"reason": "quiet hours", "until": opens.isoformat()},
+        )
+        outcome.statuses.update(dict.fromkeys(moved, DeliveryStatus.DEFERRED))
+        held |= {c.delivery.id for c in deferred if c.delivery.id is not None}
+    # A claim refused above (lost meanwhile) is not sent either.
+    held |= {c.delivery.id for c in cancelled if c.delivery.id is not None}
+    return [c for c in claims if c.delivery.id not in held]
 
 
 def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Message:
@@ -182,85 +266,129 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
     )
 
 
-def _sent(rt: Runtime, claim: Claim, result: SendResult) -> DeliverOutcome:
+def record_outcomes(rt: Runtime, sends: Sequence[tuple[Claim, SendOutcome]]) -> BatchOutcome:
+    """Record what the provider answered to each claimed send, in one transaction."""
+    outcome = BatchOutcome()
     now = rt.clock()
+    accepted = [(claim, result) for claim, result in sends if isinstance(result, SendResult)]
+    with rt.db.session() as session:
+        recorded = deliveries.record_sends(
+            session,
+            [
+                (claim, result.status, result.provider, result.provider_id, _detail(result))
+                for claim, result in accepted
+            ],
+            now=now,
+        )
+        ours = set(recorded)
+        final_now: dict[str, list[int]] = {}
+        reporting: list[int] = []
+        for claim, result in accepted:
+            delivery_id = claim.delivery.id
+            if delivery_id not in ours:
+                continue
+            assert delivery_id is not None
+            outcome.statuses[delivery_id] = result.status
+            if result.status == DeliveryStatus.SENT and result.provider in REPORTING_PROVIDERS:
+                reporting.append(delivery_id)  # final when its report comes
+            else:
+                final_now.setdefault(result.status, []).append(delivery_id)
+            if result.rejected:
+                forget_recipients(session, claim.delivery, result.rejected)
+        for status, ids in final_now.items():
+            webhooks.delivery_outcomes(session, ids, status, now=now)
+        # A provider's report can beat our own record of the send.
+        early = deliveries.early_reports(session, reporting)
+        for claim, error in sends:
+            if isinstance(error, TransientChannelError):
+                _transient(rt, session, claim, error, now, outcome)
+            elif isinstance(error, ChannelError):
+                _permanent(rt, session, claim, error, now, outcome)
+    for delivery_id, report in early.items():
+        after = apply_report(rt, delivery_id, report)
+        if after.status is not None:
+            outcome.statuses[delivery_id] = after.status
+        outcome.enqueue.extend(after.enqueue)
+    return outcome
+
+
+def _detail(result: SendResult) -> dict[str, object]:
     detail = {"provider": result.provider, "provider_id": result.provider_id, **result.detail}
     if result.rejected:
         detail["rejected"] = len(result.rejected)
-    with rt.db.session() as session:
-        ok = deliveries.finish(
-            session,
-            claim,
-            result.status,
-            now=now,
-            provider=result.provider,
-            provider_id=result.provider_id,
-            last_error=None,
-            detail=detail,
-        )
-        if not ok:
-            return DeliverOutcome(status=None)
-        assert claim.delivery.id is not None
-        if result.status == DeliveryStatus.DELIVERED or not _reports_later(result):
-            # Final now; a send whose provider reports later is told about on its report.
-            webhooks.delivery_outcomes(session, [claim.delivery.id], result.status, now=now)
-        if result.rejected:
-            forget_recipients(session, claim.delivery, result.rejected)
-        # A provider's report can beat our own record of the send; only a
-        # ``sent`` that waits for reports can have one.
-        early = (
-            deliveries.early_report(session, claim.delivery)
-            if result.status == DeliveryStatus.SENT and _reports_later(result)
-            else None
-        )
-    if early is not None:
-        assert claim.delivery.id is not None
-        return apply_report(rt, claim.delivery.id, early)
-    return DeliverOutcome(status=result.status)
+    return detail
 
 
-def _transient(rt: Runtime, claim: Claim, exc: TransientChannelError) -> DeliverOutcome:
+def _transient(
+    rt: Runtime,
+    session: Session,
+    claim: Claim,
+    exc: TransientChannelError,
+    now: datetime,
+    outcome: BatchOutcome,
+) -> None:
     retry = rt.policy.retry
     attempt = claim.delivery.attempts + 1
     if attempt >= retry.max_attempts:
-        return _permanent(rt, claim, exc, reason=f"gave up after {attempt} attempts")
+        _permanent(
+            rt, session, claim, exc, now, outcome, reason=f"gave up after {attempt} attempts"
+        )
+        return
     delay = max(retry_delay(rt, attempt), exc.retry_after or 0.0)
-    detail: dict[str, object] = {
-        "error": str(exc),
-        "code": exc.code,
-        "transient": True,
-        "retry_in": round(delay, 1),
-    }
-    return _requeue(rt, claim, delay, attempted=True, detail=detail, last_error=str(exc)[:1000])
+    moved = deliveries.transition(
+        session,
+        claim,
+        DeliveryStatus.QUEUED,
+        now=now,
+        attempted=True,
+        available_at=now + timedelta(seconds=delay),
+        last_error=str(exc)[:1000],
+        detail={
+            "error": str(exc),
+            "code": exc.code,
+            "transient": True,
+            "retry_in": round(delay, 1),
+        },
+    )
+    if moved and claim.delivery.id is not None:
+        outcome.statuses[claim.delivery.id] = DeliveryStatus.QUEUED
+        outcome.retry(claim.delivery, delay)
 
 
 def _permanent(
-    rt: Runtime, claim: Claim, exc: ChannelError, *, reason: str | None = None
-) -> DeliverOutcome:
-    now = rt.clock()
+    rt: Runtime,
+    session: Session,
+    claim: Claim,
+    exc: ChannelError,
+    now: datetime,
+    outcome: BatchOutcome,
+    *,
+    reason: str | None = None,
+) -> None:
     failed = claim.delivery
     assert failed.id is not None
-    with rt.db.session() as session:
-        ok = deliveries.finish(
-            session,
-            claim,
-            DeliveryStatus.FAILED,
-            now=now,
-            last_error=str(exc)[:1000],
-            detail={
-                "error": str(exc),
-                "code": exc.code,
-                "permanent": True,
-                **({"reason": reason} if reason else {}),
-            },
-        )
-        if not ok:
-            return DeliverOutcome(status=None)
-        webhooks.delivery_outcomes(session, [failed.id], DeliveryStatus.FAILED, now=now)
-        if isinstance(exc, PermanentChannelError) and exc.opt_out:
+    finished = deliveries.finish(
+        session,
+        claim,
+        DeliveryStatus.FAILED,
+        now=now,
+        last_error=str(exc)[:1000],
+        detail={
+            "error": str(exc),
+            "code": exc.code,
+            "permanent": True,
+            **({"reason": reason} if reason else {}),
+        },
+    )
+    if not finished:
+        return
+    outcome.statuses[failed.id] = DeliveryStatus.FAILED
+    webhooks.delivery_outcomes(session, [failed.id], DeliveryStatus.FAILED, now=now)
+    refused: tuple[str, ...] = ()
+    if isinstance(exc, PermanentChannelError):
+        if exc.opt_out:
             record_opt_out(session, failed)
-        if isinstance(exc, PermanentChannelError) and exc.rejected:
+        if exc.rejected:
             forget_recipients(session, failed, exc.rejected)
-        refused = exc.rejected if isinstance(exc, PermanentChannelError) else ()
-        fallback = start_fallback(rt, session, failed, frozenset(refused))
-    return DeliverOutcome(status=DeliveryStatus.FAILED, enqueue=fallback)
+        refused = exc.rejected
+    outcome.enqueue.extend(start_fallback(rt, session, failed, frozenset(refused)))

@@ -36,17 +36,29 @@ MAX_EVENT_ATTEMPTS = 5
 
 
 def process_events(rt: Runtime, event_pks: Sequence[int]) -> None:
-    """Process each event in its own transaction, then enqueue what it created."""
-    for event_pk in event_pks:
-        try:
-            with rt.db.session() as session:
-                created = _process_one(rt, session, event_pk)
-        except Exception as exc:
-            log.exception("event %s: processing failed", event_pk)
-            _record_failure(rt, event_pk, exc)
-            continue
-        if created:
-            rt.dispatcher.deliver(created)
+    """Process a chunk of events in one transaction, each under a savepoint.
+
+    One commit for the chunk instead of one per event (a commit waits for the
+    disk); an event that fails rolls back to its savepoint alone and is
+    recorded as failed. The deliveries the chunk created are enqueued once,
+    after the commit, in batches per channel.
+    """
+    created: list[tuple[int, str]] = []
+    failures: list[tuple[int, Exception]] = []
+    with rt.db.session() as session:
+        for event_pk in event_pks:
+            try:
+                with session.begin_nested():
+                    made = _process_one(rt, session, event_pk)
+            except Exception as exc:
+                log.exception("event %s: processing failed", event_pk)
+                failures.append((event_pk, exc))
+                continue
+            created.extend(made)
+    for event_pk, error in failures:
+        _record_failure(rt, event_pk, error)
+    if created:
+        rt.dispatcher.deliver(created)
 
 
 def _record_failure(rt: Runtime, event_pk: int, exc: Exception) -> None:

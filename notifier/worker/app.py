@@ -14,7 +14,7 @@ from celery.signals import worker_init
 
 from notifier.celery_config import make_celery
 from notifier.escalation.sweep import sweep as sweep_flow
-from notifier.flows.deliver import deliver as deliver_flow
+from notifier.flows.deliver import deliver_batch as deliver_batch_flow
 from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
 from notifier.flows.reconcile import reconcile as reconcile_flow
@@ -27,6 +27,7 @@ from notifier.webhooks.sender import send_callback
 __all__ = [
     "celery_app",
     "deliver",
+    "deliver_batch",
     "escalation_sweep",
     "print_postcards",
     "process_events",
@@ -76,16 +77,35 @@ def process_events(event_pks: list[int]) -> None:
     process_events_flow(runtime(), event_pks)
 
 
-@celery_app.task(name="notifier.deliver", bind=True, max_retries=None)
-def deliver(self: Task, delivery_id: int) -> str | None:
-    """Send one delivery; a transient failure comes back through Celery's retry."""
+@celery_app.task(name="notifier.deliver_batch")
+def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
+    """Send a batch of one channel's deliveries; what must go again is enqueued again.
+
+    A retry of a part of the batch (transient errors, a provider's rate) is a
+    new batch message with a countdown, as Celery's own ``retry`` would send,
+    for the ids that need it only; the rows are ``queued`` and due then, so
+    the reconciler finds them if that message is lost.
+    """
+    return _deliver(delivery_ids)
+
+
+@celery_app.task(name="notifier.deliver")
+def deliver(delivery_id: int) -> dict[str, int]:
+    """A message from before batches (an upgrade with work still queued): a batch of one."""
+    return _deliver([delivery_id])
+
+
+def _deliver(delivery_ids: list[int]) -> dict[str, int]:
     rt = runtime()
-    outcome = deliver_flow(rt, delivery_id)
+    outcome = deliver_batch_flow(rt, delivery_ids)
     if outcome.enqueue:
         rt.dispatcher.deliver(outcome.enqueue)
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    return outcome.status
+    for delay, items in outcome.later.items():
+        rt.dispatcher.deliver(items, countdown=delay)
+    counts: dict[str, int] = {}
+    for status in outcome.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 @celery_app.task(name="notifier.print_postcards")

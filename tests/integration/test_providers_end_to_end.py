@@ -196,7 +196,7 @@ def test_a_report_that_beats_our_record_of_the_send_is_applied_once_we_record_it
 ) -> None:
     from channels import SendResult
     from notifier.deliveries.service import Claim
-    from notifier.flows.deliver import _sent
+    from notifier.flows.deliver import record_outcomes
 
     acct = events.account(email=None, push_tokens=None)
     stack.post(events.unpaid(acct))
@@ -218,11 +218,15 @@ def test_a_report_that_beats_our_record_of_the_send_is_applied_once_we_record_it
     assert answer.status_code == 204
     [early] = stack.deliveries(acct["account_no"])
     assert early.status == "sending"  # the report waits in the timeline
-    outcome = _sent(
+    outcome = record_outcomes(
         stack.runtime,
-        Claim(delivery=early, token="in-flight"),
-        SendResult(provider="twilio", provider_id=second_sid, status="sent"),
+        [
+            (
+                Claim(delivery=early, token="in-flight"),
+                SendResult(provider="twilio", provider_id=second_sid, status="sent"),
+            )
+        ],
     )
-    assert outcome.status == "delivered"
+    assert outcome.statuses == {sms.id: "delivered"}
     [after] = stack.deliveries(acct["account_no"])
     assert after.status == "delivered"
