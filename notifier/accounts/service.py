@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import phonenumbers
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from notifier.accounts.models import Account
 from notifier.db import utcnow
 from notifier.events.schema import AccountIn
 
-__all__ = ["get", "is_mobile", "upsert_locked"]
+__all__ = ["get", "is_mobile", "upsert_locked", "upsert_many_locked"]
 
 
 def upsert_locked(session: Session, account_in: AccountIn) -> Account:
@@ -19,26 +21,43 @@ def upsert_locked(session: Session, account_in: AccountIn) -> Account:
     The lock serialises everything done for one account (dedup, escalation),
     so two workers cannot both decide to send the same notice.
     """
+    return upsert_many_locked(session, [account_in])[account_in.account_no]
+
+
+def upsert_many_locked(session: Session, accounts_in: Sequence[AccountIn]) -> dict[str, Account]:
+    """:func:`upsert_locked` for many accounts in two statements; by account number.
+
+    Rows are locked in account-number order, so two batches that share
+    accounts wait for each other instead of deadlocking.
+    """
+    numbers = sorted({a.account_no for a in accounts_in})
+    if not numbers:
+        return {}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(Account)
-        .values(account_no=account_in.account_no, push_tokens=[], opt_outs=[])
-        .on_conflict_do_nothing(index_elements=["account_no"])
+        insert(Account).on_conflict_do_nothing(index_elements=["account_no"]),
+        [{"account_no": no, "push_tokens": [], "opt_outs": []} for no in numbers],
     )
-    account = session.exec(
-        select(Account)
-        .where(Account.account_no == account_in.account_no)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-    changes = account_in.known_fields()
-    for field, value in changes.items():
-        setattr(account, field, value)
-    if changes:
-        account.updated_at = utcnow()
-        session.add(account)
-    return account
+    found = {
+        account.account_no: account
+        for account in session.exec(
+            select(Account)
+            .where(col(Account.account_no).in_(numbers))
+            .order_by(col(Account.account_no))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    for account_in in accounts_in:
+        account = found[account_in.account_no]
+        changes = account_in.known_fields()
+        for field, value in changes.items():
+            setattr(account, field, value)
+        if changes:
+            account.updated_at = utcnow()
+            session.add(account)
+    return found
 
 
 def get(session: Session, account_no: str) -> Account | None:

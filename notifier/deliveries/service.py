@@ -36,6 +36,7 @@ __all__ = [
     "finish",
     "list_deliveries",
     "recent_notification",
+    "recent_notifications",
     "record_change",
     "record_changes",
     "record_sends",
@@ -105,6 +106,26 @@ def recent_notification(session: Session, dedup_key: str, since: datetime) -> No
         )
         .order_by(col(Notification.id))
     ).first()
+
+
+def recent_notifications(
+    session: Session, dedup_keys: Collection[str], since: datetime
+) -> dict[str, Notification]:
+    """:func:`recent_notification` for many keys in one query: key → the first such notification."""
+    found: dict[str, Notification] = {}
+    if not dedup_keys:
+        return found
+    for notification in session.exec(
+        select(Notification)
+        .where(
+            col(Notification.dedup_key).in_(list(dedup_keys)),
+            Notification.status == NotificationStatus.ACTIVE,
+            col(Notification.created_at) >= since,
+        )
+        .order_by(col(Notification.id))
+    ):
+        found.setdefault(notification.dedup_key, notification)
+    return found
 
 
 @dataclass(frozen=True, slots=True)

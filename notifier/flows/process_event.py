@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -36,29 +38,113 @@ MAX_EVENT_ATTEMPTS = 5
 
 
 def process_events(rt: Runtime, event_pks: Sequence[int]) -> None:
-    """Process a chunk of events in one transaction, each under a savepoint.
+    """Turn a chunk of accepted events into notifications and deliveries, then enqueue them.
 
-    One commit for the chunk instead of one per event (a commit waits for the
-    disk); an event that fails rolls back to its savepoint alone and is
-    recorded as failed. The deliveries the chunk created are enqueued once,
-    after the commit, in batches per channel.
+    The common case goes in bulk (:func:`_process_batch`): one transaction and
+    a handful of statements for the whole chunk. Events that need care (a
+    payment, two events of one account in the chunk) or that the bulk pass
+    could not take go one by one, each under a savepoint of one more
+    transaction, so a failing event is recorded alone. The deliveries created
+    are enqueued once, after the commits, in batches per channel.
     """
-    created: list[tuple[int, str]] = []
+    created, careful = _process_batch(rt, event_pks)
     failures: list[tuple[int, Exception]] = []
-    with rt.db.session() as session:
-        for event_pk in event_pks:
-            try:
-                with session.begin_nested():
-                    made = _process_one(rt, session, event_pk)
-            except Exception as exc:
-                log.exception("event %s: processing failed", event_pk)
-                failures.append((event_pk, exc))
-                continue
-            created.extend(made)
+    if careful:
+        with rt.db.session() as session:
+            for event_pk in careful:
+                try:
+                    with session.begin_nested():
+                        made = _process_one(rt, session, event_pk)
+                except Exception as exc:
+                    log.exception("event %s: processing failed", event_pk)
+                    failures.append((event_pk, exc))
+                    continue
+                created.extend(made)
     for event_pk, error in failures:
         _record_failure(rt, event_pk, error)
     if created:
         rt.dispatcher.deliver(created)
+
+
+def _process_batch(
+    rt: Runtime, event_pks: Sequence[int]
+) -> tuple[list[tuple[int, str]], list[int]]:
+    """The bulk pass: what it created, and the events left for one-by-one processing."""
+    try:
+        with rt.db.session() as session:
+            return _batch(rt, session, event_pks)
+    except Exception:
+        # Rolled back whole: the careful path retries each event and records any failure.
+        log.exception("events %s…: the bulk pass failed; one by one instead", event_pks[:3])
+        return [], list(event_pks)
+
+
+def _batch(
+    rt: Runtime, session: Session, event_pks: Sequence[int]
+) -> tuple[list[tuple[int, str]], list[int]]:
+    events = session.exec(
+        select(Event)
+        .where(col(Event.id).in_(event_pks), Event.status == EventStatus.RECEIVED)
+        .order_by(col(Event.id))
+        .with_for_update(skip_locked=True)  # being processed elsewhere: not ours
+    ).all()
+    parsed: list[tuple[Event, EventIn]] = []
+    careful: list[int] = []
+    for event in events:
+        assert event.id is not None
+        try:
+            parsed.append((event, parse_event(event.payload)))
+        except Exception:
+            careful.append(event.id)  # recorded as a failure there
+    accounts_seen = Counter(data.account.account_no for _, data in parsed)
+    bills_seen = Counter(data.bill.bill_no for _, data in parsed if data.bill)
+    simple: list[tuple[Event, EventIn]] = []
+    for event, data in parsed:
+        assert event.id is not None
+        if (
+            data.type == "bill.paid"
+            or accounts_seen[data.account.account_no] > 1
+            or (data.bill is not None and bills_seen[data.bill.bill_no] > 1)
+        ):
+            careful.append(event.id)  # in order, each seeing the one before
+        else:
+            simple.append((event, data))
+    if not simple:
+        return [], sorted(careful)
+    found = accounts.upsert_many_locked(session, [data.account for _, data in simple])
+    bills = billing.record_many(
+        session,
+        [
+            (data.account.account_no, data.bill, _issued_at(data))
+            for _, data in simple
+            if data.bill is not None
+        ],
+    )
+    now = rt.clock()
+    candidates = []
+    for event, data in simple:
+        bill = bills[data.bill.bill_no] if data.bill is not None else None
+        if data.type == "bill.unpaid" and bill is not None and bill.paid_at is not None:
+            event.outcome = "bill already paid; no notice"
+            continue
+        account = found[data.account.account_no]
+        candidates.append((event, data, account, bill, _dedup_key(data, account, bill)))
+    window = timedelta(hours=rt.policy.dedup_window_hours)
+    originals = (
+        deliveries.recent_notifications(session, [c[4] for c in candidates], now - window)
+        if window
+        else {}
+    )
+    notices = [
+        notice
+        for event, data, account, bill, key in candidates
+        if (notice := _plan_notice(rt, event, data, account, bill, key, originals.get(key)))
+    ]
+    created = _store_notices(rt, session, notices)
+    for event, _ in simple:
+        event.status, event.processed_at = EventStatus.PROCESSED, now
+        session.add(event)
+    return created, sorted(careful)
 
 
 def _record_failure(rt: Runtime, event_pk: int, exc: Exception) -> None:
@@ -97,35 +183,63 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
             )
             event.outcome = f"bill settled; {cancelled} deliveries cancelled, {closed} cases closed"
         else:
-            issued_at = data.occurred_at if data.type == "bill.issued" else None
-            bill = billing.record(session, account.account_no, data.bill, issued_at=issued_at)
+            bill = billing.record(
+                session, account.account_no, data.bill, issued_at=_issued_at(data)
+            )
             if data.type == "bill.unpaid" and bill.paid_at is not None:
                 notify = False
                 event.outcome = "bill already paid; no notice"
     created: list[tuple[int, str]] = []
     if notify:
-        created = _notify(rt, session, event, data, account, bill)
+        key = _dedup_key(data, account, bill)
+        window = timedelta(hours=rt.policy.dedup_window_hours)
+        original = deliveries.recent_notification(session, key, now - window) if window else None
+        notice = _plan_notice(rt, event, data, account, bill, key, original)
+        created = _store_notices(rt, session, [notice] if notice else [])
     event.status, event.processed_at = EventStatus.PROCESSED, now
     session.add(event)
     return created
 
 
-def _notify(
-    rt: Runtime, session: Session, event: Event, data: EventIn, account: Account, bill: Bill | None
-) -> list[tuple[int, str]]:
-    has_template = rt.has_template(data.type)
-    planned = plan(rt.policy, account, data.type, data.level, has_template)
+def _issued_at(data: EventIn) -> datetime | None:
+    return data.occurred_at if data.type == "bill.issued" else None
+
+
+def _usage_period(data: EventIn) -> str | None:
+    return f"{data.usage.period_start}/{data.usage.period_end}" if data.usage else None
+
+
+def _dedup_key(data: EventIn, account: Account, bill: Bill | None) -> str:
+    about = bill.bill_no if bill else _usage_period(data)
+    return f"{data.type}:{account.account_no}:{about}:{data.level}"
+
+
+@dataclass(slots=True)
+class _Notice:
+    """A notification decided for an event, with what its deliveries are made from."""
+
+    event: Event
+    data: EventIn
+    account: Account
+    bill: Bill | None
+    notification: Notification
+    planned: list[Planned]
+    original: Notification | None
+
+
+def _plan_notice(
+    rt: Runtime,
+    event: Event,
+    data: EventIn,
+    account: Account,
+    bill: Bill | None,
+    dedup_key: str,
+    original: Notification | None,
+) -> _Notice | None:
+    """The notification for the event (None if the policy sends nothing for it)."""
+    planned = plan(rt.policy, account, data.type, data.level, rt.has_template(data.type))
     if not planned and not rt.policy.channels_for(data.type, data.level):
-        return []  # the policy sends nothing for this event
-    usage_period = (
-        f"{data.usage.period_start}/{data.usage.period_end}" if data.usage is not None else None
-    )
-    dedup_key = (
-        f"{data.type}:{account.account_no}:{bill.bill_no if bill else usage_period}:{data.level}"
-    )
-    now = rt.clock()
-    window = timedelta(hours=rt.policy.dedup_window_hours)
-    original = deliveries.recent_notification(session, dedup_key, now - window) if window else None
+        return None
     status = NotificationStatus.ACTIVE
     if original is not None:
         status = NotificationStatus.SUPPRESSED
@@ -137,37 +251,56 @@ def _notify(
         account_no=account.account_no,
         type=data.type,
         bill_no=bill.bill_no if bill else None,
-        usage_period=usage_period,
+        usage_period=_usage_period(data),
         level=data.level,
         dedup_key=dedup_key,
         status=status,
         duplicate_of=original.id if original else None,
     )
-    session.add(notification)
+    return _Notice(event, data, account, bill, notification, list(planned), original)
+
+
+def _store_notices(
+    rt: Runtime, session: Session, notices: Sequence[_Notice]
+) -> list[tuple[int, str]]:
+    """Insert the notifications, then their rendered deliveries, a flush for each kind."""
+    if not notices:
+        return []
+    session.add_all([notice.notification for notice in notices])
     session.flush()
-    context = build_context(
-        rt.settings,
-        account,
-        data,
-        bill=bill,
-        unpaid=billing.unpaid_bills(session, account.account_no),
-    )
-    created = []
-    for step in planned:
-        delivery = create_delivery(
-            rt,
-            session,
-            notification,
-            step,
-            context=context,
-            status=DeliveryStatus.SUPPRESSED if original else DeliveryStatus.QUEUED,
-            note=f"repeat of notification {original.id}" if original else "planned by policy",
+    unpaid = billing.unpaid_bills_of(session, {notice.account.account_no for notice in notices})
+    made: list[tuple[_Notice, list[Delivery]]] = []
+    for notice in notices:
+        context = build_context(
+            rt.settings,
+            notice.account,
+            notice.data,
+            bill=notice.bill,
+            unpaid=unpaid.get(notice.account.account_no, []),
         )
-        if delivery.status == DeliveryStatus.QUEUED:
-            assert delivery.id is not None
-            created.append((delivery.id, delivery.channel))
-    event.outcome = f"notification {notification.id} {status}: {len(planned)} deliveries"
-    return created
+        status = DeliveryStatus.SUPPRESSED if notice.original else DeliveryStatus.QUEUED
+        made.append(
+            (notice, _new_deliveries(rt, notice.notification, notice.planned, context, status))
+        )
+    rows = [row for _, mine in made for row in mine]
+    session.add_all(rows)
+    session.flush()
+    changes: list[tuple[int, str, dict[str, object]]] = []
+    for notice, mine in made:
+        note = (
+            f"repeat of notification {notice.original.id}"
+            if notice.original
+            else "planned by policy"
+        )
+        changes.extend((row.id or 0, row.status, {"note": note}) for row in mine)
+        notice.event.outcome = (
+            f"notification {notice.notification.id} {notice.notification.status}: "
+            f"{len(notice.planned)} deliveries"
+        )
+    deliveries.record_changes(session, changes, at=rt.clock())
+    return [
+        (d.id, d.channel) for d in rows if d.id is not None and d.status == DeliveryStatus.QUEUED
+    ]
 
 
 def create_delivery(
@@ -182,28 +315,71 @@ def create_delivery(
     fallback_of: int | None = None,
 ) -> Delivery:
     """Render the notice for one channel and store it as a delivery."""
-    assert notification.id is not None
-    language = str(context["language"])
-    rendered = rt.renderer.render(notification.type, step.channel, language, context)
-    delivery = Delivery(
-        notification_id=notification.id,
-        account_no=notification.account_no,
-        event_type=notification.type,
-        channel=step.channel,
+    (delivery,) = create_deliveries(
+        rt,
+        session,
+        notification,
+        [step],
+        context=context,
         status=status,
-        recipients=list(step.recipients),
-        address_masked=", ".join(mask_recipient(step.channel, r) for r in step.recipients),
-        language=rendered.language,
-        language_fallback=rendered.language_fallback,
-        content={"subject": rendered.subject, "body": rendered.body, "html": rendered.html},
-        segments=sms_segments(rendered.body) if step.channel == "sms" else None,
+        note=note,
         fallback_of=fallback_of,
     )
-    session.add(delivery)
-    session.flush()
-    assert delivery.id is not None
-    deliveries.record_change(session, delivery.id, status, note=note)
     return delivery
+
+
+def create_deliveries(
+    rt: Runtime,
+    session: Session,
+    notification: Notification,
+    steps: Sequence[Planned],
+    *,
+    context: dict[str, object],
+    status: str = DeliveryStatus.QUEUED,
+    note: str,
+    fallback_of: int | None = None,
+) -> list[Delivery]:
+    """Render the notice for each planned channel and store them, in one flush."""
+    rows = _new_deliveries(rt, notification, steps, context, status, fallback_of=fallback_of)
+    session.add_all(rows)
+    session.flush()
+    deliveries.record_changes(
+        session, [(d.id or 0, d.status, {"note": note}) for d in rows], at=rt.clock()
+    )
+    return rows
+
+
+def _new_deliveries(
+    rt: Runtime,
+    notification: Notification,
+    steps: Sequence[Planned],
+    context: dict[str, object],
+    status: str,
+    *,
+    fallback_of: int | None = None,
+) -> list[Delivery]:
+    assert notification.id is not None
+    language = str(context["language"])
+    rows = []
+    for step in steps:
+        rendered = rt.renderer.render(notification.type, step.channel, language, context)
+        rows.append(
+            Delivery(
+                notification_id=notification.id,
+                account_no=notification.account_no,
+                event_type=notification.type,
+                channel=step.channel,
+                status=status,
+                recipients=list(step.recipients),
+                address_masked=", ".join(mask_recipient(step.channel, r) for r in step.recipients),
+                language=rendered.language,
+                language_fallback=rendered.language_fallback,
+                content={"subject": rendered.subject, "body": rendered.body, "html": rendered.html},
+                segments=sms_segments(rendered.body) if step.channel == "sms" else None,
+                fallback_of=fallback_of,
+            )
+        )
+    return rows
 
 
 def unprocessed_events(rt: Runtime, session: Session, *, limit: int) -> list[int]:
