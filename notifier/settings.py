@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = Field(60, gt=0)
     """A queued row untouched this long is assumed lost by the broker and sent again."""
     reconcile_interval_seconds: float = Field(15, gt=0)
+    receipt_timeout_seconds: float = Field(4 * 3600, gt=0)
+    """A ``sent`` SMS or call whose provider has not reported on it for this long
+    becomes ``unknown`` (and a dunning notice starts its fallback). Twilio
+    reports within minutes when it reports at all; hours leave room for a slow
+    carrier without leaving a notice unproven for a day."""
     filesystem_polling_interval: float = 0.05
     publish_timeout_seconds: float = 2.0
     metrics_token: SecretStr = SecretStr("")

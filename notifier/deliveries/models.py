@@ -40,6 +40,10 @@ class DeliveryStatus:
     UNDELIVERED = "undelivered"
     CANCELLED = "cancelled"
     SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+    """Sent through a provider that reports receipts, and none came in time
+    (``NOTIFIER_RECEIPT_TIMEOUT_SECONDS``): not proven served. A late receipt
+    may still settle it (delivered, undelivered, failed)."""
 
 
 FINAL_STATUSES = frozenset(
@@ -50,6 +54,7 @@ FINAL_STATUSES = frozenset(
         DeliveryStatus.UNDELIVERED,
         DeliveryStatus.CANCELLED,
         DeliveryStatus.SUPPRESSED,
+        DeliveryStatus.UNKNOWN,
     }
 )
 
@@ -78,6 +83,8 @@ class Delivery(SQLModel, table=True):
         # The delivery log filtered by status or channel, newest first, a page at a time.
         sa.Index("ix_deliveries_status_id", "status", "id"),
         sa.Index("ix_deliveries_channel_id", "channel", "id"),
+        # The receipt sweep: sends of one provider still waiting for its report, oldest first.
+        sa.Index("ix_deliveries_status_provider_updated_at", "status", "provider", "updated_at"),
         # Retention reads the rows not purged yet, oldest first; a purged row leaves the index.
         sa.Index(
             "ix_deliveries_unpurged",

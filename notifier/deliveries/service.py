@@ -33,6 +33,7 @@ __all__ = [
     "claim",
     "claim_many",
     "early_reports",
+    "expire_unreceipted",
     "finish",
     "list_deliveries",
     "recent_notification",
@@ -595,21 +596,71 @@ def early_reports(session: Session, delivery_ids: Sequence[int]) -> dict[int, st
 
 
 def settle_sent(
-    session: Session, delivery_id: int, status: str, *, now: datetime, **values: Any
+    session: Session,
+    delivery_id: int,
+    status: str,
+    *,
+    now: datetime,
+    previous: str = DeliveryStatus.SENT,
+    **values: Any,
 ) -> bool:
-    """Move a ``sent`` delivery on as its provider reported; never backwards."""
+    """Move a ``sent`` (or ``previous``) delivery on as its provider reported; never backwards."""
     result = session.execute(
         sa.update(Delivery)
-        .where(col(Delivery.id) == delivery_id, col(Delivery.status) == DeliveryStatus.SENT)
+        .where(col(Delivery.id) == delivery_id, col(Delivery.status) == previous)
         .values(status=status, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     settled: bool = result.rowcount == 1  # type: ignore[attr-defined]
     if settled:  # the provider's report in the timeline is this change's entry
         log.info(
-            "delivery %s: sent → %s, as reported",
+            "delivery %s: %s → %s, as reported",
+            delivery_id,
+            previous,
+            status,
+            extra={"delivery_id": delivery_id, "status": status, "previous": previous},
+        )
+    else:
+        log.warning(
+            "delivery %s: refused %s, it is no longer %s",
             delivery_id,
             status,
-            extra={"delivery_id": delivery_id, "status": status, "previous": DeliveryStatus.SENT},
+            previous,
+            extra={"delivery_id": delivery_id, "status": status},
         )
     return settled
+
+
+def expire_unreceipted(
+    session: Session,
+    *,
+    now: datetime,
+    timeout: float,
+    providers: Collection[str],
+    limit: int,
+) -> list[int]:
+    """``sent`` rows of receipt-reporting ``providers`` with no receipt for ``timeout`` seconds
+    become ``unknown``: oldest first, at most ``limit``. Returns the ids moved.
+
+    ``updated_at`` of a ``sent`` row is when the send was recorded: reports that
+    do not settle it (``sent``, ``ringing``) only add to the timeline.
+    """
+    cutoff = now - timedelta(seconds=timeout)
+    ids = session.exec(
+        select(Delivery.id)
+        .where(
+            col(Delivery.status) == DeliveryStatus.SENT,
+            col(Delivery.provider).in_(list(providers)),
+            col(Delivery.updated_at) < cutoff,
+        )
+        .order_by(col(Delivery.updated_at))
+        .limit(limit)
+    ).all()
+    return _move(
+        session,
+        ids,
+        from_statuses=(DeliveryStatus.SENT,),
+        to=DeliveryStatus.UNKNOWN,
+        now=now,
+        reason=f"no receipt from the provider within {timeout:.0f} s",
+    )

@@ -23,7 +23,7 @@ Unit = Literal["hour", "day"]
 STATUS_ORDER: tuple[str, ...] = (
     DeliveryStatus.DELIVERED, DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.QUEUED,
     DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED,
-    DeliveryStatus.CANCELLED, DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.UNKNOWN, DeliveryStatus.CANCELLED, DeliveryStatus.SUPPRESSED,
 )  # fmt: skip
 
 

@@ -47,8 +47,18 @@ def forget_recipients(session: Session, delivery: Delivery, rejected: tuple[str,
 
 
 def start_fallback(
-    rt: Runtime, session: Session, failed: Delivery, refused: frozenset[str]
+    rt: Runtime,
+    session: Session,
+    failed: Delivery,
+    refused: frozenset[str],
+    *,
+    noted_as: str = DeliveryStatus.FAILED,
 ) -> tuple[tuple[int, str], ...]:
+    """The next channel of the chain for ``failed``'s notification, if one is left.
+
+    ``noted_as`` is the status of the timeline entry naming the fallback: a
+    delivery that became ``unknown`` is not written down as ``failed``.
+    """
     notification = session.get(Notification, failed.notification_id)
     assert notification is not None and failed.id is not None
     used = set(
@@ -64,7 +74,7 @@ def start_fallback(
         refused=refused,
     )
     if step is None:
-        deliveries.record_change(session, failed.id, DeliveryStatus.FAILED, fallback="none left")
+        deliveries.record_change(session, failed.id, noted_as, fallback="none left")
         return ()
     created = create_delivery(
         rt,
@@ -79,7 +89,7 @@ def start_fallback(
     deliveries.record_change(
         session,
         failed.id,
-        DeliveryStatus.FAILED,
+        noted_as,
         fallback=f"{created.channel} delivery {created.id}",
     )
     return ((created.id, created.channel),)

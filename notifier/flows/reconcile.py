@@ -3,7 +3,8 @@
 The broker only carries hints. A publish that failed while the broker was
 down, a task prefetched by a worker that was SIGKILLed, a quiet-hours window
 that opened: each leaves a row the reconciler finds and enqueues. So does a
-producer callback whose POST was never enqueued or whose task was lost.
+producer callback whose POST was never enqueued or whose task was lost. And
+an SMS or call whose receipt never came becomes ``unknown`` (flows/receipts.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUE
 from notifier.deliveries import service as deliveries
 from notifier.escalation.sweep import queued_runs
 from notifier.flows.process_event import unprocessed_events
+from notifier.flows.receipts import expire_receipts
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
@@ -52,6 +54,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             limit=BATCH,
             drained=drained,
         )
+        # Not bound to a drained queue: what it enqueues is new work (fallbacks).
+        due += expire_receipts(rt, session, limit=BATCH)
         stale = rt.clock() - timedelta(seconds=rt.settings.redispatch_after_seconds)
         sweeps = (
             [run.id for run in queued_runs(session, before=stale) if run.id is not None]

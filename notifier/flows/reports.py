@@ -3,7 +3,8 @@
 A report is written to the delivery's timeline once: the same report again
 (same provider message id and provider status, as a provider's retry or a
 replayed request brings it) is ignored. It moves the delivery only from
-``sent``: a late ``sent`` never overwrites ``delivered``, and a report that
+``sent`` (or ``unknown``, after the receipt timeout, to a final report
+only): a late ``sent`` never overwrites ``delivered``, and a report that
 beats the worker's own record of the send (still ``sending``) is applied by
 the worker right after it records the send. A report must name a message the
 delivery sent (its provider id now or in an earlier attempt); one about
@@ -16,7 +17,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus
@@ -112,6 +113,8 @@ def apply_report(rt: Runtime, delivery_id: int, status: str) -> DeliverOutcome:
 
 def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> DeliverOutcome:
     assert delivery.id is not None
+    if delivery.status == DeliveryStatus.UNKNOWN:
+        return _settle_unknown(rt, session, delivery, status)
     if delivery.status != DeliveryStatus.SENT:
         log.info(
             "delivery %s: report %r left as history; the delivery is already %s",
@@ -149,4 +152,32 @@ def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> De
     ):
         webhooks.delivery_outcomes(session, [delivery.id], final, now=now)
     # A notice we cannot show was served does not count as served.
+    return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, frozenset()))
+
+
+def _settle_unknown(
+    rt: Runtime, session: Session, delivery: Delivery, status: str
+) -> DeliverOutcome:
+    """A report that came after the receipt timeout: it settles ``unknown`` forward only.
+
+    No retry (back to ``queued`` would be backwards, and for a dunning notice
+    the fallback already went on): a busy or unanswered call ends ``failed``.
+    The fallback starts here only if the timeout did not start it already.
+    """
+    assert delivery.id is not None
+    final = _FINAL.get(status, DeliveryStatus.FAILED if status in _TRY_AGAIN else None)
+    if final is None:
+        return DeliverOutcome(status=delivery.status)  # progress only
+    now = rt.clock()
+    error = {} if final == DeliveryStatus.DELIVERED else {"last_error": f"provider: {status}"}
+    if not deliveries.settle_sent(
+        session, delivery.id, final, now=now, previous=DeliveryStatus.UNKNOWN, **error
+    ):
+        return DeliverOutcome(status=delivery.status)
+    webhooks.delivery_outcomes(session, [delivery.id], final, now=now)
+    if (
+        final == DeliveryStatus.DELIVERED
+        or session.exec(select(Delivery.id).where(Delivery.fallback_of == delivery.id)).first()
+    ):
+        return DeliverOutcome(status=final)
     return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, frozenset()))

@@ -22,6 +22,7 @@ PALETTE: dict[str, str] = {
     "deferred": "#E69F00",
     "failed": "#D55E00",
     "undelivered": "#CC79A7",
+    "unknown": "#F0E442",
     "cancelled": "#444444",
     "suppressed": "#BBBBBB",
 }

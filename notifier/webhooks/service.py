@@ -13,7 +13,9 @@ Types (README, "Producer callbacks"): ``delivery.delivered``,
 ``delivery.undelivered``, ``delivery.failed``, ``delivery.sent`` (the final
 state of sends nobody reports on: email, push, postcards; an SMS or call
 through Twilio reports ``delivered`` or not later), ``escalation.outcome``
-(each call or visit recorded) and ``escalation.closed``. Bodies carry ids,
+(each call or visit recorded) and ``escalation.closed``; ``delivery.unknown``
+when an SMS or call got no report in ``NOTIFIER_RECEIPT_TIMEOUT_SECONDS`` (a
+late report may still follow with ``delivered`` or a failure). Bodies carry ids,
 codes and statuses only: no rendered content, no phone, email, name or address.
 """
 
@@ -68,6 +70,7 @@ DELIVERY_TYPES = {
     DeliveryStatus.DELIVERED: "delivery.delivered",
     DeliveryStatus.UNDELIVERED: "delivery.undelivered",
     DeliveryStatus.FAILED: "delivery.failed",
+    DeliveryStatus.UNKNOWN: "delivery.unknown",
 }
 _SECRET_PREFIX = "whsec_"
 _MAX_URL = 2000
