@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, StatementError
 
 from notifier.events.schema import FieldError
 
-__all__ = ["KEYED", "ErrorOut", "InvalidOut", "error_responses", "unstorable"]
+__all__ = ["KEYED", "ErrorOut", "InvalidOut", "database_down", "error_responses", "unstorable"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,11 @@ async def unstorable(_: Request, exc: Exception) -> JSONResponse:
     An id past 64 bits (SQLite: ``OverflowError``) or past 32 (PostgreSQL:
     "integer out of range"), a time whose UTC falls past year 9999, a NUL in
     a query string (PostgreSQL text cannot hold it): validation let them
-    through, the database refused them. Other database errors stay 500s.
+    through, the database refused them. A database that does not answer is
+    a 503 (:func:`database_down`); other database errors stay 500s.
     """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return database_down(exc)
     cause = exc.orig if isinstance(exc, StatementError) else exc
     if not isinstance(exc, DataError) and not isinstance(cause, OverflowError):
         raise exc
@@ -89,6 +92,20 @@ async def unstorable(_: Request, exc: Exception) -> JSONResponse:
                 }
             ],
         },
+    )
+
+
+def database_down(exc: Exception) -> JSONResponse:
+    """503, not 500, while the database does not answer (restarting, failing over).
+
+    Nothing was stored: an event the producer posts again once the database
+    is back is accepted then (the same ``event_id`` is never stored twice).
+    """
+    log.warning("the database does not answer (%s): answered 503", type(exc).__name__)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "the database does not answer; try again shortly"},
+        headers={"Retry-After": "5"},
     )
 
 
