@@ -1,0 +1,213 @@
+"""What the fault tests share (tests/faults): the stack's settings, a Twilio with
+chaotic callbacks, the closing check and the table it fills.
+
+Every fault test ends in :func:`audit`: each accepted event has its
+notifications, every delivery is final, none is lost, and the sends the
+simulators received beyond what the deliveries recorded (duplicates) are
+counted and bounded by the sends in flight at the fault. tests/faults/conftest.py
+prints :data:`RESULTS` at the end of the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, func, select
+
+from channels.simulators.twilio import TwilioSimulator
+from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange, Notification
+from notifier.events.models import Event
+from notifier.flows.deliver import REPORTING_PROVIDERS
+from notifier.simulated import Simulators
+from tests.support.stack import Stack
+
+# Short leases and sweeps, so a fault heals in seconds (the defaults are minutes).
+FAST = {
+    "NOTIFIER_LEASE_SECONDS": "6",
+    "NOTIFIER_REDISPATCH_AFTER_SECONDS": "2",
+    "NOTIFIER_RECONCILE_INTERVAL_SECONDS": "1",
+    "NOTIFIER_PROVIDERS": "{}",  # the real adapters, against the simulators
+    "NOTIFIER_RATE_LIMITS": "{}",  # no provider rate: the faults, not the limits, are tested
+    # A report lost while the API was down: the SMS is unknown (and falls back) in seconds.
+    "NOTIFIER_RECEIPT_TIMEOUT_SECONDS": "15",
+}
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    fault: str
+    events: int
+    deliveries: int
+    final: int
+    lost: int
+    duplicates: int
+    bound: int
+    seconds: float
+
+
+RESULTS: list[FaultResult] = []
+
+
+class ChaosTwilio(TwilioSimulator):
+    """Twilio whose status callbacks, while ``chaos`` is on, come shuffled and repeated."""
+
+    chaos = False
+
+    def _post_callbacks(self, url: str, events: list[dict[str, str]]) -> None:
+        if self.chaos:
+            rng = random.Random()
+            events = [event for event in events for _ in range(rng.randint(1, 3))]
+            rng.shuffle(events)
+        super()._post_callbacks(url, events)
+
+
+# -- the closing check ------------------------------------------------------------------
+
+
+def callback_delivery(url: str) -> int:
+    """The delivery id inside a status-callback URL's token (callback_tokens.py layout)."""
+    token = url.rsplit("/", 1)[1]
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    return int(struct.unpack(">BQQ", raw[:17])[1])
+
+
+def provider_sends(sims: Simulators) -> Counter[tuple[int, str]]:
+    """Accepted sends per (delivery id, recipient), as the simulators received them."""
+    sends: Counter[tuple[int, str]] = Counter()
+    with sims.fcm.lock:
+        for push in sims.fcm.received:
+            sends[int(push.data["delivery_id"]), push.token] += 1
+    for mail in list(sims.smtp.messages):
+        sends[int(mail["X-Notifier-Delivery"]), str(mail["To"])] += 1
+    with sims.twilio.lock:
+        for form in [*sims.twilio.messages, *sims.twilio.calls]:
+            sends[callback_delivery(form["StatusCallback"]), form["To"]] += 1
+    return sends
+
+
+def _chunks(items: Sequence[Any], size: int = 2000) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def done(delivery: Delivery) -> bool:
+    """Final, and not waiting for a provider's report either (Twilio's ``sent``)."""
+    if delivery.status == "sent" and delivery.provider in REPORTING_PROVIDERS:
+        return False
+    return delivery.status in FINAL_STATUSES
+
+
+def settle(stack: Stack, accounts: Sequence[str], *, timeout: float) -> list[Delivery]:
+    """Wait until every delivery of ``accounts`` is final (running the print batch when only
+    postcards wait); the deliveries as they are at the end, final or not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            rows: list[Delivery] = []
+            with stack.db() as session:
+                for part in _chunks(accounts):
+                    rows += session.exec(
+                        select(Delivery).where(col(Delivery.account_no).in_(part))
+                    ).all()
+            waiting = [d for d in rows if not done(d)]
+            if rows and not waiting:
+                return rows
+            if rows and all(d.channel == "postcard" and d.status == "queued" for d in waiting):
+                stack.print_postcards()
+        except Exception as exc:  # the database may still be coming back
+            print(f"settle: {type(exc).__name__}: {exc}")
+        if time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+def audit(
+    stack: Stack,
+    sims: Simulators,
+    fault: str,
+    *,
+    event_ids: Sequence[str],
+    accounts: Sequence[str],
+    bound: int,
+    started: float,
+    timeout: float = 120,
+) -> list[Delivery]:
+    """The closing check of every fault test; records its row of the table."""
+    rows = settle(stack, accounts, timeout=timeout)
+    ids = [d.id for d in rows if d.id is not None]
+    with stack.db() as session:
+        stored: dict[str, int] = {}
+        for part in _chunks(event_ids):
+            stored.update(
+                (event_id, pk)
+                for event_id, pk in session.exec(
+                    select(Event.event_id, Event.id).where(col(Event.event_id).in_(part))
+                ).all()
+                if pk is not None
+            )
+        noticed: set[int] = set()
+        for part in _chunks(list(stored.values())):
+            noticed.update(
+                session.exec(
+                    select(Notification.event_pk)
+                    .where(col(Notification.event_pk).in_(part))
+                    .group_by(col(Notification.event_pk))
+                    .having(func.count() > 0)
+                ).all()
+            )
+        recorded: Counter[int] = Counter()
+        for part in _chunks(ids):
+            for delivery_id, detail in session.exec(
+                select(DeliveryChange.delivery_id, DeliveryChange.detail).where(
+                    col(DeliveryChange.delivery_id).in_(part)
+                )
+            ).all():
+                if "provider_id" in detail:
+                    recorded[delivery_id] += 1
+    sends = provider_sends(sims)
+    mine = set(ids)
+    duplicates = sum(
+        max(0, count - recorded[delivery_id])
+        for (delivery_id, _), count in sends.items()
+        if delivery_id in mine
+    )
+    final = sum(done(d) for d in rows)
+    lost_events = [e for e in event_ids if stored.get(e) not in noticed]
+    lost = len(lost_events) + len(rows) - final
+    RESULTS.append(
+        FaultResult(
+            fault=fault,
+            events=len(event_ids),
+            deliveries=len(rows),
+            final=final,
+            lost=lost,
+            duplicates=duplicates,
+            bound=bound,
+            seconds=time.monotonic() - started,
+        )
+    )
+    states = Counter(d.status for d in rows)
+    assert not lost_events, f"{len(lost_events)} accepted events without notifications"
+    assert final == len(rows), f"not final: {states}\n{stack.worker_log_tail()}"
+    assert duplicates <= bound, f"{duplicates} duplicate sends, more than the {bound} in flight"
+    return rows
+
+
+def sending(stack: Stack, accounts: Sequence[str]) -> int:
+    """How many of the accounts' deliveries are claimed (in a worker's hands) now."""
+    with stack.db() as session:
+        return sum(
+            session.exec(
+                select(func.count()).where(
+                    col(Delivery.account_no).in_(part), Delivery.status == "sending"
+                )
+            ).one()
+            for part in _chunks(accounts)
+        )
