@@ -58,6 +58,8 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
+        # Beat answers `celery inspect ping` too, so its healthcheck is the workers' one.
+        "beat_enable_remote_control": True,
         "timezone": settings.timezone,
         "beat_schedule": {
             "print-postcards": {

@@ -278,6 +278,42 @@ def test_e_duplicate_and_out_of_order_callbacks(stack: Stack, fault_sims: Simula
     }
 
 
+# -- graceful shutdown ----------------------------------------------------------------------
+
+
+def test_sigterm_lets_sends_in_flight_finish_and_leaves_nothing_claimed(
+    stack: Stack, fault_sims: Simulators
+) -> None:
+    started = time.monotonic()
+    slow = FaultMix(latency_ms=1500)
+    fault_sims.twilio.faults, fault_sims.fcm.faults = slow, slow
+    try:
+        posted, accounts = unpaid_for(300, email=None)
+        accepted = post_all(stack, posted)
+        wait_until(
+            lambda: sending(stack, accounts) > 0, timeout=60, interval=0.05, what="sends in flight"
+        )
+        in_flight = sending(stack, accounts)
+        worker = stack.worker
+        assert worker is not None
+        worker.send_signal(signal.SIGTERM)  # warm shutdown: the main process only
+        worker.wait(timeout=60)  # bounded by the sends in flight, not killed
+        stack.worker = None
+        assert sending(stack, accounts) == 0, "a delivery left claimed by a stopped worker"
+    finally:
+        fault_sims.twilio.faults, fault_sims.fcm.faults = FaultMix(), FaultMix()
+    stack.start_worker()
+    audit(
+        stack,
+        fault_sims,
+        "g. SIGTERM with slow providers",
+        event_ids=accepted,
+        accounts=accounts,
+        bound=in_flight,
+        started=started,
+    )
+
+
 # -- f. the escalation sweep killed half way -----------------------------------------------
 
 
