@@ -108,9 +108,25 @@ def fresh_database(admin_url: str) -> Iterator[BenchDatabase]:
     try:
         yield BenchDatabase(admin_url.rsplit("/", 1)[0] + f"/{name}", name, admin)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin: sa.Engine, name: str, attempts: int = 10) -> None:
+    """Drop it, waiting out a server that is restarting; say so if it stays behind.
+
+    A failed drop must not hide why the bench stopped.
+    """
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except sa.exc.OperationalError as exc:
+            error = exc
+            if attempt < attempts - 1:
+                time.sleep(3)
+    print(f"could not drop database {name}: {error.orig}; drop it by hand", file=sys.stderr)
 
 
 # -- broker -------------------------------------------------------------------
@@ -156,7 +172,13 @@ def _rabbit_vhost(url: str) -> Iterator[tuple[str, str]]:
         )
         yield urlunsplit(parts._replace(path=f"/{vhost}")), f"fresh RabbitMQ vhost {vhost}"
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+        deleted = subprocess.run(
+            ["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, text=True
+        )
+        if deleted.returncode != 0:
+            print(
+                f"could not delete vhost {vhost}: {deleted.stderr.strip()[:300]}", file=sys.stderr
+            )
 
 
 @contextmanager

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import signal
@@ -53,22 +52,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
 import aiohttp
-import aiosmtplib
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import floor_tasks  # noqa: E402
+from bench._ceiling import SMS_BODY, Targets, flood  # noqa: E402
 from bench._processes import (  # noqa: E402
     NOTIFIER,
     BenchDatabase,
@@ -153,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args)
     except BenchError as exc:
         print(f"\ne2e: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.OperationalError as exc:
+        # A server restarted under the bench (a fault test, say): no figure holds.
+        print(f"\ne2e: FAILED: lost the database: {exc.orig}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ne2e: interrupted; processes, database and broker namespace cleaned up")
@@ -568,54 +570,6 @@ def report_e2e(engine: sa.Engine, accept: AcceptResult, expected: int) -> E2eRes
 
 # -- ceiling ------------------------------------------------------------------
 
-SMS_BODY = (
-    "【電費通知】王小明您好，電號012****7890有1期電費共NT$1,830未繳，最早期限115年11月20日。\n"
-    "https://pay.utility.example/bill/GUOISUMX64ZOYDGQ\n客服1911"
-)
-PUSH_TITLE = "電費帳單尚未繳納"
-PUSH_BODY = (
-    "王小明您好，電號012****7890有電費尚未繳納：115年9月電費NT$1,830，繳費期限115年11月20日。"
-    "於App或線上繳費：https://pay.utility.example/bill/GUOISUMX64ZOYDGQ"
-)
-
-
-@dataclass(frozen=True)
-class Targets:
-    """The simulators' endpoints and credentials, from the settings they printed."""
-
-    settings: dict[str, str]
-
-    def __getitem__(self, name: str) -> str:
-        return self.settings[f"NOTIFIER_{name}"]
-
-    @property
-    def twilio_messages(self) -> str:
-        sid = self["TWILIO__ACCOUNT_SID"]
-        return f"{self['TWILIO__BASE_URL']}/2010-04-01/Accounts/{sid}/Messages.json"
-
-    @property
-    def fcm_send(self) -> str:
-        return f"{self['FCM__BASE_URL']}/v1/projects/{self['FCM__PROJECT_ID']}/messages:send"
-
-
-@dataclass
-class Tally:
-    """Sends per channel, and when the last one of each finished."""
-
-    started: float = 0.0
-    sent: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    last: dict[str, float] = field(default_factory=dict)
-
-    def record(self, channel: str, ok: bool) -> None:
-        (self.sent if ok else self.errors)[channel] += 1
-        self.last[channel] = time.perf_counter()
-
-    def rate(self, channel: str | None = None) -> float:
-        if channel is None:
-            return sum(self.sent.values()) / (max(self.last.values()) - self.started)
-        return self.sent[channel] / (self.last[channel] - self.started)
-
 
 def measure_ceiling(setup: Setup) -> float:
     args = setup.args
@@ -636,99 +590,6 @@ def measure_ceiling(setup: Setup) -> float:
         print(f"  errors: {_counts(tally.errors)}")
     print("\n".join(meter.table()))
     return tally.rate()
-
-
-async def flood(targets: Targets, count: int, http_slots: int, smtp_connections: int) -> Tally:
-    """``count`` SMS and pushes over aiohttp, ``count`` emails over reused SMTP connections."""
-    tally = Tally()
-    http_jobs = ((channel, i) for i in range(count) for channel in ("sms", "push"))
-    emails = iter(range(count))
-    raw_email = _email_bytes(targets["SMTP__HOST"])
-    connector = aiohttp.TCPConnector(limit=http_slots)
-    timeout = aiohttp.ClientTimeout(total=60)
-    # Connected before the clock starts: the ceiling reuses its connections.
-    smtps = await asyncio.gather(*(_smtp_connect(targets) for _ in range(smtp_connections)))
-    try:
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            tally.started = time.perf_counter()
-            await asyncio.gather(
-                *(_http_sender(session, targets, http_jobs, tally) for _ in range(http_slots)),
-                *(_smtp_sender(smtp, emails, raw_email, tally) for smtp in smtps),
-            )
-    finally:
-        await asyncio.gather(*(smtp.quit() for smtp in smtps), return_exceptions=True)
-    return tally
-
-
-async def _http_sender(
-    session: aiohttp.ClientSession,
-    targets: Targets,
-    jobs: Iterator[tuple[str, int]],
-    tally: Tally,
-) -> None:
-    credentials = f"{targets['TWILIO__ACCOUNT_SID']}:{targets['TWILIO__AUTH_TOKEN']}"
-    basic = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
-    bearer = {"Authorization": f"Bearer {targets['FCM__ACCESS_TOKEN']}"}
-    for channel, i in jobs:  # one generator shared by the senders
-        for attempt in range(2):  # a keep-alive connection the server closed: once more
-            try:
-                if channel == "sms":
-                    form = {
-                        "To": "+886912345678",
-                        "From": targets["TWILIO__FROM_NUMBER"],
-                        "Body": SMS_BODY,
-                    }
-                    request = session.post(targets.twilio_messages, data=form, headers=basic)
-                else:
-                    message = {
-                        "token": f"token-ceiling-{i}",
-                        "notification": {"title": PUSH_TITLE, "body": PUSH_BODY},
-                        "data": {"type": "bill.unpaid", "account_no": f"{i:011d}"},
-                    }
-                    request = session.post(
-                        targets.fcm_send, json={"message": message}, headers=bearer
-                    )
-                async with request as reply:
-                    await reply.read()
-                    ok = reply.status in (200, 201)
-                break
-            except aiohttp.ClientConnectionError:
-                ok = False
-                if attempt:
-                    break
-        tally.record(channel, ok)
-
-
-async def _smtp_connect(targets: Targets) -> aiosmtplib.SMTP:
-    smtp = aiosmtplib.SMTP(
-        hostname=targets["SMTP__HOST"], port=int(targets["SMTP__PORT"]), start_tls=False
-    )
-    await smtp.connect()
-    return smtp
-
-
-async def _smtp_sender(
-    smtp: aiosmtplib.SMTP, jobs: Iterator[int], raw: bytes, tally: Tally
-) -> None:
-    for i in jobs:  # one iterator shared by the connections
-        try:
-            await smtp.sendmail("notices@utility.example", [f"c{i:011d}@example.com"], raw)
-            ok = True
-        except aiosmtplib.SMTPException:
-            ok = False
-        tally.record("email", ok)
-
-
-def _email_bytes(host: str) -> bytes:
-    """One notice as the email adapter shapes it (text and HTML), serialized once."""
-    message = EmailMessage()
-    message["Subject"] = "電費帳單尚未繳納（電號 01234567890）"
-    message["From"] = "notices@utility.example"
-    message["To"] = "customer@example.com"
-    text = PUSH_BODY + "\n\n如有疑問，請洽客服專線 1911。\n本信件由系統自動發送，請勿直接回覆。"
-    message.set_content(text)
-    message.add_alternative(f"<html><body><p>{text}</p></body></html>", subtype="html")
-    return message.as_bytes()
 
 
 # -- floor --------------------------------------------------------------------
