@@ -105,8 +105,8 @@ def done(delivery: Delivery) -> bool:
 
 
 def settle(stack: Stack, accounts: Sequence[str], *, timeout: float) -> list[Delivery]:
-    """Wait until every delivery of ``accounts`` is final (running the print batch when only
-    postcards wait); the deliveries as they are at the end, final or not."""
+    """Wait until every account has deliveries and all are final (running the print batch
+    when only postcards wait); the deliveries as they are at the end, final or not."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -117,7 +117,8 @@ def settle(stack: Stack, accounts: Sequence[str], *, timeout: float) -> list[Del
                         select(Delivery).where(col(Delivery.account_no).in_(part))
                     ).all()
             waiting = [d for d in rows if not done(d)]
-            if rows and not waiting:
+            # Every account here gets at least one delivery: one with none is still owed.
+            if len({d.account_no for d in rows}) == len(set(accounts)) and not waiting:
                 return rows
             if rows and all(d.channel == "postcard" and d.status == "queued" for d in waiting):
                 stack.print_postcards()
