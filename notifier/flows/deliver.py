@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
 
 from channels import (
@@ -151,8 +153,34 @@ def _send(
         log.exception("%s: a batch of %d failed as a whole", channel.provider, len(claims))
         error = TransientChannelError(f"{type(exc).__name__}: {exc}", code="unexpected")
         sent = [error] * len(claims)
-    outcome.merge(record_outcomes(rt, list(zip(claims, sent, strict=True))))
+    outcome.merge(_record_while_leased(rt, list(zip(claims, sent, strict=True))))
     return outcome
+
+
+def _record_while_leased(rt: Runtime, sends: list[tuple[Claim, SendOutcome]]) -> BatchOutcome:
+    """:func:`record_outcomes`, tried again while the database is away and the lease holds.
+
+    The messages are out: losing their outcomes to a database restart would
+    send them all again once the lease expires. So the outcomes wait here,
+    retried with a growing pause, until recorded or until half the lease is
+    spent (then another worker may take the rows over, and the error stands).
+    """
+    deadline = time.monotonic() + rt.settings.lease_seconds / 2
+    pause = 0.2
+    while True:
+        try:
+            return record_outcomes(rt, sends)
+        except sa_exc.OperationalError as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "recording %d outcomes: the database is away (%s); again in %.1f s",
+                len(sends),
+                type(exc.orig).__name__,
+                pause,
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _later(rt: Runtime, claims: Sequence[Claim], wait: float, *, reason: str) -> BatchOutcome:

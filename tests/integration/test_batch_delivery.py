@@ -198,3 +198,26 @@ def test_a_batch_beyond_the_providers_rate_sends_what_fits_and_gives_the_rest_ba
             )
         ).all()
     assert [d["reason"] for d in details if "reason" in d] == [f"{provider} rate limit"] * 2
+
+
+def test_outcomes_wait_for_a_database_that_is_briefly_away_instead_of_sending_again(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accts = billing_run(ledger, 3, phone=None, push_tokens=None)
+    email = queued(ledger, accts, "email")
+    record = deliver_flow.record_outcomes
+    attempts: list[int] = []
+
+    def database_restarting(rt: Any, sends: Any) -> Any:
+        attempts.append(len(sends))
+        if len(attempts) < 3:
+            raise sa.exc.OperationalError("UPDATE deliveries", {}, ConnectionError("restarting"))
+        return record(rt, sends)
+
+    monkeypatch.setattr(deliver_flow, "record_outcomes", database_restarting)
+
+    outcome = deliver_batch(ledger.runtime, email)
+
+    assert attempts == [3, 3, 3]
+    assert set(outcome.statuses.values()) == {"sent"}
+    assert set(statuses(ledger, email).values()) == {"sent"}
