@@ -174,7 +174,13 @@ def claim(
 
 
 def claim_many(
-    session: Session, ids: Sequence[int], *, token: str, now: datetime, lease_seconds: float
+    session: Session,
+    ids: Sequence[int],
+    *,
+    token: str,
+    now: datetime,
+    lease_seconds: float,
+    detail: dict[str, Any] | None = None,
 ) -> list[Claim]:
     """:func:`claim` for many rows in one UPDATE: the ones this worker won, by id.
 
@@ -213,7 +219,11 @@ def claim_many(
     ).all()
     record_changes(
         session,
-        [(row.id, DeliveryStatus.SENDING, {"attempt": row.attempts + 1}) for row in rows if row.id],
+        [
+            (row.id, DeliveryStatus.SENDING, {"attempt": row.attempts + 1, **(detail or {})})
+            for row in rows
+            if row.id
+        ],
         at=now,
     )
     return [Claim(delivery=row, token=token) for row in rows]

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlmodel import col, select
 
 from channels.postcard_print import Card, CardError, write_batch
 from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus
+from notifier.deliveries.service import Claim
 from notifier.masking import mask_account_no
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
@@ -67,35 +67,32 @@ def print_postcards(
         )
         if not ids:
             return None
-        session.execute(
-            sa.update(Delivery)
-            .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.QUEUED)
-            .values(
-                status=DeliveryStatus.SENDING,
-                claim_token=batch_id,
-                lease_until=now + BATCH_LEASE,
-                updated_at=now,
-            )
+        claims = deliveries.claim_many(
+            session,
+            [i for i in ids if i is not None],
+            token=batch_id,
+            now=now,
+            lease_seconds=BATCH_LEASE.total_seconds(),
+            detail={"batch": batch_id},
         )
-        rows = session.exec(
-            select(Delivery, Account)
-            .join(Account, col(Account.account_no) == col(Delivery.account_no))
-            .where(Delivery.claim_token == batch_id)
-            .order_by(col(Delivery.id))
-        ).all()
-        for delivery, _ in rows:
-            assert delivery.id is not None
-            deliveries.record_change(session, delivery.id, DeliveryStatus.SENDING, batch=batch_id)
+        names = dict(
+            session.exec(
+                select(Account.account_no, Account.name).where(
+                    col(Account.account_no).in_({c.delivery.account_no for c in claims})
+                )
+            ).all()
+        )
+    by_id = {claim.delivery.id: claim for claim in claims}
     cards = [
         Card(
             delivery_id=delivery.id or 0,
-            recipient_name=account.name,
+            recipient_name=names.get(delivery.account_no, ""),
             address=delivery.recipients[0],
             body=delivery.content.get("body") or "",
             language=delivery.language,
-            account_ref=mask_account_no(account.account_no),
+            account_ref=mask_account_no(delivery.account_no),
         )
-        for delivery, account in rows
+        for delivery in (claim.delivery for claim in claims)
     ]
     while True:
         try:
@@ -108,40 +105,24 @@ def print_postcards(
             break
         except CardError as exc:
             # One card that cannot be printed fails alone; the rest still go out.
-            _fail_card(rt, batch_id, exc)
+            _fail_card(rt, by_id[exc.delivery_id], exc)
             cards = [card for card in cards if card.delivery_id != exc.delivery_id]
             if not cards:
                 return None
         except Exception as exc:
-            _release(rt, batch_id, f"print batch failed: {exc}")
+            _release(rt, claims, f"print batch failed: {exc}")
             raise
     done = rt.clock()
     with rt.db.session() as session:
-        session.execute(
-            sa.update(Delivery)
-            .where(
-                col(Delivery.claim_token) == batch_id,
-                col(Delivery.status) == DeliveryStatus.SENDING,
-            )
-            .values(
-                status=DeliveryStatus.SENT,
-                provider="print",
-                provider_id=batch_id,
-                attempts=col(Delivery.attempts) + 1,
-                claim_token=None,
-                lease_until=None,
-                updated_at=done,
-            )
-        )
-        for card in cards:
-            deliveries.record_change(
-                session,
-                card.delivery_id,
-                DeliveryStatus.SENT,
-                batch=batch_id,
-                pdf=batch.pdf_path.name,
-            )
-        printed = [card.delivery_id for card in cards]
+        printed = deliveries.record_sends(
+            session,
+            [
+                (by_id[card.delivery_id], DeliveryStatus.SENT, "print", batch_id,
+                 {"batch": batch_id, "pdf": batch.pdf_path.name})
+                for card in cards
+            ],
+            now=done,
+        )  # fmt: skip
         webhooks.delivery_outcomes(session, printed, DeliveryStatus.SENT, now=done)
     log.info("print batch %s: %d cards in %s", batch_id, len(cards), batch.pdf_path)
     return PrintReport(
@@ -149,38 +130,25 @@ def print_postcards(
     )
 
 
-def _fail_card(rt: Runtime, batch_id: str, exc: CardError) -> None:
+def _fail_card(rt: Runtime, claim: Claim, exc: CardError) -> None:
+    now = rt.clock()
     with rt.db.session() as session:
-        session.execute(
-            sa.update(Delivery)
-            .where(col(Delivery.id) == exc.delivery_id, col(Delivery.claim_token) == batch_id)
-            .values(
-                status=DeliveryStatus.FAILED,
-                claim_token=None,
-                lease_until=None,
-                attempts=col(Delivery.attempts) + 1,
-                last_error=str(exc)[:1000],
-            )
+        failed = deliveries.transition_many(
+            session,
+            [claim],
+            DeliveryStatus.FAILED,
+            now=now,
+            attempted=True,
+            last_error=str(exc)[:1000],
+            detail={"error": str(exc)},
         )
-        deliveries.record_change(session, exc.delivery_id, DeliveryStatus.FAILED, error=str(exc))
-        webhooks.delivery_outcomes(
-            session, [exc.delivery_id], DeliveryStatus.FAILED, now=rt.clock()
-        )
-    log.error("print batch %s: %s", batch_id, exc)
+        webhooks.delivery_outcomes(session, failed, DeliveryStatus.FAILED, now=now)
+    log.error("print batch %s: %s", claim.token, exc)
 
 
-def _release(rt: Runtime, batch_id: str, reason: str) -> None:
+def _release(rt: Runtime, claims: list[Claim], reason: str) -> None:
     """Put a failed batch's postcards back in the queue for the next batch."""
     with rt.db.session() as session:
-        ids = list(session.exec(select(Delivery.id).where(Delivery.claim_token == batch_id)))
-        session.execute(
-            sa.update(Delivery)
-            .where(
-                col(Delivery.claim_token) == batch_id,
-                col(Delivery.status) == DeliveryStatus.SENDING,
-            )
-            .values(status=DeliveryStatus.QUEUED, claim_token=None, lease_until=None)
+        deliveries.transition_many(
+            session, claims, DeliveryStatus.QUEUED, now=rt.clock(), detail={"reason": reason}
         )
-        for delivery_id in ids:
-            if delivery_id is not None:
-                deliveries.record_change(session, delivery_id, DeliveryStatus.QUEUED, reason=reason)

@@ -221,3 +221,37 @@ def test_outcomes_wait_for_a_database_that_is_briefly_away_instead_of_sending_ag
     assert attempts == [3, 3, 3]
     assert set(outcome.statuses.values()) == {"sent"}
     assert set(statuses(ledger, email).values()) == {"sent"}
+
+
+def test_a_print_batch_records_only_the_postcards_it_still_holds(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifier.flows import postcards
+
+    accts = billing_run(ledger, 3, phone=None, push_tokens=None, email=None)
+    cards = queued(ledger, accts, "postcard")
+    write_batch = postcards.write_batch
+
+    def slow_printer(*args: Any, **kwargs: Any) -> Any:
+        # The batch's lease ran out while the printer worked; another batch took one card.
+        with ledger.db() as session:
+            row = session.get(Delivery, cards[0])
+            assert row is not None
+            row.claim_token = "another-batch"
+            session.add(row)
+        return write_batch(*args, **kwargs)
+
+    monkeypatch.setattr(postcards, "write_batch", slow_printer)
+    tomorrow = (utcnow() + timedelta(days=1)).date()
+
+    report = postcards.print_postcards(ledger.runtime, day=tomorrow)
+
+    assert report is not None
+    assert statuses(ledger, cards) == {cards[0]: "sending", cards[1]: "sent", cards[2]: "sent"}
+    with ledger.db() as session:
+        recorded = session.exec(
+            select(DeliveryChange.delivery_id).where(
+                col(DeliveryChange.delivery_id).in_(cards), DeliveryChange.status == "sent"
+            )
+        ).all()
+    assert sorted(recorded) == cards[1:]
