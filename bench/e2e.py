@@ -39,6 +39,13 @@ What the figures include and leave out:
   and vhosts included: run the bench on a quiet machine (load is printed).
 * RSS is summed over a kind's processes, so pages they share (prefork's
   copy-on-write, PostgreSQL's shared buffers) count once per process.
+* The ceiling's emails get a third of its in-flight sends as SMTP
+  connections: SMTP sends one message at a time per connection, so at 50 ms
+  a handful of connections would measure the latency, not the machine.
+
+Other ``NOTIFIER_*`` settings in the bench's environment reach the notifier's
+processes (``NOTIFIER_SMTP__CONNECTIONS=16 python bench/e2e.py ...``), except
+the ones the bench sets itself (database, broker, simulators, limits, logs).
 """
 
 from __future__ import annotations
