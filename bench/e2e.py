@@ -31,8 +31,10 @@ What the figures include and leave out:
 * "final" is any status but queued, sending and deferred: an SMS is final
   once Twilio accepted it (``sent``); the bench then waits a little for the
   simulator's status reports so that the rows they write are counted too.
-* The provider rate limits (``NOTIFIER_RATE_LIMITS``, e.g. 30 SMS/s) and the
-  per-key API limits are off: the bench measures the pipeline, not the limits.
+* The provider rate limits stay on, in Redis as deployed, but high
+  (``--provider-rate``, 5,000 sends/s per provider): every batch takes its
+  slots, and the limiter's cost is in the figures. The per-key API limits are
+  off.
 * No beat runs: the reconciler would re-send rows queued longer than
   ``NOTIFIER_REDISPATCH_AFTER_SECONDS``, which a large backlog is by design.
 * PostgreSQL's and the broker's CPU are their whole servers', other databases
@@ -90,7 +92,13 @@ from bench._processes import (  # noqa: E402
     wait_until,
     worker_hostname,
 )
-from notifier.celery_config import ALL_QUEUES  # noqa: E402
+from channels import CHANNEL_NAMES  # noqa: E402
+from notifier.celery_config import (  # noqa: E402
+    ALL_QUEUES,
+    EVENTS_QUEUE,
+    MAINTENANCE_QUEUE,
+    WEBHOOKS_QUEUE,
+)
 from notifier.policy import load_policy  # noqa: E402
 from notifier.settings import PROJECT_ROOT  # noqa: E402
 from tests.support import events  # noqa: E402
@@ -111,6 +119,7 @@ SIMULATOR_SETTINGS = [
 ]  # fmt: skip
 """What the bench itself uses of the settings `notifier simulators` prints (it takes them all)."""
 PROGRESS_EVERY = 5.0
+EVENT_QUEUES = ",".join((EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE))
 BENCH_KIND = Kind("bench", lambda _: [os.getpid()], tree=False)
 """This process alone: its children are measured as kinds of their own."""
 
@@ -125,9 +134,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--broker", default=DEFAULT_BROKER, help="RabbitMQ (amqp://) or Redis (redis://) URL")
     add("--database", default=DEFAULT_DATABASE, help="PostgreSQL server (its maintenance db)")
     add("--workers", type=int, default=1, help="`notifier worker` processes (K)")
-    add("--concurrency", type=int, default=4, help="prefork processes per worker")
+    add("--concurrency", type=int, default=3, help="prefork processes per worker")
+    add(
+        "--event-concurrency",
+        type=int,
+        default=1,
+        help="prefork processes of a worker of its own on the events queues, beside each "
+        "channel worker, as docker-compose runs them (0: one worker on every queue)",
+    )
+    add(
+        "--provider-rate",
+        type=float,
+        default=5000.0,
+        help="sends/s allowed per provider, held in Redis (0: no provider rate limit)",
+    )
+    add("--rate-redis", default="redis://127.0.0.1:6379/11", help="where the rate limits live")
     add("--batch-size", type=int, default=1000, help="events per POST /v1/events/batch")
     add("--clients", type=int, default=4, help="concurrent HTTP clients posting batches")
+    add(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="post at this many events/s (0: a burst, as fast as the API accepts)",
+    )
     add(
         "--timeout",
         type=float,
@@ -188,7 +217,7 @@ class Setup:
 
     @property
     def notifier_processes(self) -> int:
-        return int(self.args.workers * self.args.concurrency)
+        return int(self.args.workers * (self.args.concurrency + self.args.event_concurrency))
 
     def simulators_kind(self) -> Kind:
         pid = self.procs.started["simulators"].pid
@@ -232,15 +261,25 @@ def run(args: argparse.Namespace) -> str:
     return summary_line(e2e, ceiling, floor)
 
 
+def worker_layout(args: argparse.Namespace) -> str:
+    if not args.event_concurrency:
+        return f"{args.workers} worker(s) x {args.concurrency} processes on every queue"
+    return (
+        f"{args.workers} x (a channel worker of {args.concurrency} processes + an events worker "
+        f"of {args.event_concurrency})"
+    )
+
+
 def print_parameters(args: argparse.Namespace) -> None:
     print_load("start")
     print(
         f"parameters: {args.events} events, latency {args.latency_ms:g} ms, "
-        f"{args.workers} worker(s) x {args.concurrency} processes, "
-        f"batches of {args.batch_size} by {args.clients} clients, timeout "
+        f"{worker_layout(args)}, batches of {args.batch_size} by {args.clients} clients, timeout "
         f"{'auto' if args.timeout is None else f'{args.timeout:g} s'}"
     )
     print(f"  database server {args.database}; broker {args.broker}")
+    rate = f"{args.provider_rate:g}/s each, in {args.rate_redis}" if args.provider_rate else "off"
+    print(f"  provider rate limits: {rate}; API rate limits: off")
     if args.skip_baselines:
         print("  baselines skipped")
     else:
@@ -248,7 +287,6 @@ def print_parameters(args: argparse.Namespace) -> None:
             f"  ceiling: {args.ceiling_events} events' worth of sends, {args.in_flight} in flight "
             f"({args.smtp_connections} of them SMTP connections); floor: {args.floor_count} tasks"
         )
-    print("  provider rate limits and API rate limits: off")
 
 
 def print_load(when: str) -> None:
@@ -307,7 +345,12 @@ def notifier_env(setup: Setup, api_url: str) -> dict[str, str]:
         "NOTIFIER_PUBLIC_URL": api_url,  # where Twilio's status callbacks go
         "NOTIFIER_QUIET_HOURS": "off",
         "NOTIFIER_LOG_LEVEL": "WARNING",
-        "NOTIFIER_RATE_LIMITS": "{}",
+        "NOTIFIER_RATE_LIMITS": json.dumps(
+            dict.fromkeys(("twilio", "smtp", "fcm"), setup.args.provider_rate)
+            if setup.args.provider_rate
+            else {}
+        ),
+        "NOTIFIER_RATE_LIMIT_URL": setup.args.rate_redis if setup.args.provider_rate else "",
         "NOTIFIER_API_RATE_LIMITS": "{}",
     }
 
@@ -331,7 +374,7 @@ def measure_e2e(setup: Setup) -> E2eResult:
     timeout = args.timeout if args.timeout is not None else 600 + expected / 25
     print(
         f"\ne2e: {args.events} events x ({', '.join(channels)}) = {expected} deliveries expected, "
-        f"{args.workers} worker(s) x {args.concurrency} processes"
+        f"{worker_layout(args)}"
     )
     written_before = setup.db.tuples_written()
     engine = sa.create_engine(setup.db.url)
@@ -343,10 +386,11 @@ def measure_e2e(setup: Setup) -> E2eResult:
     ]
     try:
         with ResourceMeter(kinds) as meter:
-            accept = asyncio.run(post_batches(api_url, key, batches, args.clients))
+            accept = asyncio.run(post_batches(api_url, key, batches, args.clients, args.pace))
             print(
                 f"  accept   {accept.rate:8.0f} events/s  ({accept.events} events in "
                 f"{accept.requests} requests, {accept.seconds:.2f} s)"
+                + (f", paced at {args.pace:g} events/s" if args.pace else "")
             )
             wait_final(engine, args.events, expected, timeout)
         settle_reports(engine)
@@ -368,12 +412,26 @@ def measure_e2e(setup: Setup) -> E2eResult:
 
 
 def start_workers(setup: Setup, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    """K `notifier worker` processes (prefork, no beat), ready to take tasks."""
-    names = [worker_hostname(f"bench-w{i}") for i in range(setup.args.workers)]
+    """K `notifier worker` processes (prefork, no beat), ready to take tasks.
+
+    With ``--event-concurrency``, each on the channel queues beside one on the
+    events queues, as docker-compose runs them: event processing then never
+    waits behind a batch of slow sends.
+    """
+    args = setup.args
+    every = ",".join(ALL_QUEUES)
+    plan: list[tuple[str, str, int]] = []
+    for i in range(args.workers):
+        if args.event_concurrency:
+            plan.append((f"bench-w{i}", ",".join(CHANNEL_NAMES), args.concurrency))
+            plan.append((f"bench-e{i}", EVENT_QUEUES, args.event_concurrency))
+        else:
+            plan.append((f"bench-w{i}", every, args.concurrency))
+    names = [worker_hostname(prefix) for prefix, _, _ in plan]
     workers = []
-    for i, name in enumerate(names):
+    for i, (name, (_, queues, concurrency)) in enumerate(zip(names, plan, strict=True)):
         argv = [
-            *NOTIFIER, "worker", "--concurrency", str(setup.args.concurrency),
+            *NOTIFIER, "worker", "-Q", queues, "--concurrency", str(concurrency),
             "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", name,
         ]  # fmt: skip
         workers.append(setup.procs.start(f"worker-{i}", argv, env))
@@ -398,15 +456,24 @@ def build_batches(count: int, size: int) -> list[tuple[int, bytes]]:
 
 
 async def post_batches(
-    api_url: str, key: str, batches: list[tuple[int, bytes]], clients: int
+    api_url: str, key: str, batches: list[tuple[int, bytes]], clients: int, pace: float = 0.0
 ) -> AcceptResult:
-    """POST every batch with ``clients`` concurrent clients; fail on anything not accepted."""
-    todo = iter(batches)
+    """POST every batch with ``clients`` concurrent clients; fail on anything not accepted.
+
+    ``pace``: events/s to post at (0: as fast as the API takes them). A burst
+    measures what the API accepts; a pace below the drain rate measures the
+    latency of a pipeline that keeps up.
+    """
+    todo = iter(enumerate(batches))
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=600)
+    size = batches[0][0] if batches else 1
+    began = time.perf_counter()
 
     async def client(session: aiohttp.ClientSession) -> None:
-        for count, body in todo:  # one iterator shared by the clients
+        for index, (count, body) in todo:  # one iterator shared by the clients
+            if pace:
+                await asyncio.sleep(max(0.0, began + index * size / pace - time.perf_counter()))
             async with session.post("/v1/events/batch", data=body) as reply:
                 text = await reply.text()
             answer = json.loads(text) if reply.status == 200 else {}
