@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,7 @@ def test_c_postgresql_restarted_in_the_middle_of_a_run(
     )
     in_flight = sending(stack, accounts)
     _pg_ctl("stop")
+    stopped = datetime.now(UTC)  # nothing commits after this: the rows claimed then were in flight
     try:
         extra, more = unpaid_for(1)
         answer = stack.post(extra[0])
@@ -195,6 +196,7 @@ def test_c_postgresql_restarted_in_the_middle_of_a_run(
         bound=in_flight,
         started=started,
         timeout=180,
+        in_flight_at=stopped,
     )
 
 
