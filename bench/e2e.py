@@ -449,7 +449,9 @@ def build_batches(count: int, size: int) -> list[tuple[int, bytes]]:
     batches = []
     for start in range(0, count, size):
         chunk = [
-            events.unpaid(events.account(address=None)) for _ in range(min(size, count - start))
+            # Numbered here: tests.support.events numbers 99,999 accounts per process.
+            events.unpaid(events.account(f"{n:011d}", address=None))
+            for n in range(start + 1, min(start + size, count) + 1)
         ]
         batches.append((len(chunk), json.dumps({"events": chunk}).encode()))
     return batches
@@ -478,7 +480,11 @@ async def post_batches(
                 text = await reply.text()
             answer = json.loads(text) if reply.status == 200 else {}
             if answer.get("accepted") != count:
-                raise BenchError(f"batch of {count}: HTTP {reply.status} {text[:500]}")
+                refused = [r for r in answer.get("results", []) if r.get("status") != "accepted"]
+                raise BenchError(
+                    f"batch of {count}: HTTP {reply.status} "
+                    + (f"{len(refused)} refused, first: {refused[0]}" if refused else text[:500])
+                )
 
     async with aiohttp.ClientSession(api_url, headers=headers, timeout=timeout) as session:
         started = time.perf_counter()
