@@ -1,8 +1,9 @@
 """Deliveries: creation, the claim/lease, guarded status changes, and queries.
 
-Every status change goes through :func:`transition` or :func:`finish`, which
-update only a row still in the state the caller saw (``status`` and
-``claim_token``), and write the change to the delivery's timeline.
+Every status change goes through a guarded function here (:func:`claim_many`,
+:func:`transition`/:func:`transition_many`, :func:`record_sends`, …), which
+updates only a row still in the state the caller saw (``status`` and
+``claim_token``) and writes the change to the delivery's timeline.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ __all__ = [
     "DeliveryFilter",
     "cancel_pending",
     "cancel_pending_for_bill",
-    "claim",
     "claim_many",
     "early_reports",
     "expire_unreceipted",
@@ -137,42 +137,6 @@ class Claim:
     token: str
 
 
-def claim(
-    session: Session, delivery_id: int, *, token: str, now: datetime, lease_seconds: float
-) -> Claim | None:
-    """Take the delivery for sending, or None if it is not ours to send now.
-
-    Only a ``queued`` row that is due, or a ``sending`` row whose lease ran out,
-    can be claimed; one UPDATE decides, so two workers never both win.
-    """
-    due = col(Delivery.available_at) <= now + timedelta(seconds=1)
-    expired = sa.and_(
-        col(Delivery.status) == DeliveryStatus.SENDING, col(Delivery.lease_until) < now
-    )
-    result = session.execute(
-        sa.update(Delivery)
-        .where(
-            col(Delivery.id) == delivery_id,
-            sa.or_(sa.and_(col(Delivery.status) == DeliveryStatus.QUEUED, due), expired),
-        )
-        .values(
-            status=DeliveryStatus.SENDING,
-            claim_token=token,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    delivery = session.get(Delivery, delivery_id, populate_existing=True)
-    assert delivery is not None
-    record_change(
-        session, delivery_id, DeliveryStatus.SENDING, at=now, attempt=delivery.attempts + 1
-    )
-    return Claim(delivery=delivery, token=token)
-
-
 def claim_many(
     session: Session,
     ids: Sequence[int],
@@ -182,9 +146,11 @@ def claim_many(
     lease_seconds: float,
     detail: dict[str, Any] | None = None,
 ) -> list[Claim]:
-    """:func:`claim` for many rows in one UPDATE: the ones this worker won, by id.
+    """Take the rows for sending in one UPDATE: the ones this worker won, by id.
 
-    The rows share ``token``: every later change of one of them is guarded
+    Only a ``queued`` row that is due, or a ``sending`` row whose lease ran
+    out, can be claimed; the UPDATE decides, so two workers never both win
+    a row. The rows share ``token``: every later change of one of them is guarded
     by it, so a worker that lost its lease can no longer touch any.
     """
     if not ids:
