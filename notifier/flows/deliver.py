@@ -37,12 +37,11 @@ from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
 from notifier.flows.fallback import forget_recipients, record_opt_out, retry_delay, start_fallback
-from notifier.flows.outcome import DeliverOutcome
 from notifier.flows.reports import apply_report
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
-__all__ = ["BatchOutcome", "DeliverOutcome", "deliver", "deliver_batch", "record_outcomes"]
+__all__ = ["BatchOutcome", "deliver_batch", "record_outcomes"]
 
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio"})
@@ -71,17 +70,6 @@ class BatchOutcome:
         for delay, items in other.later.items():
             self.later.setdefault(delay, []).extend(items)
         self.enqueue.extend(other.enqueue)
-
-
-def deliver(rt: Runtime, delivery_id: int) -> DeliverOutcome:
-    """Send one delivery if it is due (a batch of one)."""
-    batch = deliver_batch(rt, [delivery_id])
-    retry_in = next((delay for delay, items in batch.later.items() if items), None)
-    return DeliverOutcome(
-        status=batch.statuses.get(delivery_id),
-        retry_in=retry_in,
-        enqueue=tuple(batch.enqueue),
-    )
 
 
 def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:

@@ -31,7 +31,7 @@ from notifier.deliveries.service import record_change, timeline
 from notifier.deliveries.stats import by_channel
 from notifier.escalation.models import Escalation, EscalationAttempt
 from notifier.events.models import Event
-from notifier.flows.deliver import deliver
+from notifier.flows.deliver import deliver_batch
 from notifier.flows.retention import KINDS, PurgeReport, purge
 from notifier.settings import Settings
 from tests.support import events
@@ -88,8 +88,8 @@ def send_all(book: Ledger, account_no: str) -> None:
     while pending:
         delivery_id = pending.pop()
         assert delivery_id is not None
-        outcome = deliver(book.runtime, delivery_id)
-        assert outcome.retry_in is None
+        outcome = deliver_batch(book.runtime, [delivery_id])
+        assert not outcome.later
         pending += [created for created, _ in outcome.enqueue]
 
 
