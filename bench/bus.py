@@ -9,7 +9,7 @@ starts `notifier api` and `notifier ingest` (no Celery worker: intake alone is
 timed, as in bench/intake.py), then prints:
 
 * batch HTTP: events/s accepted by POST /v1/events/batch, --batch-size per request;
-* bus publish: messages/s published by notifier.producer.Publisher (validated,
+* bus publish: messages/s published by notifier.ingest.producer.Publisher (validated,
   confirmed on RabbitMQ) while the consumer is stopped;
 * bus ingest: messages/s the consumer stores draining that backlog (first to
   last commit);
@@ -36,7 +36,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from notifier.producer import Publisher  # noqa: E402
+from notifier.ingest.producer import Publisher  # noqa: E402
 from notifier.settings import Settings  # noqa: E402
 from tests.support import events  # noqa: E402
 from tests.support.stack import free_port, http_ok  # noqa: E402

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import channels
 from channels import Channel, Message
-from notifier.providers import provider_options
+from notifier.providers.selection import provider_options
+from notifier.providers.simulated import Simulators
 from notifier.settings import Settings
-from notifier.simulated import Simulators
 
 BODY = "王小明您好，電號012****7890的115年9月電費NT$1,830尚未繳納，繳費期限115年11月20日。客服1911"
 

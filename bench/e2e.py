@@ -93,13 +93,13 @@ from bench._processes import (  # noqa: E402
     worker_hostname,
 )
 from channels import CHANNEL_NAMES  # noqa: E402
-from notifier.celery_config import (  # noqa: E402
+from notifier.policy.rules import load_policy  # noqa: E402
+from notifier.queues.celery_config import (  # noqa: E402
     ALL_QUEUES,
     EVENTS_QUEUE,
     MAINTENANCE_QUEUE,
     WEBHOOKS_QUEUE,
 )
-from notifier.policy import load_policy  # noqa: E402
 from notifier.settings import PROJECT_ROOT  # noqa: E402
 from tests.support import events  # noqa: E402
 from tests.support.stack import free_port, http_ok  # noqa: E402

@@ -52,15 +52,15 @@ from sqlalchemy.engine import Engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from notifier import exports  # noqa: E402
 from notifier.api.escalations import CaseList, CaseOut  # noqa: E402
 from notifier.db import Database  # noqa: E402
 from notifier.escalation import lists  # noqa: E402
 from notifier.escalation.agents import add_agent  # noqa: E402
 from notifier.escalation.models import SweepRun  # noqa: E402
 from notifier.escalation.sweep import CHUNK, sweep  # noqa: E402
+from notifier.exports import tables as exports  # noqa: E402
 from notifier.migrations import upgrade  # noqa: E402
-from notifier.policy import load_policy  # noqa: E402
+from notifier.policy.rules import load_policy  # noqa: E402
 
 AS_OF = date(2026, 11, 21)
 PERIODS = (("2026-05", date(2026, 7, 20)), ("2026-07", date(2026, 9, 20)), ("2026-09", date(2026, 11, 20)))  # fmt: skip

@@ -35,7 +35,7 @@ import uvicorn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from notifier.api.app import create_app  # noqa: E402
+from notifier.app import create_app  # noqa: E402
 from notifier.migrations import upgrade  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
 from notifier.settings import Settings  # noqa: E402

@@ -17,14 +17,14 @@ import typer
 import uvicorn
 
 from channels import CHANNEL_NAMES
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.auth import keys
-from notifier.celery_config import ALL_QUEUES
 from notifier.migrations import upgrade
-from notifier.providers import provider_for
+from notifier.providers.selection import provider_for
+from notifier.providers.simulated import Simulators
+from notifier.queues.celery_config import ALL_QUEUES
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
-from notifier.simulated import Simulators
 
 __all__ = ["run_embedded"]
 

@@ -18,7 +18,7 @@ from notifier.escalation.models import (
     SweepRun,
 )
 from notifier.events.models import Event
-from notifier.ratelimit import ProviderRate
+from notifier.providers.ratelimit import ProviderRate
 from notifier.users.models import User, UserSession
 from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
 

@@ -11,14 +11,15 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import channels
+import notifier.models  # noqa: F401  (every table: foreign keys span domains)
 from channels import Channel
-from notifier.celery_config import make_celery
 from notifier.db import Database, utcnow
-from notifier.dispatch import Dispatcher
-from notifier.policy import Policy, load_policy
-from notifier.providers import provider_for, provider_options
-from notifier.ratelimit import RateLimiter, make_rate_limiter
-from notifier.rendering import Renderer
+from notifier.notices.rendering import Renderer
+from notifier.policy.rules import Policy, load_policy
+from notifier.providers.ratelimit import RateLimiter, make_rate_limiter
+from notifier.providers.selection import provider_for, provider_options
+from notifier.queues.celery_config import make_celery
+from notifier.queues.dispatch import Dispatcher
 from notifier.settings import Settings
 from notifier.webhooks import service as webhooks
 
@@ -68,7 +69,7 @@ class Runtime:
         return lambda channel: self.renderer.available(event_type, channel)
 
     def provider(self, channel: str) -> str:
-        """The provider ``channel`` uses (see notifier.providers)."""
+        """The provider ``channel`` uses (see notifier.providers.selection)."""
         return provider_for(self.settings, channel)
 
     def channel(self, name: str) -> Channel:

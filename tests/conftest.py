@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.simulated import Simulators
+from notifier.providers.simulated import Simulators
 from tests.support.ledger import Ledger
 from tests.support.stack import (
     REAL_BROKER_STACKS,

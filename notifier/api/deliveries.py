@@ -22,8 +22,8 @@ from notifier.auth import keys
 from notifier.billing import service as billing
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery
-from notifier.logs import mask_text
-from notifier.masking import mask_address, mask_email, mask_phone
+from notifier.observability.logs import mask_text
+from notifier.privacy.masking import mask_address, mask_email, mask_phone
 
 __all__ = ["router"]
 

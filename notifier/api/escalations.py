@@ -28,7 +28,7 @@ from notifier.escalation.downloads import list_file
 from notifier.escalation.models import Agent, CaseStatus, Escalation, EscalationChange, SweepRun
 from notifier.escalation.notices import notices_pdf
 from notifier.escalation.sweep import queue_run
-from notifier.text import StorableStr
+from notifier.privacy.text import StorableStr
 
 __all__ = ["router"]
 

@@ -6,7 +6,7 @@ and a chunked body is cut off at the first chunk that crosses it. Either way
 the answer is 413 with a JSON ``detail`` naming the limit.
 
 ``throttle`` spends one request of the caller's key (GCRA with a burst, in
-``notifier.ratelimit``: Redis when there is one, else a row of the database)
+``notifier.providers.ratelimit``: Redis when there is one, else a row of the database)
 and answers 429 with ``Retry-After`` once the key is over its role's rate.
 """
 

@@ -18,8 +18,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from notifier.api.deps import RuntimeDep
-from notifier.celery_config import ALL_QUEUES
-from notifier.metrics import DatabaseCollector
+from notifier.observability.metrics import DatabaseCollector
+from notifier.queues.celery_config import ALL_QUEUES
 from notifier.runtime import Runtime
 
 __all__ = ["router"]

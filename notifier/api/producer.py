@@ -19,7 +19,7 @@ from notifier.api.deps import RuntimeDep, SessionDep, require
 from notifier.api.errors import KEYED, error_responses
 from notifier.audit import service as audit
 from notifier.auth.models import ApiKey
-from notifier.text import StorableStr
+from notifier.privacy.text import StorableStr
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
 

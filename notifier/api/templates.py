@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from notifier.api.deps import OpsDep, RuntimeDep, SessionDep
 from notifier.api.errors import KEYED, error_responses
-from notifier.previews import UnknownAccount, preview
-from notifier.rendering import TemplateError
+from notifier.notices.previews import UnknownAccount, preview
+from notifier.notices.rendering import TemplateError
 
 __all__ = ["router"]
 
@@ -45,7 +45,14 @@ def get_preview(
     """Render a notice with sample values, or with an account's own bills."""
     try:
         shown = preview(
-            rt, session, event, channel, language=lang, level=level, account_no=account_no
+            rt.renderer,
+            rt.settings,
+            session,
+            event,
+            channel,
+            language=lang,
+            level=level,
+            account_no=account_no,
         )
     except UnknownAccount as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None

@@ -11,9 +11,9 @@ from datetime import date
 
 from sqlmodel import Session
 
-from notifier import exports
 from notifier.audit import service as audit
 from notifier.escalation.lists import agent_list, export_table
+from notifier.exports import tables as exports
 
 __all__ = ["ListFile", "list_file"]
 

@@ -7,9 +7,9 @@ from dataclasses import asdict
 from datetime import date
 
 from channels.notice_print import Notice, write_notices
-from notifier.content import visit_notice_context
 from notifier.escalation.lists import CaseRow
-from notifier.rendering import Renderer
+from notifier.notices.content import visit_notice_context
+from notifier.notices.rendering import Renderer
 from notifier.settings import Settings
 
 __all__ = ["notices_pdf"]

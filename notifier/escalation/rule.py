@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from dateutil.relativedelta import relativedelta
 
 from notifier.escalation.models import CaseKind
-from notifier.policy import EscalationPolicy
+from notifier.policy.rules import EscalationPolicy
 
 __all__ = ["LedgerBill", "Reachability", "escalable", "kind_for", "overdue", "second_billing_date"]
 

@@ -9,7 +9,7 @@ promised date. ``no_answer`` and ``wrong_number`` count against the call; the
 The audit trail gets every reassignment (``case.reassigned``) and every
 outcome a supervisor records on a case not assigned to them (``case.outcome``).
 Producers with a callback URL hear of each outcome and of each case closing
-(``notifier.webhooks``), in the same transaction.
+(``notifier.escalation.callbacks``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from notifier.audit import service as audit
 from notifier.billing.models import Bill
+from notifier.escalation import callbacks
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
     AGENT_KIND,
@@ -34,8 +35,7 @@ from notifier.escalation.models import (
     EscalationBill,
     EscalationChange,
 )
-from notifier.policy import EscalationPolicy
-from notifier.webhooks import service as webhooks
+from notifier.policy.rules import EscalationPolicy
 
 __all__ = [
     "CLOSING_OUTCOMES",
@@ -185,7 +185,7 @@ def record_outcome(
             target=f"case {case.id}",
             detail={"outcome": outcome, "assignee": assignee_before},
         )
-    webhooks.escalation_outcome(
+    callbacks.escalation_outcome(
         session,
         case,
         outcome=outcome,
@@ -284,5 +284,5 @@ def close_paid_cases(
             for i in ids
         ],
     )
-    webhooks.escalations_closed(session, ids, now=now)
+    callbacks.escalations_closed(session, ids, now=now)
     return ids

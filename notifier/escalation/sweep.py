@@ -31,7 +31,7 @@ from notifier.escalation.models import (
     SweepRun,
 )
 from notifier.escalation.service import close_paid_cases
-from notifier.policy import EscalationPolicy
+from notifier.policy.rules import EscalationPolicy
 
 __all__ = ["CHUNK", "Progress", "queue_run", "queued_runs", "sweep"]
 

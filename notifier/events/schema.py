@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.masking import redact_echo
-from notifier.text import Address, PersonName, storable
+from notifier.privacy.masking import redact_echo
+from notifier.privacy.text import Address, PersonName, storable
 
 __all__ = [
     "EVENT_TYPES",

@@ -9,7 +9,7 @@ from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.flows.process_event import context_for, create_delivery
-from notifier.routing import next_fallback
+from notifier.policy.routing import next_fallback
 from notifier.runtime import Runtime
 
 __all__ = ["forget_recipients", "record_opt_out", "retry_delay", "start_fallback"]

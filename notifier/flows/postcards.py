@@ -21,7 +21,7 @@ from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.deliveries.service import Claim
-from notifier.masking import mask_account_no
+from notifier.privacy.masking import mask_account_no
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 

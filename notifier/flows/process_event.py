@@ -15,14 +15,14 @@ from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.billing import service as billing
 from notifier.billing.models import Bill
-from notifier.content import build_context, sms_segments
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
 from notifier.escalation import service as escalation
 from notifier.events.models import Event, EventStatus
 from notifier.events.schema import EventIn, parse_event
-from notifier.masking import mask_recipient
-from notifier.routing import Planned, plan
+from notifier.notices.content import build_context, sms_segments
+from notifier.policy.routing import Planned, plan
+from notifier.privacy.masking import mask_recipient
 from notifier.runtime import Runtime
 
 __all__ = [

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from channels import CHANNEL_NAMES
-from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 from notifier.deliveries import service as deliveries
 from notifier.escalation.sweep import queued_runs
 from notifier.flows.process_event import unprocessed_events
 from notifier.flows.receipts import expire_receipts
+from notifier.queues.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 

@@ -67,7 +67,7 @@ from notifier.db import Database, UTCDateTime
 from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange, Notification
 from notifier.escalation.models import CaseStatus, Escalation, EscalationAttempt
 from notifier.events.models import Event, EventStatus
-from notifier.logs import mask_text
+from notifier.observability.logs import mask_text
 from notifier.webhooks.models import CallbackStatus, ProducerCallback
 
 __all__ = [

@@ -24,7 +24,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.transport.virtual import Channel as VirtualChannel
 
-from notifier.celery_config import FILESYSTEM_TRANSPORT, filesystem_options
+from notifier.queues.celery_config import FILESYSTEM_TRANSPORT, filesystem_options
 from notifier.settings import IngestSettings, Settings
 
 __all__ = [

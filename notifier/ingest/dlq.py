@@ -27,7 +27,7 @@ from kombu.message import Message
 
 from notifier.events.schema import EventIn, FieldError
 from notifier.ingest import bus
-from notifier.producer import Publisher, encode
+from notifier.ingest.producer import Publisher, encode
 from notifier.settings import Settings
 
 __all__ = ["DeadLetter", "ReplayReport", "count", "drop", "peek", "replay"]

@@ -1,6 +1,6 @@
 """The web pages people sign in to: ops staff, agents, supervisors, admins.
 
-``install(app)`` (called by ``create_app``) adds the page routers in
+``install(app)`` (called by :func:`notifier.app.create_app`) adds the page routers in
 ``PAGES``, the vendored static files at ``/static`` and the handlers that
 turn :class:`~notifier.web.deps.SignInRequired` into a redirect to the
 sign-in page and :class:`~notifier.web.deps.PageForbidden` into the 403
@@ -9,7 +9,9 @@ the security headers in ``SECURITY_HEADERS``: scripts, styles and images come
 from this site only, and no other site may frame a page.
 
 A new page module adds its router to ``PAGES``; how to write one is in
-:mod:`notifier.web.deps`.
+:mod:`notifier.web.deps`. A way in beside ``api``: it may import
+``api.deps`` (the dependencies both share), the flows and every domain;
+``notifier.app`` mounts it, and nothing below imports it.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
-from notifier import exports
 from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
 from notifier.escalation import lists
@@ -30,6 +29,7 @@ from notifier.escalation import service as cases
 from notifier.escalation.downloads import list_file
 from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation
 from notifier.escalation.notices import notices_pdf
+from notifier.exports import tables as exports
 from notifier.users.models import User
 from notifier.users.service import actor_of
 from notifier.web.deps import AgentUser, SupervisorUser, csrf_protect, redirect, render

@@ -22,7 +22,6 @@ from sqlmodel import col, select
 from channels import CHANNEL_NAMES
 from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
-from notifier.celery_config import ALL_QUEUES
 from notifier.deliveries import service as deliveries
 from notifier.deliveries import stats
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
@@ -30,7 +29,8 @@ from notifier.escalation import lists
 from notifier.events.models import Event
 from notifier.events.schema import EVENT_TYPES
 from notifier.flows import ops_actions
-from notifier.masking import mask_account_no
+from notifier.privacy.masking import mask_account_no
+from notifier.queues.celery_config import ALL_QUEUES
 from notifier.users.service import actor_of
 from notifier.web import charts
 from notifier.web.deps import LANG_COOKIE, OpsUser, csrf_protect, redirect, render

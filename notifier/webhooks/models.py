@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-import notifier.auth.models  # noqa: F401  (api_keys, the foreign keys' table)
 from notifier.db import UTCDateTime, utcnow
 
 __all__ = ["CallbackStatus", "ProducerCallback", "ProducerEndpoint"]

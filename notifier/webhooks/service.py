@@ -15,7 +15,9 @@ state of sends nobody reports on: email, push, postcards; an SMS or call
 through Twilio reports ``delivered`` or not later), ``escalation.outcome``
 (each call or visit recorded) and ``escalation.closed``; ``delivery.unknown``
 when an SMS or call got no report in ``NOTIFIER_RECEIPT_TIMEOUT_SECONDS`` (a
-late report may still follow with ``delivered`` or a failure). Bodies carry ids,
+late report may still follow with ``delivered`` or a failure). The case callbacks
+are composed by :mod:`notifier.escalation.callbacks` and owed through
+:func:`owe`, so this outbox knows nothing of cases. Bodies carry ids,
 codes and statuses only: no rendered content, no phone, email, name or address.
 """
 
@@ -30,7 +32,7 @@ import secrets
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +42,6 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
-from notifier.escalation.models import Escalation, EscalationBill
 from notifier.events.models import Event
 from notifier.webhooks.models import CallbackStatus, ProducerCallback, ProducerEndpoint
 
@@ -53,11 +54,11 @@ __all__ = [
     "clear",
     "delivery_outcomes",
     "encode",
-    "escalation_outcome",
-    "escalations_closed",
     "get_endpoint",
     "list_callbacks",
+    "owe",
     "owed_again",
+    "producers_of",
     "publish_after_commit",
     "record_attempt",
     "register",
@@ -199,90 +200,10 @@ def delivery_outcomes(
                 key_id=row["key_id"], type=kind, body=body, next_at=now, created_at=now
             )
         )
-    return _owe(session, callbacks)
+    return owe(session, callbacks)
 
 
-def escalation_outcome(
-    session: Session,
-    case: Escalation,
-    *,
-    outcome: str,
-    now: datetime,
-    promise_date: date | None = None,
-    closed: bool = False,
-) -> list[int]:
-    """Owe ``escalation.outcome`` (and ``escalation.closed`` if it ended the case)."""
-    assert case.id is not None
-    keys = _producers(session, [case.account_no]).get(case.account_no, [])
-    if not keys:
-        return []
-    bills = _bills(session, [case.id]).get(case.id, [])
-    base = _case_body(case, bills, now) | {"outcome": outcome}
-    if promise_date is not None:
-        base["promise_date"] = promise_date.isoformat()
-    kinds = ["escalation.outcome", *(["escalation.closed"] if closed else [])]
-    return _owe(
-        session,
-        [
-            ProducerCallback(
-                key_id=key, type=kind, body={"type": kind, **base}, next_at=now, created_at=now
-            )
-            for kind in kinds
-            for key in keys
-        ],
-    )
-
-
-def escalations_closed(session: Session, case_ids: Sequence[int], *, now: datetime) -> list[int]:
-    """Owe ``escalation.closed`` for cases just closed (by payment)."""
-    if not case_ids:
-        return []
-    cases = list(
-        session.exec(
-            select(Escalation)
-            .where(col(Escalation.id).in_(case_ids))
-            .execution_options(populate_existing=True)  # just closed by an UPDATE
-        )
-    )
-    producers = _producers(session, sorted({case.account_no for case in cases}))
-    if not producers:
-        return []
-    wanted = [case for case in cases if case.account_no in producers and case.id is not None]
-    bills = _bills(session, [case.id for case in wanted if case.id is not None])
-    callbacks = [
-        ProducerCallback(
-            key_id=key,
-            type="escalation.closed",
-            body={
-                "type": "escalation.closed",
-                **_case_body(case, bills.get(case.id or 0, []), now),
-                "outcome": case.outcome,
-            },
-            next_at=now,
-            created_at=now,
-        )
-        for case in wanted
-        for key in producers[case.account_no]
-    ]
-    return _owe(session, callbacks)
-
-
-def _case_body(case: Escalation, bills: list[str], now: datetime) -> dict[str, Any]:
-    return {
-        "occurred_at": now.isoformat(),
-        "event_id": None,
-        "account_no": case.account_no,
-        "bill_no": bills[0] if bills else None,
-        "bill_nos": bills,
-        "escalation_id": case.id,
-        "channel": case.kind,
-        "kind": case.kind,
-        "status": case.status,
-        "attempts": case.attempts,
-    }
-
-
-def _producers(session: Session, account_nos: Sequence[str]) -> dict[str, list[int]]:
+def producers_of(session: Session, account_nos: Sequence[str]) -> dict[str, list[int]]:
     """For each account, the keys with a URL that posted events about it."""
     if not account_nos:
         return {}
@@ -295,18 +216,6 @@ def _producers(session: Session, account_nos: Sequence[str]) -> dict[str, list[i
     found: dict[str, list[int]] = {}
     for account_no, key_id in rows:
         found.setdefault(account_no, []).append(key_id)
-    return found
-
-
-def _bills(session: Session, case_ids: Sequence[int]) -> dict[int, list[str]]:
-    rows = session.execute(
-        select(EscalationBill.escalation_id, EscalationBill.bill_no)
-        .where(col(EscalationBill.escalation_id).in_(case_ids))
-        .order_by(col(EscalationBill.bill_no))
-    ).all()
-    found: dict[int, list[str]] = {}
-    for case_id, bill_no in rows:
-        found.setdefault(case_id, []).append(bill_no)
     return found
 
 
@@ -328,7 +237,8 @@ def publish_after_commit(engine: Engine, publisher: Publisher) -> None:
     _publishers[engine] = weakref.WeakMethod(publisher)
 
 
-def _owe(session: Session, callbacks: list[ProducerCallback]) -> list[int]:
+def owe(session: Session, callbacks: list[ProducerCallback]) -> list[int]:
+    """Add ``callbacks`` to the outbox; their ids go to the publisher once the session commits."""
     if not callbacks:
         return []
     session.add_all(callbacks)

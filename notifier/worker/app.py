@@ -12,17 +12,17 @@ from functools import lru_cache
 from celery import Task
 from celery.signals import worker_init
 
-from notifier.celery_config import make_celery
 from notifier.escalation.sweep import sweep as sweep_flow
 from notifier.flows.deliver import deliver_batch as deliver_batch_flow
 from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
+from notifier.flows.producer_callbacks import send_callback
 from notifier.flows.reconcile import reconcile as reconcile_flow
 from notifier.flows.retention import purge as purge_flow
-from notifier.logs import configure_logging
+from notifier.observability.logs import configure_logging
+from notifier.queues.celery_config import make_celery
 from notifier.runtime import Runtime
 from notifier.settings import get_settings
-from notifier.webhooks.sender import send_callback
 
 __all__ = [
     "celery_app",

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from notifier.rendering import (
+from notifier.notices.rendering import (
     Renderer,
     format_date,
     format_money,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from notifier.simulated import Simulators
+from notifier.providers.simulated import Simulators
 from tests.support.faults import FAST, RESULTS, ChaosTwilio
 from tests.support.stack import Stack, build_stack, need
 

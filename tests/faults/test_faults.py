@@ -26,7 +26,7 @@ from sqlmodel import col, func, select
 from channels.simulators.base import FaultMix
 from notifier.deliveries.models import FINAL_STATUSES, Delivery
 from notifier.escalation.models import Escalation, SweepRun
-from notifier.simulated import Simulators
+from notifier.providers.simulated import Simulators
 from tests.support import events
 from tests.support.faults import RESULTS, ChaosTwilio, FaultResult, audit, sending
 from tests.support.ledger import Ledger

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.auth import keys
 from notifier.escalation.models import Agent
 from notifier.settings import PROJECT_ROOT, Settings

@@ -36,7 +36,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.auth import access, keys
 from notifier.deliveries.models import FINAL_STATUSES
 from notifier.escalation.agents import add_agent

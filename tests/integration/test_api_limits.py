@@ -19,7 +19,7 @@ import uvicorn
 from sqlmodel import func, select
 
 from notifier.accounts.models import Account
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.auth import keys
 from notifier.events.models import Event
 from notifier.runtime import Runtime

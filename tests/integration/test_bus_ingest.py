@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from notifier.db import Database
 from notifier.ingest import bus as bus_entities
 from notifier.ingest import dlq
+from notifier.ingest.producer import Publisher
 from notifier.migrations import upgrade
-from notifier.producer import Publisher
 from notifier.settings import Settings
 from tests.support import events
 from tests.support.stack import (

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from sqlmodel import col
 
 from notifier.deliveries.models import Delivery
-from notifier.metrics import Timeline, TimelineTotals, read_timeline
+from notifier.observability.metrics import Timeline, TimelineTotals, read_timeline
 from tests.support import events
 from tests.support.stack import Stack, wait_until
 

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange
-from notifier.simulated import Simulators
+from notifier.providers.simulated import Simulators
 from tests.support import events
 from tests.support.stack import Stack, build_stack
 from tests.support.twilio import callback_path, signed

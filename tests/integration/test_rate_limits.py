@@ -14,7 +14,7 @@ import pytest
 import notifier.models  # noqa: F401  (every table, for the migration)
 from notifier.db import Database
 from notifier.migrations import upgrade
-from notifier.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
+from notifier.providers.ratelimit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 from tests.support.stack import REDIS_URL, need
 
 

@@ -24,7 +24,6 @@ from sqlmodel import col, select
 
 from notifier.accounts.models import Account
 from notifier.audit import service as audit
-from notifier.celery_config import make_celery
 from notifier.db import utcnow
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
 from notifier.deliveries.service import record_change, timeline
@@ -33,6 +32,7 @@ from notifier.escalation.models import Escalation, EscalationAttempt
 from notifier.events.models import Event
 from notifier.flows.deliver import deliver_batch
 from notifier.flows.retention import KINDS, PurgeReport, purge
+from notifier.queues.celery_config import make_celery
 from notifier.settings import Settings
 from tests.support import events
 from tests.support.ledger import Ledger

@@ -22,7 +22,7 @@ from notifier.db import utcnow
 from notifier.deliveries import callback_tokens
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange
-from notifier.simulated import Simulators
+from notifier.providers.simulated import Simulators
 from tests.support import events
 from tests.support.stack import Stack, build_stack, wait_until
 from tests.support.twilio import callback_path, signed

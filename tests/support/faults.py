@@ -26,7 +26,7 @@ from channels.simulators.twilio import TwilioSimulator
 from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange, Notification
 from notifier.events.models import Event
 from notifier.flows.deliver import REPORTING_PROVIDERS
-from notifier.simulated import Simulators
+from notifier.providers.simulated import Simulators
 from tests.support.stack import Stack
 
 # Short leases and sweeps, so a fault heals in seconds (the defaults are minutes).

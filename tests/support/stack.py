@@ -32,11 +32,11 @@ import uvicorn
 import yaml
 from sqlmodel import Session, col, select
 
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.auth import keys
-from notifier.celery_config import ALL_QUEUES
 from notifier.deliveries.models import FINAL_STATUSES, Delivery
 from notifier.migrations import upgrade
+from notifier.queues.celery_config import ALL_QUEUES
 from notifier.runtime import Runtime
 from notifier.settings import PROJECT_ROOT, Settings
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from odf import opendocument, table, teletype, text
 from openpyxl import load_workbook
 
-from notifier.exports import Format
+from notifier.exports.tables import Format
 
 
 def read_table(data: bytes, fmt: Format) -> list[list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.routing import iter_route_contexts
 
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.auth import access
 from notifier.settings import PROJECT_ROOT
 from notifier.users.service import ROLES as USER_ROLES

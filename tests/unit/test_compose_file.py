@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 
 from channels import CHANNEL_NAMES
 from notifier.api.health import router as health_router
-from notifier.celery_config import ALL_QUEUES, make_celery
 from notifier.cli import app as cli_app
+from notifier.queues.celery_config import ALL_QUEUES, make_celery
 from notifier.settings import Settings, get_settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"

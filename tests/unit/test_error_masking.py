@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
 from notifier.events.schema import field_errors, parse_event
-from notifier.masking import redact_echo
+from notifier.privacy.masking import redact_echo
 from tests.support import events
 
 

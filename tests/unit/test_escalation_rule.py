@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from notifier.escalation.rule import LedgerBill, Reachability, escalable, kind_for
-from notifier.policy import EscalationPolicy
+from notifier.policy.rules import EscalationPolicy
 
 POLICY = EscalationPolicy(min_arrears=100)
 

@@ -10,7 +10,7 @@ import pytest
 from odf import opendocument, table
 from openpyxl import load_workbook
 
-from notifier.exports import FORMATS, MEDIA_TYPES, Cell, Format, write_table
+from notifier.exports.tables import FORMATS, MEDIA_TYPES, Cell, Format, write_table
 from tests.support.tables import read_table
 
 HEADERS = ["帳號", "姓名", "地址", "停電日", "撥打時間", "次數", "欠費", "備註"]

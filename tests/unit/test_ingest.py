@@ -16,8 +16,8 @@ from notifier.events.schema import field_errors, parse_event
 from notifier.ingest import bus, dlq
 from notifier.ingest.consumer import IngestConsumer, check
 from notifier.ingest.files import CSV_COLUMNS, FileError, file_format, read_events
+from notifier.ingest.producer import InvalidEvent, Publisher, validate
 from notifier.migrations import upgrade
-from notifier.producer import InvalidEvent, Publisher, validate
 from notifier.runtime import Runtime
 from notifier.settings import IngestSettings, Settings
 from tests.support import events

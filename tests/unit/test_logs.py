@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from notifier.logs import (
+from notifier.observability.logs import (
     AccessLog,
     JsonFormatter,
     MaskingFilter,

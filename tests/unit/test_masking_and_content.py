@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.content import sms_segments
-from notifier.masking import (
+from notifier.notices.content import sms_segments
+from notifier.privacy.masking import (
     mask_account_no,
     mask_address,
     mask_email,

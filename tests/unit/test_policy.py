@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from notifier.policy import Policy, QuietHours, load_policy
+from notifier.policy.rules import Policy, QuietHours, load_policy
 
 POLICY_FILE = Path(__file__).parents[2] / "config" / "policy.yaml"
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -193,7 +193,7 @@ def test_a_missing_file_names_the_path(tmp_path: Path) -> None:
 
 
 def test_the_daily_sweep_is_scheduled_from_the_policy(tmp_path: Path) -> None:
-    from notifier.celery_config import make_celery
+    from notifier.queues.celery_config import make_celery
     from notifier.settings import Settings
 
     policy = yaml.safe_load(POLICY_FILE.read_text())

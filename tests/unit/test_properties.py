@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from notifier.events.schema import MAX_AMOUNT, AccountIn, BillIn
-from notifier.rendering import format_date, format_period
+from notifier.notices.rendering import format_date, format_period
 
 # The same examples on every run (CI must not find a new failure by chance), a few hundred each.
 prop = settings(max_examples=200, derandomize=True, deadline=None)

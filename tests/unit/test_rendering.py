@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from channels.base import CHANNEL_NAMES
-from notifier.content import sms_segments
-from notifier.rendering import (
+from notifier.notices.content import sms_segments
+from notifier.notices.rendering import (
     DOCUMENTS,
     SAMPLE_VARIANTS,
     Renderer,

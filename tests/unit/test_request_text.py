@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from notifier.api.app import create_app
+from notifier.app import create_app
 from notifier.events.schema import AccountIn, EventIn, field_errors
 from notifier.settings import PROJECT_ROOT, Settings
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from notifier.accounts.models import Account
-from notifier.policy import Policy, load_policy
-from notifier.routing import Planned, next_fallback, plan, reachable, recipients_for
+from notifier.policy.routing import Planned, next_fallback, plan, reachable, recipients_for
+from notifier.policy.rules import Policy, load_policy
 
 POLICY_FILE = Path(__file__).parents[2] / "config" / "policy.yaml"
 MOBILE = "+886912345678"

@@ -7,9 +7,9 @@ import hmac
 
 import pytest
 
+from notifier.flows.producer_callbacks import retry_delay
 from notifier.settings import Settings
 from notifier.webhooks.models import ProducerCallback
-from notifier.webhooks.sender import retry_delay
 from notifier.webhooks.service import InvalidUrl, check_url, encode, signature_header
 
 

@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from notifier.api.app import create_app
 from notifier.api.deps import RuntimeDep
+from notifier.app import create_app
 from notifier.audit import service as audit
 from notifier.escalation.agents import add_agent
 from notifier.runtime import Runtime

@@ -131,10 +131,10 @@ def agents_disable(agent_id: Annotated[int, typer.Argument(help="the agent's id"
 
 
 def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
-    from notifier import exports
     from notifier.audit import service as audit
     from notifier.escalation.downloads import list_file
     from notifier.escalation.models import Agent
+    from notifier.exports import tables as exports
 
     if fmt not in exports.FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(exports.FORMATS)}", param_hint="--format")

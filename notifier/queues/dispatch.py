@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from celery import Celery
 
-from notifier.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
+from notifier.queues.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 
 __all__ = ["Dispatcher"]
 

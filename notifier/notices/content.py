@@ -13,7 +13,7 @@ from channels.sms import sms_segments
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.events.schema import EventIn
-from notifier.masking import mask_account_no
+from notifier.privacy.masking import mask_account_no
 from notifier.settings import Settings
 
 __all__ = ["build_context", "pay_link", "sms_segments", "visit_notice_context"]
@@ -56,7 +56,7 @@ def build_context(
     bill: Bill | None,
     unpaid: Sequence[Bill],
 ) -> dict[str, Any]:
-    """The context every template of this event renders from (see notifier.rendering)."""
+    """The context every template of this event renders from (see notifier.notices.rendering)."""
     usage: dict[str, Any] | None = None
     if event.usage is not None:
         u = event.usage

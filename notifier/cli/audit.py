@@ -33,7 +33,7 @@ def audit_command(
     import notifier.models  # noqa: F401  (every table: foreign keys span domains)
     from notifier.audit.service import list_entries
     from notifier.db import Database
-    from notifier.policy import load_policy
+    from notifier.policy.rules import load_policy
 
     settings = get_settings()
     start = None

@@ -56,7 +56,7 @@ def ingest_command(
     """Store the events published on the message bus (runs until SIGTERM or Ctrl-C)."""
     import notifier.models  # noqa: F401  (every table: foreign keys span domains)
     from notifier.ingest.consumer import IngestConsumer
-    from notifier.logs import configure_logging
+    from notifier.observability.logs import configure_logging
     from notifier.runtime import Runtime
 
     configure_logging()
@@ -96,7 +96,7 @@ def publish_command(
     file again is safe).
     """
     from notifier.ingest.files import FileError, count_rows, file_format, read_events
-    from notifier.producer import ProducerError, Publisher
+    from notifier.ingest.producer import ProducerError, Publisher
 
     try:
         kind = file_format(path, fmt)

@@ -34,7 +34,7 @@ from typing import Any
 
 import phonenumbers
 
-from notifier.masking import mask_account_no, mask_address, mask_email, mask_phone
+from notifier.privacy.masking import mask_account_no, mask_address, mask_email, mask_phone
 from notifier.settings import Settings, get_settings
 
 __all__ = [

@@ -14,10 +14,10 @@ from sqlmodel import Session
 
 from notifier.accounts.models import Account
 from notifier.billing import service as billing
-from notifier.content import pay_link, sms_segments
-from notifier.masking import mask_account_no
-from notifier.rendering import RenderedContent, sample_context
-from notifier.runtime import Runtime
+from notifier.notices.content import pay_link, sms_segments
+from notifier.notices.rendering import RenderedContent, Renderer, sample_context
+from notifier.privacy.masking import mask_account_no
+from notifier.settings import Settings
 
 __all__ = ["Preview", "UnknownAccount", "preview"]
 
@@ -35,7 +35,8 @@ class UnknownAccount(LookupError):
 
 
 def preview(
-    rt: Runtime,
+    renderer: Renderer,
+    settings: Settings,
     session: Session,
     event_type: str,
     channel: str,
@@ -46,18 +47,18 @@ def preview(
 ) -> Preview:
     """Render one notice as it would go out; raises TemplateError or UnknownAccount."""
     context: dict[str, Any] = sample_context(event_type, level=level)
-    context["service_phone"] = rt.settings.service_phone
+    context["service_phone"] = settings.service_phone
     if account_no is not None:
         account = session.get(Account, account_no)
         if account is None:
             raise UnknownAccount(f"no account {account_no}")
-        _overlay_account(rt, session, context, account, level)
+        _overlay_account(session, context, account, level)
     if context.get("bill"):
         # The link the service would really send (an opaque reference), not the sample's.
-        context["pay_url"] = pay_link(rt.settings, context["bill"]["bill_no"])
+        context["pay_url"] = pay_link(settings, context["bill"]["bill_no"])
     if language:
         context["language"] = language
-    content = rt.renderer.render(event_type, channel, str(context["language"]), context)
+    content = renderer.render(event_type, channel, str(context["language"]), context)
     return Preview(
         event_type=event_type,
         channel=channel,
@@ -67,7 +68,7 @@ def preview(
 
 
 def _overlay_account(
-    rt: Runtime, session: Session, context: dict[str, Any], account: Account, level: int
+    session: Session, context: dict[str, Any], account: Account, level: int
 ) -> None:
     unpaid = billing.unpaid_bills(session, account.account_no)
     bills = [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from notifier.accounts.models import Account
 from notifier.accounts.service import is_mobile
-from notifier.policy import Policy
+from notifier.policy.rules import Policy
 
 __all__ = ["Planned", "next_fallback", "plan", "reachable", "recipients_for"]
 

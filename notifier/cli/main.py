@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 
-from notifier.audit.cli import audit_command
+from notifier.cli.audit import audit_command
+from notifier.cli.escalation import agents_app, calls_app, escalate, visits_app
+from notifier.cli.ingest import events_app, ingest_command
+from notifier.cli.users import users_app
 from notifier.db import Database
-from notifier.escalation.cli import agents_app, calls_app, escalate, visits_app
-from notifier.ingest.cli import events_app, ingest_command
 from notifier.settings import get_settings
-from notifier.users.cli import users_app
 
 __all__ = ["app"]
 
@@ -70,10 +70,10 @@ def api(port: Port = 8000, host: Host = "0.0.0.0", workers: int = 1) -> None:
     """Run the HTTP API (deployed mode)."""
     import uvicorn
 
-    from notifier.logs import configure_logging
+    from notifier.observability.logs import configure_logging
 
     configure_logging()  # before uvicorn's first lines, so they are in our format too
-    uvicorn.run("notifier.api.main:app", host=host, port=port, workers=workers, log_config=None)
+    uvicorn.run("notifier.app:app", host=host, port=port, workers=workers, log_config=None)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -187,7 +187,7 @@ def simulators(
     """Run the Twilio, FCM and SMTP simulators alone; print the settings that use them."""
     import time
 
-    from notifier.simulated import Simulators
+    from notifier.providers.simulated import Simulators
 
     sims = Simulators(maildir=Path(maildir) if maildir else None, latency_ms=latency_ms)
     for name, value in sims.start().items():
@@ -212,16 +212,23 @@ def preview(
     html: Annotated[bool, typer.Option(help="print the HTML of an email too")] = False,
 ) -> None:
     """Print a notice exactly as it would be sent (with the SMS segment count)."""
-    from notifier.previews import UnknownAccount
-    from notifier.previews import preview as render_preview
-    from notifier.rendering import TemplateError
+    from notifier.notices.previews import UnknownAccount
+    from notifier.notices.previews import preview as render_preview
+    from notifier.notices.rendering import TemplateError
     from notifier.runtime import Runtime
 
     rt = Runtime(get_settings())
     try:
         with rt.db.session() as session:
             shown = render_preview(
-                rt, session, event, channel, language=lang, level=level, account_no=account
+                rt.renderer,
+                rt.settings,
+                session,
+                event,
+                channel,
+                language=lang,
+                level=level,
+                account_no=account,
             )
     except (UnknownAccount, TemplateError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -1,4 +1,9 @@
-"""The FastAPI application: ``create_app(settings)``."""
+"""The HTTP process's wiring: the API's routers and the web pages on one FastAPI app.
+
+``create_app(settings)`` builds it; ``notifier.app:app`` is the ASGI entry point
+of deployed API processes (``notifier api`` runs uvicorn on it), built on first
+use so that importing this module reads no settings.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from notifier.api import (
 from notifier.api.errors import unstorable
 from notifier.api.limits import BodySizeLimit
 from notifier.events.schema import FieldError, error_message, field_path
-from notifier.logs import AccessLog, configure_logging
+from notifier.observability.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
 from notifier.web import install as install_web_pages
@@ -76,3 +81,12 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         content={"detail": "invalid request", "errors": [e.model_dump() for e in errors]},
     )
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``app``: the application for the environment's settings, built once on first use."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = create_app()
+    globals()["app"] = built
+    return built

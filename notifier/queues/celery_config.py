@@ -9,7 +9,7 @@ from celery.schedules import crontab
 from kombu.entity import Exchange, Queue
 
 from channels import CHANNEL_NAMES
-from notifier.policy import load_policy
+from notifier.policy.rules import load_policy
 from notifier.settings import Settings
 
 __all__ = [
@@ -27,7 +27,7 @@ MAINTENANCE_QUEUE = "maintenance"
 WEBHOOKS_QUEUE = "webhooks"
 """Producer callbacks: a slow producer URL holds up no notice."""
 ALL_QUEUES: tuple[str, ...] = (EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, *CHANNEL_NAMES)
-FILESYSTEM_TRANSPORT = "notifier.fs_transport:Transport"
+FILESYSTEM_TRANSPORT = "notifier.queues.fs_transport:Transport"
 """The embedded broker: kombu's filesystem transport with atomic message files."""
 
 
