@@ -1,5 +1,6 @@
 # make run     install into .venv and run the embedded service (Ctrl-C stops it)
 # make test    install, start local PostgreSQL/Redis/RabbitMQ if stopped, run the tests
+# make check   the inner loop: lint, then the unit, channel and web tests (a few minutes)
 # make lint    ruff check, ruff format --check, mypy
 # make install create .venv and install the project with its dev extra, as the lock pins it
 # make lock    re-pin requirements.lock / requirements-dev.lock after pyproject.toml changed
@@ -16,7 +17,7 @@ LOCK_ARGS ?=
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command 'make lock' $(LOCK_ARGS)
 
-.PHONY: install run test lint lock
+.PHONY: install run test check lint lock
 
 install: $(STAMP)
 
@@ -51,6 +52,11 @@ test: lint
 	if [ -n "$${PYTEST_EXIT_FILE:-}" ]; then echo $$rc > "$$PYTEST_EXIT_FILE"; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): that is a failure" >&2; fi; \
 	exit $$rc
+
+# The daily loop: no broker, no worker, no fault injection. The channel tests
+# use the simulators on 127.0.0.1, the web tests SQLite; `make test` runs the rest.
+check: lint
+	$(BIN)/pytest -q tests/unit tests/channels tests/web $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any
 
 from kombu.connection import Connection
+from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.messaging import Producer
 from pydantic import ValidationError
 
@@ -310,6 +311,10 @@ class Publisher:
             *self.connection.recoverable_connection_errors,
             *self.connection.recoverable_channel_errors,
             OSError,  # timeouts too: no confirm for CONFIRM_TIMEOUT
+            # What _reconnect's ensure_connection raises while the broker is still down:
+            # kombu wraps the refused socket in it, and a broker that takes more than a
+            # second to come back is the case these retries are for.
+            KombuOperationalError,
         )
         retries = self.retry_policy.get("max_retries")
         attempt = 0

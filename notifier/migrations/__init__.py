@@ -1,4 +1,11 @@
-"""Alembic migrations, shipped inside the package and run by ``notifier migrate``."""
+"""Alembic migrations, shipped inside the package and run by ``notifier migrate``.
+
+``versions/`` holds one script per schema change, in order; :func:`upgrade`
+brings a database to the newest. ``env.py`` imports the table registry
+(``notifier.models``) so autogenerate sees every table; the scripts themselves
+import nothing of the domains (they are history, written against the schema
+of their day), only ``notifier.db``'s column types.
+"""
 
 from __future__ import annotations
 

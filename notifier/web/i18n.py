@@ -7,7 +7,7 @@ gettext: ``{{ _("Hello %(name)s", name=user.display_name) }}``, a literal
 "翻譯"}``: a page module brings its own file (``locales/zh-TW/ops.json``) and
 touches no one else's. Two files that translate one text differently are an
 error at load time. A text with no translation is shown in English.
-``tests/unit/test_web_i18n.py`` holds every ``_("…")`` of the templates to a
+``tests/unit/web/test_web_i18n.py`` holds every ``_("…")`` of the templates to a
 zh-TW entry.
 
 The language is the ``lang`` cookie the switcher sets, else the signed-in

@@ -32,17 +32,25 @@ def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RateLimi
 
 
 def test_concurrent_senders_get_distinct_slots_one_interval_apart(limiter: RateLimiter) -> None:
-    def slot(_: int) -> float:
+    def slot(_: int) -> tuple[float, float]:
+        # The slot is known only to within the call's round trip: a loaded machine
+        # stretches that, so the check below widens with it instead of failing.
         asked = time.time()
-        return asked + limiter.reserve("twilio", 10.0)
+        delay = limiter.reserve("twilio", 10.0)
+        answered = time.time()
+        return asked + delay, answered + delay
 
-    started = time.time()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        slots = sorted(pool.map(slot, range(40)))
-    # Forty sends at 10/s spread over four seconds, each slot 0.1 s after the one before.
-    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
-    assert min(gaps) > 0.085, gaps
-    assert 3.8 < slots[-1] - started < 4.5
+        slots = list(pool.map(slot, range(40)))
+    # Forty sends at 10/s: no two slots shown closer than 0.1 s by the round trips (a
+    # slow caller may leave a larger gap: a rate is a floor on spacing), four seconds in all.
+    too_close = [
+        (a, b)
+        for a, b in itertools.combinations(slots, 2)
+        if max(b[1] - a[0], a[1] - b[0]) < 0.1 - 1e-3
+    ]
+    assert not too_close, too_close
+    assert max(hi for _, hi in slots) - min(lo for lo, _ in slots) >= 39 * 0.1 - 1e-3
 
 
 def test_providers_do_not_share_a_rate(limiter: RateLimiter) -> None:

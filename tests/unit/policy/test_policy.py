@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from notifier.policy.rules import Policy, QuietHours, load_policy
 
-POLICY_FILE = Path(__file__).parents[2] / "config" / "policy.yaml"
+POLICY_FILE = Path(__file__).parents[3] / "config" / "policy.yaml"
 TAIPEI = ZoneInfo("Asia/Taipei")
 QUIET_CHANNELS = ["sms", "voice", "push"]
 

@@ -12,7 +12,7 @@ from notifier.accounts.models import Account
 from notifier.policy.routing import Planned, next_fallback, plan, reachable, recipients_for
 from notifier.policy.rules import Policy, load_policy
 
-POLICY_FILE = Path(__file__).parents[2] / "config" / "policy.yaml"
+POLICY_FILE = Path(__file__).parents[3] / "config" / "policy.yaml"
 MOBILE = "+886912345678"
 LANDLINE = "+886223456789"
 EMAIL = "a@example.com"

@@ -24,7 +24,7 @@ from notifier.notices.rendering import (
     spell_digits,
 )
 
-TEMPLATES = Path(__file__).parents[2] / "templates"
+TEMPLATES = Path(__file__).parents[3] / "templates"
 UNPAID_CHANNELS = ("sms", "voice", "email", "push", "postcard")
 LANGUAGES = ("zh-TW", "en")
 
