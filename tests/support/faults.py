@@ -10,9 +10,7 @@ prints :data:`RESULTS` at the end of the run.
 
 from __future__ import annotations
 
-import base64
 import random
-import struct
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -86,25 +84,9 @@ class ChaosTwilio(TwilioSimulator):
 # -- the closing check ------------------------------------------------------------------
 
 
-def callback_delivery(url: str) -> int:
-    """The delivery id inside a status-callback URL's token (callback_tokens.py layout)."""
-    token = url.rsplit("/", 1)[1]
-    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    return int(struct.unpack(">BQQ", raw[:17])[1])
-
-
 def provider_sends(sims: Simulators) -> Counter[tuple[int, str]]:
     """Accepted sends per (delivery id, recipient), as the simulators received them."""
-    sends: Counter[tuple[int, str]] = Counter()
-    with sims.fcm.lock:
-        for push in sims.fcm.received:
-            sends[int(push.data["delivery_id"]), push.token] += 1
-    for mail in list(sims.smtp.messages):
-        sends[int(mail["X-Notifier-Delivery"]), str(mail["To"])] += 1
-    with sims.twilio.lock:
-        for form in [*sims.twilio.messages, *sims.twilio.calls]:
-            sends[callback_delivery(form["StatusCallback"]), form["To"]] += 1
-    return sends
+    return sims.sends()
 
 
 def _chunks(items: Sequence[Any], size: int = 2000) -> Iterator[Sequence[Any]]:
