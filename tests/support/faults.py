@@ -202,9 +202,12 @@ def audit(
     states = Counter(d.status for d in rows)
     assert not lost_events, f"{len(lost_events)} accepted events without notifications"
     if final != len(rows) or len({d.account_no for d in rows}) != len(set(accounts)):
+        with sims.twilio.lock:
+            answers = Counter(str(c["status"]) for c in sims.twilio.callbacks_sent)
         raise TIMING.failure(
             f"{fault}: {len(rows) - final} of {len(rows)} deliveries not final ({states}) and "
-            f"{len(set(accounts)) - len({d.account_no for d in rows})} accounts without any",
+            f"{len(set(accounts)) - len({d.account_no for d in rows})} accounts without any; "
+            f"status callbacks answered {dict(answers)} (None: the API did not answer in time)",
             waited,
         ) from AssertionError(stack.worker_log_tail())
     if duplicates > bound:
