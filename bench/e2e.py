@@ -56,6 +56,7 @@ import argparse
 import asyncio
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -394,6 +395,7 @@ def measure_e2e(setup: Setup) -> E2eResult:
             )
             wait_final(engine, args.events, expected, timeout)
         settle_reports(engine)
+        duplicates = duplicate_sends(setup, engine)
         # Their backends report their row counts to pg_stat_database as they exit.
         setup.procs.stop("api", *(f"worker-{i}" for i in range(len(workers))))
         time.sleep(1.0)
@@ -408,7 +410,49 @@ def measure_e2e(setup: Setup) -> E2eResult:
     )
     print("  CPU and memory from the first POST to the last delivery final:")
     print("\n".join(meter.table()))
+    if duplicates:
+        # No worker died and no server stopped: every send beyond the log is a bug.
+        raise BenchError(f"{duplicates} duplicate sends (sends the log does not record)")
     return result
+
+
+# Sends each delivery's timeline records (one entry with the provider's id per send).
+_RECORDED = """
+    SELECT delivery_id, count(*) FROM delivery_changes
+    WHERE jsonb_exists(detail::jsonb, 'provider_id') GROUP BY delivery_id
+"""
+
+
+def duplicate_sends(setup: Setup, engine: sa.Engine, timeout: float = 30) -> int:
+    """Sends the simulators accepted beyond those the deliveries recorded, printed.
+
+    ``notifier simulators`` prints its tally on SIGUSR1 (per delivery and
+    recipient); a recipient sent to more often than its delivery recorded a
+    send got a duplicate.
+    """
+    process = setup.procs.started["simulators"]
+    assert process.stdout is not None
+    os.kill(process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while b"\nsends " not in b"\n" + buffer or not buffer.endswith(b"\n"):
+        wait = deadline - time.monotonic()
+        if wait <= 0 or not select.select([process.stdout], [], [], wait)[0]:
+            raise BenchError(f"no tally from the simulators in {timeout:.0f} s")
+        chunk = os.read(process.stdout.fileno(), 1 << 20)
+        if not chunk:
+            raise BenchError("the simulators exited before printing their tally")
+        buffer += chunk
+    line = next(x for x in buffer.decode().splitlines() if x.startswith("sends "))
+    sent = json.loads(line.removeprefix("sends "))
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(sa.text(_RECORDED)).tuples().all())
+    duplicates = sum(max(0, count - recorded.get(delivery_id, 0)) for delivery_id, _, count in sent)
+    print(
+        f"  duplicate sends: {duplicates} ({sum(c for *_, c in sent)} sends received by the "
+        f"simulators, {sum(recorded.values())} recorded in the deliveries' timelines)"
+    )
+    return duplicates
 
 
 def start_workers(setup: Setup, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:

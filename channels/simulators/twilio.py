@@ -78,6 +78,10 @@ _REFUSED = {
 # To-suffix → how a call ends when nobody answers.
 _CALL_ENDINGS = {"0486": "busy", "0487": "no-answer"}
 _SMS_UNDELIVERED = "30003"
+CALLBACK_TIMEOUT_SECONDS = 15.0
+"""How long a status callback waits for the receiver's answer: Twilio's own 15 s
+(https://www.twilio.com/docs/api/errors/11205). Shorter, a receiver that is busy but
+working loses reports that Twilio would have delivered."""
 
 
 def _error(code: int, message: str, status: int) -> dict[str, Any]:
@@ -336,7 +340,7 @@ class TwilioSimulator(HttpSimulator):
             )
             answered: int | None
             try:
-                with self._opener.open(request, timeout=5) as reply:
+                with self._opener.open(request, timeout=CALLBACK_TIMEOUT_SECONDS) as reply:
                     answered = reply.status
             except HTTPError as exc:
                 answered = exc.code

@@ -184,12 +184,25 @@ def simulators(
     latency_ms: Annotated[float, typer.Option(help="each provider answers after this long")] = 0.0,
     maildir: Annotated[str, typer.Option(help="where the SMTP catcher keeps .eml files")] = "",
 ) -> None:
-    """Run the Twilio, FCM and SMTP simulators alone; print the settings that use them."""
+    """Run the Twilio, FCM and SMTP simulators alone; print the settings that use them.
+
+    On SIGUSR1 it prints one line, ``sends [[delivery_id, recipient, count], ...]``:
+    the sends accepted so far, which a benchmark compares with the delivery log
+    to count duplicate sends.
+    """
+    import json
+    import signal
     import time
 
     from notifier.providers.simulated import Simulators
 
     sims = Simulators(maildir=Path(maildir) if maildir else None, latency_ms=latency_ms)
+
+    def tally(_signum: int, _frame: object) -> None:
+        rows = [[delivery_id, to, n] for (delivery_id, to), n in sorted(sims.sends().items())]
+        typer.echo(f"sends {json.dumps(rows)}")
+
+    signal.signal(signal.SIGUSR1, tally)
     for name, value in sims.start().items():
         typer.echo(f"export {name}={value}")
     typer.echo("# also set NOTIFIER_PUBLIC_URL to where the API listens; Ctrl-C stops", err=True)

@@ -41,6 +41,7 @@ __all__ = [
     "record_change",
     "record_changes",
     "record_sends",
+    "renew_leases",
     "requeue_due",
     "timeline",
     "transition",
@@ -193,6 +194,37 @@ def claim_many(
         at=now,
     )
     return [Claim(delivery=row, token=token) for row in rows]
+
+
+def renew_leases(
+    session: Session, claims: Sequence[Claim], *, now: datetime, lease_seconds: float
+) -> list[int]:
+    """Extend the leases of the claims still ours, in one UPDATE per token; the ids extended.
+
+    A row is extended only while it is ``sending`` under its claim, so a
+    row another worker took over (or the reconciler moved on) is not taken
+    back: it is missing from the answer, and its holder must not send it.
+    """
+    by_token: dict[str, list[int]] = {}
+    for claim in claims:
+        assert claim.delivery.id is not None
+        by_token.setdefault(claim.token, []).append(claim.delivery.id)
+    renewed: list[int] = []
+    for token, ids in by_token.items():
+        renewed.extend(
+            session.execute(
+                sa.update(Delivery)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.status) == DeliveryStatus.SENDING,
+                    col(Delivery.claim_token) == token,
+                )
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+                .returning(col(Delivery.id))
+                .execution_options(synchronize_session=False)
+            ).scalars()
+        )
+    return sorted(renewed)
 
 
 def transition_many(
@@ -420,6 +452,8 @@ def requeue_due(
             to=DeliveryStatus.QUEUED,
             now=now,
             reason=reason,
+            # Again under the row lock: a lease renewed since the read above stands.
+            still=condition,
             available_at=now,
         )
         due.extend((delivery_id, channels[delivery_id]) for delivery_id in moved)
@@ -436,9 +470,11 @@ def _move(
     to: str,
     now: datetime,
     reason: str,
+    still: Any = None,
     **values: Any,
 ) -> list[int]:
-    """Move the rows still in ``from_statuses`` to ``to``, each with a timeline entry."""
+    """Move the rows still in ``from_statuses`` (and meeting ``still``) to ``to``, each with a
+    timeline entry."""
     if not ids:
         return []
     statuses = tuple(from_statuses)
@@ -446,7 +482,11 @@ def _move(
         delivery_id
         for delivery_id in session.exec(
             select(Delivery.id)
-            .where(col(Delivery.id).in_(ids), col(Delivery.status).in_(statuses))
+            .where(
+                col(Delivery.id).in_(ids),
+                col(Delivery.status).in_(statuses),
+                sa.true() if still is None else still,
+            )
             .with_for_update()
         ).all()
         if delivery_id is not None

@@ -7,17 +7,26 @@ provider is called, so a slow provider holds leases on rows, not a
 connection. The channel sends the batch concurrently (``send_many``) and one
 more transaction records every outcome: accepted sends in bulk, failures one
 by one with their retry or fallback.
+
+The claim's lease is kept while the batch works (:class:`LeaseKeeper`): a
+slow batch — a slow machine, a slow provider, a backlog after an outage —
+must not see its rows taken over and sent a second time by a worker that
+found the lease expired. Only a worker that stopped renewing (it died, or
+the database is away) loses its rows, and a batch sends only rows whose lease
+it holds at that moment.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import TracebackType
 
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
@@ -41,12 +50,17 @@ from notifier.flows.reports import apply_report
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
-__all__ = ["BatchOutcome", "deliver_batch", "record_outcomes"]
+__all__ = ["BatchOutcome", "LeaseKeeper", "deliver_batch", "record_outcomes"]
 
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio"})
 MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
+RENEWALS_PER_LEASE = 3
+"""The keeper renews this often per lease: two renewals may fail before the lease runs out."""
+MAX_LEASES_HELD = 10
+"""A batch still working after this many leases is stuck (provider calls have timeouts far
+shorter): its keeper stops renewing, so the rows go to another worker when the lease ends."""
 
 
 @dataclass(slots=True)
@@ -72,9 +86,103 @@ class BatchOutcome:
         self.enqueue.extend(other.enqueue)
 
 
+class LeaseKeeper:
+    """Renews a batch's leases from a thread of its own while the batch sends and records.
+
+    :meth:`held` is asked right before the sends: it renews first when the
+    last renewal is older than a renewal period (the claim took long, the
+    renewals failed), and answers only the claims whose lease was renewed or
+    taken within that period. A row lost meanwhile is not sent.
+    """
+
+    def __init__(self, rt: Runtime, claims: Sequence[Claim], *, claimed_at: float) -> None:
+        self.rt = rt
+        self.claims = list(claims)
+        self.lease = rt.settings.lease_seconds
+        self.period = self.lease / RENEWALS_PER_LEASE
+        self._ours = {c.delivery.id for c in claims if c.delivery.id is not None}
+        self._renewed_at = claimed_at
+        self._until = claimed_at + MAX_LEASES_HELD * self.lease
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        if self.claims:
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.period)
+
+    def held(self, claims: Sequence[Claim]) -> list[Claim]:
+        """The claims among ``claims`` whose lease this batch holds now."""
+        with self._lock:
+            fresh = time.monotonic() - self._renewed_at < self.period
+        if not fresh:
+            self.renew()
+        with self._lock:
+            if time.monotonic() - self._renewed_at >= self.lease:
+                return []  # no renewal went through for a whole lease: nothing is surely ours
+            return [c for c in claims if c.delivery.id in self._ours]
+
+    def renew(self) -> None:
+        """Extend the leases still ours; a failure is logged, and the next period tries again."""
+        started = time.monotonic()
+        with self._lock:
+            ours = [c for c in self.claims if c.delivery.id in self._ours]
+        if not ours:
+            return
+        try:
+            with self.rt.db.session() as session:
+                renewed = set(
+                    deliveries.renew_leases(
+                        session, ours, now=self.rt.clock(), lease_seconds=self.lease
+                    )
+                )
+        except sa_exc.OperationalError as exc:
+            log.warning(
+                "renewing the leases of %d deliveries: the database is away (%s)",
+                len(ours),
+                type(exc.orig).__name__,
+            )
+            return
+        lost = sorted(i for i in self._ours - renewed if i is not None)
+        if lost:
+            log.warning(
+                "%d deliveries of a batch were taken over while it worked (first: %s); "
+                "they are not sent or recorded by it",
+                len(lost),
+                lost[0],
+            )
+        with self._lock:
+            self._ours &= renewed
+            self._renewed_at = started
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.period):
+            if time.monotonic() > self._until:
+                log.error(
+                    "a batch of %d deliveries still works after %d leases: its leases are "
+                    "left to run out",
+                    len(self.claims),
+                    MAX_LEASES_HELD,
+                )
+                return
+            self.renew()
+
+
 def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
     """Send the due deliveries among ``delivery_ids``; the caller enqueues what it returns."""
     outcome = BatchOutcome()
+    claimed_at = time.monotonic()  # before the claim's clock: the lease ends no sooner than this
     now = rt.clock()
     with rt.db.session() as session:
         channels = dict(
@@ -104,20 +212,42 @@ def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
     by_channel: dict[str, list[int]] = {}
     for index, claim in enumerate(claims):
         by_channel.setdefault(claim.delivery.channel, []).append(index)
-    for name, indexes in by_channel.items():
-        outcome.merge(
-            _send(
-                rt, rt.channel(name), [claims[i] for i in indexes], [messages[i] for i in indexes]
+    with LeaseKeeper(rt, claims, claimed_at=claimed_at) as keeper:
+        for name, indexes in by_channel.items():
+            outcome.merge(
+                _send(
+                    rt,
+                    keeper,
+                    rt.channel(name),
+                    [claims[i] for i in indexes],
+                    [messages[i] for i in indexes],
+                )
             )
-        )
     return outcome
 
 
 def _send(
-    rt: Runtime, channel: Channel, claims: list[Claim], messages: list[Message]
+    rt: Runtime,
+    keeper: LeaseKeeper,
+    channel: Channel,
+    claims: list[Claim],
+    messages: list[Message],
 ) -> BatchOutcome:
     """Send one channel's claimed messages at their rate slots, then record the outcomes."""
     outcome = BatchOutcome()
+    held = {c.delivery.id for c in keeper.held(claims)}
+    if len(held) < len(claims):
+        # Another worker owns these now (or may): sending them here would be the second send.
+        log.warning(
+            "%s: %d of %d claimed deliveries not sent, their lease is no longer ours",
+            channel.provider,
+            len(claims) - len(held),
+            len(claims),
+        )
+        kept = [i for i, c in enumerate(claims) if c.delivery.id in held]
+        claims, messages = [claims[i] for i in kept], [messages[i] for i in kept]
+        if not claims:
+            return outcome
     per_second = rt.settings.rate_limits.get(channel.provider)
     delays: list[float] = []
     if per_second:

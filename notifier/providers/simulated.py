@@ -8,6 +8,7 @@ client code is exercised with no internet and no credentials.
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from channels.simulators.base import FaultMix
 from channels.simulators.fcm import FcmSimulator
 from channels.simulators.smtp import SmtpCatcher
 from channels.simulators.twilio import TwilioSimulator
+from notifier.deliveries.callback_tokens import unverified_delivery_id
 
 __all__ = ["Simulators"]
 
@@ -67,6 +69,29 @@ class Simulators:
             "NOTIFIER_SMTP__STARTTLS": "false",
         }
         return self.env
+
+    def sends(self) -> Counter[tuple[int, str]]:
+        """Accepted sends per (delivery id, recipient), as the providers received them.
+
+        Beside the sends each delivery's timeline records, this counts the
+        duplicates a customer got. Sends that name no delivery (a benchmark's
+        bare client) are left out.
+        """
+        sends: Counter[tuple[int, str]] = Counter()
+        with self.fcm.lock:
+            for push in self.fcm.received:
+                if push.data.get("delivery_id", "").isdigit():
+                    sends[int(push.data["delivery_id"]), push.token] += 1
+        for mail in list(self.smtp.messages):
+            if str(mail.get("X-Notifier-Delivery", "")).isdigit():
+                sends[int(mail["X-Notifier-Delivery"]), str(mail["To"])] += 1
+        with self.twilio.lock:
+            for form in [*self.twilio.messages, *self.twilio.calls]:
+                url = form.get("StatusCallback") or ""
+                delivery_id = unverified_delivery_id(url.rsplit("/", 1)[-1]) if url else None
+                if delivery_id is not None:
+                    sends[delivery_id, form["To"]] += 1
+        return sends
 
     def stop(self) -> None:
         for simulator in (self.twilio, self.fcm, self.smtp):

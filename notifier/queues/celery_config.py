@@ -56,6 +56,11 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A batch running when the broker connection drops goes on to record what it
+        # sent (its ack is lost, and the redelivered message finds its rows taken).
+        # Cancelling it, Celery 6's default, would leave sends out and unrecorded,
+        # to be sent again once the lease runs out.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         # Beat answers `celery inspect ping` too, so its healthcheck is the workers' one.

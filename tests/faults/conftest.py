@@ -6,14 +6,46 @@ the run, so CI output shows it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 
 from notifier.providers.simulated import Simulators
-from tests.support.faults import FAST, RESULTS, ChaosTwilio
+from tests.support.faults import (
+    CALIBRATIONS,
+    FAST_SECONDS,
+    RESULTS,
+    TIMING,
+    ChaosTwilio,
+    calibrate,
+    timed_settings,
+)
+from tests.support.slowdown import (
+    Calibration,
+    cpu_hogs,
+    cpu_loop_seconds,
+    slow_hogs,
+    worker_cpus,
+)
 from tests.support.stack import Stack, build_stack, need
+
+DEADLINE_ROOM = 20.0
+"""Seconds kept free before pytest's timeout: a wait that runs out fails as a timing
+failure with the states it saw, and teardown still has time to stop the worker."""
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[Any]:
+    # pytest-timeout counts from here (setup included), so the waits do too.
+    marker = item.get_closest_marker("timeout")
+    limit = (
+        float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout"))
+    )
+    TIMING.deadline = time.monotonic() + (limit - DEADLINE_ROOM if limit > 0 else 3600.0)
+    return (yield)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -46,6 +78,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         "bound: sends in flight at the fault (deliveries claimed by the worker that died or "
         "could not record); duplicate sends must not exceed it"
     )
+    for calibration in CALIBRATIONS:
+        terminalreporter.write_line(f"machine: {calibration.describe()}")
+    if TIMING.settings:
+        timings = ", ".join(f"{name} {TIMING.settings[name]}" for name in FAST_SECONDS)
+        terminalreporter.write_line(f"timings (fast figures x {TIMING.scale:.2f}): {timings}")
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +104,31 @@ def fault_stack(
 ) -> Iterator[Stack]:
     need("PostgreSQL", "127.0.0.1", 5432)
     need("RabbitMQ", "127.0.0.1", 5672)
-    built = build_stack(
-        "postgres-rabbitmq-faults", tmp_path_factory.mktemp("faults"), {**fault_sims.env, **FAST}
-    )
-    yield built
-    built.close()
+    hogs = slow_hogs()
+    cpus = worker_cpus() if hogs else None
+    with ExitStack() as running:
+        calibration = Calibration(
+            hogs=hogs, cpus=cpus, loop_alone=cpu_loop_seconds(), loop_worker=0
+        )
+        if cpus:
+            running.enter_context(cpu_hogs(hogs, cpus[0]))
+        calibration.loop_worker = cpu_loop_seconds(cpus) if cpus else calibration.loop_alone
+        # Measured with timings that hold on any machine the scale could call for; the
+        # worker is started again below with the ones the measure gives.
+        built = build_stack(
+            "postgres-rabbitmq-faults",
+            tmp_path_factory.mktemp("faults"),
+            {**fault_sims.env, **timed_settings(10.0)},
+            worker_cpus=cpus,
+        )
+        running.callback(built.close)  # before the hogs stop: LIFO
+        CALIBRATIONS.append(calibrate(built, fault_sims, calibration))
+        TIMING.scale = calibration.scale
+        TIMING.settings = timed_settings(calibration.scale)
+        built.env.update(TIMING.settings)
+        built.stop_worker()
+        built.start_worker()
+        yield built
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from notifier.deliveries.models import FINAL_STATUSES, Delivery
 from notifier.escalation.models import Escalation, SweepRun
 from notifier.providers.simulated import Simulators
 from tests.support import events
-from tests.support.faults import RESULTS, ChaosTwilio, FaultResult, audit, sending
+from tests.support.faults import RESULTS, TIMING, ChaosTwilio, FaultResult, audit, sending
 from tests.support.ledger import Ledger
 from tests.support.stack import Stack, need, postgres_database, wait_until
 
@@ -83,7 +83,7 @@ def test_a_worker_killed_in_the_middle_of_5000_deliveries(
     accepted = post_all(stack, posted)
     wait_until(
         lambda: final_count(stack, accounts) >= KILL_DELIVERIES // 5,
-        timeout=120,
+        timeout=TIMING.seconds(120),
         interval=0.1,
         what="a fifth of the deliveries out",
     )
@@ -165,7 +165,7 @@ def test_c_postgresql_restarted_in_the_middle_of_a_run(
     accepted = post_all(stack, posted)
     wait_until(
         lambda: final_count(stack, accounts) >= 300,
-        timeout=60,
+        timeout=TIMING.seconds(60),
         interval=0.05,
         what="some deliveries out",
     )
@@ -184,7 +184,7 @@ def test_c_postgresql_restarted_in_the_middle_of_a_run(
     # The refused event, posted again, is accepted now that the database is back.
     wait_until(
         lambda: stack.post(extra[0]).status_code == 202,
-        timeout=30,
+        timeout=TIMING.seconds(30),
         what="the API accepting again",
     )
     audit(
@@ -268,7 +268,7 @@ def test_e_duplicate_and_out_of_order_callbacks(stack: Stack, fault_sims: Simula
             bound=0,
             started=started,
         )
-        twilio.wait_callbacks(timeout=10)
+        twilio.wait_callbacks(timeout=TIMING.seconds(10))
     finally:
         twilio.chaos = False
     by_account: dict[str, list[tuple[str, str]]] = {}
@@ -293,13 +293,16 @@ def test_sigterm_lets_sends_in_flight_finish_and_leaves_nothing_claimed(
         posted, accounts = unpaid_for(300, email=None)
         accepted = post_all(stack, posted)
         wait_until(
-            lambda: sending(stack, accounts) > 0, timeout=60, interval=0.05, what="sends in flight"
+            lambda: sending(stack, accounts) > 0,
+            timeout=TIMING.seconds(60),
+            interval=0.05,
+            what="sends in flight",
         )
         in_flight = sending(stack, accounts)
         worker = stack.worker
         assert worker is not None
         worker.send_signal(signal.SIGTERM)  # warm shutdown: the main process only
-        worker.wait(timeout=60)  # bounded by the sends in flight, not killed
+        worker.wait(timeout=TIMING.seconds(60))  # bounded by the sends in flight, not killed
         stack.worker = None
         assert sending(stack, accounts) == 0, "a delivery left claimed by a stopped worker"
     finally:

@@ -7,6 +7,7 @@ does.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from notifier.db import utcnow
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange
 from notifier.flows import deliver as deliver_flow
-from notifier.flows.deliver import deliver_batch
+from notifier.flows.deliver import LeaseKeeper, deliver_batch
 from tests.support import events
 from tests.support.ledger import Ledger
 
@@ -198,6 +199,63 @@ def test_a_batch_beyond_the_providers_rate_sends_what_fits_and_gives_the_rest_ba
             )
         ).all()
     assert [d["reason"] for d in details if "reason" in d] == [f"{provider} rate limit"] * 2
+
+
+def test_a_batch_working_longer_than_its_lease_keeps_its_rows_until_it_records(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accts = billing_run(ledger, 3, phone=None, push_tokens=None)
+    email = queued(ledger, accts, "email")
+    monkeypatch.setattr(ledger.runtime.settings, "lease_seconds", 1.0)
+    started = time.monotonic()
+    with ledger.db() as session:
+        claims = deliveries.claim_many(
+            session, email, token=uuid.uuid4().hex, now=utcnow(), lease_seconds=1
+        )
+    with LeaseKeeper(ledger.runtime, claims, claimed_at=started) as keeper:
+        time.sleep(2.5)  # two and a half leases: a slow batch
+        with ledger.db() as session:
+            requeued = deliveries.requeue_due(session, now=utcnow(), redispatch_after=60, limit=100)
+            second = deliveries.claim_many(
+                session, email, token=uuid.uuid4().hex, now=utcnow(), lease_seconds=60
+            )
+        assert [c.delivery.id for c in keeper.held(claims)] == email
+    with ledger.db() as session:
+        recorded = deliveries.record_sends(
+            session, [(c, "sent", "smtp", f"id-{c.delivery.id}", {}) for c in claims], now=utcnow()
+        )
+
+    assert requeued == [] and second == [], "a live batch's rows were taken over"
+    assert recorded == email
+
+
+def test_a_batch_that_lost_its_lease_sends_none_of_the_rows_taken_over(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accts = billing_run(ledger, 3, phone=None, push_tokens=None)
+    email = queued(ledger, accts, "email")
+    monkeypatch.setattr(ledger.runtime.settings, "lease_seconds", 1.0)
+    started = time.monotonic()
+    now = utcnow()
+    with ledger.db() as session:
+        stalled = deliveries.claim_many(
+            session, email, token=uuid.uuid4().hex, now=now, lease_seconds=1
+        )
+    with ledger.db() as session:  # the stalled worker's lease ran out: another takes one row
+        taken = deliveries.claim_many(
+            session,
+            email[:1],
+            token=uuid.uuid4().hex,
+            now=now + timedelta(seconds=5),
+            lease_seconds=60,
+        )
+    time.sleep(1.0)  # the stall, past a renewal period
+
+    with LeaseKeeper(ledger.runtime, stalled, claimed_at=started) as keeper:
+        held = [c.delivery.id for c in keeper.held(stalled)]
+
+    assert [c.delivery.id for c in taken] == email[:1]
+    assert held == email[1:]
 
 
 def test_outcomes_wait_for_a_database_that_is_briefly_away_instead_of_sending_again(

@@ -1,7 +1,7 @@
 """bench/e2e.py runs from start to end on a small load.
 
-Only that it works is asserted: every delivery final (exit 0) and one summary
-line last. The figures are printed, even when the test passes, so that CI's
+Only that it works is asserted: every delivery final and no duplicate send
+(exit 0; no worker dies here, so the bound is 0) and one summary line last. The figures are printed, even when the test passes, so that CI's
 log shows them; they are not judged, as timings on a shared 2-core machine
 are noise.
 """
@@ -39,6 +39,7 @@ def test_bench_e2e_runs_to_its_summary(capsys: pytest.CaptureFixture[str]) -> No
         print(f"\n$ python bench/e2e.py {' '.join(ARGS)}\n{output}")
     assert returncode == 0, f"bench/e2e.py exited {returncode}; its output is printed above"
     assert output.strip().splitlines()[-1].startswith("summary:")
+    assert "  duplicate sends: 0 (" in output, "the bench did not count duplicate sends"
 
 
 def _run(argv: list[str]) -> tuple[int, str]:

@@ -10,9 +10,7 @@ prints :data:`RESULTS` at the end of the run.
 
 from __future__ import annotations
 
-import base64
 import random
-import struct
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -27,18 +25,32 @@ from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange,
 from notifier.events.models import Event
 from notifier.flows.deliver import REPORTING_PROVIDERS
 from notifier.providers.simulated import Simulators
+from tests.support import events
+from tests.support.slowdown import CALIBRATION_EVENTS, Calibration, Timing
 from tests.support.stack import Stack
 
-# Short leases and sweeps, so a fault heals in seconds (the defaults are minutes).
-FAST = {
-    "NOTIFIER_LEASE_SECONDS": "6",
-    "NOTIFIER_REDISPATCH_AFTER_SECONDS": "2",
-    "NOTIFIER_RECONCILE_INTERVAL_SECONDS": "1",
+FIXED = {
     "NOTIFIER_PROVIDERS": "{}",  # the real adapters, against the simulators
     "NOTIFIER_RATE_LIMITS": "{}",  # no provider rate: the faults, not the limits, are tested
-    # A report lost while the API was down: the SMS is unknown (and falls back) in seconds.
-    "NOTIFIER_RECEIPT_TIMEOUT_SECONDS": "15",
 }
+FAST_SECONDS = {
+    # Short leases and sweeps, so a fault heals in seconds (the defaults are minutes).
+    "NOTIFIER_LEASE_SECONDS": 6.0,
+    "NOTIFIER_REDISPATCH_AFTER_SECONDS": 2.0,
+    "NOTIFIER_RECONCILE_INTERVAL_SECONDS": 1.0,
+    # A report lost while the API was down: the SMS is unknown (and falls back) in seconds.
+    "NOTIFIER_RECEIPT_TIMEOUT_SECONDS": 15.0,
+}
+"""The stack's timings on a quiet machine of the FIELD-NOTES kind; :func:`timed_settings`
+scales them to the machine the session measured."""
+TIMING = Timing()
+"""The session's time scale (set by tests/faults/conftest.py after :func:`calibrate`)."""
+CALIBRATIONS: list[Calibration] = []
+
+
+def timed_settings(scale: float) -> dict[str, str]:
+    """The stack's settings with every timing of :data:`FAST_SECONDS` times ``scale``."""
+    return {**FIXED, **{name: f"{fast * scale:.1f}" for name, fast in FAST_SECONDS.items()}}
 
 
 @dataclass(frozen=True)
@@ -72,25 +84,9 @@ class ChaosTwilio(TwilioSimulator):
 # -- the closing check ------------------------------------------------------------------
 
 
-def callback_delivery(url: str) -> int:
-    """The delivery id inside a status-callback URL's token (callback_tokens.py layout)."""
-    token = url.rsplit("/", 1)[1]
-    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    return int(struct.unpack(">BQQ", raw[:17])[1])
-
-
 def provider_sends(sims: Simulators) -> Counter[tuple[int, str]]:
     """Accepted sends per (delivery id, recipient), as the simulators received them."""
-    sends: Counter[tuple[int, str]] = Counter()
-    with sims.fcm.lock:
-        for push in sims.fcm.received:
-            sends[int(push.data["delivery_id"]), push.token] += 1
-    for mail in list(sims.smtp.messages):
-        sends[int(mail["X-Notifier-Delivery"]), str(mail["To"])] += 1
-    with sims.twilio.lock:
-        for form in [*sims.twilio.messages, *sims.twilio.calls]:
-            sends[callback_delivery(form["StatusCallback"]), form["To"]] += 1
-    return sends
+    return sims.sends()
 
 
 def _chunks(items: Sequence[Any], size: int = 2000) -> Iterator[Sequence[Any]]:
@@ -142,8 +138,13 @@ def audit(
     timeout: float = 120,
     in_flight_at: datetime | None = None,
 ) -> list[Delivery]:
-    """The closing check of every fault test; records its row of the table."""
-    rows = settle(stack, accounts, timeout=timeout)
+    """The closing check of every fault test; records its row of the table.
+
+    ``timeout`` is the wait on a quiet machine: it grows with the session's
+    time scale, up to what is left before pytest's own timeout.
+    """
+    waited = TIMING.seconds(timeout)
+    rows = settle(stack, accounts, timeout=waited)
     ids = [d.id for d in rows if d.id is not None]
     if in_flight_at is not None:
         bound = max(bound, claimed_at(stack, ids, in_flight_at))
@@ -178,6 +179,11 @@ def audit(
                     recorded[delivery_id] += 1
     sends = provider_sends(sims)
     mine = set(ids)
+    # A delivery still being sent (a wait that ran out) may have a send out and not yet
+    # recorded: that one is not a duplicate.
+    for d in rows:
+        if d.status == "sending" and d.id is not None:
+            recorded[d.id] += 1
     duplicates = sum(
         max(0, count - recorded[delivery_id])
         for (delivery_id, _), count in sends.items()
@@ -200,9 +206,67 @@ def audit(
     )
     states = Counter(d.status for d in rows)
     assert not lost_events, f"{len(lost_events)} accepted events without notifications"
-    assert final == len(rows), f"not final: {states}\n{stack.worker_log_tail()}"
-    assert duplicates <= bound, f"{duplicates} duplicate sends, more than the {bound} in flight"
+    # Duplicates first: sends counted so far already exceed the bound, whatever still waits.
+    if duplicates > bound:
+        twice = sorted(
+            delivery_id
+            for (delivery_id, _), count in sends.items()
+            if delivery_id in mine and count > recorded[delivery_id]
+        )
+        raise AssertionError(
+            f"{duplicates} duplicate sends, more than the {bound} in flight; "
+            f"{len(twice)} deliveries sent more often than recorded, the first ones:\n"
+            + "\n".join(timeline_text(stack, delivery_id) for delivery_id in twice[:3])
+        )
+    if final != len(rows) or len({d.account_no for d in rows}) != len(set(accounts)):
+        with sims.twilio.lock:
+            answers = Counter(str(c["status"]) for c in sims.twilio.callbacks_sent)
+        raise TIMING.failure(
+            f"{fault}: {len(rows) - final} of {len(rows)} deliveries not final ({states}) and "
+            f"{len(set(accounts)) - len({d.account_no for d in rows})} accounts without any; "
+            f"status callbacks answered {dict(answers)} (None: the API did not answer in time)",
+            waited,
+        ) from AssertionError(stack.worker_log_tail())
     return rows
+
+
+def timeline_text(stack: Stack, delivery_id: int) -> str:
+    """One delivery's timeline (delivery_changes), a line per change: the evidence of a fault."""
+    with stack.db() as session:
+        changes = session.exec(
+            select(DeliveryChange)
+            .where(DeliveryChange.delivery_id == delivery_id)
+            .order_by(col(DeliveryChange.id))
+        ).all()
+    return "\n".join(
+        [f"delivery {delivery_id}:"]
+        + [
+            f"  {c.at.isoformat(timespec='milliseconds')}  {c.status:<9} {c.detail}"
+            for c in changes
+        ]
+    )
+
+
+def calibrate(stack: Stack, sims: Simulators, calibration: Calibration) -> Calibration:
+    """Time :data:`CALIBRATION_EVENTS` unpaid-bill events through the worker, to the last
+    delivery final; checked like a fault (nothing lost, no duplicate sends)."""
+    accts = [events.account() for _ in range(CALIBRATION_EVENTS)]
+    posted = [events.unpaid(a) for a in accts]
+    started = time.monotonic()
+    answer = stack.post_batch(posted)
+    assert answer.status_code in (200, 202), answer.text
+    rows = audit(
+        stack,
+        sims,
+        "calibration (no fault)",
+        event_ids=[e["event_id"] for e in posted],
+        accounts=[a["account_no"] for a in accts],
+        bound=0,
+        started=started,
+    )
+    calibration.deliveries = len(rows)
+    calibration.batch_seconds = time.monotonic() - started
+    return calibration
 
 
 def claimed_at(stack: Stack, delivery_ids: Sequence[int], moment: datetime) -> int:

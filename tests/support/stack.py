@@ -96,7 +96,9 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(
+                f"timing failure: timed out after {timeout:.0f}s waiting for {what}"
+            )
         time.sleep(interval)
 
 
@@ -119,6 +121,8 @@ class Stack:
     worker: subprocess.Popen[bytes] | None = None
     worker_log: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    worker_cpus: list[int] | None = None
+    """Pin the worker and its pool to these cores (tests/support/slowdown.py); None: anywhere."""
 
     def __post_init__(self) -> None:
         port = free_port()
@@ -199,6 +203,9 @@ class Stack:
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "--hostname", f"{self.name}-{uuid.uuid4().hex[:6]}@%h",
         ]  # fmt: skip
+        if self.worker_cpus:
+            # taskset execs the worker: the pid is the worker's, and the pool inherits the pinning.
+            argv = ["taskset", "-c", ",".join(map(str, self.worker_cpus)), *argv]
         with self.worker_log.open("wb") as log:
             self.worker = subprocess.Popen(
                 argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -353,7 +360,13 @@ class Stack:
                 print(f"cleanup of {self.name} failed: {exc}", file=sys.stderr)
 
 
-def build_stack(name: str, folder: Path, extra_env: dict[str, str] | None = None) -> Stack:
+def build_stack(
+    name: str,
+    folder: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    worker_cpus: list[int] | None = None,
+) -> Stack:
     """Create the database and broker namespace for ``name`` and start its worker."""
     database, broker = name.split("-")[:2]
     cleanups: list[Callable[[], None]] = []
@@ -383,7 +396,13 @@ def build_stack(name: str, folder: Path, extra_env: dict[str, str] | None = None
         cleanups.append(client.flushdb)
         broker_url = f"{REDIS_URL}/{client.connection_pool.connection_kwargs['db']}"
     stack = Stack(
-        name, folder, database_url, broker_url, cleanups=cleanups, extra_env=extra_env or {}
+        name,
+        folder,
+        database_url,
+        broker_url,
+        cleanups=cleanups,
+        extra_env=extra_env or {},
+        worker_cpus=worker_cpus,
     )
     stack.start_worker()
     return stack
