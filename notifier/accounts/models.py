@@ -20,6 +20,10 @@ class Account(SQLModel, table=True):
     language: str = Field(default="zh-TW", max_length=16)
     phone: str | None = Field(default=None, max_length=20)
     """E.164."""
+    invalid_phone: str | None = Field(default=None, max_length=20)
+    """The number an agent found wrong; while ``phone`` is still it, nobody calls it.
+    Kept as the number, not a flag, so a new number from the producer is good again."""
+    phone_invalid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     email: str | None = Field(default=None, max_length=320)
     push_tokens: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     address: str | None = Field(default=None, max_length=500)

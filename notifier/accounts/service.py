@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import phonenumbers
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,7 +13,15 @@ from notifier.accounts.models import Account
 from notifier.db import utcnow
 from notifier.events.schema import AccountIn
 
-__all__ = ["get", "is_mobile", "upsert_locked", "upsert_many_locked"]
+__all__ = [
+    "callable_phone",
+    "get",
+    "is_mobile",
+    "mark_phone_invalid",
+    "phone_marked_invalid",
+    "upsert_locked",
+    "upsert_many_locked",
+]
 
 
 def upsert_locked(session: Session, account_in: AccountIn) -> Account:
@@ -74,3 +83,24 @@ def is_mobile(phone: str | None) -> bool:
         phonenumbers.PhoneNumberType.MOBILE,
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
     }
+
+
+def phone_marked_invalid(phone: str | None, invalid_phone: str | None) -> bool:
+    """Whether the account's phone is the number an agent found wrong."""
+    return phone is not None and phone == invalid_phone
+
+
+def callable_phone(phone: str | None, invalid_phone: str | None) -> str | None:
+    """The number to call, or None when there is none or it is known to be wrong."""
+    return None if phone_marked_invalid(phone, invalid_phone) else phone
+
+
+def mark_phone_invalid(session: Session, account_no: str, *, now: datetime) -> bool:
+    """Mark the account's current phone as wrong; False if there is none or it was already."""
+    account = session.get(Account, account_no, with_for_update=True)
+    if account is None or account.phone is None or account.invalid_phone == account.phone:
+        return False
+    account.invalid_phone, account.phone_invalid_at = account.phone, now
+    account.updated_at = now
+    session.add(account)
+    return True

@@ -68,6 +68,8 @@ class CaseOut(BaseModel):
     name: str | None
     phone: str | None
     """Calls only: the number to dial (E.164)."""
+    phone_invalid: bool
+    """The phone is the number an agent found wrong: nobody calls it again."""
     address: str | None
     """Visits only: where to go."""
     area: str | None
@@ -75,7 +77,13 @@ class CaseOut(BaseModel):
     assignee: str | None
     opened_on: date
     follow_up_on: date | None
-    """Off the lists until this day (a promise to pay)."""
+    """Off the lists until this day (a promise to pay, a payment claimed)."""
+    next_call_at: datetime | None
+    """An unanswered call before this does not count against the case."""
+    stage: str | None
+    """The collections-ladder stage the case waits for (``final_demand`` after a refused visit)."""
+    note: str | None
+    """What the list says about the case today (a claimed payment the ledger does not show)."""
     bills: list[BillLineOut]
     """The case's bills still unpaid, oldest first."""
     total: int
@@ -90,10 +98,11 @@ class CaseOut(BaseModel):
         return cls(
             id=row.case_id, kind=row.kind, status=row.status, outcome=row.outcome,
             account_no=row.account_no, name=row.name,
-            phone=row.phone if call or all_contacts else None,
+            phone=row.phone if call or all_contacts else None, phone_invalid=row.phone_invalid,
             address=row.address if not call or all_contacts else None,
             area=row.area, assignee_id=row.assignee_id, assignee=row.assignee,
             opened_on=row.opened_on, follow_up_on=row.follow_up_on,
+            next_call_at=row.next_call_at, stage=row.stage, note=row.note,
             bills=[BillLineOut(**vars(b)) for b in row.bills], total=row.total,
             days_overdue=row.days_overdue, failed_calls=row.failed_calls,
             attempts=[AttemptOut(**vars(a)) for a in row.attempts],
@@ -165,6 +174,7 @@ class SweepOut(BaseModel):
     opened: int
     joined: int
     closed: int
+    reopened: int
     assigned: int
     unassigned: int
     error: str | None
@@ -178,6 +188,9 @@ class StatsOut(BaseModel):
     outcomes_since: date
     outcomes_by_area: dict[str, dict[str, int]]
     """Per area: outcomes recorded since ``outcomes_since``, by outcome."""
+    closed_by_area: dict[str, dict[str, int]]
+    """Per area: cases closed since ``outcomes_since`` by how: ``paid`` (collected) apart from
+    ``paid_before_trigger`` (paid in time, heard of late), ``notice_delivered``."""
 
 
 class AgentOut(BaseModel):
@@ -209,7 +222,9 @@ def _my_agent(session: SessionDep, key: AgentOrSupervisor) -> Agent:
 MyAgent = Annotated[Agent, Depends(_my_agent)]
 
 
-def _case_error(exc: cases.CaseError) -> HTTPException | RequestValidationError:
+def _case_error(
+    exc: cases.CaseError, *, where: str = "body"
+) -> HTTPException | RequestValidationError:
     if isinstance(exc, cases.CaseNotFound):
         return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
     if isinstance(exc, cases.NotYourCase):
@@ -219,7 +234,7 @@ def _case_error(exc: cases.CaseError) -> HTTPException | RequestValidationError:
     assert isinstance(exc, cases.InvalidInput)
     # The app's handler answers it like any bad body: 422 naming the field.
     return RequestValidationError(
-        [{"loc": ("body", exc.field), "msg": exc.message, "type": "value_error"}]
+        [{"loc": (where, exc.field), "msg": exc.message, "type": "value_error"}]
     )
 
 
@@ -271,18 +286,19 @@ def my_notices(
     """The printed notices of today's visit list, one a page, dated ``day`` (default today)."""
     assert agent.id is not None
     today = rt.policy.business_date(rt.clock())
+    day = _notice_day(rt, day, today)
     rows = lists.agent_list(session, agent.id, "visit", today=today)
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no visit cases on your list today")
-    pdf = notices_pdf(rt.settings, rt.renderer, rows, visit_date=day or today)
+    pdf = notices_pdf(rt.settings, rt.renderer, rows, visit_date=day)
     audit.record(
         session,
         actor=keys.actor_of(key),
         action="notices.export",
         target=f"agent {agent.id}",
-        detail={"day": (day or today).isoformat(), "cases": [r.case_id for r in rows]},
+        detail={"day": day.isoformat(), "cases": [r.case_id for r in rows]},
     )
-    return _pdf(pdf, f"notices-{agent.id}-{(day or today).isoformat()}.pdf")
+    return _pdf(pdf, f"notices-{agent.id}-{day.isoformat()}.pdf")
 
 
 @router.get("/escalations/stats")
@@ -395,7 +411,7 @@ def case_notice(
     row = _row(rt, session, key, case_id)
     if row.kind != "visit" or row.status != CaseStatus.OPEN:
         raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id} is not an open visit case")
-    visit_date = day or rt.policy.business_date(rt.clock())
+    visit_date = _notice_day(rt, day, rt.policy.business_date(rt.clock()))
     pdf = notices_pdf(rt.settings, rt.renderer, [row], visit_date=visit_date)
     audit.record(
         session,
@@ -496,6 +512,14 @@ def _row(
     if not rows or rows[0].case_id != case_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no escalation case {case_id}")
     return rows[0]
+
+
+def _notice_day(rt: RuntimeDep, day: date | None, today: date) -> date:
+    """The date a printed notice bears: today unless asked, and never past or too far ahead."""
+    try:
+        return cases.check_notice_day(day or today, today=today, policy=rt.policy.escalation)
+    except cases.InvalidInput as exc:
+        raise _case_error(exc, where="query") from None
 
 
 def _pdf(body: bytes, filename: str) -> Response:

@@ -1,4 +1,5 @@
-"""Producer callbacks about cases: ``escalation.outcome`` and ``escalation.closed``.
+"""Producer callbacks about cases: ``escalation.outcome``, ``escalation.closed``, and
+``account.contact_invalid`` (an agent found the account's phone wrong: fix the contact data).
 
 Written in the transaction that records the outcome or closes the case, to
 every producer with a URL that posted events about the account (the outbox
@@ -18,7 +19,7 @@ from notifier.escalation.models import Escalation, EscalationBill
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback
 
-__all__ = ["escalation_outcome", "escalations_closed"]
+__all__ = ["contact_invalid", "escalation_outcome", "escalations_closed"]
 
 
 def escalation_outcome(
@@ -84,6 +85,31 @@ def escalations_closed(session: Session, case_ids: Sequence[int], *, now: dateti
         for key in producers[case.account_no]
     ]
     return webhooks.owe(session, callbacks)
+
+
+def contact_invalid(
+    session: Session, case: Escalation, *, contact: str, reason: str, now: datetime
+) -> list[int]:
+    """Owe ``account.contact_invalid``: which contact point (``phone``) and why, never its value."""
+    keys = webhooks.producers_of(session, [case.account_no]).get(case.account_no, [])
+    body = {
+        "type": "account.contact_invalid",
+        "occurred_at": now.isoformat(),
+        "event_id": None,
+        "account_no": case.account_no,
+        "contact": contact,
+        "reason": reason,
+        "escalation_id": case.id,
+    }
+    return webhooks.owe(
+        session,
+        [
+            ProducerCallback(
+                key_id=key, type="account.contact_invalid", body=body, next_at=now, created_at=now
+            )
+            for key in keys
+        ],
+    )
 
 
 def _case_body(case: Escalation, bills: list[str], now: datetime) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import phonenumbers
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.escalation.models import (
@@ -76,13 +77,25 @@ class CaseRow:
     opened_on: date
     follow_up_on: date | None
     failed_calls: int
+    invalid_phone: str | None
+    next_call_at: datetime | None
+    """An unanswered call before this is not counted (``call_retry_hours``)."""
+    stage: str | None
+    """The collections-ladder stage the case waits for, if any."""
     days_overdue: int = 0
     bills: list[BillLine] = field(default_factory=list)
     attempts: list[AttemptLine] = field(default_factory=list)
+    note: str | None = None
+    """What the list must say about the case today (a payment claimed but not in the ledger)."""
 
     @property
     def total(self) -> int:
         return sum(b.amount for b in self.bills)
+
+    @property
+    def phone_invalid(self) -> bool:
+        """The phone is the number an agent found wrong."""
+        return accounts.phone_marked_invalid(self.phone, self.invalid_phone)
 
 
 @dataclass(frozen=True)
@@ -96,7 +109,8 @@ class CaseFilter:
     assignee_id: int | None = None
     unassigned: bool = False
     due_on: date | None = None
-    """Only cases to work on this day: not waiting for a promised payment."""
+    """Only cases to work on this day: not waiting for a promised or claimed payment, nor for
+    the next stage of the ladder (a refused visit)."""
     after_id: int | None = None
 
     def apply(self, query: Any) -> Any:
@@ -120,6 +134,7 @@ class CaseFilter:
                     col(Escalation.follow_up_on) <= self.due_on,
                 )
             )
+            conditions.append(col(Escalation.stage).is_(None))
         if self.after_id is not None:
             conditions.append(col(Escalation.id) > self.after_id)
         return query.where(*conditions)
@@ -137,7 +152,8 @@ def case_rows(
             col(Escalation.outcome), col(Escalation.account_no), col(Account.name),
             col(Account.language), col(Account.phone), col(Account.address), col(Escalation.area),
             col(Escalation.assignee_id), col(Agent.name), col(Escalation.opened_on),
-            col(Escalation.follow_up_on), col(Escalation.failed_calls),
+            col(Escalation.follow_up_on), col(Escalation.failed_calls), col(Account.invalid_phone),
+            col(Escalation.next_call_at), col(Escalation.stage),
         )
         .join(Account, col(Account.account_no) == col(Escalation.account_no))
         .outerjoin(Agent, col(Agent.id) == col(Escalation.assignee_id))
@@ -180,7 +196,21 @@ def case_rows(
     for row in rows.values():
         if row.bills:
             row.days_overdue = max(0, (today - row.bills[0].due_date).days)
+        row.note = _note(row, today)
     return list(rows.values())
+
+
+def _note(row: CaseRow, today: date) -> str | None:
+    """A payment the customer claimed that the ledger does not show by the day it was due to."""
+    claimed = row.outcome == "payment_claimed" and row.status == CaseStatus.OPEN
+    if not claimed or row.follow_up_on is None or today < row.follow_up_on or not row.bills:
+        return None
+    said = next((a for a in reversed(row.attempts) if a.outcome == "paid"), None)
+    when = f" on {said.at.date().isoformat()}" if said else ""
+    return (
+        f"the customer said{when} it was paid; by {row.follow_up_on.isoformat()} the ledger "
+        "still shows it unpaid"
+    )
 
 
 def agent_list(session: Session, agent_id: int, kind: str, *, today: date) -> list[CaseRow]:
@@ -220,12 +250,11 @@ def export_table(rows: Sequence[CaseRow], kind: str) -> tuple[list[str], list[li
     headers = [*_HEADERS[kind], *_COMMON]
     table: list[list[Any]] = []
     for r in rows:
-        contact: list[Any] = (
-            [_national(r.phone)] if kind == CaseKind.CALL else [r.area or "", r.address or ""]
-        )
+        phone = _national(r.phone) + (" (marked invalid)" if r.phone_invalid else "")
+        contact: list[Any] = [phone] if kind == CaseKind.CALL else [r.area or "", r.address or ""]
         bills = "; ".join(f"{b.period} {b.amount} (due {b.due_date.isoformat()})" for b in r.bills)
         attempts = "; ".join(f"{a.at.date().isoformat()} {a.outcome}" for a in r.attempts)
-        last_note = next((a.note for a in reversed(r.attempts) if a.note), "")
+        last_note = r.note or next((a.note for a in reversed(r.attempts) if a.note), "")
         table.append(
             [
                 r.case_id, r.account_no, r.name or "", *contact, bills, r.total,
@@ -240,7 +269,11 @@ def export_table(rows: Sequence[CaseRow], kind: str) -> tuple[list[str], list[li
 
 
 def stats(session: Session, *, since: date, tz: ZoneInfo) -> dict[str, Any]:
-    """Open cases by area and kind (assigned or not), and outcomes by area since ``since``."""
+    """Open cases by area and kind (assigned or not); outcomes and closed cases since ``since``.
+
+    Closed cases count by how they ended, so ``paid_before_trigger`` (paid in
+    time, heard of late) stays apart from ``paid`` (collected).
+    """
     open_rows = session.execute(
         sa.select(
             col(Escalation.area),
@@ -269,8 +302,17 @@ def stats(session: Session, *, since: date, tz: ZoneInfo) -> dict[str, Any]:
     outcomes: dict[str, dict[str, int]] = defaultdict(dict)
     for area, outcome, n in outcome_rows:
         outcomes[area or ""][outcome] = n
+    closed_rows = session.execute(
+        sa.select(col(Escalation.area), col(Escalation.outcome), sa.func.count())
+        .where(col(Escalation.status) == CaseStatus.DONE, col(Escalation.closed_at) >= start)
+        .group_by(col(Escalation.area), col(Escalation.outcome))
+    )
+    closed: dict[str, dict[str, int]] = defaultdict(dict)
+    for area, outcome, n in closed_rows:
+        closed[area or ""][outcome or ""] = n
     return {
         "open_by_area": dict(sorted(open_by_area.items())),
         "outcomes_since": since,
         "outcomes_by_area": dict(sorted(outcomes.items())),
+        "closed_by_area": dict(sorted(closed.items())),
     }

@@ -12,6 +12,7 @@ from notifier.db import UTCDateTime, utcnow
 __all__ = [
     "AGENT_KIND",
     "CASE_KINDS",
+    "PAID_OUTCOMES",
     "Agent",
     "CaseKind",
     "CaseStatus",
@@ -37,6 +38,11 @@ class CaseStatus:
     OPEN = "open"
     DONE = "done"
     CANCELLED = "cancelled"
+
+
+PAID_OUTCOMES: tuple[str, ...] = ("paid", "paid_before_trigger")
+"""How the ledger closes a case: collected, or paid before the trigger date but heard of late.
+A case closed so is reopened when the rule holds again; its bills are not "dealt with"."""
 
 
 class Agent(SQLModel, table=True):
@@ -86,7 +92,11 @@ class Escalation(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=32)
     """The last outcome recorded; the closing one once the case is done."""
     follow_up_on: date | None = None
-    """Off the lists until this business date (a promise to pay)."""
+    """Off the lists until this business date (a promise to pay, a payment the customer claims)."""
+    next_call_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """An unanswered call before this does not count against the case (``call_retry_hours``)."""
+    stage: str | None = Field(default=None, max_length=32)
+    """The collections-ladder stage the case waits for (``final_demand`` after a refused visit)."""
     opened_on: date
     """The business date (as_of) of the sweep that opened it."""
     opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -160,7 +170,9 @@ class SweepRun(SQLModel, table=True):
     joined: int = 0
     """Bills added to cases already open."""
     closed: int = 0
-    """Open cases found with every bill paid."""
+    """Open cases the ledger no longer supports (the bills that made the rule hold were paid)."""
+    reopened: int = 0
+    """Cases closed by a payment that the rule holds for again."""
     assigned: int = 0
     unassigned: int = 0
     """Cases opened with no agent of their area and kind."""

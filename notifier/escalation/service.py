@@ -1,10 +1,30 @@
-"""Escalation cases: outcomes agents record, reassignment, closing on payment.
+"""Escalation cases: outcomes agents record, reassignment, closing when the ledger says so.
 
-Outcomes (DESIGN.md): ``paid``, ``refused`` and ``notice_delivered`` end the
-case. ``promised`` keeps it open but off the lists until the day after the
-promised date. ``no_answer`` and ``wrong_number`` count against the call; the
-``max_call_attempts``-th turns the case into a visit, assigned like a new one.
-``nobody_home`` keeps a visit on the list.
+Outcomes (DESIGN.md, README "Escalation"):
+
+- ``promised`` keeps the case open but off the lists until the day after the
+  promised date, which may be at most ``max_promise_days`` business days ahead
+  (``max_promise_days_supervisor`` for a supervisor).
+- ``no_answer`` counts against the call once per ``call_retry_hours``: the
+  ``max_call_attempts``-th counted one turns the case into a visit. Calls
+  made sooner are recorded but not counted, so three in a minute are one try.
+- ``wrong_number`` marks the phone invalid on the account (the producer is
+  told: ``account.contact_invalid``) and turns the case into a visit at once.
+- ``refused`` never ends a case: a call becomes a visit; a visit is marked
+  for the next stage of the collections ladder (``final_demand``) and leaves
+  the field agent's list.
+- ``paid`` on the customer's word is a claim: the case waits as
+  ``payment_claimed`` for ``claimed_payment_days`` business days, then comes
+  back to the list with a note if the ledger still shows the bills unpaid. Only
+  the ledger (``bill.paid``) closes a case as paid.
+- ``notice_delivered`` ends a visit; ``nobody_home`` keeps it on the list.
+
+A case follows the ledger (:func:`close_paid_cases`): once the rule no longer
+holds for its account (the older bill paid, what is left not yet at its own
+second billing date) it closes as ``paid``, or as ``paid_before_trigger`` when
+the payment was made in the ``payment_grace_days`` before the trigger date
+and only heard of after the case opened. The sweep reopens it when the rule
+holds again.
 
 The audit trail gets every reassignment (``case.reassigned``) and every
 outcome a supervisor records on a case not assigned to them (``case.outcome``).
@@ -15,15 +35,18 @@ Producers with a callback URL hear of each outcome and of each case closing
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from notifier.accounts import service as accounts
+from notifier.accounts.models import Account
 from notifier.audit import service as audit
 from notifier.billing.models import Bill
-from notifier.escalation import callbacks
+from notifier.escalation import callbacks, rule
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
     AGENT_KIND,
@@ -39,7 +62,9 @@ from notifier.policy.rules import EscalationPolicy
 
 __all__ = [
     "CLOSING_OUTCOMES",
+    "NEXT_STAGE",
     "OUTCOMES",
+    "PAYMENT_CLAIMED",
     "Actor",
     "CaseClosed",
     "CaseError",
@@ -47,8 +72,10 @@ __all__ = [
     "InvalidInput",
     "NotYourCase",
     "assign",
+    "check_notice_day",
     "close_paid_cases",
     "get_case",
+    "ledger_of",
     "record_outcome",
 ]
 
@@ -56,8 +83,12 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     CaseKind.CALL: ("promised", "refused", "no_answer", "wrong_number", "paid"),
     CaseKind.VISIT: ("promised", "refused", "notice_delivered", "nobody_home", "paid"),
 }
-CLOSING_OUTCOMES = frozenset({"paid", "refused", "notice_delivered"})
-_FAILED_CALL = frozenset({"no_answer", "wrong_number"})
+CLOSING_OUTCOMES = frozenset({"notice_delivered"})
+"""Outcomes an agent records that end a case; payment ends one only through the ledger."""
+PAYMENT_CLAIMED = "payment_claimed"
+"""A case's outcome while a payment the customer claims waits to show in the ledger."""
+NEXT_STAGE = "final_demand"
+"""Where a refused visit goes: the collections ladder's next stage (DESIGN.md)."""
 log = logging.getLogger(__name__)
 
 
@@ -143,10 +174,7 @@ def record_outcome(
     allowed = OUTCOMES[case.kind]
     if outcome not in allowed:
         raise InvalidInput("outcome", f"a {case.kind} case takes one of {', '.join(allowed)}")
-    if outcome == "promised" and promise_date is None:
-        raise InvalidInput("promise_date", "a promise to pay needs the promised date")
-    if promise_date is not None and promise_date < today:
-        raise InvalidInput("promise_date", f"{promise_date} is in the past (today is {today})")
+    _check_promise(promise_date, outcome=outcome, today=today, policy=policy, actor=actor)
     assert case.id is not None
     # A supervisor's outcome on a case not assigned to them (or to nobody) is audited.
     on_behalf = actor.supervisor and (actor.agent_id is None or case.assignee_id != actor.agent_id)
@@ -170,12 +198,34 @@ def record_outcome(
     if outcome == "promised":
         assert promise_date is not None
         case.follow_up_on = promise_date + timedelta(days=1)
-    if outcome in CLOSING_OUTCOMES:
+    elif outcome == "paid":
+        case.outcome = PAYMENT_CLAIMED
+        case.follow_up_on = policy.add_business_days(today, policy.claimed_payment_days)
+        _change(session, case, "payment claimed", actor.name, now,
+                f"off the lists until {case.follow_up_on} for the ledger to show it")  # fmt: skip
+    elif outcome in CLOSING_OUTCOMES:
         case.status, case.closed_at = CaseStatus.DONE, now
-    elif outcome in _FAILED_CALL:
+    elif outcome == "refused":
+        if case.kind == CaseKind.CALL:
+            _become_visit(session, case, now, why="refused on the phone")
+        else:
+            case.stage = NEXT_STAGE
+            _change(session, case, "marked for the next stage", actor.name, now,
+                    f"refused at the door: {NEXT_STAGE}")  # fmt: skip
+    elif outcome == "wrong_number":
         case.failed_calls += 1
-        if case.failed_calls >= policy.max_call_attempts:
-            _become_visit(session, case, now)
+        if accounts.mark_phone_invalid(session, case.account_no, now=now):
+            callbacks.contact_invalid(session, case, contact="phone", reason=outcome, now=now)
+        _become_visit(session, case, now, why="the phone number is wrong")
+    elif outcome == "no_answer":
+        if case.next_call_at is not None and now < case.next_call_at:
+            _change(session, case, "call not counted", actor.name, now,
+                    f"unanswered again before {case.next_call_at.isoformat()}")  # fmt: skip
+        else:
+            case.failed_calls += 1
+            case.next_call_at = now + timedelta(hours=policy.call_retry_hours)
+            if case.failed_calls >= policy.max_call_attempts:
+                _become_visit(session, case, now, why=f"after {case.failed_calls} failed calls")
     session.add(case)
     if on_behalf:
         audit.record(
@@ -188,7 +238,7 @@ def record_outcome(
     callbacks.escalation_outcome(
         session,
         case,
-        outcome=outcome,
+        outcome=case.outcome or outcome,
         now=now,
         promise_date=promise_date,
         closed=case.status != CaseStatus.OPEN,
@@ -204,18 +254,61 @@ def record_outcome(
     return case
 
 
-def _become_visit(session: Session, case: Escalation, now: datetime) -> None:
+def _check_promise(
+    promise_date: date | None,
+    *,
+    outcome: str,
+    today: date,
+    policy: EscalationPolicy,
+    actor: Actor,
+) -> None:
+    if outcome == "promised" and promise_date is None:
+        raise InvalidInput("promise_date", "a promise to pay needs the promised date")
+    if promise_date is None:
+        return
+    if promise_date < today:
+        raise InvalidInput("promise_date", f"{promise_date} is in the past (today is {today})")
+    days = policy.max_promise_days_supervisor if actor.supervisor else policy.max_promise_days
+    latest = policy.add_business_days(today, days)
+    if promise_date > latest:
+        who = "a supervisor" if actor.supervisor else "an agent"
+        raise InvalidInput(
+            "promise_date",
+            f"{promise_date} is more than {days} business days ahead, as far as {who} may "
+            f"accept (the latest is {latest})",
+        )
+
+
+def check_notice_day(day: date, *, today: date, policy: EscalationPolicy) -> date:
+    """``day`` if a printed visit notice may be dated so: today to ``max_notice_days`` ahead."""
+    latest = today + timedelta(days=policy.max_notice_days)
+    if day < today:
+        raise InvalidInput("day", f"{day} is in the past (today is {today})")
+    if day > latest:
+        raise InvalidInput(
+            "day",
+            f"{day} is more than {policy.max_notice_days} days ahead (the latest is {latest})",
+        )
+    return day
+
+
+def _change(
+    session: Session, case: Escalation, change: str, actor: str, now: datetime, detail: str
+) -> None:
     assert case.id is not None
+    session.add(
+        EscalationChange(escalation_id=case.id, change=change, actor=actor, detail=detail, at=now)
+    )
+
+
+def _become_visit(session: Session, case: Escalation, now: datetime, *, why: str) -> None:
     case.kind = CaseKind.VISIT
+    case.next_call_at = None
     case.assignee_id = Assigner(session, area=case.area).pick(case.area, CaseKind.VISIT)
-    detail = f"after {case.failed_calls} failed calls; " + (
+    detail = f"{why}; " + (
         f"assigned to agent {case.assignee_id}" if case.assignee_id else "no field agent"
     )
-    session.add(
-        EscalationChange(
-            escalation_id=case.id, change="became a visit", actor="rule", detail=detail, at=now
-        )
-    )
+    _change(session, case, "became a visit", "rule", now, detail)
 
 
 def assign(
@@ -257,32 +350,133 @@ def assign(
     return case
 
 
+def ledger_of(
+    session: Session, account_nos: Collection[str]
+) -> dict[str, tuple[int | None, list[rule.LedgerBill], dict[str, datetime]]]:
+    """Per account: its billing cycle, its bills as the rule reads them, when each paid one was."""
+    found: dict[str, tuple[int | None, list[rule.LedgerBill], dict[str, datetime]]] = {
+        account_no: (cycle, [], {})
+        for account_no, cycle in session.execute(
+            sa.select(col(Account.account_no), col(Account.billing_cycle_months)).where(
+                col(Account.account_no).in_(list(account_nos))
+            )
+        )
+    }
+    for account_no, bill_no, due_date, amount, paid_at in session.execute(
+        sa.select(
+            col(Bill.account_no), col(Bill.bill_no), col(Bill.due_date), col(Bill.amount),
+            col(Bill.paid_at),
+        ).where(col(Bill.account_no).in_(list(account_nos)))
+    ):  # fmt: skip
+        _, bills, paid = found[account_no]
+        bills.append(rule.LedgerBill(bill_no, due_date, amount, paid_at is not None))
+        if paid_at is not None:
+            paid[bill_no] = paid_at
+    return found
+
+
 def close_paid_cases(
-    session: Session, *, now: datetime, actor: str, account_no: str | None = None
+    session: Session,
+    *,
+    now: datetime,
+    actor: str,
+    policy: EscalationPolicy,
+    today: date,
+    account_no: str | None = None,
 ) -> list[int]:
-    """Close, as ``paid``, open cases none of whose bills is still unpaid; their ids."""
-    unpaid = (
-        select(EscalationBill.bill_no)
+    """Close the open cases the ledger no longer supports as of ``today``; their ids.
+
+    A case stands while the rule holds for its account. Once a payment leaves
+    too little for it (the older bill paid, the rest not yet at its own second
+    billing date, or under the minimum), it closes as ``paid``, or as
+    ``paid_before_trigger`` when its first bill was paid in the
+    ``payment_grace_days`` before the date the rule fired for it.
+    """
+    # Only cases with a bill paid since can have lost their ground.
+    paid_bill = (
+        sa.select(1)
+        .select_from(EscalationBill)
         .join(Bill, col(Bill.bill_no) == col(EscalationBill.bill_no))
-        .where(col(EscalationBill.escalation_id) == col(Escalation.id), col(Bill.paid_at).is_(None))
+        .where(
+            col(EscalationBill.escalation_id) == col(Escalation.id),
+            col(Bill.paid_at).is_not(None),
+        )
     )
-    closing = (
-        sa.update(Escalation)
-        .where(col(Escalation.status) == CaseStatus.OPEN, ~unpaid.exists())
-        .values(status=CaseStatus.DONE, outcome="paid", closed_at=now, updated_at=now)
-        .returning(col(Escalation.id))
+    query = (
+        sa.select(col(Escalation.id), col(Escalation.account_no))
+        .where(col(Escalation.status) == CaseStatus.OPEN, paid_bill.exists())
+        .order_by(col(Escalation.account_no))
+        .with_for_update()
     )
     if account_no is not None:
-        closing = closing.where(col(Escalation.account_no) == account_no)
-    ids = list(session.execute(closing).scalars())
-    if not ids:
+        query = query.where(col(Escalation.account_no) == account_no)
+    candidates = [(case_id, account) for case_id, account in session.execute(query)]
+    if not candidates:
         return []
+    ledgers = ledger_of(session, {account for _, account in candidates})
+    covered = _bills_of(session, [case_id for case_id, _ in candidates])
+    closing: dict[int, tuple[str, str]] = {}
+    for case_id, account in candidates:
+        cycle, bills, paid_at = ledgers[account]
+        if rule.escalable(bills, today, policy, cycle):
+            continue
+        outcome = _how_paid(bills, covered.get(case_id, []), paid_at, cycle, policy)
+        left = [b.bill_no for b in bills if not b.paid]
+        detail = outcome + (
+            f"; still owed, not yet due to a person: {', '.join(left)}" if left else ""
+        )
+        closing[case_id] = (outcome, detail)
+    if not closing:
+        return []
+    for outcome in {outcome for outcome, _ in closing.values()}:
+        session.execute(
+            sa.update(Escalation)
+            .where(col(Escalation.id).in_([i for i, (o, _) in closing.items() if o == outcome]))
+            .values(
+                status=CaseStatus.DONE, outcome=outcome, closed_at=now, updated_at=now,
+                follow_up_on=None, next_call_at=None,
+            )
+        )  # fmt: skip
     session.execute(
         sa.insert(EscalationChange),
         [
-            {"escalation_id": i, "change": "closed", "actor": actor, "detail": "paid", "at": now}
-            for i in ids
+            {"escalation_id": i, "change": "closed", "actor": actor, "detail": detail, "at": now}
+            for i, (_, detail) in closing.items()
         ],
     )
+    ids = sorted(closing)
     callbacks.escalations_closed(session, ids, now=now)
     return ids
+
+
+def _bills_of(session: Session, case_ids: Sequence[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for case_id, bill_no in session.execute(
+        sa.select(col(EscalationBill.escalation_id), col(EscalationBill.bill_no)).where(
+            col(EscalationBill.escalation_id).in_(list(case_ids))
+        )
+    ):
+        found.setdefault(case_id, []).append(bill_no)
+    return found
+
+
+def _how_paid(
+    bills: Sequence[rule.LedgerBill],
+    case_bills: Collection[str],
+    paid_at: dict[str, datetime],
+    cycle: int | None,
+    policy: EscalationPolicy,
+) -> str:
+    """``paid_before_trigger`` if the case's first bill was paid just before the rule fired."""
+    own = sorted(
+        (b for b in bills if b.bill_no in case_bills), key=lambda b: (b.due_date, b.bill_no)
+    )
+    if not own or own[0].bill_no not in paid_at:
+        return "paid"
+    first = own[0]
+    trigger = rule.second_billing_date(
+        bills, first, cycle or policy.default_cycle_months
+    ) + timedelta(days=policy.grace_days)
+    paid_on = policy.business_date(paid_at[first.bill_no])
+    window_opens = trigger - timedelta(days=policy.payment_grace_days)
+    return "paid_before_trigger" if window_opens <= paid_on < trigger else "paid"

@@ -1,5 +1,10 @@
 """The escalation sweep: every account whose arrears reached the rule gets one open case.
 
+Cases follow the ledger: first the open cases a payment left without ground
+close (:func:`~notifier.escalation.service.close_paid_cases`); then an account
+the rule holds for again gets its case closed by that payment back, reopened,
+with its attempts and history, rather than a new one.
+
 It is idempotent (a second run on the same date changes nothing) and safe
 beside payments and another sweep: each chunk of accounts is processed under
 their row locks, which ``bill.paid`` processing takes too, and re-read inside
@@ -13,17 +18,20 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from notifier.accounts import service as accounts_service
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.db import Database, utcnow
 from notifier.escalation import rule
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
+    PAID_OUTCOMES,
     CaseStatus,
     Escalation,
     EscalationBill,
@@ -84,7 +92,11 @@ def sweep(
         session.add(run)
     try:
         with db.session() as session:
-            run.closed = len(close_paid_cases(session, now=clock(), actor=SWEEP_ACTOR))
+            run.closed = len(
+                close_paid_cases(
+                    session, now=clock(), actor=SWEEP_ACTOR, policy=policy, today=as_of
+                )
+            )
             candidates = _accounts_to_check(session, as_of, policy)
             run.accounts = len(candidates)
             _save(session, run)
@@ -112,8 +124,9 @@ def sweep(
             _save(session, run)
         raise
     log.info(
-        "sweep %s as of %s: %s accounts checked, %s opened, %s bills joined, %s closed",
-        run.id, as_of, run.accounts, run.opened, run.joined, run.closed,
+        "sweep %s as of %s: %s accounts checked, %s opened, %s reopened, %s bills joined, "
+        "%s closed",
+        run.id, as_of, run.accounts, run.opened, run.reopened, run.joined, run.closed,
     )  # fmt: skip
     return run
 
@@ -178,10 +191,7 @@ def _accounts_to_check(session: Session, as_of: date, policy: EscalationPolicy) 
         sa.select(1)
         .select_from(covered)
         .join(case, col(case.id) == col(covered.escalation_id))
-        .where(
-            col(covered.bill_no) == col(bill.bill_no),
-            col(case.status).in_([CaseStatus.OPEN, CaseStatus.DONE]),
-        )
+        .where(col(covered.bill_no) == col(bill.bill_no), _dealt_with(case))
     )
     next_bill_due = sa.select(1).where(
         col(later.account_no) == col(bill.account_no),
@@ -213,6 +223,17 @@ def _accounts_to_check(session: Session, as_of: date, policy: EscalationPolicy) 
     return list(session.execute(sa.select(union.c[0]).order_by(union.c[0])).scalars())
 
 
+def _dealt_with(case: Any) -> sa.ColumnElement[bool]:
+    """Cases that account for their bills: open ones, and those ended otherwise than paid."""
+    return sa.or_(
+        col(case.status) == CaseStatus.OPEN,
+        sa.and_(
+            col(case.status) == CaseStatus.DONE,
+            sa.or_(col(case.outcome).is_(None), col(case.outcome).not_in(PAID_OUTCOMES)),
+        ),
+    )
+
+
 @dataclass
 class _Facts:
     account: rule.Reachability
@@ -223,7 +244,10 @@ class _Facts:
     case_bills: set[str] = field(default_factory=set)
     """The bills of the open case."""
     covered: set[str] = field(default_factory=set)
-    """Bills of any open or done case."""
+    """Bills of any open case or case ended otherwise than by payment."""
+    reopenable: int | None = None
+    """The latest case a payment closed while some of its bills stayed owed."""
+    reopenable_bills: set[str] = field(default_factory=set)
 
 
 def _sweep_chunk(
@@ -238,6 +262,7 @@ def _sweep_chunk(
     new_cases: list[dict[str, object]] = []
     owed_by_account: dict[str, list[str]] = {}
     joins: dict[int, list[str]] = {}
+    reopens: dict[int, tuple[str, int | None, list[str]]] = {}
     for account_no, f in _read_locked(session, account_nos).items():
         due = rule.escalable(f.bills, as_of, policy, f.cycle_months)
         if not due:
@@ -250,6 +275,10 @@ def _sweep_chunk(
         if all(b.bill_no in f.covered for b in due):
             continue  # a case already ended for these bills (refused, notice delivered)
         kind = rule.kind_for(f.account, policy)
+        if f.reopenable is not None:
+            missing = [no for no in owed if no not in f.reopenable_bills]
+            reopens[f.reopenable] = (kind, assigner.pick(f.area, kind), missing)
+            continue
         new_cases.append(
             {
                 "account_no": account_no, "area": f.area, "kind": kind,
@@ -268,6 +297,24 @@ def _sweep_chunk(
         run.opened += 1
         run.assigned += assignee is not None
         run.unassigned += assignee is None
+    for case_id, (kind, assignee, missing) in reopens.items():
+        session.execute(
+            sa.update(Escalation)
+            .where(col(Escalation.id) == case_id)
+            .values(
+                status=CaseStatus.OPEN, outcome=None, closed_at=None, kind=kind,
+                assignee_id=assignee, failed_calls=0, follow_up_on=None, next_call_at=None,
+                stage=None, updated_at=now,
+            )
+        )  # fmt: skip
+        bills += [_bill(case_id, no, as_of) for no in missing]
+        detail = f"assigned to agent {assignee}" if assignee else "no agent for its area and kind"
+        changes.append(
+            _change(case_id, "reopened", f"as of {as_of}: the rule holds again; {detail}", now)
+        )
+        run.reopened += 1
+        run.assigned += assignee is not None
+        run.unassigned += assignee is None
     for case_id, missing in joins.items():
         bills += [_bill(case_id, no, as_of) for no in missing]
         changes.append(_change(case_id, "bills joined", ", ".join(missing), now))
@@ -284,16 +331,22 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
     # were a third of a sweep's time.
     accounts = session.execute(
         sa.select(
-            col(Account.account_no), col(Account.phone), col(Account.vulnerable),
-            col(Account.prefers_paper), col(Account.area), col(Account.billing_cycle_months),
+            col(Account.account_no), col(Account.phone), col(Account.invalid_phone),
+            col(Account.vulnerable), col(Account.prefers_paper), col(Account.area),
+            col(Account.billing_cycle_months),
         )
         .where(col(Account.account_no).in_(account_nos))
         .order_by(col(Account.account_no))
         .with_for_update()
     )  # fmt: skip
+    # A number an agent found wrong is no phone to call: such an account gets a visit.
     facts = {
-        account_no: _Facts(rule.Reachability(phone, vulnerable, paper), area, cycle)
-        for account_no, phone, vulnerable, paper, area, cycle in accounts
+        account_no: _Facts(
+            rule.Reachability(accounts_service.callable_phone(phone, invalid), vulnerable, paper),
+            area,
+            cycle,
+        )
+        for account_no, phone, invalid, vulnerable, paper, area, cycle in accounts
     }
     bills = session.execute(
         sa.select(
@@ -308,27 +361,41 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
     # Cases first, then their bills by case id: two index lookups. As one join
     # the planner chose a scan of every case's bills, growing with history.
     cases = {
-        case_id: (account_no, status)
-        for case_id, account_no, status in session.execute(
-            sa.select(col(Escalation.id), col(Escalation.account_no), col(Escalation.status)).where(
+        case_id: (account_no, status, outcome)
+        for case_id, account_no, status, outcome in session.execute(
+            sa.select(
+                col(Escalation.id), col(Escalation.account_no), col(Escalation.status),
+                col(Escalation.outcome),
+            )
+            .where(
                 col(Escalation.account_no).in_(account_nos),
                 col(Escalation.status).in_([CaseStatus.OPEN, CaseStatus.DONE]),
             )
+            .order_by(col(Escalation.id))
         )
-    }
+    }  # fmt: skip
     if not cases:
         return facts
+    unpaid = {b.bill_no for f in facts.values() for b in f.bills if not b.paid}
+    paid_closed: dict[int, set[str]] = {}
     for case_id, bill_no in session.execute(
         sa.select(col(EscalationBill.escalation_id), col(EscalationBill.bill_no)).where(
             col(EscalationBill.escalation_id).in_(list(cases))
         )
     ):
-        account_no, status = cases[case_id]
+        account_no, status, outcome = cases[case_id]
         f = facts[account_no]
-        f.covered.add(bill_no)
         if status == CaseStatus.OPEN:
             f.open_case = case_id
             f.case_bills.add(bill_no)
+        if status == CaseStatus.OPEN or outcome not in PAID_OUTCOMES:
+            f.covered.add(bill_no)
+        else:
+            paid_closed.setdefault(case_id, set()).add(bill_no)
+    for case_id in sorted(paid_closed):  # ascending: the latest wins
+        if paid_closed[case_id] & unpaid:
+            f = facts[cases[case_id][0]]
+            f.reopenable, f.reopenable_bills = case_id, paid_closed[case_id]
     return facts
 
 

@@ -178,7 +178,12 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
             )
             closed = len(
                 escalation.close_paid_cases(
-                    session, now=now, actor=f"event {event.event_id}", account_no=account.account_no
+                    session,
+                    now=now,
+                    actor=f"event {event.event_id}",
+                    account_no=account.account_no,
+                    policy=rt.policy.escalation,
+                    today=rt.policy.business_date(now),
                 )
             )
             event.outcome = f"bill settled; {cancelled} deliveries cancelled, {closed} cases closed"

@@ -112,6 +112,7 @@ _KEPT_DETAIL = frozenset(
 _KEPT_ACCOUNT = ("account_no", "language", "area", "billing_cycle_months")
 _CONTACT_CLEARED: dict[str, Any] = {
     "name": None, "phone": None, "email": None, "address": None, "push_tokens": [],
+    "invalid_phone": None, "phone_invalid_at": None,  # a wrong number is a number too
 }  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = ["EscalationPolicy", "Policy", "QuietHours", "RetryPolicy", "load_policy"]
 
@@ -76,7 +76,21 @@ class EscalationPolicy(BaseModel):
     sweep_days: list[str] = ["mon", "tue", "wed", "thu", "fri"]
     """Business days the scheduled sweep runs on (a missed day is caught up the next)."""
     holidays: list[date] = []
-    """Dates the scheduled sweep skips."""
+    """Dates the scheduled sweep skips; not business days for any count of business days."""
+    payment_grace_days: int = Field(3, ge=0, le=30)
+    """A payment made this many days before the trigger date, heard of after the case opened,
+    closes it as ``paid_before_trigger`` (the bank took its time), not as collected."""
+    claimed_payment_days: int = Field(3, ge=1, le=30)
+    """Business days a customer's word that they paid waits for the ledger to show it."""
+    max_promise_days: int = Field(14, ge=1, le=365)
+    """Business days ahead an agent may accept a promise to pay for."""
+    max_promise_days_supervisor: int = Field(60, ge=1, le=365)
+    """Business days ahead a supervisor may accept a promise to pay for."""
+    max_notice_days: int = Field(7, ge=0, le=60)
+    """Days ahead a printed visit notice may be dated."""
+    call_retry_hours: float = Field(4, ge=0, le=168)
+    """Hours before another unanswered call of a case counts against it."""
+    _timezone: str = PrivateAttr("Asia/Taipei")
 
     @field_validator("sweep_days")
     @classmethod
@@ -90,6 +104,26 @@ class EscalationPolicy(BaseModel):
     def is_business_day(self, day: date) -> bool:
         return _WEEKDAYS[day.weekday()] in self.sweep_days and day not in self.holidays
 
+    def add_business_days(self, day: date, count: int) -> date:
+        """The ``count``-th business day after ``day`` (``day`` itself for 0).
+
+        The one place business days are counted: Taiwan's calendar (holidays,
+        make-up working Saturdays) comes in through ``sweep_days`` and ``holidays``.
+        """
+        while count > 0:
+            day += timedelta(days=1)
+            count -= self.is_business_day(day)
+        return day
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The zone business dates are in (the policy's ``timezone``)."""
+        return ZoneInfo(self._timezone)
+
+    def business_date(self, now: datetime) -> date:
+        """The calendar date at ``now`` where the utility works."""
+        return now.astimezone(self.tz).date()
+
 
 class Policy(BaseModel):
     timezone: str = "Asia/Taipei"
@@ -99,7 +133,7 @@ class Policy(BaseModel):
     quiet_hours: QuietHours | None = None
     dedup_window_hours: float = Field(72, ge=0)
     retry: RetryPolicy = RetryPolicy()
-    escalation: EscalationPolicy = EscalationPolicy()
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
 
     @field_validator("routes")
     @classmethod
@@ -111,6 +145,13 @@ class Policy(BaseModel):
                 if level != "*" and not level.isdigit():
                     raise ValueError(f"routes.{event_type}: level {level!r} is not a number or '*'")
         return routes
+
+    @model_validator(mode="after")
+    def _escalation_zone(self) -> Policy:
+        # The sweep and outcomes are handed only the escalation part; its dates
+        # (a payment's day against the trigger date) are in this zone too.
+        self.escalation._timezone = self.timezone
+        return self
 
     @property
     def tz(self) -> ZoneInfo:

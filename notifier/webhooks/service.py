@@ -13,9 +13,10 @@ Types (README, "Producer callbacks"): ``delivery.delivered``,
 ``delivery.undelivered``, ``delivery.failed``, ``delivery.sent`` (the final
 state of sends nobody reports on: email, push, postcards; an SMS or call
 through Twilio reports ``delivered`` or not later), ``escalation.outcome``
-(each call or visit recorded) and ``escalation.closed``; ``delivery.unknown``
+(each call or visit recorded), ``escalation.closed`` and ``account.contact_invalid``
+(an agent found the phone wrong); ``delivery.unknown``
 when an SMS or call got no report in ``NOTIFIER_RECEIPT_TIMEOUT_SECONDS`` (a
-late report may still follow with ``delivered`` or a failure). The case callbacks
+late report may still follow with ``delivered`` or a failure). The case and contact callbacks
 are composed by :mod:`notifier.escalation.callbacks` and owed through
 :func:`owe`, so this outbox knows nothing of cases. Bodies carry ids,
 codes and statuses only: no rendered content, no phone, email, name or address.

@@ -151,18 +151,32 @@ def test_outcomes_move_the_case_and_only_its_agent_may_record_them(stack: Stack)
     no_date = stack.client.post(url, json={"outcome": "promised"}, headers=mine)
     assert no_date.status_code == 422 and no_date.json()["errors"][0]["field"] == "promise_date"
 
-    for outcome in ("no_answer", "wrong_number", "no_answer"):
+    too_far = (TODAY + timedelta(days=60)).isoformat()  # past 14 business days
+    far = stack.client.post(
+        url, json={"outcome": "promised", "promise_date": too_far}, headers=mine
+    )
+    assert far.status_code == 422 and far.json()["errors"][0]["field"] == "promise_date"
+
+    for outcome in ("no_answer", "no_answer"):  # twice in a moment: one try
         answer = stack.client.post(
             url, json={"outcome": outcome, "note": "響鈴無人接"}, headers=mine
         )
         assert answer.status_code == 200, answer.text
+    call = answer.json()
+    assert (call["kind"], call["failed_calls"], call["next_call_at"] is not None) == (
+        "call", 1, True,
+    )  # fmt: skip
+    answer = stack.client.post(url, json={"outcome": "wrong_number"}, headers=mine)
     visit = answer.json()
-    assert (visit["kind"], visit["assignee_id"], visit["failed_calls"]) == ("visit", field_id, 3)
-    assert [a["outcome"] for a in visit["attempts"]] == ["no_answer", "wrong_number", "no_answer"]
+    assert (visit["kind"], visit["assignee_id"], visit["failed_calls"]) == ("visit", field_id, 2)
+    assert [a["outcome"] for a in visit["attempts"]] == ["no_answer", "no_answer", "wrong_number"]
+    assert visit["phone_invalid"] is True
     # Now a field agent's case: the caller may no longer touch it.
     assert stack.client.post(url, json={"outcome": "refused"}, headers=mine).status_code == 403
 
     supervisor = auth(stack, "supervisor")
+    seen = stack.client.get(f"/v1/escalations/{case.id}", headers=supervisor).json()
+    assert (seen["phone"], seen["phone_invalid"]) == (acct["phone"], True)
     done = stack.client.post(url, json={"outcome": "notice_delivered"}, headers=supervisor)
     assert (done.status_code, done.json()["status"]) == (200, "done")
     again = stack.client.post(url, json={"outcome": "paid"}, headers=supervisor)
@@ -250,6 +264,17 @@ def test_field_agents_print_their_days_notices(stack: Stack) -> None:
     case = case_of(stack, first["account_no"])
     one = stack.client.get(f"/v1/escalations/{case.id}/notice.pdf", headers=agent)
     assert one.status_code == 200 and len(PdfReader(io.BytesIO(one.content)).pages) == 1
+    for day in (TODAY - timedelta(days=1), TODAY + timedelta(days=8)):
+        late = stack.client.get(
+            "/v1/escalations/mine/notices.pdf", params={"day": day.isoformat()}, headers=agent
+        )
+        assert late.status_code == 422, late.text
+        assert late.json()["errors"][0]["field"] == "query.day"
+    week = (TODAY + timedelta(days=7)).isoformat()
+    ahead = stack.client.get(
+        f"/v1/escalations/{case.id}/notice.pdf", params={"day": week}, headers=agent
+    )
+    assert ahead.status_code == 200
 
 
 def test_an_admin_runs_the_sweep_over_http_and_watches_it(stack: Stack) -> None:
@@ -316,4 +341,6 @@ def test_a_retried_outcome_with_the_same_idempotency_key_counts_once(stack: Stac
 
     assert [r.status_code for r in (first, again, other)] == [200, 200, 200]
     assert [len(r.json()["attempts"]) for r in (first, again, other)] == [1, 1, 2]
-    assert case_of(stack, acct["account_no"]).failed_calls == 2
+    # Two calls recorded, but the second came within call_retry_hours: one try counted.
+    case = case_of(stack, acct["account_no"])
+    assert (case.attempts, case.failed_calls) == (2, 1)

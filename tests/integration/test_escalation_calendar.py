@@ -7,7 +7,8 @@ next one falls due goes to a person on that day (DESIGN.md, "Escalation rule").
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,7 +17,13 @@ from tests.support import events
 from tests.support.ledger import Ledger
 
 SEP_20, NOV_19, NOV_20, NOV_21 = date(2026, 9, 20), date(2026, 11, 19), date(2026, 11, 20), date(2026, 11, 21)  # fmt: skip
-JAN_20 = date(2027, 1, 20)
+NOV_23, JAN_20 = date(2026, 11, 23), date(2027, 1, 20)
+TAIPEI = ZoneInfo("Asia/Taipei")
+
+
+def taipei(day: date, hour: int, minute: int = 0) -> datetime:
+    """An instant on a business date, as an agent's clock in Taiwan shows it."""
+    return datetime.combine(day, time(hour, minute), tzinfo=TAIPEI)
 
 
 def two_bills(ledger: Ledger, **account: object) -> tuple[dict[str, object], dict, dict]:
@@ -144,10 +151,10 @@ def test_three_unanswered_calls_turn_the_case_into_a_visit(ledger: Ledger) -> No
     case = ledger.open_case(acct["account_no"])
     assert case is not None and case.id is not None
 
-    ledger.record(case.id, "no_answer", today=NOV_20)
-    ledger.record(case.id, "wrong_number", today=NOV_21)
+    ledger.record(case.id, "no_answer", today=NOV_20, at=taipei(NOV_20, 9))
+    ledger.record(case.id, "no_answer", today=NOV_21, at=taipei(NOV_21, 9))
     assert ledger.open_case(acct["account_no"]).kind == "call"  # type: ignore[union-attr]
-    third = ledger.record(case.id, "no_answer", today=date(2026, 11, 23))
+    third = ledger.record(case.id, "no_answer", today=NOV_23, at=taipei(NOV_23, 9))
 
     assert (third.kind, third.assignee_id, third.status) == ("visit", field_agent, "open")
     assert third.assignee_id != caller
@@ -213,12 +220,12 @@ def test_with_no_agent_in_the_area_a_case_waits_unassigned_until_one_is_added(
     assert ledger.open_case(acct["account_no"]).assignee_id == caller  # type: ignore[union-attr]
 
 
-def test_a_refused_case_is_not_reopened_until_a_newer_bill_falls_due(ledger: Ledger) -> None:
-    acct, b07, b09 = two_bills(ledger)
+def test_a_delivered_notice_is_not_reopened_until_a_newer_bill_falls_due(ledger: Ledger) -> None:
+    acct, b07, b09 = two_bills(ledger, vulnerable=True)
     ledger.sweep(NOV_20)
     case = ledger.open_case(acct["account_no"])
-    assert case is not None and case.id is not None
-    ledger.record(case.id, "refused", today=NOV_20, note="says the meter is wrong")
+    assert case is not None and case.id is not None and case.kind == "visit"
+    ledger.record(case.id, "notice_delivered", today=NOV_20, note="left with his wife")
 
     ledger.sweep(NOV_21)
     assert ledger.open_case(acct["account_no"]) is None
@@ -284,11 +291,11 @@ def test_an_outcome_that_does_not_fit_names_the_field(
 
 
 def test_a_closed_case_takes_no_more_outcomes(ledger: Ledger) -> None:
-    acct, _, _ = two_bills(ledger)
+    acct, _, _ = two_bills(ledger, phone=None)
     ledger.sweep(NOV_20)
     case = ledger.open_case(acct["account_no"])
     assert case is not None and case.id is not None
-    ledger.record(case.id, "paid", today=NOV_20)
+    ledger.record(case.id, "notice_delivered", today=NOV_20)
 
     with pytest.raises(cases.CaseClosed):
         ledger.record(case.id, "no_answer", today=NOV_21)

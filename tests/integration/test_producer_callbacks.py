@@ -274,7 +274,7 @@ def test_an_escalation_outcome_reaches_the_producer_of_the_account(
     now = utcnow()
     with stack.db() as session:
         assert session.get(Bill, bill_no) is not None
-        case = Escalation(account_no=acct["account_no"], kind="call", opened_on=date(2027, 1, 21))
+        case = Escalation(account_no=acct["account_no"], kind="visit", opened_on=date(2027, 1, 21))
         session.add(case)
         session.flush()
         assert case.id is not None
@@ -285,7 +285,7 @@ def test_an_escalation_outcome_reaches_the_producer_of_the_account(
             session,
             case_id,
             cases.Actor(name="test supervisor", supervisor=True),
-            outcome="refused",
+            outcome="notice_delivered",
             today=date(2027, 1, 21),
             policy=stack.runtime.policy.escalation,
             now=now,
@@ -299,8 +299,61 @@ def test_an_escalation_outcome_reaches_the_producer_of_the_account(
     assert set(bodies) == {"escalation.outcome", "escalation.closed"}
     for body in bodies.values():
         assert body["escalation_id"] == case_id
-        assert (body["outcome"], body["status"], body["kind"]) == ("refused", "done", "call")
+        assert (body["outcome"], body["status"], body["kind"]) == (
+            "notice_delivered", "done", "visit",
+        )  # fmt: skip
         assert body["account_no"] == acct["account_no"] and body["bill_nos"] == [bill_no]
+        assert acct["phone"] not in json.dumps(body, ensure_ascii=False)
+
+
+def test_a_wrong_number_tells_the_producer_the_phone_is_invalid(
+    stack: Stack, receiver: Receiver
+) -> None:
+    producer = _producer(stack)
+    path, secret = _register(stack, receiver, producer)
+    acct = events.account(email=None, push_tokens=None)
+    event = events.unpaid(acct)
+    stack.client.post("/v1/events", json=event, headers=producer)
+    stack.settled(acct["account_no"], count=1)
+    with stack.db() as session:
+        case = Escalation(account_no=acct["account_no"], kind="call", opened_on=date(2027, 1, 21))
+        session.add(case)
+        session.flush()
+        assert case.id is not None
+        session.add(
+            EscalationBill(
+                escalation_id=case.id, bill_no=event["bill"]["bill_no"], added_on=case.opened_on
+            )
+        )
+        case_id = case.id
+    with stack.db() as session:
+        cases.record_outcome(
+            session,
+            case_id,
+            cases.Actor(name="test supervisor", supervisor=True),
+            outcome="wrong_number",
+            today=date(2027, 1, 21),
+            policy=stack.runtime.policy.escalation,
+            now=utcnow(),
+        )
+
+    seen = wait_until(
+        _at_least(
+            2,
+            lambda: [r for r in receiver.at(path) if not r.json()["type"].startswith("delivery.")],
+        ),
+        timeout=60,
+        what="the outcome's callbacks",
+    )
+    bodies = {body["type"]: body for body in (_verify(secret, request) for request in seen)}
+    assert set(bodies) >= {"escalation.outcome", "account.contact_invalid"}
+    invalid = bodies["account.contact_invalid"]
+    assert (invalid["account_no"], invalid["contact"], invalid["reason"]) == (
+        acct["account_no"], "phone", "wrong_number",
+    )  # fmt: skip
+    assert invalid["escalation_id"] == case_id
+    assert bodies["escalation.outcome"]["kind"] == "visit"  # no caller dials it again
+    for body in bodies.values():
         assert acct["phone"] not in json.dumps(body, ensure_ascii=False)
 
 

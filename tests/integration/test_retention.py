@@ -268,16 +268,16 @@ def test_an_old_event_keeps_its_facts_but_not_who_and_where(book: Ledger) -> Non
 
 def test_closed_cases_keep_their_outcomes_and_lose_their_notes(book: Ledger) -> None:
     area = book.new_area()
-    refusing, promising = events.account(area=area), events.account(area=area)
-    for acct in (refusing, promising):
+    visited, promising = events.account(area=area, phone=None), events.account(area=area)
+    for acct in (visited, promising):
         book.issue(acct, "2026-07", SEP_20)
         book.issue(acct, "2026-09", NOV_20)
     book.sweep(NOV_20)
-    closed = book.open_case(refusing["account_no"])
+    closed = book.open_case(visited["account_no"])
     still_open = book.open_case(promising["account_no"])
     assert closed is not None and closed.id and still_open is not None and still_open.id
-    book.record(closed.id, "no_answer", today=NOV_20, note="his mother: call 0912-345-678 at night")
-    book.record(closed.id, "refused", today=NOV_21, note="says the meter is wrong")
+    book.record(closed.id, "nobody_home", today=NOV_20, note="his mother: call 0912-345-678")
+    book.record(closed.id, "notice_delivered", today=NOV_21, note="says the meter is wrong")
     book.record(still_open.id, "promised", today=NOV_20, promise_date=date(2026, 11, 25),
                 note="pays at the shop on Zhongzheng Rd")  # fmt: skip
 
@@ -293,8 +293,12 @@ def test_closed_cases_keep_their_outcomes_and_lose_their_notes(book: Ledger) -> 
         [promise] = session.exec(
             select(EscalationAttempt).where(EscalationAttempt.escalation_id == still_open.id)
         ).all()
-    assert case is not None and (case.status, case.outcome, case.attempts) == ("done", "refused", 2)
-    assert [(a.outcome, a.note) for a in attempts] == [("no_answer", None), ("refused", None)]
+    assert case is not None and (case.status, case.outcome, case.attempts) == (
+        "done", "notice_delivered", 2,
+    )  # fmt: skip
+    assert [(a.outcome, a.note) for a in attempts] == [
+        ("nobody_home", None), ("notice_delivered", None),
+    ]  # fmt: skip
     assert promise.note == "pays at the shop on Zhongzheng Rd"  # the case is still being worked
     assert report.notes >= 2
 

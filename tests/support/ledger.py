@@ -60,11 +60,11 @@ class Ledger:
 
     # -- the producer ---------------------------------------------------------------------
 
-    def post(self, *posted: dict[str, Any]) -> None:
-        """Accept and process events as the API and the worker would."""
+    def post(self, *posted: dict[str, Any], producer_key_id: int | None = None) -> None:
+        """Accept and process events as the API and the worker would (from that producer)."""
         parsed = [(parse_event(event), event) for event in posted]
         with self.runtime.db.session() as session:
-            created = accept(session, parsed, producer_key_id=None)
+            created = accept(session, parsed, producer_key_id=producer_key_id)
         process_events(self.runtime, [pk for pk in created.values() if pk is not None])
 
     def issue(
@@ -102,8 +102,10 @@ class Ledger:
         *,
         today: date,
         actor: cases.Actor = SUPERVISOR,
+        at: datetime | None = None,
         **kw: Any,
     ) -> Escalation:
+        """Record an outcome on business date ``today``, at ``at`` (default: this instant)."""
         with self.runtime.db.session() as session:
             return cases.record_outcome(
                 session,
@@ -112,7 +114,7 @@ class Ledger:
                 outcome=outcome,
                 today=today,
                 policy=self.policy,
-                now=datetime.now().astimezone(),
+                now=at or datetime.now().astimezone(),
                 **kw,
             )
 
