@@ -298,12 +298,15 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
     bills = session.execute(
         sa.select(
             col(Bill.account_no), col(Bill.bill_no), col(Bill.due_date), col(Bill.amount),
-            col(Bill.paid_at),
+            col(Bill.paid_at), col(Bill.paid_amount), col(Bill.period), col(Bill.kind),
         ).where(col(Bill.account_no).in_(account_nos))
     )  # fmt: skip
-    for account_no, bill_no, due_date, amount, paid_at in bills:
+    for account_no, bill_no, due_date, amount, paid_at, paid, period, kind in bills:
+        # What is left to pay is what the rule weighs against the minimum arrears.
         facts[account_no].bills.append(
-            rule.LedgerBill(bill_no, due_date, amount, paid_at is not None)
+            rule.LedgerBill(
+                bill_no, due_date, max(0, amount - paid), paid_at is not None, period, kind
+            )
         )
     # Cases first, then their bills by case id: two index lookups. As one join
     # the planner chose a scan of every case's bills, growing with history.
