@@ -22,6 +22,7 @@ from notifier.notices.rendering import (
     is_gsm7,
     sample_context,
     spell_digits,
+    split_bills,
 )
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
@@ -58,8 +59,7 @@ def sms_sample(event_type: str, level: int, variant: str) -> dict[str, Any]:
     if event_type == "bill.unpaid":
         largest = max(long["bills"], key=lambda b: b["amount"])
         context["bill"] = largest
-        context["bills"] = [largest]
-        context["total"] = largest["amount"]
+        context.update(split_bills([largest], largest))
     return context
 
 
