@@ -7,7 +7,7 @@ from sqlmodel import SQLModel
 from notifier.accounts.models import Account
 from notifier.audit.models import AuditEntry
 from notifier.auth.models import ApiKey
-from notifier.billing.models import Bill
+from notifier.billing.models import Bill, Payment
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
 from notifier.escalation.models import (
     Agent,
@@ -36,6 +36,7 @@ __all__ = [
     "EscalationChange",
     "Event",
     "Notification",
+    "Payment",
     "ProducerCallback",
     "ProducerEndpoint",
     "ProviderRate",

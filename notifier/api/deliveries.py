@@ -158,7 +158,13 @@ def get_delivery(delivery_id: int, session: SessionDep, _: OpsDep) -> DeliveryDe
 class BillOut(BaseModel):
     bill_no: str
     period: str
+    kind: str
     amount: int
+    """What was billed."""
+    paid: int
+    """What its payments add up to so far."""
+    remaining: int
+    """What is still owed on it."""
     due_date: date
 
 
@@ -178,6 +184,7 @@ class AccountOut(BaseModel):
     billing_cycle_months: int | None
     unpaid_bills: list[BillOut]
     arrears: int
+    """What is still owed on the unpaid bills (partial payments taken off)."""
 
 
 @router.get("/accounts/{account_no}")
@@ -221,8 +228,12 @@ def get_account(
         opt_outs=account.opt_outs,
         billing_cycle_months=account.billing_cycle_months,
         unpaid_bills=[
-            BillOut(**b.model_dump(include={"bill_no", "period", "amount", "due_date"}))
+            BillOut(
+                **b.model_dump(include={"bill_no", "period", "kind", "amount", "due_date"}),
+                paid=b.paid_amount,
+                remaining=b.owed,
+            )
             for b in unpaid
         ],
-        arrears=sum(b.amount for b in unpaid),
+        arrears=sum(b.owed for b in unpaid),
     )

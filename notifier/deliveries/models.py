@@ -108,6 +108,9 @@ class Delivery(SQLModel, table=True):
     content: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     """Rendered ``subject``, ``body`` and ``html``, as the customer gets them."""
     segments: int | None = None
+    stated: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    """What ``content`` says of the ledger (notifier.notices.content.statement): compared
+    with the ledger when the delivery is claimed, and read by correction notices."""
     provider: str | None = Field(default=None, max_length=32)
     provider_id: str | None = Field(default=None, index=True, max_length=128)
     attempts: int = 0

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from notifier.db import utcnow
@@ -43,6 +44,8 @@ __all__ = [
     "record_sends",
     "renew_leases",
     "requeue_due",
+    "restate",
+    "sent_about",
     "timeline",
     "transition",
     "transition_many",
@@ -400,6 +403,69 @@ def cancel_pending_for_bill(session: Session, bill_no: str, *, now: datetime, re
         session, ids, from_statuses=_PENDING, to=DeliveryStatus.CANCELLED, now=now, reason=reason
     )
     return len(cancelled)
+
+
+_SENT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN)
+
+
+def sent_about(session: Session, account_no: str, bill_no: str) -> list[Delivery]:
+    """The account's deliveries that went out and may have named ``bill_no``, oldest first.
+
+    ``unknown`` counts as sent: it may have reached the customer. Purged rows
+    (retention emptied them) are left out; their recipients are gone.
+    """
+    return list(
+        session.exec(
+            select(Delivery)
+            .where(
+                Delivery.account_no == account_no,
+                col(Delivery.status).in_(_SENT),
+                col(Delivery.purged_at).is_(None),
+                col(Delivery.stated).is_not(None),
+            )
+            .order_by(col(Delivery.id))
+        )
+    )
+
+
+def restate(
+    session: Session,
+    claim: Claim,
+    content: dict[str, Any],
+    *,
+    segments: int | None,
+    stated: dict[str, Any],
+    language: str,
+    now: datetime,
+    detail: dict[str, Any],
+) -> bool:
+    """Put new text on a claimed delivery before it is sent; False if the claim was lost."""
+    delivery = claim.delivery
+    result = session.execute(
+        sa.update(Delivery)
+        .where(
+            col(Delivery.id) == delivery.id,
+            col(Delivery.status) == DeliveryStatus.SENDING,
+            col(Delivery.claim_token) == claim.token,
+        )
+        .values(content=content, segments=segments, stated=stated, language=language,
+                updated_at=now)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    # The claim's copy is what the message is built from: it must be the stored text
+    # (set as committed: the UPDATE above, guarded by the claim, already wrote it).
+    for name, value in (
+        ("content", content),
+        ("segments", segments),
+        ("stated", stated),
+        ("language", language),
+    ):
+        set_committed_value(delivery, name, value)
+    assert delivery.id is not None
+    record_change(session, delivery.id, DeliveryStatus.SENDING, at=now, **detail)
+    return True
 
 
 def requeue_due(

@@ -47,6 +47,7 @@ class BillLine:
     bill_no: str
     period: str
     amount: int
+    """What is still owed on the bill (its amount less the payments on file)."""
     due_date: date
 
 
@@ -174,7 +175,8 @@ def case_rows(
     bills = session.execute(
         sa.select(
             col(EscalationBill.escalation_id), col(Bill.bill_no), col(Bill.period),
-            col(Bill.amount), col(Bill.due_date),
+            # What is left to pay: a partial payment is already off what the agent asks for.
+            (col(Bill.amount) - col(Bill.paid_amount)).label("owed"), col(Bill.due_date),
         )
         .join(Bill, col(Bill.bill_no) == col(EscalationBill.bill_no))
         .where(col(EscalationBill.escalation_id).in_(scope), col(Bill.paid_at).is_(None))

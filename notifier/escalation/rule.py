@@ -1,8 +1,10 @@
 """The escalation rule of DESIGN.md, as pure functions of an account's ledger and a date.
 
 For an account, take its oldest unpaid bill B. The *second billing date* is
-the due date of the next bill after B; when that bill is not known, B's due
-date plus the account's billing cycle. Once the business date reaches it (plus
+the due date of the next ``regular`` bill of a later period than B's (a
+supplementary bill for the same period, 追補, or a final bill is not "the next
+bill"); when that bill is not known, B's due date plus the account's billing
+cycle. Once the business date reaches it (plus
 any grace days), with B unpaid and the overdue total at least the minimum,
 the account goes to a person. Each unpaid bill has such a date; a bill whose
 date has come is *escalable*.
@@ -27,7 +29,10 @@ class LedgerBill:
     bill_no: str
     due_date: date
     amount: int
+    """What is still owed on it (partial payments taken off)."""
     paid: bool
+    period: str = ""
+    kind: str = "regular"
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,18 @@ def _in_order(bills: Sequence[LedgerBill]) -> list[LedgerBill]:
     return sorted(bills, key=lambda b: (b.due_date, b.bill_no))
 
 
+def _next_bill(candidate: LedgerBill, bill: LedgerBill) -> bool:
+    """Whether ``candidate`` can be the bill after ``bill``: regular, of a later period."""
+    if candidate.kind != "regular":
+        return False
+    # Without periods (a caller that knows only dates) the due dates alone decide.
+    return not (candidate.period and bill.period) or candidate.period > bill.period
+
+
 def second_billing_date(bills: Sequence[LedgerBill], bill: LedgerBill, cycle_months: int) -> date:
-    """The due date of the bill after ``bill``, else ``bill``'s due date plus one cycle."""
-    later = [b.due_date for b in bills if b.due_date > bill.due_date]
+    """The due date of the next regular bill of a later period, else ``bill``'s due date plus
+    one cycle."""
+    later = [b.due_date for b in bills if b.due_date > bill.due_date and _next_bill(b, bill)]
     if later:
         return min(later)
     # relativedelta keeps month ends: 31 Jan + 1 month is 28/29 Feb, not 3 Mar.

@@ -350,6 +350,28 @@ def assign(
     return case
 
 
+LEDGER_COLUMNS = (
+    col(Bill.account_no), col(Bill.bill_no), col(Bill.due_date), col(Bill.amount),
+    col(Bill.paid_at), col(Bill.paid_amount), col(Bill.period), col(Bill.kind),
+)  # fmt: skip
+"""A bill as the rule reads it, in :func:`ledger_bill`'s order after the account number."""
+
+
+def ledger_bill(
+    bill_no: str,
+    due_date: date,
+    amount: int,
+    paid_at: datetime | None,
+    paid_amount: int,
+    period: str,
+    kind: str,
+) -> rule.LedgerBill:
+    """What the rule weighs of a bill: what is left to pay (partial payments off), its kind."""
+    return rule.LedgerBill(
+        bill_no, due_date, max(0, amount - paid_amount), paid_at is not None, period, kind
+    )
+
+
 def ledger_of(
     session: Session, account_nos: Collection[str]
 ) -> dict[str, tuple[int | None, list[rule.LedgerBill], dict[str, datetime]]]:
@@ -362,14 +384,20 @@ def ledger_of(
             )
         )
     }
-    for account_no, bill_no, due_date, amount, paid_at in session.execute(
-        sa.select(
-            col(Bill.account_no), col(Bill.bill_no), col(Bill.due_date), col(Bill.amount),
-            col(Bill.paid_at),
-        ).where(col(Bill.account_no).in_(list(account_nos)))
-    ):  # fmt: skip
+    for (
+        account_no,
+        bill_no,
+        due_date,
+        amount,
+        paid_at,
+        paid_amount,
+        period,
+        kind,
+    ) in session.execute(
+        sa.select(*LEDGER_COLUMNS).where(col(Bill.account_no).in_(list(account_nos)))
+    ):
         _, bills, paid = found[account_no]
-        bills.append(rule.LedgerBill(bill_no, due_date, amount, paid_at is not None))
+        bills.append(ledger_bill(bill_no, due_date, amount, paid_at, paid_amount, period, kind))
         if paid_at is not None:
             paid[bill_no] = paid_at
     return found

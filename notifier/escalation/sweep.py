@@ -38,7 +38,7 @@ from notifier.escalation.models import (
     EscalationChange,
     SweepRun,
 )
-from notifier.escalation.service import close_paid_cases
+from notifier.escalation.service import LEDGER_COLUMNS, close_paid_cases, ledger_bill
 from notifier.policy.rules import EscalationPolicy
 
 __all__ = ["CHUNK", "Progress", "queue_run", "queued_runs", "sweep"]
@@ -348,16 +348,9 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
         )
         for account_no, phone, invalid, vulnerable, paper, area, cycle in accounts
     }
-    bills = session.execute(
-        sa.select(
-            col(Bill.account_no), col(Bill.bill_no), col(Bill.due_date), col(Bill.amount),
-            col(Bill.paid_at),
-        ).where(col(Bill.account_no).in_(account_nos))
-    )  # fmt: skip
-    for account_no, bill_no, due_date, amount, paid_at in bills:
-        facts[account_no].bills.append(
-            rule.LedgerBill(bill_no, due_date, amount, paid_at is not None)
-        )
+    bills = session.execute(sa.select(*LEDGER_COLUMNS).where(col(Bill.account_no).in_(account_nos)))
+    for account_no, *bill in bills:
+        facts[account_no].bills.append(ledger_bill(*bill))
     # Cases first, then their bills by case id: two index lookups. As one join
     # the planner chose a scan of every case's bills, growing with history.
     cases = {

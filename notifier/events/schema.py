@@ -29,6 +29,7 @@ __all__ = [
     "BillIn",
     "EventIn",
     "FieldError",
+    "PaymentIn",
     "UsageIn",
     "error_message",
     "field_errors",
@@ -36,8 +37,12 @@ __all__ = [
     "parse_event",
 ]
 
-EVENT_TYPES = ("bill.issued", "bill.unpaid", "bill.paid", "usage.abnormal")
-EventType = Literal["bill.issued", "bill.unpaid", "bill.paid", "usage.abnormal"]
+EVENT_TYPES = ("bill.issued", "bill.unpaid", "bill.paid", "bill.payment_reversed", "usage.abnormal")
+EventType = Literal[
+    "bill.issued", "bill.unpaid", "bill.paid", "bill.payment_reversed", "usage.abnormal"
+]
+BillKind = Literal["regular", "supplementary", "final"]
+_PAYMENT_EVENTS = ("bill.paid", "bill.payment_reversed")
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
 DEFAULT_REGION = "TW"
 MAX_AMOUNT = 2**31 - 1
@@ -107,11 +112,23 @@ class BillIn(_Strict):
     period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
     amount: int = Field(ge=0, le=MAX_AMOUNT, description="NT$, integer")
     due_date: date = Field(description="YYYY-MM-DD")
+    kind: BillKind = Field(
+        "regular",
+        description="supplementary (追補) and final bills never set the second billing date",
+    )
 
     @field_validator("due_date", mode="before")
     @classmethod
     def _due_date_iso(cls, value: Any) -> Any:
         return _iso_date(value)
+
+
+class PaymentIn(_Strict):
+    """One payment of a bill (``bill.paid``), or the one undone (``bill.payment_reversed``)."""
+
+    amount: int = Field(gt=0, le=MAX_AMOUNT, description="NT$, integer")
+    paid_at: AwareDatetime
+    method: str | None = Field(None, min_length=1, max_length=32)
 
 
 class UsageIn(_Strict):
@@ -142,6 +159,8 @@ class EventIn(_Strict):
     account: AccountIn
     bill: BillIn | None = Field(None, validate_default=True)
     usage: UsageIn | None = Field(None, validate_default=True)
+    payment: PaymentIn | None = Field(None, validate_default=True)
+    """Absent on ``bill.paid``: the bill is paid in full."""
     level: int = Field(1, ge=1, le=9, description="dunning level of bill.unpaid")
 
     @field_validator("bill")
@@ -158,6 +177,18 @@ class EventIn(_Strict):
         if usage is None and info.data.get("type") == "usage.abnormal":
             raise ValueError("usage.abnormal needs usage")
         return usage
+
+    @field_validator("payment")
+    @classmethod
+    def _payment_for_payment_events(
+        cls, payment: PaymentIn | None, info: ValidationInfo
+    ) -> PaymentIn | None:
+        kind = info.data.get("type")
+        if payment is None and kind == "bill.payment_reversed":
+            raise ValueError("bill.payment_reversed needs the payment it reverses")
+        if payment is not None and isinstance(kind, str) and kind not in _PAYMENT_EVENTS:
+            raise ValueError(f"{kind} takes no payment")
+        return payment
 
 
 def _iso_date(value: Any) -> Any:

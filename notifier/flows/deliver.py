@@ -1,8 +1,9 @@
-"""deliver: claim a batch → re-check → send concurrently → record in bulk → fallback.
+"""deliver: claim a batch → re-check → restate → send concurrently → record in bulk → fallback.
 
 A task carries up to a few hundred delivery ids of one channel. One UPDATE
 claims the rows that are due; one transaction re-checks them (paid since,
-quiet hours) and builds the messages; the session is closed before the
+quiet hours), renders again what the ledger no longer supports
+(flows/restate.py) and builds the messages; the session is closed before the
 provider is called, so a slow provider holds leases on rows, not a
 connection. The channel sends the batch concurrently (``send_many``) and one
 more transaction records every outcome: accepted sends in bulk, failures one
@@ -47,6 +48,7 @@ from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
 from notifier.flows.fallback import forget_recipients, record_opt_out, retry_delay, start_fallback
 from notifier.flows.reports import apply_report
+from notifier.flows.restate import restate_claims
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
@@ -206,6 +208,7 @@ def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
         )
         notifications = _notifications(session, claims)
         claims = _hold_back(rt, session, claims, notifications, now, outcome)
+        restate_claims(rt, session, claims, notifications, now)
         messages = [
             _message(rt, c.delivery, notifications[c.delivery.notification_id]) for c in claims
         ]

@@ -64,7 +64,7 @@ def start_fallback(
     used = set(
         session.exec(select(Delivery.channel).where(Delivery.notification_id == notification.id))
     )
-    account, context = context_for(rt, session, notification)
+    account, context = context_for(rt, session, notification, stated=failed.stated)
     step = next_fallback(
         rt.policy,
         account,

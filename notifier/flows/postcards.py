@@ -19,8 +19,9 @@ from sqlmodel import col, select
 from channels.postcard_print import Card, CardError, write_batch
 from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
-from notifier.deliveries.models import Delivery, DeliveryStatus
+from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
+from notifier.flows.restate import restate_claims
 from notifier.privacy.masking import mask_account_no
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
@@ -75,6 +76,17 @@ def print_postcards(
             lease_seconds=BATCH_LEASE.total_seconds(),
             detail={"batch": batch_id},
         )
+        # A card printed today says what the ledger says today (flows/restate.py).
+        notifications = {
+            n.id: n
+            for n in session.exec(
+                select(Notification).where(
+                    col(Notification.id).in_({c.delivery.notification_id for c in claims})
+                )
+            )
+            if n.id is not None
+        }
+        restate_claims(rt, session, claims, notifications, now)
         names = dict(
             session.exec(
                 select(Account.account_no, Account.name).where(

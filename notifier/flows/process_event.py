@@ -6,7 +6,8 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -14,20 +15,21 @@ from sqlmodel import Session, col, select
 from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.billing import service as billing
-from notifier.billing.models import Bill
+from notifier.billing.models import Bill, Payment
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
 from notifier.escalation import service as escalation
 from notifier.events.models import Event, EventStatus
 from notifier.events.schema import EventIn, parse_event
-from notifier.notices.content import build_context, sms_segments
-from notifier.policy.routing import Planned, plan
+from notifier.notices.content import build_context, names_terms, sms_segments, statement
+from notifier.policy.routing import Planned, plan, reachable
 from notifier.privacy.masking import mask_recipient
 from notifier.runtime import Runtime
 
 __all__ = [
     "MAX_EVENT_ATTEMPTS",
     "context_for",
+    "create_deliveries",
     "create_delivery",
     "process_events",
     "unprocessed_events",
@@ -35,6 +37,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5
+CORRECTED = "bill.corrected"
+"""The notice that a bill's amount or due date changed after a notice named it."""
 
 
 def process_events(rt: Runtime, event_pks: Sequence[int]) -> None:
@@ -102,7 +106,7 @@ def _batch(
     for event, data in parsed:
         assert event.id is not None
         if (
-            data.type == "bill.paid"
+            data.type in ("bill.paid", "bill.payment_reversed")
             or accounts_seen[data.account.account_no] > 1
             or (data.bill is not None and bills_seen[data.bill.bill_no] > 1)
         ):
@@ -112,7 +116,7 @@ def _batch(
     if not simple:
         return [], sorted(careful)
     found = accounts.upsert_many_locked(session, [data.account for _, data in simple])
-    bills = billing.record_many(
+    recorded = billing.record_many(
         session,
         [
             (data.account.account_no, data.bill, _issued_at(data))
@@ -120,7 +124,22 @@ def _batch(
             if data.bill is not None
         ],
     )
+    bills = recorded.bills
     now = rt.clock()
+    corrections: list[tuple[int, str]] = []
+    for event, data in simple:
+        if data.bill is not None and data.bill.bill_no in recorded.corrected:
+            corrections.extend(
+                _correct(
+                    rt,
+                    session,
+                    event,
+                    data,
+                    found[data.account.account_no],
+                    bills[data.bill.bill_no],
+                    recorded.corrected[data.bill.bill_no],
+                )
+            )
     candidates = []
     for event, data in simple:
         bill = bills[data.bill.bill_no] if data.bill is not None else None
@@ -140,7 +159,7 @@ def _batch(
         for event, data, account, bill, key in candidates
         if (notice := _plan_notice(rt, event, data, account, bill, key, originals.get(key)))
     ]
-    created = _store_notices(rt, session, notices)
+    created = corrections + _store_notices(rt, session, notices)
     for event, _ in simple:
         event.status, event.processed_at = EventStatus.PROCESSED, now
         session.add(event)
@@ -169,41 +188,146 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
     account = accounts.upsert_locked(session, data.account)
     now = rt.clock()
     bill: Bill | None = None
+    payment: Payment | None = None
     notify = True
+    created: list[tuple[int, str]] = []
+    assert event.id is not None
     if data.bill is not None:
         if data.type == "bill.paid":
-            bill = billing.settle(session, account.account_no, data.bill, data.occurred_at)
-            cancelled = deliveries.cancel_pending_for_bill(
-                session, bill.bill_no, now=now, reason="bill paid"
+            bill, payment = billing.pay(
+                session,
+                account.account_no,
+                data.bill,
+                data.payment,
+                event_pk=event.id,
+                occurred_at=data.occurred_at,
             )
-            closed = len(
-                escalation.close_paid_cases(
-                    session,
-                    now=now,
-                    actor=f"event {event.event_id}",
-                    account_no=account.account_no,
-                    policy=rt.policy.escalation,
-                    today=rt.policy.business_date(now),
-                )
+            event.outcome = _settled(rt, session, event, bill, payment, now)
+        elif data.type == "bill.payment_reversed":
+            assert data.payment is not None
+            bill, payment = billing.reverse(
+                session, account.account_no, data.bill, data.payment, event_pk=event.id, now=now
             )
-            event.outcome = f"bill settled; {cancelled} deliveries cancelled, {closed} cases closed"
+            event.outcome = (
+                f"payment {payment.id} reversed; NT${bill.owed} owed on {bill.bill_no}"
+                if payment is not None
+                else "no such payment on the bill; nothing reversed"
+            )
+            payment = None
         else:
-            bill = billing.record(
-                session, account.account_no, data.bill, issued_at=_issued_at(data)
+            recorded = billing.record_many(
+                session, [(account.account_no, data.bill, _issued_at(data))]
             )
+            bill = recorded.bills[data.bill.bill_no]
+            if bill.bill_no in recorded.corrected:
+                created += _correct(
+                    rt, session, event, data, account, bill, recorded.corrected[bill.bill_no]
+                )
             if data.type == "bill.unpaid" and bill.paid_at is not None:
                 notify = False
                 event.outcome = "bill already paid; no notice"
-    created: list[tuple[int, str]] = []
     if notify:
         key = _dedup_key(data, account, bill)
         window = timedelta(hours=rt.policy.dedup_window_hours)
         original = deliveries.recent_notification(session, key, now - window) if window else None
-        notice = _plan_notice(rt, event, data, account, bill, key, original)
-        created = _store_notices(rt, session, [notice] if notice else [])
+        notice = _plan_notice(rt, event, data, account, bill, key, original, payment)
+        created += _store_notices(rt, session, [notice] if notice else [])
     event.status, event.processed_at = EventStatus.PROCESSED, now
     session.add(event)
     return created
+
+
+def _settled(
+    rt: Runtime, session: Session, event: Event, bill: Bill, payment: Payment | None, now: datetime
+) -> str:
+    """What a ``bill.paid`` did: a settled bill stops its notices; a partial one leaves them
+    to tell the rest (they are rendered again when claimed). Either may take the rule's
+    ground from under a case (the arrears under the minimum), so both ask the cases."""
+    received = f"NT${payment.amount} received" if payment is not None else "nothing owed"
+    closed = len(
+        escalation.close_paid_cases(
+            session,
+            now=now,
+            actor=f"event {event.event_id}",
+            account_no=bill.account_no,
+            policy=rt.policy.escalation,
+            today=rt.policy.business_date(now),
+        )
+    )
+    if bill.paid_at is None:
+        cases = f"; {closed} cases closed" if closed else ""
+        return f"{received}; NT${bill.owed} still owed on {bill.bill_no}{cases}"
+    cancelled = deliveries.cancel_pending_for_bill(
+        session, bill.bill_no, now=now, reason="bill paid"
+    )
+    credit = f", NT${bill.credit} credit" if bill.credit else ""
+    return (
+        f"{received}; bill settled{credit}; {cancelled} deliveries cancelled, {closed} cases closed"
+    )
+
+
+def _correct(
+    rt: Runtime,
+    session: Session,
+    event: Event,
+    data: EventIn,
+    account: Account,
+    bill: Bill,
+    before: billing.Terms,
+) -> list[tuple[int, str]]:
+    """A bill's amount or due date changed: tell it where the old terms already went out.
+
+    Notices not sent yet need nothing here: they are rendered again from the
+    ledger when claimed. A sent one (its ``stated`` names the old terms) gets a
+    ``bill.corrected`` notice on its channel, at the account's contact point now.
+    """
+    if not rt.policy.corrections.notify:
+        return []
+    sent = deliveries.sent_about(session, account.account_no, bill.bill_no)
+    channels = sorted(
+        {
+            d.channel
+            for d in sent
+            if d.stated and names_terms(d.stated, bill.bill_no, before.amount, before.due_date)
+        }
+    )
+    has_template = rt.has_template(CORRECTED)
+    steps = [
+        Planned(channel, to)
+        for channel in channels
+        if (to := reachable(account, channel, has_template))
+    ]
+    if not steps:
+        return []
+    assert event.id is not None
+    notification = Notification(
+        event_pk=event.id,
+        account_no=account.account_no,
+        type=CORRECTED,
+        bill_no=bill.bill_no,
+        level=1,
+        dedup_key=f"{CORRECTED}:{account.account_no}:{bill.bill_no}:{bill.amount}:{bill.due_date}",
+    )
+    session.add(notification)
+    session.flush()
+    context = build_context(
+        rt.settings,
+        account,
+        data,
+        bill=bill,
+        unpaid=billing.unpaid_bills(session, account.account_no),
+        today=rt.policy.business_date(rt.clock()),
+        correction={"amount": before.amount, "due_date": before.due_date},
+    )
+    rows = create_deliveries(
+        rt,
+        session,
+        notification,
+        steps,
+        context=context,
+        note=f"correction: {bill.bill_no} was NT${before.amount} due {before.due_date}",
+    )
+    return [(d.id, d.channel) for d in rows if d.id is not None]
 
 
 def _issued_at(data: EventIn) -> datetime | None:
@@ -216,6 +340,9 @@ def _usage_period(data: EventIn) -> str | None:
 
 def _dedup_key(data: EventIn, account: Account, bill: Bill | None) -> str:
     about = bill.bill_no if bill else _usage_period(data)
+    if data.payment is not None:
+        # Each payment is news of its own: two partial payments are two receipts.
+        about = f"{about}:{data.payment.paid_at.isoformat()}:{data.payment.amount}"
     return f"{data.type}:{account.account_no}:{about}:{data.level}"
 
 
@@ -230,6 +357,7 @@ class _Notice:
     notification: Notification
     planned: list[Planned]
     original: Notification | None
+    payment: Payment | None = None
 
 
 def _plan_notice(
@@ -240,6 +368,7 @@ def _plan_notice(
     bill: Bill | None,
     dedup_key: str,
     original: Notification | None,
+    payment: Payment | None = None,
 ) -> _Notice | None:
     """The notification for the event (None if the policy sends nothing for it)."""
     planned = plan(rt.policy, account, data.type, data.level, rt.has_template(data.type))
@@ -262,7 +391,7 @@ def _plan_notice(
         status=status,
         duplicate_of=original.id if original else None,
     )
-    return _Notice(event, data, account, bill, notification, list(planned), original)
+    return _Notice(event, data, account, bill, notification, list(planned), original, payment)
 
 
 def _store_notices(
@@ -274,6 +403,7 @@ def _store_notices(
     session.add_all([notice.notification for notice in notices])
     session.flush()
     unpaid = billing.unpaid_bills_of(session, {notice.account.account_no for notice in notices})
+    today = rt.policy.business_date(rt.clock())
     made: list[tuple[_Notice, list[Delivery]]] = []
     for notice in notices:
         context = build_context(
@@ -282,6 +412,8 @@ def _store_notices(
             notice.data,
             bill=notice.bill,
             unpaid=unpaid.get(notice.account.account_no, []),
+            today=today,
+            payment=notice.payment,
         )
         status = DeliveryStatus.SUPPRESSED if notice.original else DeliveryStatus.QUEUED
         made.append(
@@ -365,6 +497,7 @@ def _new_deliveries(
 ) -> list[Delivery]:
     assert notification.id is not None
     language = str(context["language"])
+    stated = statement(context)
     rows = []
     for step in steps:
         rendered = rt.renderer.render(notification.type, step.channel, language, context)
@@ -381,6 +514,7 @@ def _new_deliveries(
                 language_fallback=rendered.language_fallback,
                 content={"subject": rendered.subject, "body": rendered.body, "html": rendered.html},
                 segments=sms_segments(rendered.body) if step.channel == "sms" else None,
+                stated=stated,
                 fallback_of=fallback_of,
             )
         )
@@ -409,13 +543,37 @@ def unprocessed_events(rt: Runtime, session: Session, *, limit: int) -> list[int
 
 
 def context_for(
-    rt: Runtime, session: Session, notification: Notification
+    rt: Runtime,
+    session: Session,
+    notification: Notification,
+    *,
+    stated: dict[str, Any] | None = None,
 ) -> tuple[Account, dict[str, object]]:
-    """The account and template context of a notification, rebuilt from its event."""
+    """The account and template context of a notification, rebuilt from its event and
+    the ledger now; ``stated`` is what an earlier delivery of it stated (a correction
+    notice keeps there the terms it corrects)."""
     event = session.get(Event, notification.event_pk)
     account = session.get(Account, notification.account_no)
-    assert event is not None and account is not None
+    assert event is not None and account is not None and event.id is not None
     data = parse_event(event.payload)
     bill = session.get(Bill, notification.bill_no) if notification.bill_no else None
     unpaid = billing.unpaid_bills(session, account.account_no)
-    return account, build_context(rt.settings, account, data, bill=bill, unpaid=unpaid)
+    payment = billing.payment_of_event(session, event.id) if data.type == "bill.paid" else None
+    return account, build_context(
+        rt.settings,
+        account,
+        data,
+        bill=bill,
+        unpaid=unpaid,
+        today=rt.policy.business_date(rt.clock()),
+        payment=payment,
+        correction=correction_of(stated),
+    )
+
+
+def correction_of(stated: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The corrected terms a ``bill.corrected`` delivery keeps in ``stated``."""
+    kept = (stated or {}).get("correction")
+    if not kept:
+        return None
+    return {"amount": kept["amount"], "due_date": date.fromisoformat(kept["due_date"])}

@@ -11,12 +11,22 @@ from typing import Any
 
 from channels.sms import sms_segments
 from notifier.accounts.models import Account
-from notifier.billing.models import Bill
+from notifier.billing.models import Bill, Payment
 from notifier.events.schema import EventIn
+from notifier.notices.rendering import bill_entry, split_bills
 from notifier.privacy.masking import mask_account_no
 from notifier.settings import Settings
 
-__all__ = ["build_context", "pay_link", "sms_segments", "visit_notice_context"]
+__all__ = [
+    "build_context",
+    "ledger_context",
+    "names_terms",
+    "pay_link",
+    "same_statement",
+    "sms_segments",
+    "statement",
+    "visit_notice_context",
+]
 
 
 def pay_link(settings: Settings, reference: str) -> str:
@@ -31,13 +41,59 @@ def pay_link(settings: Settings, reference: str) -> str:
     return f"{settings.pay_url.rstrip('/')}/{token}"
 
 
-def _bill(bill: Bill) -> dict[str, Any]:
-    return {
-        "bill_no": bill.bill_no,
-        "period": bill.period,
-        "amount": bill.amount,
-        "due_date": bill.due_date,
+def _bill(bill: Bill, today: date) -> dict[str, Any]:
+    return bill_entry(
+        bill_no=bill.bill_no,
+        period=bill.period,
+        amount=bill.amount,
+        paid=bill.paid_amount,
+        due_date=bill.due_date,
+        today=today,
+        kind=bill.kind,
+    )
+
+
+def _terms(bill: Mapping[str, Any]) -> list[Any]:
+    # Everything a notice says of a bill: a change in any of these makes its text stale.
+    return [bill["bill_no"], bill["amount"], bill["paid"], str(bill["due_date"]), bill["overdue"]]
+
+
+def statement(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What a notice rendered from ``context`` states of the ledger (``Delivery.stated``).
+
+    Claim-time checks compare it with the ledger as it is then; correction
+    notices look in it for the terms a sent notice named. A correction notice
+    keeps the terms it corrects too.
+    """
+    bill = context.get("bill")
+    stated: dict[str, Any] = {
+        "bill": _terms(bill) if bill else None,
+        "bills": [_terms(b) for b in context.get("bills") or []],
     }
+    correction = context.get("correction")
+    if correction:
+        stated["correction"] = {
+            "amount": correction["amount"],
+            "due_date": str(correction["due_date"]),
+        }
+    return stated
+
+
+def same_statement(stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
+    """Whether a stored statement still tells what the ledger says (corrections aside)."""
+    return bool(stored.get("bill") == fresh["bill"] and stored.get("bills") == fresh["bills"])
+
+
+def names_terms(stated: Mapping[str, Any], bill_no: str, amount: int, due_date: date) -> bool:
+    """Whether a notice named ``bill_no`` at these terms."""
+    named = [stated.get("bill") or [], *(stated.get("bills") or [])]
+    return any(t and (t[0], t[1], t[3]) == (bill_no, amount, str(due_date)) for t in named)
+
+
+def ledger_context(bill: Bill | None, unpaid: Sequence[Bill], today: date) -> dict[str, Any]:
+    """The ledger part of a context: the bill, the unpaid bills, overdue apart from upcoming."""
+    about = _bill(bill, today) if bill is not None else None
+    return {"today": today, "bill": about, **split_bills([_bill(b, today) for b in unpaid], about)}
 
 
 def _account(account_no: str, name: str | None) -> dict[str, Any]:
@@ -55,8 +111,15 @@ def build_context(
     *,
     bill: Bill | None,
     unpaid: Sequence[Bill],
+    today: date,
+    payment: Payment | None = None,
+    correction: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The context every template of this event renders from (see notifier.notices.rendering)."""
+    """The context every template of this event renders from (see notifier.notices.rendering).
+
+    ``today`` is the business date the notice is rendered on: what is overdue
+    is decided against it.
+    """
     usage: dict[str, Any] | None = None
     if event.usage is not None:
         u = event.usage
@@ -72,9 +135,13 @@ def build_context(
         "language": account.language,
         "level": event.level,
         "account": _account(account.account_no, account.name),
-        "bill": _bill(bill) if bill is not None else None,
-        "bills": [_bill(b) for b in unpaid],
-        "total": sum(b.amount for b in unpaid),
+        **ledger_context(bill, unpaid, today),
+        "payment": (
+            {"amount": payment.amount, "paid_at": payment.paid_at, "method": payment.method}
+            if payment is not None
+            else None
+        ),
+        "correction": dict(correction) if correction is not None else None,
         "usage": usage,
         "service_phone": settings.service_phone,
         "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),

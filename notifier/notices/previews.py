@@ -8,13 +8,15 @@ sample's, so ops see exactly what that customer would get.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from notifier.accounts.models import Account
 from notifier.billing import service as billing
-from notifier.notices.content import pay_link, sms_segments
+from notifier.notices.content import ledger_context, pay_link, sms_segments
 from notifier.notices.rendering import RenderedContent, Renderer, sample_context
 from notifier.privacy.masking import mask_account_no
 from notifier.settings import Settings
@@ -52,7 +54,9 @@ def preview(
         account = session.get(Account, account_no)
         if account is None:
             raise UnknownAccount(f"no account {account_no}")
-        _overlay_account(session, context, account, level)
+        # The business date where the utility works decides what is overdue.
+        today = datetime.now(ZoneInfo(settings.timezone)).date()
+        _overlay_account(session, context, account, level, today)
     if context.get("bill"):
         # The link the service would really send (an opaque reference), not the sample's.
         context["pay_url"] = pay_link(settings, context["bill"]["bill_no"])
@@ -68,22 +72,17 @@ def preview(
 
 
 def _overlay_account(
-    session: Session, context: dict[str, Any], account: Account, level: int
+    session: Session, context: dict[str, Any], account: Account, level: int, today: date
 ) -> None:
     unpaid = billing.unpaid_bills(session, account.account_no)
-    bills = [
-        {"bill_no": b.bill_no, "period": b.period, "amount": b.amount, "due_date": b.due_date}
-        for b in unpaid
-    ]
     context["language"] = account.language
     context["account"] = {
         "account_no": account.account_no,
         "account_no_masked": mask_account_no(account.account_no),
         "name": account.name,
     }
-    if bills:
-        context["bills"] = bills
-        context["total"] = sum(b["amount"] for b in bills)
+    if unpaid:
         # As process_event would: the reminder is about the bill it names; here the
         # oldest at level 2 and the newest at level 1, like the samples.
-        context["bill"] = bills[0] if level >= 2 else bills[-1]
+        about = unpaid[0] if level >= 2 else unpaid[-1]
+        context.update(ledger_context(about, unpaid, today))

@@ -21,11 +21,21 @@ The context (what the caller, the routing code, passes)::
     level: int                         # dunning level, 1 or 2 (1 for non-dunning)
     account: {account_no: str (11 digits), account_no_masked: str (e.g. "012****7890"),
               name: str | None}
-    bill: {bill_no, period: "2026-09", amount: int, due_date: date} | None
-          (the bill the event is about; None for usage.abnormal)
-    bills: list of {bill_no, period, amount, due_date}
-           (all unpaid bills of the account, oldest first; may be [] for usage.abnormal)
-    total: int                         # sum of unpaid amounts
+    today: date                        # the business date (Asia/Taipei) it is rendered on
+    bill: {bill_no, period: "2026-09", kind, amount: int, paid: int, owed: int,
+           due_date: date, overdue: bool} | None
+          (the bill the event is about; None for usage.abnormal. ``amount`` is what was
+          billed, ``paid`` what its payments add up to, ``owed`` what is left to pay)
+    bills: list of bills as above      # all unpaid bills of the account, oldest first
+    total: int                         # sum of what is owed on ``bills``
+    overdue: list of bills             # the unpaid bills due before ``today``
+    overdue_total: int                 # what is owed on them: the only "overdue" amount
+    upcoming: list of bills            # the unpaid bills not yet due: never called overdue
+    upcoming_total: int
+    payment: {amount: int, paid_at: datetime, method: str | None} | None
+          (bill.paid: the payment this notice is about)
+    correction: {amount: int, due_date: date} | None
+          (bill.corrected: the terms the earlier notice named)
     usage: {period_start: date, period_end: date, kwh: float, baseline_kwh: float,
             ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None} | None
     service_phone: str                 # e.g. "1911"
@@ -33,8 +43,10 @@ The context (what the caller, the routing code, passes)::
     visit: {date: date, agent_name: str}   # escalation.visit only: the field agent's visit
 
 For ``bill.paid``, ``bill`` is the bill just paid and ``bills``/``total`` what
-is still unpaid (often []). Unpaid notices list ``bills`` (``[bill]`` if it is
-empty) and print the total only when there is more than one bill. The renderer
+is still unpaid (often []); a partial payment leaves ``bill.owed`` above 0. When
+``bills`` is empty, ``overdue``/``upcoming`` hold ``bill`` (a notice about one
+bill always has it to name). Unpaid notices call overdue only what is in
+``overdue`` and print a total only when a section has more than one bill. The renderer
 overwrites ``language`` with the language actually used, so a zh-TW fallback
 writes its dates the zh-TW way. Dates may be ``datetime.date`` or ISO strings.
 
@@ -85,6 +97,7 @@ __all__ = [
     "RenderedContent",
     "Renderer",
     "TemplateError",
+    "bill_entry",
     "format_date",
     "format_money",
     "format_number",
@@ -93,6 +106,7 @@ __all__ = [
     "is_gsm7",
     "sample_context",
     "spell_digits",
+    "split_bills",
 ]
 
 DOCUMENTS: tuple[str, ...] = ("notice",)
@@ -516,27 +530,78 @@ def _html_name(event_type: str, language: str) -> str:
     return f"{event_type}/email.{language}.html.j2"
 
 
+# --- the ledger in a context ----------------------------------------------------------
+
+
+def bill_entry(
+    *,
+    bill_no: str,
+    period: str,
+    amount: int,
+    due_date: date,
+    today: date,
+    paid: int = 0,
+    kind: str = "regular",
+) -> dict[str, Any]:
+    """One bill as templates see it (the context's ``bill`` and the items of ``bills``)."""
+    return {
+        "bill_no": bill_no,
+        "period": period,
+        "kind": kind,
+        "amount": amount,
+        "paid": paid,
+        "owed": max(0, amount - paid),
+        "due_date": due_date,
+        "overdue": due_date < today,
+    }
+
+
+def split_bills(bills: list[dict[str, Any]], bill: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``bills`` with their total, and apart: the overdue ones and the upcoming ones.
+
+    With no unpaid bills, the sections hold ``bill`` (if any), so that a notice
+    about one bill always has it to name.
+    """
+    named = bills or ([bill] if bill is not None else [])
+    overdue = [b for b in named if b["overdue"]]
+    upcoming = [b for b in named if not b["overdue"]]
+    return {
+        "bills": bills,
+        "total": sum(b["owed"] for b in bills),
+        "overdue": overdue,
+        "overdue_total": sum(b["owed"] for b in overdue),
+        "upcoming": upcoming,
+        "upcoming_total": sum(b["owed"] for b in upcoming),
+    }
+
+
 # --- sample contexts -------------------------------------------------------------------
 
-SAMPLE_VARIANTS: tuple[str, ...] = ("long", "english", "minimal")
+SAMPLE_VARIANTS: tuple[str, ...] = ("long", "english", "minimal", "upcoming")
 """check_all renders each of these: the longest values with a 4-character Chinese
-name, the same with a long English name, and the sparest (no name, one bill, no
-remaining bills, usage below baseline, no reason)."""
+name, the same with a long English name, the sparest (no name, one bill, no
+remaining bills, usage below baseline, no reason), and the long values rendered
+before the newest bill falls due (two bills overdue, one upcoming; a partial
+payment of ``bill.paid``; a correction of ``bill.corrected``)."""
 
 _SAMPLE_NAMES: dict[str, str | None] = {
     "long": "歐陽志明",
     "english": "Maximilian Alexander Montgomery-Featherstonehaugh",
     "minimal": None,
+    "upcoming": "歐陽志明",
 }
+_SAMPLE_TODAY = date(2026, 11, 27)
+_SAMPLE_TODAY_UPCOMING = date(2026, 11, 10)
 
 
-def _sample_bill(period: str, amount: int, due_date: date) -> dict[str, Any]:
-    return {
-        "bill_no": f"B{period.replace('-', '')}-01234567890",
-        "period": period,
-        "amount": amount,
-        "due_date": due_date,
-    }
+def _sample_bill(period: str, amount: int, due_date: date, today: date) -> dict[str, Any]:
+    return bill_entry(
+        bill_no=f"B{period.replace('-', '')}-01234567890",
+        period=period,
+        amount=amount,
+        due_date=due_date,
+        today=today,
+    )
 
 
 def sample_context(event_type: str, *, level: int = 1, variant: str = "long") -> dict[str, Any]:
@@ -544,8 +609,9 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
     if variant not in _SAMPLE_NAMES:
         raise ValueError(f"unknown sample variant {variant!r}; known: {SAMPLE_VARIANTS}")
     minimal = variant == "minimal"
+    today = _SAMPLE_TODAY_UPCOMING if variant == "upcoming" else _SAMPLE_TODAY
     if minimal:
-        bills = [_sample_bill("2026-09", 1830, date(2026, 11, 20))]
+        bills = [_sample_bill("2026-09", 1830, date(2026, 11, 20), today)]
         usage: dict[str, Any] = {
             "period_start": date(2026, 9, 1),
             "period_end": date(2026, 10, 31),
@@ -556,9 +622,9 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
         }
     else:
         bills = [
-            _sample_bill("2026-05", 286_450, date(2026, 7, 20)),
-            _sample_bill("2026-07", 312_880, date(2026, 9, 20)),
-            _sample_bill("2026-09", 398_765, date(2026, 11, 20)),
+            _sample_bill("2026-05", 286_450, date(2026, 7, 20), today),
+            _sample_bill("2026-07", 312_880, date(2026, 9, 20), today),
+            _sample_bill("2026-09", 398_765, date(2026, 11, 20), today),
         ]
         usage = {
             "period_start": date(2026, 9, 1),
@@ -571,9 +637,24 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
     # A second reminder is about the oldest bill; a first one about the newest.
     bill: dict[str, Any] | None = bills[0] if level >= 2 else bills[-1]
     usage_or_none: dict[str, Any] | None = usage
+    payment: dict[str, Any] | None = None
+    correction: dict[str, Any] | None = None
     if event_type == "bill.paid":
-        # The paid bill is settled; whatever else is unpaid stays listed.
+        # The paid bill is settled; whatever else is unpaid stays listed. The
+        # "upcoming" sample is a partial payment: the rest of the bill is still owed.
         bill, bills, usage_or_none = bills[-1], bills[:-1], None
+        paid = 100_000 if variant == "upcoming" else bill["amount"]
+        bill = {**bill, "paid": paid, "owed": bill["amount"] - paid}
+        if bill["owed"]:
+            bills = [*bills, bill]
+        payment = {"amount": paid, "paid_at": datetime(2026, 11, 9, 10, 0), "method": "超商"}
+    elif event_type == "bill.corrected":
+        assert bill is not None
+        usage_or_none = None
+        correction = {
+            "amount": bill["amount"] + (-1 if minimal else 123_456),
+            "due_date": bill["due_date"] if variant == "upcoming" else date(2026, 11, 13),
+        }
     elif event_type == "usage.abnormal":
         bill = None
         bills = [] if minimal else bills
@@ -587,9 +668,11 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
             "account_no_masked": "012****7890",
             "name": _SAMPLE_NAMES[variant],
         },
+        "today": today,
         "bill": bill,
-        "bills": bills,
-        "total": sum(b["amount"] for b in bills),
+        **split_bills(bills, bill),
+        "payment": payment,
+        "correction": correction,
         "usage": usage_or_none,
         "service_phone": "1911",
         "pay_url": (

@@ -10,7 +10,14 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-__all__ = ["EscalationPolicy", "Policy", "QuietHours", "RetryPolicy", "load_policy"]
+__all__ = [
+    "CorrectionPolicy",
+    "EscalationPolicy",
+    "Policy",
+    "QuietHours",
+    "RetryPolicy",
+    "load_policy",
+]
 
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
 
@@ -125,6 +132,16 @@ class EscalationPolicy(BaseModel):
         return now.astimezone(self.tz).date()
 
 
+class CorrectionPolicy(BaseModel):
+    """What happens when a bill's amount or due date is corrected after notices named it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notify: bool = True
+    """Send a short correction notice (``bill.corrected``) on each channel where a notice
+    with the old terms already went out. Notices not sent yet are rendered again anyway."""
+
+
 class Policy(BaseModel):
     timezone: str = "Asia/Taipei"
     routes: dict[str, dict[str, list[ChannelName]]]
@@ -134,6 +151,7 @@ class Policy(BaseModel):
     dedup_window_hours: float = Field(72, ge=0)
     retry: RetryPolicy = RetryPolicy()
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+    corrections: CorrectionPolicy = CorrectionPolicy()
 
     @field_validator("routes")
     @classmethod

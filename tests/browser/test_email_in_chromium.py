@@ -64,6 +64,7 @@ EMAILS = [
         ("bill.unpaid", 2),
         ("usage.abnormal", 1),
         ("bill.paid", 1),
+        ("bill.corrected", 1),
     )
     for language in ("zh-TW", "en")
 ]
@@ -134,6 +135,9 @@ def _expected_texts(email: Email, context: dict[str, Any]) -> list[str]:
         ]
     if email.event_type == "bill.paid":
         return [format_money(context["bill"]["amount"])]
+    if email.event_type == "bill.corrected":
+        correction = context["correction"]
+        return [format_money(context["bill"]["owed"]), format_money(correction["amount"])]
     unpaid = context["bills"] or [context["bill"]]
     total = context["total"] if len(unpaid) > 1 else unpaid[0]["amount"]
     return [format_money(total)] + [format_date(b["due_date"], language) for b in unpaid]

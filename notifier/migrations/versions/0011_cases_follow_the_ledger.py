@@ -1,7 +1,7 @@
 """cases follow the ledger: a phone marked invalid, call spacing, ladder stage, reopened runs
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-10 10:00:00.000000
 """
 
@@ -15,8 +15,7 @@ from alembic import op
 import notifier.db
 
 revision: str = "0011"
-# Re-chained after "0010" (the ledger's payments) when the branches meet.
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

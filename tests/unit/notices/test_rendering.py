@@ -22,6 +22,7 @@ from notifier.notices.rendering import (
     is_gsm7,
     sample_context,
     spell_digits,
+    split_bills,
 )
 
 TEMPLATES = Path(__file__).parents[3] / "templates"
@@ -58,8 +59,7 @@ def sms_sample(event_type: str, level: int, variant: str) -> dict[str, Any]:
     if event_type == "bill.unpaid":
         largest = max(long["bills"], key=lambda b: b["amount"])
         context["bill"] = largest
-        context["bills"] = [largest]
-        context["total"] = largest["amount"]
+        context.update(split_bills([largest], largest))
     return context
 
 
@@ -556,3 +556,19 @@ def test_a_bad_date_is_a_template_error(tmp_path: Path) -> None:
 def test_percent(renderer: Renderer, value: float, expected: str) -> None:
     assert format_percent(value) == expected
     assert renderer.environment.from_string("{{ v|percent }}").render(v=value) == expected
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("channel", UNPAID_CHANNELS)
+def test_a_bill_not_yet_due_is_never_in_an_overdue_total(
+    renderer: Renderer, channel: str, language: str
+) -> None:
+    context = sample_context("bill.unpaid", level=2, variant="upcoming")
+    text = renderer.render("bill.unpaid", channel, language, context).body
+    spoken = channel == "voice"
+
+    assert [b["period"] for b in context["upcoming"]] == ["2026-09"]
+    overdue_total = str(context["overdue_total"]) if spoken else format_money(599_330)
+    assert overdue_total in text
+    everything = str(context["total"]) if spoken else format_money(context["total"])
+    assert everything not in text
