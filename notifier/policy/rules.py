@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from notifier.policy.local_time import local_date
+
 __all__ = ["EscalationPolicy", "Policy", "QuietHours", "RetryPolicy", "load_policy"]
 
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
@@ -118,7 +120,7 @@ class Policy(BaseModel):
 
     def business_date(self, now: datetime) -> date:
         """The calendar date at ``now`` where the utility works."""
-        return now.astimezone(self.tz).date()
+        return local_date(now, self.tz)
 
     def channels_for(self, event_type: str, level: int) -> list[str]:
         """The channels the policy lists for this event at this level."""

@@ -303,6 +303,7 @@ def dashboard(
         queues=rt.dispatcher.queue_depths(ALL_QUEUES),
         cases=cases,
         today=today,
+        tz=tz,
     )  # fmt: skip
 
 
