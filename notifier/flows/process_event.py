@@ -237,7 +237,12 @@ def _plan_notice(
     original: Notification | None,
 ) -> _Notice | None:
     """The notification for the event (None if the policy sends nothing for it)."""
-    planned = plan(rt.policy, account, data.type, data.level, rt.has_template(data.type))
+    urgent = data.usage is not None and rt.policy.usage.is_urgent(
+        kwh=data.usage.kwh, baseline_kwh=data.usage.baseline_kwh, reason=data.usage.reason
+    )
+    planned = plan(
+        rt.policy, account, data.type, data.level, rt.has_template(data.type), urgent=urgent
+    )
     if not planned and not rt.policy.channels_for(data.type, data.level):
         return None
     status = NotificationStatus.ACTIVE
@@ -256,6 +261,7 @@ def _plan_notice(
         dedup_key=dedup_key,
         status=status,
         duplicate_of=original.id if original else None,
+        urgent=urgent,
     )
     return _Notice(event, data, account, bill, notification, list(planned), original)
 
@@ -277,6 +283,7 @@ def _store_notices(
             notice.data,
             bill=notice.bill,
             unpaid=unpaid.get(notice.account.account_no, []),
+            urgent=notice.notification.urgent,
         )
         status = DeliveryStatus.SUPPRESSED if notice.original else DeliveryStatus.QUEUED
         made.append(
@@ -413,4 +420,6 @@ def context_for(
     data = parse_event(event.payload)
     bill = session.get(Bill, notification.bill_no) if notification.bill_no else None
     unpaid = billing.unpaid_bills(session, account.account_no)
-    return account, build_context(rt.settings, account, data, bill=bill, unpaid=unpaid)
+    return account, build_context(
+        rt.settings, account, data, bill=bill, unpaid=unpaid, urgent=notification.urgent
+    )

@@ -55,8 +55,12 @@ def build_context(
     *,
     bill: Bill | None,
     unpaid: Sequence[Bill],
+    urgent: bool = False,
 ) -> dict[str, Any]:
-    """The context every template of this event renders from (see notifier.notices.rendering)."""
+    """The context every template of this event renders from (see notifier.notices.rendering).
+
+    ``urgent`` is the notification's (a suspected leak, decided by the policy's ``usage``).
+    """
     usage: dict[str, Any] | None = None
     if event.usage is not None:
         u = event.usage
@@ -67,6 +71,7 @@ def build_context(
             "baseline_kwh": u.baseline_kwh,
             "ratio": u.kwh / u.baseline_kwh - 1,
             "reason": u.reason,
+            "urgent": urgent,
         }
     return {
         "language": account.language,

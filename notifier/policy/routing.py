@@ -48,11 +48,15 @@ def plan(
     event_type: str,
     level: int,
     has_template: Callable[[str], bool],
+    *,
+    urgent: bool = False,
 ) -> list[Planned]:
-    """The deliveries one notice gets, in the policy's order."""
+    """The deliveries one notice gets, in the policy's order (an urgent one adds its own)."""
     wanted = policy.channels_for(event_type, level)
     if not wanted:
         return []
+    if urgent:
+        wanted += [c for c in policy.usage.urgent_channels if c not in wanted]
     if account.prefers_voice and event_type == "bill.unpaid" and "voice" not in wanted:
         wanted.append("voice")
     planned = [
