@@ -61,6 +61,10 @@ FINAL_STATUSES = frozenset(
 
 class Notification(SQLModel, table=True):
     __tablename__ = "notifications"
+    __table_args__ = (
+        # The unreachable customers' page and the dashboard's count: one status, newest first.
+        sa.Index("ix_notifications_status_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_pk: int = Field(foreign_key="events.id", index=True)

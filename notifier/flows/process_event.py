@@ -20,6 +20,7 @@ from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, N
 from notifier.escalation import service as escalation
 from notifier.events.models import Event, EventStatus
 from notifier.events.schema import EventIn, parse_event
+from notifier.flows import unreachable
 from notifier.notices.content import build_context, sms_segments
 from notifier.policy.routing import Planned, plan
 from notifier.privacy.masking import mask_recipient
@@ -305,6 +306,7 @@ def _store_notices(
             f"{len(notice.planned)} deliveries"
         )
     deliveries.record_changes(session, changes, at=rt.clock())
+    unreachable.report(rt, session, [(notice.notification, notice.account) for notice in notices])
     return [
         (d.id, d.channel) for d in rows if d.id is not None and d.status == DeliveryStatus.QUEUED
     ]

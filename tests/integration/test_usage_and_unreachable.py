@@ -27,9 +27,18 @@ from notifier.flows.deliver import deliver_batch
 from notifier.policy.rules import UsagePolicy
 from notifier.privacy.masking import mask_account_no
 from notifier.runtime import Runtime
+from tests.integration.test_producer_callbacks import (
+    Receiver,
+    _producer,
+    _register,
+    _verify,
+)
 from tests.integration.test_producer_callbacks import receiver as receiver
 from tests.support import events
 from tests.support.ledger import Ledger
+from tests.support.stack import Stack, wait_until
+from tests.support.tables import read_table
+from tests.support.web import PASSWORD, Browser, new_user
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 
@@ -204,3 +213,64 @@ def test_the_urgent_voice_and_postcard_say_what_to_do_now(ledger: Ledger) -> Non
         assert words in voice and words in card
         calm = {**context, "usage": {**context["usage"], "urgent": False}}
         assert words not in renderer.render("usage.abnormal", "voice", language, calm).body
+
+
+# --- item 10: unreachable is visible, on every stack ------------------------------------------
+
+
+def test_an_account_with_no_contact_is_counted_listed_exported_and_told(
+    stack: Stack,
+    receiver: Receiver,
+) -> None:
+    producer = _producer(stack)
+    path, secret = _register(stack, receiver, producer)
+    acct = events.account(
+        phone="+886223456789",  # a landline: no SMS, and voice is not on the route
+        email=None, push_tokens=None, address=None,
+    )  # fmt: skip
+    answer = stack.client.post("/v1/events", json=usage_event(acct, kwh=912.5, reason=None),
+                               headers=producer)  # fmt: skip
+    assert answer.status_code == 202, answer.text
+
+    def unreachable() -> Notification | None:
+        with stack.db() as session:
+            return session.exec(
+                select(Notification).where(
+                    Notification.account_no == acct["account_no"],
+                    Notification.status == NotificationStatus.UNREACHABLE,
+                )
+            ).first()
+
+    notice = wait_until(unreachable, timeout=60, what="the unreachable notification")
+    assert stack.deliveries(acct["account_no"]) == []
+
+    [seen] = wait_until(lambda: receiver.at(path), timeout=60, what="the producer's callback")
+    body = _verify(secret, seen)
+    assert body["type"] == "notification.unreachable" and body["status"] == "unreachable"
+    assert body["notification_id"] == notice.id and body["account_no"] == acct["account_no"]
+    assert body["reason"] == "no_contact" and body["event_type"] == "usage.abnormal"
+    assert "+886223456789" not in seen.body.decode() and acct["name"] not in seen.body.decode()
+
+    user = new_user(stack, "ops")
+    with Browser(stack.base_url) as browser:
+        assert browser.sign_in(user.username, PASSWORD).status_code == 303
+        dashboard = browser.get("/ops/dashboard")
+        page = browser.get("/ops/unreachable")
+        files = {fmt: browser.get(f"/ops/unreachable.{fmt}") for fmt in ("csv", "xlsx", "ods")}
+    assert dashboard.status_code == 200, dashboard.text
+    count = dashboard.text.split('id="unreachable-count">', 1)[1].split("<", 1)[0]
+    assert int(count) >= 1
+    assert page.status_code == 200, page.text
+    row = page.text.split(f'id="notification-{notice.id}"', 1)[1].split("</tr>", 1)[0]
+    assert acct["account_no"] in row and "+886 223 ***789" in row and "無聯絡方式" in row
+    for shown in (page.text, *(f.content.decode("latin-1") for f in files.values())):
+        assert "+886223456789" not in shown and "0223456789" not in shown
+    for fmt, download in files.items():
+        assert download.status_code == 200, download.text
+        header, *rows = read_table(download.content, fmt)  # type: ignore[arg-type]
+        assert header[1] == "created (Asia/Taipei)"
+        [mine] = [r for r in rows if r[0] == str(notice.id)]
+        assert mine[2] == acct["account_no"] and mine[6] == "no_contact"
+        # A cell starting with "+" gets the exports' formula guard, a leading "'".
+        assert mine[7] == "'+886 223 ***789" and mine[8] == "" and mine[9] == ""
+        assert "+886223456789" not in " ".join(mine)

@@ -1,4 +1,4 @@
-"""urgent notifications (a suspected leak)
+"""urgent notifications (a suspected leak); notifications by status
 
 Revision ID: 0012
 Revises: 0009
@@ -23,8 +23,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("urgent", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
+        batch_op.create_index("ix_notifications_status_id", ["status", "id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.drop_index("ix_notifications_status_id")
         batch_op.drop_column("urgent")
