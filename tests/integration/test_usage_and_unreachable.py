@@ -218,6 +218,12 @@ def test_the_urgent_voice_and_postcard_say_what_to_do_now(ledger: Ledger) -> Non
 # --- item 10: unreachable is visible, on every stack ------------------------------------------
 
 
+def _page(stack: Stack, username: str) -> str:
+    with Browser(stack.base_url) as browser:
+        assert browser.sign_in(username, PASSWORD).status_code == 303
+        return browser.get("/ops/unreachable").text
+
+
 def test_an_account_with_no_contact_is_counted_listed_exported_and_told(
     stack: Stack,
     receiver: Receiver,
@@ -243,6 +249,11 @@ def test_an_account_with_no_contact_is_counted_listed_exported_and_told(
 
     notice = wait_until(unreachable, timeout=60, what="the unreachable notification")
     assert stack.deliveries(acct["account_no"]) == []
+    # Another who opted out of every channel it could use: listed with its data masked.
+    refused = events.account(
+        phone=None, push_tokens=None, opt_outs=["email", "postcard"], email="wang.xm@example.com"
+    )
+    assert stack.post(usage_event(refused, kwh=912.5, reason=None)).status_code == 202
 
     [seen] = wait_until(lambda: receiver.at(path), timeout=60, what="the producer's callback")
     body = _verify(secret, seen)
@@ -263,6 +274,11 @@ def test_an_account_with_no_contact_is_counted_listed_exported_and_told(
     assert page.status_code == 200, page.text
     row = page.text.split(f'id="notification-{notice.id}"', 1)[1].split("</tr>", 1)[0]
     assert acct["account_no"] in row and "+886 223 ***789" in row and "無聯絡方式" in row
+    wait_until(lambda: refused["account_no"] in _page(stack, user.username), timeout=60,
+               what="the opted-out account on the page")  # fmt: skip
+    opted = _page(stack, user.username).split(refused["account_no"], 1)[1].split("</tr>", 1)[0]
+    assert "皆已退訂" in opted and "w***@example.com" in opted and "苗栗縣頭份市…" in opted
+    assert "wang.xm@example.com" not in opted and "中正路1號" not in opted
     for shown in (page.text, *(f.content.decode("latin-1") for f in files.values())):
         assert "+886223456789" not in shown and "0223456789" not in shown
     for fmt, download in files.items():

@@ -57,6 +57,11 @@ def test_an_early_morning_attempt_shows_its_taipei_date(stack: Stack, fmt: str) 
     [row] = [r for r in rows if r[1] == acct["account_no"]]
     attempts = row[header.index("attempts")]
     assert attempts == "2026-12-02 nobody_home", attempts
+    if fmt == "csv":  # the CLI hands out the same file
+        pulled = stack.cli("visits", "pull", "--agent", str(agent_id))
+        assert pulled.returncode == 0, pulled.stderr
+        assert "2026-12-02 nobody_home" in pulled.stdout
+        assert "2026-12-01 nobody_home" not in pulled.stdout
 
     # The JSON API keeps the instant in UTC, with its offset.
     answer = stack.client.get(
