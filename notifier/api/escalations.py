@@ -253,7 +253,7 @@ def my_list(
     if format != "json":
         download = list_file(
             session, agent_id=agent.id, kind=kind, fmt=format, today=today,
-            actor=keys.actor_of(key),
+            tz=rt.policy.tz, actor=keys.actor_of(key),
         )  # fmt: skip
         return Response(
             download.body,

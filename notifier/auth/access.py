@@ -194,7 +194,7 @@ GROUPS: tuple[Group, ...] = (
     Group("metrics", METRICS_TOKEN, (("GET", "/metrics"),), credentials="none"),
     # --- pages, signed-in users -------------------------------------------------------------
     Group(
-        "ops pages: log, a notification, retry/cancel, dashboard, audit",
+        "ops pages: log, a notification, retry/cancel, dashboard, audit, unreachable customers",
         roles("ops", "supervisor"),
         (
             ("GET", "/ops"),
@@ -205,6 +205,8 @@ GROUPS: tuple[Group, ...] = (
             ("POST", "/ops/deliveries/{delivery_id}/cancel"),
             ("GET", "/ops/dashboard"),
             ("GET", "/ops/audit"),
+            ("GET", "/ops/unreachable"),
+            ("GET", "/ops/unreachable.{fmt}"),
         ),
         credentials="user",
     ),

@@ -146,7 +146,13 @@ def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
         if session.get(Agent, agent) is None:
             raise typer.BadParameter(f"no agent {agent}", param_hint="--agent")
         download = list_file(
-            session, agent_id=agent, kind=kind, fmt=fmt, today=today, actor=audit.CLI
+            session,
+            agent_id=agent,
+            kind=kind,
+            fmt=fmt,
+            today=today,
+            tz=rt.policy.tz,
+            actor=audit.CLI,
         )
     if output == "-":
         sys.stdout.buffer.write(download.body)

@@ -61,6 +61,10 @@ FINAL_STATUSES = frozenset(
 
 class Notification(SQLModel, table=True):
     __tablename__ = "notifications"
+    __table_args__ = (
+        # The unreachable customers' page and the dashboard's count: one status, newest first.
+        sa.Index("ix_notifications_status_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_pk: int = Field(foreign_key="events.id", index=True)
@@ -72,6 +76,9 @@ class Notification(SQLModel, table=True):
     dedup_key: str = Field(index=True, max_length=200)
     status: str = Field(default=NotificationStatus.ACTIVE, max_length=16)
     duplicate_of: int | None = None
+    urgent: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    """A suspected leak (policy ``usage``): says what to do now, and its call is not held
+    by quiet hours."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

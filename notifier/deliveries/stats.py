@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from notifier.deliveries.models import Delivery, DeliveryStatus
+from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
 
-__all__ = ["Series", "by_channel", "by_time", "failure_reasons"]
+__all__ = ["Series", "by_channel", "by_time", "failure_reasons", "unreachable_count"]
 
 Unit = Literal["hour", "day"]
 STATUS_ORDER: tuple[str, ...] = (
@@ -126,3 +126,15 @@ def failure_reasons(
         .limit(limit)
     )
     return [(channel, text or "(no reason recorded)", n) for channel, text, n in rows]
+
+
+def unreachable_count(session: Session, *, since: datetime, until: datetime) -> int:
+    """Notifications created in [since, until) that ended with no delivery at all."""
+    count = session.execute(
+        sa.select(sa.func.count()).where(
+            col(Notification.status) == NotificationStatus.UNREACHABLE,
+            col(Notification.created_at) >= since,
+            col(Notification.created_at) < until,
+        )
+    ).scalar_one()
+    return int(count)

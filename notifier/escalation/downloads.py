@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -33,6 +34,7 @@ def list_file(
     kind: str,
     fmt: exports.Format,
     today: date,
+    tz: ZoneInfo,
     actor: str,
 ) -> ListFile:
     """Today's ``kind`` list of ``agent_id`` as a ``fmt`` file; the download is audited."""
@@ -44,7 +46,7 @@ def list_file(
         target=f"agent {agent_id}",
         detail={"kind": kind, "format": fmt, "day": today.isoformat(), "cases": len(rows)},
     )
-    headers, table = export_table(rows, kind)
+    headers, table = export_table(rows, kind, tz=tz)
     return ListFile(
         body=exports.write_table(headers, table, fmt, sheet=f"{kind}s {today.isoformat()}"),
         filename=f"{kind}s-{agent_id}-{today.isoformat()}.{fmt}",

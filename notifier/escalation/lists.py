@@ -29,6 +29,7 @@ from notifier.escalation.models import (
     EscalationAttempt,
     EscalationBill,
 )
+from notifier.policy.local_time import local_date
 
 __all__ = [
     "AttemptLine",
@@ -247,15 +248,20 @@ def _national(phone: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
-def export_table(rows: Sequence[CaseRow], kind: str) -> tuple[list[str], list[list[Any]]]:
-    """Headers and flat rows of a list, for CSV/XLSX/ODS: one row per case."""
+def export_table(
+    rows: Sequence[CaseRow], kind: str, *, tz: ZoneInfo
+) -> tuple[list[str], list[list[Any]]]:
+    """Headers and flat rows of a list, for CSV/XLSX/ODS: one row per case.
+
+    Attempts are listed by their business date in ``tz``, as the agent page shows them.
+    """
     headers = [*_HEADERS[kind], *_COMMON]
     table: list[list[Any]] = []
     for r in rows:
         phone = _national(r.phone) + (" (marked invalid)" if r.phone_invalid else "")
         contact: list[Any] = [phone] if kind == CaseKind.CALL else [r.area or "", r.address or ""]
         bills = "; ".join(f"{b.period} {b.amount} (due {b.due_date.isoformat()})" for b in r.bills)
-        attempts = "; ".join(f"{a.at.date().isoformat()} {a.outcome}" for a in r.attempts)
+        attempts = "; ".join(f"{local_date(a.at, tz).isoformat()} {a.outcome}" for a in r.attempts)
         last_note = r.note or next((a.note for a in reversed(r.attempts) if a.note), "")
         table.append(
             [

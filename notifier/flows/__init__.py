@@ -4,7 +4,8 @@ Each module is one piece of work a task or a route starts: ``process_event``
 (policy → notifications → rendered deliveries), ``deliver`` (claim → checks →
 provider → record), ``fallback``, ``reports`` (Twilio status reports),
 ``receipts``, ``postcards`` (the print batch), ``producer_callbacks`` (the
-signed POSTs), ``reconcile``, ``retention`` (the purge) and ``ops_actions``.
+signed POSTs), ``reconcile``, ``retention`` (the purge), ``ops_actions`` and
+``unreachable`` (a notice that reached nobody, told to its producer).
 May import the runtime and every domain below it; never ``api``, ``web``,
 ``worker`` or ``cli``.
 """

@@ -362,7 +362,12 @@ def _hold_back(
     opens = quiet.window_opens(now, rt.policy.tz) if quiet is not None else None
     if quiet is not None and opens is not None:
         deferred = [
-            c for c in claims if c.delivery.id not in held and c.delivery.channel in quiet.channels
+            c
+            for c in claims
+            if c.delivery.id not in held
+            and rt.policy.holds_in_quiet_hours(
+                c.delivery.channel, urgent=notifications[c.delivery.notification_id].urgent
+            )
         ]
         moved = deliveries.transition_many(
             session,

@@ -21,6 +21,7 @@ from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, N
 from notifier.escalation import service as escalation
 from notifier.events.models import Event, EventStatus
 from notifier.events.schema import EventIn, parse_event
+from notifier.flows import unreachable
 from notifier.notices.content import build_context, names_terms, sms_segments, statement
 from notifier.policy.routing import Planned, plan, reachable
 from notifier.privacy.masking import mask_recipient
@@ -371,7 +372,12 @@ def _plan_notice(
     payment: Payment | None = None,
 ) -> _Notice | None:
     """The notification for the event (None if the policy sends nothing for it)."""
-    planned = plan(rt.policy, account, data.type, data.level, rt.has_template(data.type))
+    urgent = data.usage is not None and rt.policy.usage.is_urgent(
+        kwh=data.usage.kwh, baseline_kwh=data.usage.baseline_kwh, reason=data.usage.reason
+    )
+    planned = plan(
+        rt.policy, account, data.type, data.level, rt.has_template(data.type), urgent=urgent
+    )
     if not planned and not rt.policy.channels_for(data.type, data.level):
         return None
     status = NotificationStatus.ACTIVE
@@ -390,6 +396,7 @@ def _plan_notice(
         dedup_key=dedup_key,
         status=status,
         duplicate_of=original.id if original else None,
+        urgent=urgent,
     )
     return _Notice(event, data, account, bill, notification, list(planned), original, payment)
 
@@ -414,6 +421,7 @@ def _store_notices(
             unpaid=unpaid.get(notice.account.account_no, []),
             today=today,
             payment=notice.payment,
+            urgent=notice.notification.urgent,
         )
         status = DeliveryStatus.SUPPRESSED if notice.original else DeliveryStatus.QUEUED
         made.append(
@@ -435,6 +443,7 @@ def _store_notices(
             f"{len(notice.planned)} deliveries"
         )
     deliveries.record_changes(session, changes, at=rt.clock())
+    unreachable.report(rt, session, [(notice.notification, notice.account) for notice in notices])
     return [
         (d.id, d.channel) for d in rows if d.id is not None and d.status == DeliveryStatus.QUEUED
     ]
@@ -568,6 +577,7 @@ def context_for(
         today=rt.policy.business_date(rt.clock()),
         payment=payment,
         correction=correction_of(stated),
+        urgent=notification.urgent,
     )
 
 

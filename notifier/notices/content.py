@@ -114,11 +114,13 @@ def build_context(
     today: date,
     payment: Payment | None = None,
     correction: Mapping[str, Any] | None = None,
+    urgent: bool = False,
 ) -> dict[str, Any]:
     """The context every template of this event renders from (see notifier.notices.rendering).
 
     ``today`` is the business date the notice is rendered on: what is overdue
-    is decided against it.
+    is decided against it. ``urgent`` is the notification's (a suspected leak,
+    decided by the policy's ``usage``).
     """
     usage: dict[str, Any] | None = None
     if event.usage is not None:
@@ -130,6 +132,7 @@ def build_context(
             "baseline_kwh": u.baseline_kwh,
             "ratio": u.kwh / u.baseline_kwh - 1,
             "reason": u.reason,
+            "urgent": urgent,
         }
     return {
         "language": account.language,

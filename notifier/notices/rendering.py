@@ -37,7 +37,8 @@ The context (what the caller, the routing code, passes)::
     correction: {amount: int, due_date: date} | None
           (bill.corrected: the terms the earlier notice named)
     usage: {period_start: date, period_end: date, kwh: float, baseline_kwh: float,
-            ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None} | None
+            ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None,
+            urgent: bool (a suspected leak: say what to do now)} | None
     service_phone: str                 # e.g. "1911"
     pay_url: str                       # e.g. "https://pay.utility.example/bill/B202609-01234567890"
     visit: {date: date, agent_name: str}   # escalation.visit only: the field agent's visit
@@ -619,6 +620,7 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
             "baseline_kwh": 450.0,
             "ratio": -0.6,
             "reason": None,
+            "urgent": False,
         }
     else:
         bills = [
@@ -633,6 +635,8 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
             "baseline_kwh": 66_733.4,
             "ratio": 0.85,
             "reason": "本期用電度數較去年同期及近六期平均明顯增加，請留意是否有設備異常運轉",
+            # The longest texts: an urgent alert adds what to do now.
+            "urgent": True,
         }
     # A second reminder is about the oldest bill; a first one about the newest.
     bill: dict[str, Any] | None = bills[0] if level >= 2 else bills[-1]

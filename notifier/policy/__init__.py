@@ -2,5 +2,6 @@
 
 ``rules`` is the policy file as typed data with its time rules (quiet hours,
 dedup window, retries, escalation thresholds); ``routing`` picks the channels
-of one notice for one account. May import ``accounts`` only.
+of one notice for one account; ``local_time`` turns a stored UTC instant into
+the business date and time a person reads. May import ``accounts`` only.
 """

@@ -9,7 +9,19 @@ from notifier.accounts.models import Account
 from notifier.accounts.service import is_mobile
 from notifier.policy.rules import Policy
 
-__all__ = ["Planned", "next_fallback", "plan", "reachable", "recipients_for"]
+__all__ = [
+    "UNREACHABLE_REASONS",
+    "Planned",
+    "next_fallback",
+    "plan",
+    "reachable",
+    "recipients_for",
+    "why_unreachable",
+]
+
+UNREACHABLE_REASONS = ("no_contact", "opted_out", "no_template")
+"""Why a notice has no delivery: no contact point for any channel the policy allows (nor
+an address for paper), every reachable one opted out, or no template for what is left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +60,15 @@ def plan(
     event_type: str,
     level: int,
     has_template: Callable[[str], bool],
+    *,
+    urgent: bool = False,
 ) -> list[Planned]:
-    """The deliveries one notice gets, in the policy's order."""
+    """The deliveries one notice gets, in the policy's order (an urgent one adds its own)."""
     wanted = policy.channels_for(event_type, level)
     if not wanted:
         return []
+    if urgent:
+        wanted += [c for c in policy.usage.urgent_channels if c not in wanted]
     if account.prefers_voice and event_type == "bill.unpaid" and "voice" not in wanted:
         wanted.append("voice")
     planned = [
@@ -71,6 +87,29 @@ def plan(
         if paper and policy.paper_channel not in account.opt_outs:
             planned.append(Planned(policy.paper_channel, paper))
     return planned
+
+
+def why_unreachable(
+    policy: Policy,
+    account: Account,
+    event_type: str,
+    level: int,
+    has_template: Callable[[str], bool],
+    *,
+    urgent: bool = False,
+) -> str | None:
+    """Why :func:`plan` finds no delivery for this notice (``UNREACHABLE_REASONS``); None
+    when it finds one (the contact data may have been fixed since)."""
+    if plan(policy, account, event_type, level, has_template, urgent=urgent):
+        return None
+    extra = policy.usage.urgent_channels if urgent else []
+    wanted = [*policy.channels_for(event_type, level), *extra, policy.paper_channel]
+    contact = [channel for channel in wanted if recipients_for(account, channel)]
+    if not contact:
+        return "no_contact"
+    if all(channel in account.opt_outs for channel in contact):
+        return "opted_out"
+    return "no_template"
 
 
 def next_fallback(

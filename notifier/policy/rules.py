@@ -10,12 +10,15 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from notifier.policy.local_time import local_date
+
 __all__ = [
     "CorrectionPolicy",
     "EscalationPolicy",
     "Policy",
     "QuietHours",
     "RetryPolicy",
+    "UsagePolicy",
     "load_policy",
 ]
 
@@ -142,6 +145,26 @@ class CorrectionPolicy(BaseModel):
     with the old terms already went out. Notices not sent yet are rendered again anyway."""
 
 
+class UsagePolicy(BaseModel):
+    """When an abnormal-usage alert is urgent: a suspected leak, which cannot wait for morning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urgent_ratio: float = Field(3.0, gt=1)
+    """kWh at least this many times the baseline is urgent, whatever the reason says."""
+    urgent_words: list[str] = ["leak", "漏電", "漏水"]
+    """A reason containing one of these (any case) names a suspected leak: urgent."""
+    urgent_channels: list[ChannelName] = ["voice"]
+    """An urgent alert also goes on these, and quiet hours do not hold it there."""
+
+    def is_urgent(self, *, kwh: float, baseline_kwh: float, reason: str | None) -> bool:
+        """Whether an alert with these figures is a suspected leak."""
+        if baseline_kwh > 0 and kwh >= self.urgent_ratio * baseline_kwh:
+            return True
+        text = (reason or "").casefold()
+        return any(word.casefold() in text for word in self.urgent_words)
+
+
 class Policy(BaseModel):
     timezone: str = "Asia/Taipei"
     routes: dict[str, dict[str, list[ChannelName]]]
@@ -152,6 +175,7 @@ class Policy(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
     corrections: CorrectionPolicy = CorrectionPolicy()
+    usage: UsagePolicy = UsagePolicy()
 
     @field_validator("routes")
     @classmethod
@@ -177,7 +201,13 @@ class Policy(BaseModel):
 
     def business_date(self, now: datetime) -> date:
         """The calendar date at ``now`` where the utility works."""
-        return now.astimezone(self.tz).date()
+        return local_date(now, self.tz)
+
+    def holds_in_quiet_hours(self, channel: str, *, urgent: bool) -> bool:
+        """Whether quiet hours defer a delivery on ``channel`` (an urgent alert's call rings)."""
+        if self.quiet_hours is None or channel not in self.quiet_hours.channels:
+            return False
+        return not (urgent and channel in self.usage.urgent_channels)
 
     def channels_for(self, event_type: str, level: int) -> list[str]:
         """The channels the policy lists for this event at this level."""

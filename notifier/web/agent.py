@@ -100,6 +100,7 @@ def my_cases(
         kind=kind,
         agent=agent,
         today=today,
+        tz=rt.policy.tz,
         supervisor=supervisor,
         areas=_areas(session) if supervisor else [],
         agents=_agents_by_kind(session) if supervisor else {},
@@ -212,7 +213,7 @@ def export(rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str) -> Re
     today = rt.policy.business_date(rt.clock())
     download = list_file(
         session, agent_id=agent.id, kind=_kind_of(agent), fmt=fmt, today=today,
-        actor=actor_of(user),
+        tz=rt.policy.tz, actor=actor_of(user),
     )  # fmt: skip
     return Response(
         download.body,

@@ -73,6 +73,7 @@ from jinja2.runtime import Context
 
 from notifier.api.deliveries import shown_text
 from notifier.api.deps import RuntimeDep
+from notifier.policy import local_time
 from notifier.settings import Settings
 from notifier.users import sessions
 from notifier.users.models import User
@@ -135,6 +136,9 @@ templates = Environment(
 templates.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
 templates.filters["masked"] = shown_text
 """``{{ d.last_error|masked }}``, ``{{ value|masked(key) }}``: numbers and emails masked."""
+templates.globals.update(shown_time=local_time.shown, local_date=local_time.local_date)
+"""``{{ shown_time(at, tz) }}`` ("2026-12-02 04:41:07 Asia/Taipei"), ``{{ local_date(at, tz) }}``:
+a stored UTC instant as people read it; pages pass the policy's ``tz``."""
 
 
 class SignInRequired(Exception):

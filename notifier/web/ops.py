@@ -1,4 +1,5 @@
-"""Ops pages: the delivery log, one notification's whole story, retry/cancel, dashboard, audit.
+"""Ops pages: the delivery log, one notification's story, retry/cancel, dashboard, audit, and
+the customers no notice reached (with their export).
 
 The question these pages answer many times a day is "did this customer get
 the notice, when, on which channel, and what did the provider say?": the log
@@ -28,7 +29,9 @@ from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.escalation import lists
 from notifier.events.models import Event
 from notifier.events.schema import EVENT_TYPES
+from notifier.exports import tables as exports
 from notifier.flows import ops_actions
+from notifier.flows import unreachable as unreachable_flow
 from notifier.privacy.masking import mask_account_no
 from notifier.queues.celery_config import ALL_QUEUES
 from notifier.users.service import actor_of
@@ -269,6 +272,8 @@ def dashboard(
     )
     today = rt.policy.business_date(now)
     cases = lists.stats(session, since=today, tz=tz)
+    # Not in the cached counts: fixing contact data should show at the next reload.
+    unreachable = stats.unreachable_count(session, since=now - timedelta(days=30), until=now)
     # The charts' words in the page's language: statuses and channels.
     words = translations(pick_language(request.cookies.get(LANG_COOKIE), user))
     names = {word: words.gettext(word) for word in (*STATUSES, *CHANNEL_NAMES)}
@@ -303,6 +308,8 @@ def dashboard(
         queues=rt.dispatcher.queue_depths(ALL_QUEUES),
         cases=cases,
         today=today,
+        tz=tz,
+        unreachable=unreachable,
     )  # fmt: skip
 
 
@@ -326,4 +333,56 @@ def audit_trail(
         page=page,
         filters={"action": action, "actor": actor},
         tz=rt.policy.tz,
+    )
+
+
+EXPORT_LIMIT = 10_000
+
+
+@router.get("/unreachable", response_class=HTMLResponse)
+def unreachable(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """Customers a notice reached nobody at: what is missing, so someone fixes the data."""
+    rows = unreachable_flow.list_unreachable(rt, session, before_id=before, limit=PAGE_SIZE + 1)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return render(
+        request,
+        "ops/unreachable.html",
+        rows=rows,
+        older=rows[-1].notification_id if more and rows else None,
+        paged=before is not None,
+        formats=exports.FORMATS,
+        tz=rt.policy.tz,
+    )
+
+
+@router.get("/unreachable.{fmt}")
+def unreachable_export(rt: RuntimeDep, session: SessionDep, user: OpsUser, fmt: str) -> Response:
+    """The newest unreachable customers as a CSV, XLSX or ODS file (masked, as on the page)."""
+    if fmt not in exports.FORMATS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {fmt} export; try csv, xlsx or ods")
+    tz = rt.policy.tz
+    rows = unreachable_flow.list_unreachable(rt, session, before_id=None, limit=EXPORT_LIMIT)
+    headers, table = unreachable_flow.export_table(rows, tz=tz)
+    today = rt.policy.business_date(rt.clock())
+    audit.record(
+        session,
+        actor=actor_of(user),
+        action="unreachable.export",
+        target="unreachable customers",
+        detail={"format": fmt, "rows": len(rows)},
+    )
+    body = exports.write_table(headers, table, fmt, sheet=f"unreachable {today.isoformat()}")
+    return Response(
+        body,
+        media_type=exports.MEDIA_TYPES[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="unreachable-{today.isoformat()}.{fmt}"'
+        },
     )

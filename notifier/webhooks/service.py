@@ -14,7 +14,9 @@ Types (README, "Producer callbacks"): ``delivery.delivered``,
 state of sends nobody reports on: email, push, postcards; an SMS or call
 through Twilio reports ``delivered`` or not later), ``escalation.outcome``
 (each call or visit recorded), ``escalation.closed`` and ``account.contact_invalid``
-(an agent found the phone wrong); ``delivery.unknown``
+(an agent found the phone wrong); ``notification.unreachable`` when a notification
+ends with no delivery at all (no usable contact, every channel opted out, no
+template: someone must fix the contact data); ``delivery.unknown``
 when an SMS or call got no report in ``NOTIFIER_RECEIPT_TIMEOUT_SECONDS`` (a
 late report may still follow with ``delivered`` or a failure). The case and contact callbacks
 are composed by :mod:`notifier.escalation.callbacks` and owed through
@@ -31,7 +33,7 @@ import json
 import logging
 import secrets
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +66,7 @@ __all__ = [
     "record_attempt",
     "register",
     "signature_header",
+    "unreachable_notifications",
 ]
 
 log = logging.getLogger(__name__)
@@ -196,6 +199,47 @@ def delivery_outcomes(
     for row in rows:
         fields = {name: value for name, value in row.items() if name != "key_id"}
         body = {"type": kind, "occurred_at": now.isoformat(), **fields, "status": status}
+        callbacks.append(
+            ProducerCallback(
+                key_id=row["key_id"], type=kind, body=body, next_at=now, created_at=now
+            )
+        )
+    return owe(session, callbacks)
+
+
+def unreachable_notifications(
+    session: Session, reasons: Mapping[int, str], *, now: datetime
+) -> list[int]:
+    """Owe a ``notification.unreachable`` callback for each notification (id → why) whose
+    producer has a URL: no delivery was made, so no delivery callback will ever come."""
+    if not reasons:
+        return []
+    rows = session.execute(
+        sa.select(
+            col(Event.event_id).label("event_id"),
+            col(Event.type).label("event_type"),
+            col(Notification.account_no).label("account_no"),
+            col(Notification.bill_no).label("bill_no"),
+            col(Notification.usage_period).label("usage_period"),
+            col(Notification.level).label("level"),
+            col(Notification.id).label("notification_id"),
+            col(ProducerEndpoint.key_id).label("key_id"),
+        )
+        .join(Event, col(Event.id) == col(Notification.event_pk))
+        .join(ProducerEndpoint, col(ProducerEndpoint.key_id) == col(Event.producer_key_id))
+        .where(col(Notification.id).in_(list(reasons)))
+    ).mappings()
+    kind = "notification.unreachable"
+    callbacks = []
+    for row in rows:
+        fields = {name: value for name, value in row.items() if name != "key_id"}
+        body = {
+            "type": kind,
+            "occurred_at": now.isoformat(),
+            **fields,
+            "status": "unreachable",
+            "reason": reasons[row["notification_id"]],
+        }
         callbacks.append(
             ProducerCallback(
                 key_id=row["key_id"], type=kind, body=body, next_at=now, created_at=now

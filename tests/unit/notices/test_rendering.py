@@ -85,7 +85,7 @@ def test_check_all_renders_every_template_at_both_levels(renderer: Renderer) -> 
     ("event_type", "channels"),
     [
         ("bill.unpaid", UNPAID_CHANNELS),
-        ("usage.abnormal", ("sms", "email", "push")),
+        ("usage.abnormal", ("sms", "email", "push", "voice", "postcard")),
         ("bill.paid", ("email", "push")),
     ],
 )
@@ -295,7 +295,7 @@ def test_every_unpaid_notice_tells_everything_once(
 def test_nothing_says_none_when_the_name_is_unknown(renderer: Renderer, language: str) -> None:
     for event_type, channels in (
         ("bill.unpaid", UNPAID_CHANNELS),
-        ("usage.abnormal", ("sms", "email", "push")),
+        ("usage.abnormal", ("sms", "email", "push", "voice", "postcard")),
         ("bill.paid", ("email", "push")),
     ):
         context = sample_context(event_type, variant="minimal")

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from notifier.accounts.models import Account
-from notifier.policy.routing import Planned, next_fallback, plan, reachable, recipients_for
+from notifier.policy.routing import (
+    Planned,
+    next_fallback,
+    plan,
+    reachable,
+    recipients_for,
+    why_unreachable,
+)
 from notifier.policy.rules import Policy, load_policy
 
 POLICY_FILE = Path(__file__).parents[3] / "config" / "policy.yaml"
@@ -245,3 +252,34 @@ def test_reachable_by_sms(
     who: Account, has_template: Callable[[str], bool], to: tuple[str, ...]
 ) -> None:
     assert reachable(who, "sms", has_template) == to
+
+
+def only_sms(channel: str) -> bool:
+    return channel == "sms"
+
+
+@pytest.mark.parametrize(
+    ("who", "has_template", "reason"),
+    [
+        (account(), every_template, "no_contact"),
+        (account(phone=LANDLINE), every_template, "no_contact"),  # no SMS; voice not routed
+        (account(email=EMAIL, opt_outs=["email"]), every_template, "opted_out"),
+        (account(address=ADDRESS, opt_outs=["postcard"]), every_template, "opted_out"),
+        (account(email=EMAIL), only_sms, "no_template"),
+        (account(email=EMAIL), every_template, None),
+    ],
+)
+def test_why_a_notice_reaches_nobody(
+    policy: Policy, who: Account, has_template: Callable[[str], bool], reason: str | None
+) -> None:
+    assert why_unreachable(policy, who, "usage.abnormal", 1, has_template) == reason
+
+
+def test_an_urgent_alert_rings_a_landline(policy: Policy) -> None:
+    landline = account(phone=LANDLINE)
+    assert plan(policy, landline, "usage.abnormal", 1, every_template) == []
+    urgent = plan(policy, landline, "usage.abnormal", 1, every_template, urgent=True)
+    assert urgent == [Planned("voice", (LANDLINE,))]
+    assert (
+        why_unreachable(policy, landline, "usage.abnormal", 1, every_template, urgent=True) is None
+    )
