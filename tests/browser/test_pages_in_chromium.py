@@ -252,8 +252,9 @@ def test_an_agent_records_an_outcome_and_the_case_leaves_the_list(
     assert str(case.id) in shown(driver, ".notice[role=status]").text  # "案件 N 已儲存。"
     assert driver.find_elements(By.ID, f"case-{case.id}") == []
     assert second["account_no"] in shown(driver, f"#case-{other.id}").text
-    closed = case_of(stack, first["account_no"])
-    assert (closed.status, closed.outcome) == (CaseStatus.DONE, "refused")
+    # A refusal is never the end of a case: the call becomes a visit (off the caller's list).
+    moved = case_of(stack, first["account_no"])
+    assert (moved.status, moved.kind, moved.outcome) == (CaseStatus.OPEN, "visit", "refused")
 
 
 def test_an_agent_downloads_todays_list_as_xlsx(

@@ -42,7 +42,7 @@ def test_previews_refuse_unknown_accounts_channels_and_producer_keys(stack: Stac
     url = "/v1/templates/preview"
     assert (
         stack.client.get(
-            url, params={**base, "account_no": "00000000000"}, headers=stack.ops
+            url, params={**base, "account_no": events.new_account_no()}, headers=stack.ops
         ).status_code
         == 404
     )

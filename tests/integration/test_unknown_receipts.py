@@ -113,10 +113,13 @@ def test_an_unreceipted_usage_alert_is_unknown_without_a_fallback(ledger: Ledger
     sms = sent_long_ago(ledger, events.abnormal_usage(acct))
     assert sweep(ledger) == []
     assert rows(ledger, acct["account_no"]) == [("sms", "unknown", None)]
-    # Its failure reported late still looks for a fallback (usage alerts have no voice one).
+    # Its failure reported late still looks for a fallback: a call, now that usage
+    # alerts have a voice notice (they reach everyone, issue 17).
     assert report(ledger, sms, "failed") == "failed"
-    assert rows(ledger, acct["account_no"]) == [("sms", "failed", None)]
-    assert ("failed", {"fallback": "none left"}) in changes(ledger, sms.id)
+    assert rows(ledger, acct["account_no"]) == [
+        ("sms", "failed", None),
+        ("voice", "queued", sms.id),
+    ]
 
 
 def test_a_recent_send_and_a_non_reporting_provider_are_left_alone(ledger: Ledger) -> None:

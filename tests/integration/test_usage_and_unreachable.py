@@ -153,7 +153,9 @@ def test_abnormal_usage_reaches_a_paper_account_by_postcard(
 @pytest.fixture
 def at_23_taipei(ledger: Ledger) -> Iterator[Runtime]:
     """The ledger's service at 23:00 Taipei, inside the shipped quiet hours (21:00–08:00)."""
-    rt = Runtime(ledger.runtime.settings, clock=lambda: AT_23_TAIPEI)
+    # The ledger's scenarios run with quiet hours off; this one needs the shipped ones.
+    settings = ledger.runtime.settings.model_copy(update={"quiet_hours": ""})
+    rt = Runtime(settings, clock=lambda: AT_23_TAIPEI)
     assert rt.policy.quiet_hours is not None
     assert rt.policy.quiet_hours.window_opens(AT_23_TAIPEI, rt.policy.tz) is not None
     yield rt

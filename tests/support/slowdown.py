@@ -46,8 +46,11 @@ SCALE_ENV = "NOTIFIER_FAULTS_SCALE"
 """Set, it replaces the measured time scale: ``1`` runs the fast figures on any machine
 (how issue #16 was reproduced); the calibration is still measured and shown."""
 REFERENCE_BATCH_SECONDS = 4.0
-"""The calibration batch (:data:`CALIBRATION_EVENTS` events) on a quiet 2-core machine of
-the FIELD-NOTES kind, unslowed, from the first POST to the last delivery final: 2.6–4 s."""
+"""What the calibration batch (:data:`CALIBRATION_EVENTS` events, first POST to last delivery
+final) is held against. Kept on the generous side on purpose: in a whole-suite run on a
+quiet 2-core machine the batch took 8.5 s, a scale of 2.1, and the fault module's timings
+(lease 12.7 s, receipt timeout 32 s) passed with room; at a scale of 1 the receipt
+timeout (15 s) is within reach of a busy API's late status callbacks."""
 CALIBRATION_EVENTS = 100
 """Events of the calibration batch: 300 deliveries (push, SMS, email), one batch per channel."""
 HOG_LIFETIME_SECONDS = 3600.0
