@@ -167,6 +167,19 @@ def clear(session: Session, key_id: int) -> bool:
 # -- the outbox --------------------------------------------------------------
 
 
+def _notification_fields() -> tuple[Any, ...]:
+    """What every callback body says of the notification and its event, in the body's order."""
+    return (
+        col(Event.event_id).label("event_id"),
+        col(Event.type).label("event_type"),
+        col(Notification.account_no).label("account_no"),
+        col(Notification.bill_no).label("bill_no"),
+        col(Notification.usage_period).label("usage_period"),
+        col(Notification.level).label("level"),
+        col(Notification.id).label("notification_id"),
+    )
+
+
 def delivery_outcomes(
     session: Session, delivery_ids: Sequence[int], status: str, *, now: datetime
 ) -> list[int]:
@@ -177,13 +190,7 @@ def delivery_outcomes(
     # Labelled in the order the body lists them.
     rows = session.execute(
         sa.select(
-            col(Event.event_id).label("event_id"),
-            col(Event.type).label("event_type"),
-            col(Notification.account_no).label("account_no"),
-            col(Notification.bill_no).label("bill_no"),
-            col(Notification.usage_period).label("usage_period"),
-            col(Notification.level).label("level"),
-            col(Notification.id).label("notification_id"),
+            *_notification_fields(),
             col(Delivery.id).label("delivery_id"),
             col(Delivery.channel).label("channel"),
             col(Delivery.attempts).label("attempts"),
@@ -216,13 +223,7 @@ def unreachable_notifications(
         return []
     rows = session.execute(
         sa.select(
-            col(Event.event_id).label("event_id"),
-            col(Event.type).label("event_type"),
-            col(Notification.account_no).label("account_no"),
-            col(Notification.bill_no).label("bill_no"),
-            col(Notification.usage_period).label("usage_period"),
-            col(Notification.level).label("level"),
-            col(Notification.id).label("notification_id"),
+            *_notification_fields(),
             col(ProducerEndpoint.key_id).label("key_id"),
         )
         .join(Event, col(Event.id) == col(Notification.event_pk))
