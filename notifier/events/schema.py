@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Literal
@@ -191,11 +192,15 @@ class EventIn(_Strict):
         return payment
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _iso_date(value: Any) -> Any:
-    # pydantic would take a number as a Unix timestamp (0 is 1970-01-01): refuse it.
-    if not isinstance(value, str | date):
-        raise ValueError("expected a date as YYYY-MM-DD")
-    return value
+    # pydantic would take a number, or a string of digits, as a Unix timestamp
+    # ("0" is 1970-01-01): only a date or text that starts YYYY-MM-DD gets through.
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DAY.match(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
 
 
 class FieldError(BaseModel):
