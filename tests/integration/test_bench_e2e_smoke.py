@@ -20,8 +20,8 @@ from tests.support.stack import PG_ADMIN_URL, RABBIT_URL, need
 
 BENCH = PROJECT_ROOT / "bench" / "e2e.py"
 ARGS = [
-    "--events", "2000", "--latency-ms", "5", "--timeout", "150",
-    "--ceiling-events", "500", "--floor-count", "200",
+    "--events", "600", "--latency-ms", "5", "--timeout", "150",
+    "--ceiling-events", "300", "--floor-count", "100",
     "--database", PG_ADMIN_URL, "--broker", RABBIT_URL,
 ]  # fmt: skip
 DEADLINE = 240
