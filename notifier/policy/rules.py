@@ -138,7 +138,10 @@ class EscalationPolicy(BaseModel):
     @classmethod
     def _readable_calendar(cls, path: Path | None) -> Path | None:
         if path is not None:
-            load_calendar_file(path)  # a missing or broken file is refused here, by name
+            try:
+                load_calendar_file(path)
+            except FileNotFoundError as exc:  # pydantic names the field of a ValueError only
+                raise ValueError(str(exc)) from exc
         return path
 
     @model_validator(mode="after")
