@@ -9,11 +9,11 @@ view is an audit entry (``pii.view``), as is every download of a list
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
 from notifier.api.deps import RuntimeDep, SessionDep, require
@@ -27,8 +27,11 @@ from notifier.escalation import service as cases
 from notifier.escalation.downloads import list_file
 from notifier.escalation.models import Agent, CaseStatus, Escalation, EscalationChange, SweepRun
 from notifier.escalation.notices import notices_pdf
+from notifier.escalation.proposal import dry_run
 from notifier.escalation.sweep import queue_run
+from notifier.policy.rules import parse_policy, read_policy_file
 from notifier.privacy.text import StorableStr
+from notifier.runtime import Runtime
 
 __all__ = ["router"]
 
@@ -162,6 +165,42 @@ class SweepIn(BaseModel):
 
     as_of: date | None = None
     """The business date to sweep as of; today (Asia/Taipei) if left out."""
+    dry_run: bool = False
+    """Answer what the sweep would do (200, ``ProposalOut``), changing nothing."""
+    policy: dict[str, Any] | None = None
+    """With ``dry_run``: a proposed policy, as settings merged over the current policy file
+    (``{"escalation": {"min_arrears": 500}}``), run beside the current one."""
+
+
+class CaseLineOut(BaseModel):
+    area: str
+    kind: str
+    stage: str | None
+    change: str
+    """``opened``, ``reopened``, ``bills joined``, ``closed (paid)``, ``assigned``,
+    ``unassigned``, or a change a ladder stage records."""
+    cases: int
+
+
+class FiguresOut(BaseModel):
+    as_of: date
+    counts: dict[str, int]
+    """The run's counts: ``accounts`` checked, ``opened``, ``reopened``, ``joined`` (bills),
+    ``closed``, ``assigned``, ``unassigned``."""
+    cases: list[CaseLineOut]
+    """By area, kind and stage of the case."""
+    callbacks: dict[str, int]
+    """Producer callbacks the run would owe, by type."""
+    notifications: dict[str, int]
+    """Notices the run would create, by type."""
+
+
+class ProposalOut(BaseModel):
+    dry_run: Literal[True] = True
+    current: FiguresOut
+    """Under the policy in force."""
+    proposed: FiguresOut | None
+    """Under the proposed policy, when one was given."""
 
 
 class SweepOut(BaseModel):
@@ -354,14 +393,58 @@ def all_cases(
 
 
 @router.post("/escalations/sweeps", status_code=status.HTTP_202_ACCEPTED)
-def start_sweep(rt: RuntimeDep, session: SessionDep, key: Admin, body: SweepIn) -> SweepOut:
-    """Queue a sweep as of ``as_of``; poll ``GET /v1/escalations/sweeps/{id}`` for progress."""
+def start_sweep(
+    rt: RuntimeDep, session: SessionDep, key: Admin, body: SweepIn, response: Response
+) -> SweepOut | ProposalOut:
+    """Queue a sweep as of ``as_of``; poll ``GET /v1/escalations/sweeps/{id}`` for progress.
+
+    With ``dry_run``, answer at once (200) what it would do, and under ``policy`` beside it.
+    """
     as_of = body.as_of or rt.policy.business_date(rt.clock())
+    if body.dry_run:
+        response.status_code = status.HTTP_200_OK
+        return _proposal(rt, as_of, body.policy)
+    if body.policy is not None:
+        raise RequestValidationError(
+            [{"loc": ("body", "policy"), "msg": "goes with dry_run", "type": "value_error"}]
+        )
     run = queue_run(session, as_of, trigger=f"api:{key.name}", now=rt.clock())
     session.commit()  # the worker must find the run
     assert run.id is not None
     rt.dispatcher.sweep(run.id)
     return SweepOut.model_validate(run, from_attributes=True)
+
+
+def _proposal(rt: Runtime, as_of: date, changes: dict[str, Any] | None) -> ProposalOut:
+    proposed = None
+    if changes is not None:
+        path = rt.settings.policy_file
+        try:
+            proposed = parse_policy(_merged(read_policy_file(path), changes), folder=path.parent)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [
+                    {"loc": ("body", "policy", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors()
+                ]
+            ) from None
+    current = dry_run(rt.db, rt.policy.escalation, as_of, clock=rt.clock)
+    then = dry_run(rt.db, proposed.escalation, as_of, clock=rt.clock) if proposed else None
+    return ProposalOut(
+        current=FiguresOut.model_validate(current.as_dict()),
+        proposed=FiguresOut.model_validate(then.as_dict()) if then else None,
+    )
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it, mapping by mapping."""
+    out = dict(base)
+    for name, value in changes.items():
+        below = out.get(name)
+        out[name] = (
+            _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+        )
+    return out
 
 
 @router.get("/escalations/sweeps/{run_id}")

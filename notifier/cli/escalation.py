@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -44,12 +45,33 @@ def _runtime() -> Runtime:
 def escalate(
     as_of: AsOf = None,
     quiet: Annotated[bool, typer.Option(help="no progress, only the summary")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="what the sweep would do, changing nothing")
+    ] = False,
+    proposed: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="with --dry-run: a proposed policy file, run beside the current one",
+            dir_okay=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="with --dry-run: the figures as JSON")
+    ] = False,
 ) -> None:
     """Run the escalation sweep as of a business date (idempotent: safe to run again)."""
     from notifier.escalation.sweep import sweep
 
+    if (proposed is not None or as_json) and not dry_run:
+        raise typer.BadParameter(
+            "goes with --dry-run", param_hint="--policy" if proposed else "--json"
+        )
     rt = _runtime()
     day = as_of.date() if as_of else rt.policy.business_date(rt.clock())
+    if dry_run:
+        _dry_run(rt, day, proposed, as_json=as_json)
+        return
     with contextlib.ExitStack() as stack:
         bar: Any = None  # typer's progress bar (its class is private)
         reported = 0
@@ -79,6 +101,49 @@ def escalate(
         f"{run.opened} cases opened ({run.assigned} assigned, {run.unassigned} unassigned), "
         f"{run.joined} bills joined open cases, {run.closed} paid cases closed"
     )
+
+
+def _dry_run(rt: Runtime, day: date, proposed: Path | None, *, as_json: bool) -> None:
+    """Print what the sweep would do as of ``day``, and under ``proposed`` beside it."""
+    from pydantic import ValidationError
+
+    from notifier.escalation.proposal import compare, dry_run
+    from notifier.policy.rules import load_policy
+
+    policy = None
+    if proposed is not None:
+        try:
+            policy = load_policy(proposed)
+        except ValidationError as exc:
+            bad = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or '(file)'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise typer.BadParameter(f"{proposed}: {bad}", param_hint="--policy") from None
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    current = dry_run(rt.db, rt.policy.escalation, day, clock=rt.clock)
+    then = dry_run(rt.db, policy.escalation, day, clock=rt.clock) if policy else None
+    if as_json:
+        out: dict[str, object] = {
+            "as_of": day.isoformat(),
+            "current": current.as_dict(),
+            "proposed": then.as_dict() if then else None,
+        }
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"dry run as of {day}: nothing was changed")
+    rows = compare(current, then or current)
+    width = max(len(name) for name, _, _ in rows)
+    if then is None:
+        typer.echo(f"{'figure':<{width}}  {'would be':>9}")
+        for name, now, _ in rows:
+            typer.echo(f"{name:<{width}}  {now:>9}")
+        return
+    typer.echo(f"policy now: {rt.settings.policy_file}; proposed: {proposed}")
+    typer.echo(f"{'figure':<{width}}  {'current':>9}  {'proposed':>9}  {'change':>7}")
+    for name, now, later in rows:
+        typer.echo(f"{name:<{width}}  {now:>9}  {later:>9}  {later - now:>+7}")
 
 
 @agents_app.command("add")

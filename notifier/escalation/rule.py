@@ -8,6 +8,11 @@ cycle. Once the business date reaches it (plus
 any grace days), with B unpaid and the overdue total at least the minimum,
 the account goes to a person. Each unpaid bill has such a date; a bill whose
 date has come is *escalable*.
+
+Given the policy, a due date that falls on a day off counts as the next
+business day (``due_date_rolls_forward``): a bill due on a Sunday is not
+overdue on the Monday, and a next bill due on a holiday sets the second
+billing date on the day after. The bills keep their stored due dates.
 """
 
 from __future__ import annotations
@@ -56,20 +61,30 @@ def _next_bill(candidate: LedgerBill, bill: LedgerBill) -> bool:
     return not (candidate.period and bill.period) or candidate.period > bill.period
 
 
-def second_billing_date(bills: Sequence[LedgerBill], bill: LedgerBill, cycle_months: int) -> date:
+def second_billing_date(
+    bills: Sequence[LedgerBill],
+    bill: LedgerBill,
+    cycle_months: int,
+    policy: EscalationPolicy | None = None,
+) -> date:
     """The due date of the next regular bill of a later period, else ``bill``'s due date plus
-    one cycle."""
+    one cycle; rolled to a business day when ``policy`` says so."""
     later = [b.due_date for b in bills if b.due_date > bill.due_date and _next_bill(b, bill)]
-    if later:
-        return min(later)
     # relativedelta keeps month ends: 31 Jan + 1 month is 28/29 Feb, not 3 Mar.
-    following: date = bill.due_date + relativedelta(months=cycle_months)
-    return following
+    following: date = min(later) if later else bill.due_date + relativedelta(months=cycle_months)
+    return policy.due_for_rule(following) if policy is not None else following
 
 
-def overdue(bills: Sequence[LedgerBill], as_of: date) -> list[LedgerBill]:
-    """Unpaid bills whose due date has passed by ``as_of``, oldest first."""
-    return [b for b in _in_order(bills) if not b.paid and b.due_date < as_of]
+def overdue(
+    bills: Sequence[LedgerBill], as_of: date, policy: EscalationPolicy | None = None
+) -> list[LedgerBill]:
+    """Unpaid bills whose due date (rolled to a business day by ``policy``) has passed by
+    ``as_of``, oldest first."""
+    return [
+        b
+        for b in _in_order(bills)
+        if not b.paid and (policy.due_for_rule(b.due_date) if policy else b.due_date) < as_of
+    ]
 
 
 def escalable(
@@ -85,9 +100,9 @@ def escalable(
     due = [
         b
         for b in _in_order(bills)
-        if not b.paid and second_billing_date(bills, b, cycle) + grace <= as_of
+        if not b.paid and second_billing_date(bills, b, cycle, policy) + grace <= as_of
     ]
-    if not due or sum(b.amount for b in overdue(bills, as_of)) < policy.min_arrears:
+    if not due or sum(b.amount for b in overdue(bills, as_of, policy)) < policy.min_arrears:
         return []
     return due
 

@@ -503,7 +503,7 @@ def _how_paid(
         return "paid"
     first = own[0]
     trigger = rule.second_billing_date(
-        bills, first, cycle or policy.default_cycle_months
+        bills, first, cycle or policy.default_cycle_months, policy
     ) + timedelta(days=policy.grace_days)
     paid_on = policy.business_date(paid_at[first.bill_no])
     window_opens = trigger - timedelta(days=policy.payment_grace_days)

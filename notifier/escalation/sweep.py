@@ -267,7 +267,7 @@ def _sweep_chunk(
         due = rule.escalable(f.bills, as_of, policy, f.cycle_months)
         if not due:
             continue
-        owed = [b.bill_no for b in rule.overdue(f.bills, as_of)]
+        owed = [b.bill_no for b in rule.overdue(f.bills, as_of, policy)]
         if f.open_case is not None:
             if missing := [no for no in owed if no not in f.case_bills]:
                 joins[f.open_case] = missing

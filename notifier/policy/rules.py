@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
+from holidays import list_supported_countries
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from notifier.policy.calendar import WEEKDAYS, BusinessCalendar, load_calendar_file
 from notifier.policy.local_time import local_date
 
 __all__ = [
@@ -20,6 +23,8 @@ __all__ = [
     "RetryPolicy",
     "UsagePolicy",
     "load_policy",
+    "parse_policy",
+    "read_policy_file",
 ]
 
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
@@ -64,7 +69,6 @@ class RetryPolicy(BaseModel):
 
 
 VisitFlag = Literal["vulnerable", "prefers_paper"]
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class EscalationPolicy(BaseModel):
@@ -84,9 +88,18 @@ class EscalationPolicy(BaseModel):
     """Account flags that send a case straight to a visit (so does having no phone)."""
     sweep_at: time = time(7, 0)
     sweep_days: list[str] = ["mon", "tue", "wed", "thu", "fri"]
-    """Business days the scheduled sweep runs on (a missed day is caught up the next)."""
+    """Weekdays that are business days, unless a holiday (a missed day is caught up the next)."""
+    calendar: str | None = "TW"
+    """The country whose official holidays are days off (``holidays`` package code); None:
+    weekdays only."""
+    calendar_file: Path | None = None
+    """What the package lacks (make-up working days, 補班), per year: ``config/calendars/``.
+    A relative path is read from the policy file's folder."""
     holidays: list[date] = []
-    """Dates the scheduled sweep skips; not business days for any count of business days."""
+    """Local closures on top of the calendar (a typhoon day, 颱風假): not business days."""
+    due_date_rolls_forward: bool = True
+    """A due date on a day that is not a business day counts, for the rule, as the next one
+    (a bill due on a Sunday is not overdue on Monday). The bill's stored due date is kept."""
     payment_grace_days: int = Field(3, ge=0, le=30)
     """A payment made this many days before the trigger date, heard of after the case opened,
     closes it as ``paid_before_trigger`` (the bank took its time), not as collected."""
@@ -106,24 +119,73 @@ class EscalationPolicy(BaseModel):
     @classmethod
     def _weekdays(cls, days: list[str]) -> list[str]:
         days = [day.strip().lower()[:3] for day in days]
-        unknown = [day for day in days if day not in _WEEKDAYS]
+        unknown = [day for day in days if day not in WEEKDAYS]
         if unknown or not days:
-            raise ValueError(f"sweep_days: {unknown or 'none'}; use {', '.join(_WEEKDAYS)}")
+            raise ValueError(f"sweep_days: {unknown or 'none'}; use {', '.join(WEEKDAYS)}")
         return days
 
+    @field_validator("calendar")
+    @classmethod
+    def _known_country(cls, country: str | None) -> str | None:
+        if country is None or country.strip().lower() in {"", "none", "off"}:
+            return None
+        country = country.strip().upper()
+        if country not in _supported_countries():
+            raise ValueError(f"calendar: {country!r} is no country the holidays package knows")
+        return country
+
+    @field_validator("calendar_file")
+    @classmethod
+    def _readable_calendar(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                load_calendar_file(path)
+            except FileNotFoundError as exc:  # pydantic names the field of a ValueError only
+                raise ValueError(str(exc)) from exc
+        return path
+
+    @model_validator(mode="after")
+    def _calendar_of_its_country(self) -> EscalationPolicy:
+        if self.calendar_file is not None:
+            country = load_calendar_file(self.calendar_file).country.upper()
+            if country != self.calendar:
+                raise ValueError(
+                    f"calendar_file: {self.calendar_file} is for {country}, "
+                    f"the calendar is {self.calendar}"
+                )
+        return self
+
+    @property
+    def business_calendar(self) -> BusinessCalendar:
+        """The calendar business days are counted on (built once per distinct setting)."""
+        return _calendar_for(
+            self.calendar, self.calendar_file, tuple(self.sweep_days), tuple(self.holidays)
+        )
+
     def is_business_day(self, day: date) -> bool:
-        return _WEEKDAYS[day.weekday()] in self.sweep_days and day not in self.holidays
+        """A weekday in ``sweep_days`` that is no holiday, or a make-up working day (補班)."""
+        return self.business_calendar.is_business_day(day)
 
     def add_business_days(self, day: date, count: int) -> date:
         """The ``count``-th business day after ``day`` (``day`` itself for 0).
 
-        The one place business days are counted: Taiwan's calendar (holidays,
-        make-up working Saturdays) comes in through ``sweep_days`` and ``holidays``.
+        The one place business days are counted, on ``business_calendar``.
         """
+        calendar = self.business_calendar
         while count > 0:
             day += timedelta(days=1)
-            count -= self.is_business_day(day)
+            count -= calendar.is_business_day(day)
         return day
+
+    def due_for_rule(self, due_date: date) -> date:
+        """The date a bill due on ``due_date`` falls due for the rule (``due_date_rolls_forward``:
+        the next business day when it is not one)."""
+        if not self.due_date_rolls_forward:
+            return due_date
+        calendar = self.business_calendar
+        while not calendar.is_business_day(due_date):
+            due_date += timedelta(days=1)
+        return due_date
 
     @property
     def tz(self) -> ZoneInfo:
@@ -232,13 +294,45 @@ class Policy(BaseModel):
         return chain
 
 
-def load_policy(path: Path, *, quiet_hours_override: str = "") -> Policy:
-    """Read and check the policy file; ``quiet_hours_override`` wins if set."""
+@functools.cache
+def _supported_countries() -> frozenset[str]:
+    return frozenset(list_supported_countries())
+
+
+@functools.lru_cache(maxsize=32)
+def _calendar_for(
+    country: str | None, file: Path | None, weekdays: tuple[str, ...], closures: tuple[date, ...]
+) -> BusinessCalendar:
+    corrections = load_calendar_file(file) if file is not None else None
+    return BusinessCalendar(country, weekdays=weekdays, corrections=corrections, closures=closures)
+
+
+def read_policy_file(path: Path) -> dict[str, Any]:
+    """The policy file as data, not yet checked."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"policy file not found: {path}") from exc
-    policy = Policy.model_validate(raw)
+    if not isinstance(raw, dict):
+        raise ValueError(f"policy file {path}: expected a mapping at the top")
+    return raw
+
+
+def parse_policy(raw: dict[str, Any], *, folder: Path) -> Policy:
+    """Check a policy document; its relative ``escalation.calendar_file`` is read from ``folder``.
+
+    Raises pydantic's ``ValidationError``, whose locations name each bad field.
+    """
+    escalation = raw.get("escalation")
+    if isinstance(escalation, dict) and isinstance(escalation.get("calendar_file"), str):
+        escalation = {**escalation, "calendar_file": folder / escalation["calendar_file"]}
+        raw = {**raw, "escalation": escalation}
+    return Policy.model_validate(raw)
+
+
+def load_policy(path: Path, *, quiet_hours_override: str = "") -> Policy:
+    """Read and check the policy file; ``quiet_hours_override`` wins if set."""
+    policy = parse_policy(read_policy_file(path), folder=path.parent)
     if quiet_hours_override:
         channels: list[ChannelName] = (
             policy.quiet_hours.channels if policy.quiet_hours else ["sms", "voice", "push"]

@@ -71,13 +71,12 @@ def _config(settings: Settings) -> dict[str, Any]:
                 "task": "notifier.print_postcards",
                 "schedule": crontab(hour=cutoff_hour, minute=cutoff_minute),
             },
-            # Holidays are skipped by the task itself (crontab knows weekdays only).
+            # Every day: the task itself asks the business calendar, since crontab knows
+            # weekdays only (a holiday Monday is skipped, a make-up Saturday, 補班, swept).
             "escalation-sweep": {
                 "task": "notifier.escalation_sweep",
                 "schedule": crontab(
-                    hour=escalation.sweep_at.hour,
-                    minute=escalation.sweep_at.minute,
-                    day_of_week=",".join(escalation.sweep_days),
+                    hour=escalation.sweep_at.hour, minute=escalation.sweep_at.minute
                 ),
             },
             # Personal data past NOTIFIER_RETENTION_DAYS, at night (business time).

@@ -210,7 +210,9 @@ def test_a_claimed_payment_that_reaches_the_ledger_closes_the_case(ledger: Ledge
     ("actor", "latest"),
     [
         (cases.Actor("林建宏", agent_id=None), date(2026, 12, 10)),  # 14 business days on
-        (cases.Actor("課長", supervisor=True), date(2027, 2, 12)),  # 60 business days on
+        # 60 business days on, past 行憲紀念日, 元旦 and the Lunar New Year of 2027
+        # (2/4-2/10): seven weekdays off.
+        (cases.Actor("課長", supervisor=True), date(2027, 2, 23)),
     ],
     ids=["agent", "supervisor"],
 )

@@ -106,6 +106,10 @@ def fast_retry_policy(folder: Path) -> Path:
     """The shipped policy with short retry delays, so retries take seconds in tests."""
     policy = yaml.safe_load((PROJECT_ROOT / "config" / "policy.yaml").read_text())
     policy["retry"] = {"max_attempts": 4, "base_seconds": 1, "max_seconds": 2}
+    # The copy lives elsewhere: its calendar file is the shipped one, named in full.
+    calendar_file = policy["escalation"].get("calendar_file")
+    if calendar_file:
+        policy["escalation"]["calendar_file"] = str(PROJECT_ROOT / "config" / calendar_file)
     path = folder / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, allow_unicode=True))
     return path

@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from notifier.escalation.rule import LedgerBill, Reachability, escalable, kind_for
 from notifier.policy.rules import EscalationPolicy
 
-POLICY = EscalationPolicy(min_arrears=100)
+# The dates as stored: a due date rolled past a weekend or holiday has its own tests
+# (tests/unit/policy/test_calendar.py, tests/integration/test_business_calendar.py).
+POLICY = EscalationPolicy(min_arrears=100, due_date_rolls_forward=False)
 
 
 def bill(due: date, amount: int = 1830, paid: bool = False) -> LedgerBill:
