@@ -315,7 +315,7 @@ def create_hold(
         if field_scope == scope and not value:
             raise InvalidHold(field, f"a {scope} hold names its {field}")
         if field_scope != scope and value:
-            raise InvalidHold(field, f"a {scope} hold names its {scope} only")
+            raise InvalidHold(field, f"not for a hold on one {scope}")
     if ends_on is not None and ends_on < starts_on:
         raise InvalidHold("ends_on", "before starts_on")
     if ends_on is not None and ends_on < today:
