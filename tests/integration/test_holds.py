@@ -9,8 +9,9 @@ the release work runs as the worker runs it. Bimonthly bills fall due on the
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, func, select
 
+from notifier.accounts.models import Account
 from notifier.app import create_app
 from notifier.audit.models import AuditEntry
 from notifier.auth import keys
@@ -28,6 +30,7 @@ from notifier.escalation.lists import CaseFilter, agent_list, case_rows
 from notifier.flows.holds import release
 from tests.support import events
 from tests.support.ledger import Ledger
+from tests.support.stack import Stack, wait_until
 from tests.support.web import PASSWORD, csrf_token, new_user
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -92,9 +95,7 @@ def notices(ledger: Ledger, account_no: str) -> list[Notification]:
 def deliveries_of(ledger: Ledger, notification: Notification) -> list[Delivery]:
     with ledger.db() as session:
         return list(
-            session.exec(
-                select(Delivery).where(Delivery.notification_id == notification.id)
-            ).all()
+            session.exec(select(Delivery).where(Delivery.notification_id == notification.id)).all()
         )
 
 
@@ -153,7 +154,9 @@ def test_a_disputed_account_is_not_dunned_until_released_then_told_once_and_esca
     assert released.status_code == 200, released.text
     assert released.json()["released_at"] and not released.json()["active"]
     again = api.delete(f"/v1/holds/{hold['id']}", headers=producer)
-    assert again.status_code == 200 and again.json()["released_at"] == released.json()["released_at"]
+    assert (
+        again.status_code == 200 and again.json()["released_at"] == released.json()["released_at"]
+    )
 
     done = work_release(ledger, hold["id"])
     assert (done.release_accounts, done.release_notified) == (1, 1)
@@ -200,6 +203,10 @@ def test_an_open_case_leaves_the_agents_list_while_held_and_supervisors_see_why(
         api, supervisor, scope="account", account_no=acct["account_no"], reason="payment_plan",
         starts_on=NOV_20.isoformat(), ends_on=DEC_1.isoformat(),
     )  # fmt: skip
+    detail = api.get(f"/v1/escalations/{case.id}", headers=supervisor)
+    assert detail.json()["hold"] == {
+        "hold_id": hold["id"], "scope": "account", "reason": "payment_plan", "ends_on": "2026-12-01",
+    }  # fmt: skip
 
     with ledger.db() as session:
         assert agent_list(session, caller, "call", today=NOV_25) == []
@@ -211,9 +218,7 @@ def test_an_open_case_leaves_the_agents_list_while_held_and_supervisors_see_why(
         # The day after it ends the case is back on the list, and the release is owed.
         back = agent_list(session, caller, "call", today=date(2026, 12, 2))
         assert [r.case_id for r in back] == [case.id]
-        owed = releases_owed(
-            session, today=date(2026, 12, 2), before=utcnow(), now=utcnow()
-        )
+        owed = releases_owed(session, today=date(2026, 12, 2), before=utcnow(), now=utcnow())
     assert hold["id"] in owed
 
 
@@ -406,3 +411,71 @@ def test_a_supervisor_places_and_releases_a_hold_on_the_page(
     with ledger.db() as session:
         hold = session.get(Hold, hold_id)
         assert hold is not None and hold.released_by and hold.released_by.startswith("user ")
+
+
+# -- with a real worker ---------------------------------------------------------------------
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("stack", ["sqlite-filesystem"], indirect=True)
+def test_the_worker_does_the_release_and_the_notice_goes_out(stack: Stack) -> None:
+    """DELETE answers at once; the worker's ``notifier.release_hold`` sends the held notice."""
+    acct = events.account(area=f"area-{secrets.token_hex(4)}", email=None)
+    due = datetime.now(TAIPEI).date() - timedelta(days=10)
+    hold = stack.client.post(
+        "/v1/holds", headers=stack.producer,
+        json={"scope": "account", "account_no": acct["account_no"], "reason": "dispute"},
+    )  # fmt: skip
+    assert hold.status_code == 422  # the account is not known yet: nothing to hold
+    first = events.unpaid(acct, period="2026-10", due=due, level=1)
+    first["type"] = "bill.issued"
+    first.pop("level")
+    assert stack.post(first).status_code == 202
+    wait_until(lambda: _known(stack, acct["account_no"]), timeout=60, what="account stored")
+    hold = stack.client.post(
+        "/v1/holds", headers=stack.producer,
+        json={"scope": "account", "account_no": acct["account_no"], "reason": "dispute"},
+    )  # fmt: skip
+    assert hold.status_code == 201, hold.text
+    hold_id = hold.json()["id"]
+
+    assert stack.post(events.unpaid(acct, period="2026-10", due=due, level=2)).status_code == 202
+    wait_until(
+        lambda: any(n.held_by == hold_id for n in _notices(stack, acct["account_no"])),
+        timeout=60, what="the level-2 notice held",
+    )  # fmt: skip
+
+    released = stack.client.delete(f"/v1/holds/{hold_id}", headers=stack.producer)
+    assert released.status_code == 200, released.text
+
+    def told() -> bool:
+        with stack.db() as session:
+            done = session.get(Hold, hold_id)
+            return done is not None and done.release_done_at is not None
+
+    wait_until(told, timeout=60, what="the release done by the worker")
+    active = [n for n in _notices(stack, acct["account_no"]) if n.status == "active"]
+    assert [(n.level, n.held_by) for n in active] == [(2, None)]
+    with stack.db() as session:
+        sent = session.exec(select(Delivery).where(Delivery.notification_id == active[0].id)).all()
+    assert {d.channel for d in sent} >= {"sms", "voice"}
+    progress = stack.client.get(
+        "/v1/holds", params={"account_no": acct["account_no"]}, headers=stack.producer
+    ).json()
+    assert progress[0]["release"]["notified"] == 1
+
+
+def _known(stack: Stack, account_no: str) -> bool:
+    with stack.db() as session:
+        return session.get(Account, account_no) is not None
+
+
+def _notices(stack: Stack, account_no: str) -> list[Notification]:
+    with stack.db() as session:
+        return list(
+            session.exec(
+                select(Notification)
+                .where(Notification.account_no == account_no, Notification.type == "bill.unpaid")
+                .order_by(col(Notification.id))
+            )
+        )
