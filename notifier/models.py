@@ -9,6 +9,7 @@ from notifier.audit.models import AuditEntry
 from notifier.auth.models import ApiKey
 from notifier.billing.models import Bill, Payment
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
+from notifier.escalation.holds import Hold
 from notifier.escalation.models import (
     Agent,
     Escalation,
@@ -35,6 +36,7 @@ __all__ = [
     "EscalationBill",
     "EscalationChange",
     "Event",
+    "Hold",
     "Notification",
     "Payment",
     "ProducerCallback",

@@ -62,6 +62,13 @@ class AttemptOut(BaseModel):
     promise_date: date | None
 
 
+class HoldLineOut(BaseModel):
+    hold_id: int
+    scope: str
+    reason: str
+    ends_on: date | None
+
+
 class CaseOut(BaseModel):
     id: int
     kind: str
@@ -93,6 +100,8 @@ class CaseOut(BaseModel):
     days_overdue: int
     failed_calls: int
     attempts: list[AttemptOut]
+    hold: HoldLineOut | None = None
+    """The hold that applies today (``GET /v1/holds``): the case is off the agents' lists."""
 
     @classmethod
     def of(cls, row: lists.CaseRow, *, all_contacts: bool = False) -> CaseOut:
@@ -109,6 +118,7 @@ class CaseOut(BaseModel):
             bills=[BillLineOut(**vars(b)) for b in row.bills], total=row.total,
             days_overdue=row.days_overdue, failed_calls=row.failed_calls,
             attempts=[AttemptOut(**vars(a)) for a in row.attempts],
+            hold=HoldLineOut(**vars(row.hold)) if row.hold else None,
         )  # fmt: skip
 
 

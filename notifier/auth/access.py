@@ -183,6 +183,12 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group("start a sweep", roles(), (("POST", "/v1/escalations/sweeps"),)),
     Group(
+        "holds: place and release (an area hold: supervisors)",
+        roles("producer", "supervisor"),
+        (("POST", "/v1/holds"), ("DELETE", "/v1/holds/{hold_id}")),
+    ),
+    Group("holds: list", roles("producer", "ops", "supervisor"), (("GET", "/v1/holds"),)),
+    Group(
         "Twilio status reports and voice menu",
         TWILIO_SIGNATURE,
         (
@@ -232,6 +238,16 @@ GROUPS: tuple[Group, ...] = (
         "agent pages: reassigning",
         roles("supervisor", **_AUDITED),
         (("POST", "/agent/cases/{case_id}/assign"),),
+        credentials="user",
+    ),
+    Group(
+        "agent pages: holds, placing and releasing them",
+        roles("supervisor", **_AUDITED),
+        (
+            ("GET", "/agent/holds"),
+            ("POST", "/agent/holds"),
+            ("POST", "/agent/holds/{hold_id}/release"),
+        ),
         credentials="user",
     ),
     Group("sign out", SIGNED_IN, (("POST", "/sign-out"),), credentials="user"),

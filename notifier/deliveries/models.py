@@ -76,6 +76,8 @@ class Notification(SQLModel, table=True):
     dedup_key: str = Field(index=True, max_length=200)
     status: str = Field(default=NotificationStatus.ACTIVE, max_length=16)
     duplicate_of: int | None = None
+    held_by: int | None = Field(default=None, foreign_key="holds.id", index=True)
+    """The hold that kept it from being sent (``suppressed``, reason held)."""
     urgent: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     """A suspected leak (policy ``usage``): says what to do now, and its call is not held
     by quiet hours."""

@@ -4,7 +4,8 @@
 bulk for an ``as_of`` date, ``assignment`` picks the agent, ``service``
 records outcomes and reassignments, ``callbacks`` tells producers, ``lists``
 and ``downloads`` are the agents' call and visit lists, ``notices`` the
-printed visit notice. May import ``accounts``, ``billing``, ``audit``,
+printed visit notice, ``holds`` the dunning locks (which hold applies to an
+account, a bill, an area or a case on a date). May import ``accounts``, ``billing``, ``audit``,
 ``webhooks``, ``policy``, ``notices``, ``exports``, ``channels`` (the print
 layout) and the wiring's floor; never the runtime, a flow or a way in.
 """

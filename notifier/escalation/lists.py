@@ -21,6 +21,7 @@ from sqlmodel import Session, col
 from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
+from notifier.escalation import holds
 from notifier.escalation.models import (
     Agent,
     CaseKind,
@@ -36,6 +37,7 @@ __all__ = [
     "BillLine",
     "CaseFilter",
     "CaseRow",
+    "HoldLine",
     "agent_list",
     "case_rows",
     "export_table",
@@ -60,6 +62,16 @@ class AttemptLine:
     recorded_by: str
     note: str | None
     promise_date: date | None
+
+
+@dataclass(frozen=True)
+class HoldLine:
+    """The hold that keeps a case off the agents' lists, as supervisors see it."""
+
+    hold_id: int
+    scope: str
+    reason: str
+    ends_on: date | None
 
 
 @dataclass
@@ -89,6 +101,8 @@ class CaseRow:
     attempts: list[AttemptLine] = field(default_factory=list)
     note: str | None = None
     """What the list must say about the case today (a payment claimed but not in the ledger)."""
+    hold: HoldLine | None = None
+    """The hold that applies today: the case is off the agents' lists while it does."""
 
     @property
     def total(self) -> int:
@@ -112,7 +126,7 @@ class CaseFilter:
     unassigned: bool = False
     due_on: date | None = None
     """Only cases to work on this day: not waiting for a promised or claimed payment, nor for
-    the next stage of the ladder (a refused visit)."""
+    the next stage of the ladder (a refused visit), nor held."""
     after_id: int | None = None
 
     def apply(self, query: Any) -> Any:
@@ -137,6 +151,7 @@ class CaseFilter:
                 )
             )
             conditions.append(col(Escalation.stage).is_(None))
+            conditions.append(~holds.case_held(self.due_on))
         if self.after_id is not None:
             conditions.append(col(Escalation.id) > self.after_id)
         return query.where(*conditions)
@@ -196,6 +211,9 @@ def case_rows(
             rows[a.escalation_id].attempts.append(
                 AttemptLine(a.at, a.kind, a.outcome, a.recorded_by, a.note, a.promise_date)
             )
+    for case_id, hold in holds.case_holds(session, scope, today).items():
+        assert hold.id is not None
+        rows[case_id].hold = HoldLine(hold.id, hold.scope, hold.reason, hold.ends_on)
     for row in rows.values():
         if row.bills:
             row.days_overdue = max(0, (today - row.bills[0].due_date).days)

@@ -28,7 +28,7 @@ from notifier.accounts import service as accounts_service
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.db import Database, utcnow
-from notifier.escalation import rule
+from notifier.escalation import holds, rule
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
     PAID_OUTCOMES,
@@ -263,7 +263,9 @@ def _sweep_chunk(
     owed_by_account: dict[str, list[str]] = {}
     joins: dict[int, list[str]] = {}
     reopens: dict[int, tuple[str, int | None, list[str]]] = {}
-    for account_no, f in _read_locked(session, account_nos).items():
+    chunk = _read_locked(session, account_nos)
+    _leave_out_held(session, chunk, as_of)
+    for account_no, f in chunk.items():
         due = rule.escalable(f.bills, as_of, policy, f.cycle_months)
         if not due:
             continue
@@ -323,6 +325,20 @@ def _sweep_chunk(
         session.execute(sa.insert(EscalationBill), bills)
     if changes:
         session.execute(sa.insert(EscalationChange), changes)
+
+
+def _leave_out_held(session: Session, facts: dict[str, _Facts], as_of: date) -> None:
+    """A held account is paused: no case opens or reopens. A held bill is left out of the
+    ledger the rule reads, so the account's other bills go on as ever."""
+    held = holds.holds_for(session, list(facts), as_of)
+    for account_no in [no for no, hold in held.items() if hold.scope != "bill"]:
+        del facts[account_no]
+    if any(hold.scope == "bill" for hold in held.values()):
+        unpaid = {b.bill_no for no in held if no in facts for b in facts[no].bills if not b.paid}
+        kept_back = holds.bills_held(session, unpaid, as_of)
+        for no in held:
+            if no in facts:
+                facts[no].bills = [b for b in facts[no].bills if b.bill_no not in kept_back]
 
 
 def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Facts]:

@@ -5,7 +5,8 @@ Each module is one piece of work a task or a route starts: ``process_event``
 provider → record), ``fallback``, ``reports`` (Twilio status reports),
 ``receipts``, ``postcards`` (the print batch), ``producer_callbacks`` (the
 signed POSTs), ``reconcile``, ``retention`` (the purge), ``ops_actions`` and
-``unreachable`` (a notice that reached nobody, told to its producer).
+``unreachable`` (a notice that reached nobody, told to its producer),
+``holds`` (a hold ended: one notice per account it kept back).
 May import the runtime and every domain below it; never ``api``, ``web``,
 ``worker`` or ``cli``.
 """

@@ -18,7 +18,9 @@ from notifier.billing import service as billing
 from notifier.billing.models import Bill, Payment
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
+from notifier.escalation import holds
 from notifier.escalation import service as escalation
+from notifier.escalation.holds import Hold
 from notifier.events.models import Event, EventStatus
 from notifier.events.schema import EventIn, parse_event
 from notifier.flows import unreachable
@@ -155,10 +157,15 @@ def _batch(
         if window
         else {}
     )
+    held = _holds(rt, session, [(data, account, bill) for _, data, account, bill, _ in candidates])
     notices = [
         notice
-        for event, data, account, bill, key in candidates
-        if (notice := _plan_notice(rt, event, data, account, bill, key, originals.get(key)))
+        for (event, data, account, bill, key), hold in zip(candidates, held, strict=True)
+        if (
+            notice := _plan_notice(
+                rt, event, data, account, bill, key, originals.get(key), hold=hold
+            )
+        )
     ]
     created = corrections + _store_notices(rt, session, notices)
     for event, _ in simple:
@@ -231,7 +238,8 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
         key = _dedup_key(data, account, bill)
         window = timedelta(hours=rt.policy.dedup_window_hours)
         original = deliveries.recent_notification(session, key, now - window) if window else None
-        notice = _plan_notice(rt, event, data, account, bill, key, original, payment)
+        (hold,) = _holds(rt, session, [(data, account, bill)])
+        notice = _plan_notice(rt, event, data, account, bill, key, original, payment, hold=hold)
         created += _store_notices(rt, session, [notice] if notice else [])
     event.status, event.processed_at = EventStatus.PROCESSED, now
     session.add(event)
@@ -331,6 +339,27 @@ def _correct(
     return [(d.id, d.channel) for d in rows if d.id is not None]
 
 
+def _holds(
+    rt: Runtime, session: Session, notices: Sequence[tuple[EventIn, Account, Bill | None]]
+) -> list[Hold | None]:
+    """The hold keeping back each ``bill.unpaid`` notice (a hold on its account, its bill or
+    its area on today's business date); None for any other notice."""
+    dunning = [
+        (i, account, bill)
+        for i, (data, account, bill) in enumerate(notices)
+        if data.type == "bill.unpaid" and bill is not None
+    ]
+    found = holds.applying_holds(
+        session,
+        [(account.account_no, bill.bill_no, account.area) for _, account, bill in dunning],
+        rt.policy.business_date(rt.clock()),
+    )
+    held: list[Hold | None] = [None] * len(notices)
+    for (i, _, _), hold in zip(dunning, found, strict=True):
+        held[i] = hold
+    return held
+
+
 def _issued_at(data: EventIn) -> datetime | None:
     return data.occurred_at if data.type == "bill.issued" else None
 
@@ -359,6 +388,7 @@ class _Notice:
     planned: list[Planned]
     original: Notification | None
     payment: Payment | None = None
+    hold: Hold | None = None
 
 
 def _plan_notice(
@@ -370,6 +400,8 @@ def _plan_notice(
     dedup_key: str,
     original: Notification | None,
     payment: Payment | None = None,
+    *,
+    hold: Hold | None = None,
 ) -> _Notice | None:
     """The notification for the event (None if the policy sends nothing for it)."""
     urgent = data.usage is not None and rt.policy.usage.is_urgent(
@@ -381,7 +413,7 @@ def _plan_notice(
     if not planned and not rt.policy.channels_for(data.type, data.level):
         return None
     status = NotificationStatus.ACTIVE
-    if original is not None:
+    if original is not None or hold is not None:
         status = NotificationStatus.SUPPRESSED
     elif not planned:
         status = NotificationStatus.UNREACHABLE
@@ -396,9 +428,10 @@ def _plan_notice(
         dedup_key=dedup_key,
         status=status,
         duplicate_of=original.id if original else None,
+        held_by=hold.id if hold else None,
         urgent=urgent,
     )
-    return _Notice(event, data, account, bill, notification, list(planned), original, payment)
+    return _Notice(event, data, account, bill, notification, list(planned), original, payment, hold)
 
 
 def _store_notices(
@@ -423,7 +456,9 @@ def _store_notices(
             payment=notice.payment,
             urgent=notice.notification.urgent,
         )
-        status = DeliveryStatus.SUPPRESSED if notice.original else DeliveryStatus.QUEUED
+        status = (
+            DeliveryStatus.SUPPRESSED if notice.original or notice.hold else DeliveryStatus.QUEUED
+        )
         made.append(
             (notice, _new_deliveries(rt, notice.notification, notice.planned, context, status))
         )
@@ -432,14 +467,15 @@ def _store_notices(
     session.flush()
     changes: list[tuple[int, str, dict[str, object]]] = []
     for notice, mine in made:
-        note = (
-            f"repeat of notification {notice.original.id}"
-            if notice.original
-            else "planned by policy"
-        )
-        changes.extend((row.id or 0, row.status, {"note": note}) for row in mine)
+        detail: dict[str, object] = {"note": "planned by policy"}
+        if notice.hold is not None:
+            detail = {"note": _held_note(notice.hold), "reason": "held", "hold": notice.hold.id}
+        elif notice.original:
+            detail = {"note": f"repeat of notification {notice.original.id}"}
+        changes.extend((row.id or 0, row.status, detail) for row in mine)
+        held = f" (held by hold {notice.hold.id})" if notice.hold else ""
         notice.event.outcome = (
-            f"notification {notice.notification.id} {notice.notification.status}: "
+            f"notification {notice.notification.id} {notice.notification.status}{held}: "
             f"{len(notice.planned)} deliveries"
         )
     deliveries.record_changes(session, changes, at=rt.clock())
@@ -447,6 +483,11 @@ def _store_notices(
     return [
         (d.id, d.channel) for d in rows if d.id is not None and d.status == DeliveryStatus.QUEUED
     ]
+
+
+def _held_note(hold: Hold) -> str:
+    until = f"until {hold.ends_on.isoformat()}" if hold.ends_on else "until released"
+    return f"held: {hold.scope} hold {hold.id} ({hold.reason}) {until}"
 
 
 def create_delivery(

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from channels import CHANNEL_NAMES
 from notifier.deliveries import service as deliveries
+from notifier.escalation.holds import releases_owed
 from notifier.escalation.sweep import queued_runs
 from notifier.flows.process_event import unprocessed_events
 from notifier.flows.receipts import expire_receipts
@@ -62,6 +63,10 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             if MAINTENANCE_QUEUE in drained
             else []
         )
+        # Holds whose ends_on passed are found here first: no separate daily job.
+        releases = releases_owed(
+            session, today=rt.policy.business_date(rt.clock()), before=stale, now=rt.clock()
+        )
         callbacks = (
             webhooks.owed_again(
                 session,
@@ -78,6 +83,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         rt.dispatcher.deliver(due)
     for run_id in sweeps:
         rt.dispatcher.sweep(run_id)
+    for hold_id in releases:
+        rt.dispatcher.release_hold(hold_id)
     if callbacks:
         rt.dispatcher.producer_callbacks(callbacks)
     if events or due or callbacks:

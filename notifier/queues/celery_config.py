@@ -50,6 +50,7 @@ def _config(settings: Settings) -> dict[str, Any]:
             "notifier.reconcile": {"queue": MAINTENANCE_QUEUE},
             "notifier.print_postcards": {"queue": MAINTENANCE_QUEUE},
             "notifier.escalation_sweep": {"queue": MAINTENANCE_QUEUE},
+            "notifier.release_hold": {"queue": MAINTENANCE_QUEUE},
             "notifier.send_producer_callback": {"queue": WEBHOOKS_QUEUE},
             "notifier.purge": {"queue": MAINTENANCE_QUEUE},
         },

@@ -67,6 +67,10 @@ class Dispatcher:
         """Enqueue a queued escalation sweep run."""
         return self._send("notifier.escalation_sweep", [run_id], queue=MAINTENANCE_QUEUE)
 
+    def release_hold(self, hold_id: int) -> bool:
+        """Enqueue the release work of an ended hold."""
+        return self._send("notifier.release_hold", [hold_id], queue=MAINTENANCE_QUEUE)
+
     def _send(
         self, task: str, args: list[object], *, queue: str, countdown: float | None = None
     ) -> bool:

@@ -14,6 +14,7 @@ from celery.signals import worker_init
 
 from notifier.escalation.sweep import sweep as sweep_flow
 from notifier.flows.deliver import deliver_batch as deliver_batch_flow
+from notifier.flows.holds import release as release_flow
 from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
 from notifier.flows.producer_callbacks import send_callback
@@ -33,6 +34,7 @@ __all__ = [
     "process_events",
     "purge",
     "reconcile",
+    "release_hold",
     "send_producer_callback",
 ]
 
@@ -142,6 +144,20 @@ def escalation_sweep(run_id: int | None = None) -> dict[str, object]:
         clock=rt.clock,
     )
     return {"run": run.id, "opened": run.opened, "joined": run.joined, "closed": run.closed}
+
+
+@celery_app.task(name="notifier.release_hold")
+def release_hold(hold_id: int) -> dict[str, object]:
+    """An ended hold's notices: at most one per account it kept back, in chunks."""
+    hold = release_flow(runtime(), hold_id)
+    if hold is None:
+        return {"skipped": f"no hold {hold_id}"}
+    return {
+        "hold": hold_id,
+        "accounts": hold.release_accounts,
+        "checked": hold.release_checked,
+        "notified": hold.release_notified,
+    }
 
 
 @celery_app.task(name="notifier.purge")

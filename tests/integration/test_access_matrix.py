@@ -66,12 +66,14 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/escalations/{case_id}/outcome"): {"outcome": "not an outcome"},
     ("POST", "/v1/escalations/{case_id}/assign"): {"agent_id": 999_999_999},
     ("PUT", "/v1/producer/callback"): {"url": "ftp://not.a.callback"},
+    ("POST", "/v1/holds"): {"scope": "not a scope", "reason": "dispute"},
 }
 TWILIO_FORM = {"MessageStatus": "sent", "MessageSid": "SM" + "0" * 32}
 FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/agent/cases/{case_id}/outcome"): {"outcome": "not an outcome"},
     ("POST", "/agent/cases/{case_id}/assign"): {"agent_id": "999999999"},
     ("POST", "/language"): {"lang": "en", "next": "/"},
+    ("POST", "/agent/holds"): {"scope": "not a scope", "reason": "dispute"},
 }
 
 
@@ -197,6 +199,7 @@ def world(stack: Stack) -> Iterator[World]:
             "run_id": str(run.id),
             "fmt": "csv",
             "token": "not-a-callback-token",
+            "hold_id": "999999999",  # no such hold: a release changes nothing
         }
         try:
             yield World(app, base_url, params, callers, event)
