@@ -23,6 +23,7 @@ from notifier.api import (
     health,
     metrics,
     producer,
+    service_records,
     templates,
 )
 from notifier.api.errors import unstorable
@@ -58,7 +59,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(OverflowError, unstorable)
     app.add_exception_handler(StatementError, unstorable)
     for module in (
-        health, events, deliveries, escalations, callbacks, producer, templates, metrics
+        health, events, deliveries, escalations, service_records, callbacks, producer,
+        templates, metrics,
     ):  # fmt: skip
         app.include_router(module.router)
     install_web_pages(app)

@@ -106,6 +106,9 @@ _KEPT_DETAIL = frozenset(
         "twilio_status", "error_code", "code", "transient", "permanent", "retry_in",
         "fallback", "batch", "retry_of", "retried_as", "by", "until", "segments",
         "recipients", "accepted", "rejected", "awaiting_batch",
+        # The service record's proof of what went out (a hash is no personal data, and a run
+        # of its digits must not be masked like a phone number).
+        "content_sha256", "template", "template_sha256", "pdf_sha256",
     }
 )  # fmt: skip
 # Of an event's ``account``: what routes and bills, not who or where the person is.
