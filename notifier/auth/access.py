@@ -234,6 +234,12 @@ GROUPS: tuple[Group, ...] = (
         credentials="user",
     ),
     Group(
+        "agent pages: an account's service record (PDF)",
+        roles("supervisor", **_AUDITED),
+        (("GET", "/agent/accounts/{account_no}/service-record.pdf"),),
+        credentials="user",
+    ),
+    Group(
         "agent pages: reassigning",
         roles("supervisor", **_AUDITED),
         (("POST", "/agent/cases/{case_id}/assign"),),

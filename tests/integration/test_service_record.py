@@ -32,6 +32,7 @@ from notifier.app import create_app
 from notifier.auth import keys
 from notifier.db import utcnow
 from notifier.deliveries.models import Delivery, Notification
+from notifier.deliveries.service import record_change
 from notifier.escalation import service as cases
 from notifier.escalation.proof import served
 from notifier.escalation.record import service_record
@@ -302,6 +303,13 @@ def test_served_takes_a_receipt_or_a_visit_never_a_send_without_one(
 ) -> None:
     with book.db() as session:
         level_2 = served(session, disputed["level_2"].id)
+        # The receipt sweep gave up waiting on the B09 email: unknown is not served.
+        email = session.get(Delivery, disputed["email_2"].id)
+        assert email is not None
+        email.status = "unknown"
+        session.add(email)
+        record_change(session, disputed["email_2"].id, "unknown", reason="no receipt in time")
+        session.flush()
         level_1 = served(session, disputed["level_1"].id)
         # Without its SMS, the B07 notice is still served: by the visit that covered B07.
         sms = session.get(Delivery, disputed["sms"].id)
