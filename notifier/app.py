@@ -24,6 +24,7 @@ from notifier.api import (
     holds,
     metrics,
     producer,
+    service_records,
     templates,
 )
 from notifier.api.errors import unstorable
@@ -59,8 +60,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(OverflowError, unstorable)
     app.add_exception_handler(StatementError, unstorable)
     for module in (
-        health, events, deliveries, escalations, holds, callbacks, producer, templates,
-        metrics,
+        health, events, deliveries, escalations, holds, service_records, callbacks,
+        producer, templates, metrics,
     ):  # fmt: skip
         app.include_router(module.router)
     install_web_pages(app)

@@ -173,6 +173,11 @@ GROUPS: tuple[Group, ...] = (
         (("GET", "/v1/escalations"), ("POST", "/v1/escalations/{case_id}/assign")),
     ),
     Group(
+        "an account's service record (proof of service), JSON or PDF",
+        roles("supervisor", supervisor="PDF audited", admin="PDF audited"),
+        (("GET", "/v1/accounts/{account_no}/service-record"),),
+    ),
+    Group(
         "case counts, agents, sweep runs",
         roles("supervisor"),
         (
@@ -232,6 +237,12 @@ GROUPS: tuple[Group, ...] = (
         "agent pages: an outcome",
         roles("agent", "supervisor", agent="own cases", **_AUDITED),
         (("POST", "/agent/cases/{case_id}/outcome"),),
+        credentials="user",
+    ),
+    Group(
+        "agent pages: an account's service record (PDF)",
+        roles("supervisor", **_AUDITED),
+        (("GET", "/agent/accounts/{account_no}/service-record.pdf"),),
         credentials="user",
     ),
     Group(

@@ -4,8 +4,10 @@
 bulk for an ``as_of`` date, ``assignment`` picks the agent, ``service``
 records outcomes and reassignments, ``callbacks`` tells producers, ``lists``
 and ``downloads`` are the agents' call and visit lists, ``notices`` the
-printed visit notice, ``holds`` the dunning locks (which hold applies to an
-account, a bill, an area or a case on a date). May import ``accounts``, ``billing``, ``audit``,
+printed visit notice, ``proposal`` the dry run of the sweep, ``holds`` the dunning locks (which hold applies to an
+account, a bill, an area or a case on a date), ``proof`` whether a notice was
+served, ``record`` and ``record_pdf`` an account's service record. May import
+``accounts``, ``billing``, ``deliveries`` (what was sent, read only), ``audit``,
 ``webhooks``, ``policy``, ``notices``, ``exports``, ``channels`` (the print
 layout) and the wiring's floor; never the runtime, a flow or a way in.
 """

@@ -19,13 +19,15 @@ it holds at that moment.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 
@@ -49,10 +51,18 @@ from notifier.deliveries.service import Claim
 from notifier.flows.fallback import forget_recipients, record_opt_out, retry_delay, start_fallback
 from notifier.flows.reports import apply_report
 from notifier.flows.restate import restate_claims
+from notifier.notices.rendering import TemplateError
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
-__all__ = ["BatchOutcome", "LeaseKeeper", "deliver_batch", "record_outcomes"]
+__all__ = [
+    "BatchOutcome",
+    "LeaseKeeper",
+    "content_sha256",
+    "deliver_batch",
+    "record_outcomes",
+    "seal",
+]
 
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio"})
@@ -212,6 +222,10 @@ def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
         messages = [
             _message(rt, c.delivery, notifications[c.delivery.notification_id]) for c in claims
         ]
+        seals = {
+            m.delivery_id: seal(rt, c.delivery, content_sha256(m))
+            for c, m in zip(claims, messages, strict=True)
+        }
     by_channel: dict[str, list[int]] = {}
     for index, claim in enumerate(claims):
         by_channel.setdefault(claim.delivery.channel, []).append(index)
@@ -224,6 +238,7 @@ def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
                     rt.channel(name),
                     [claims[i] for i in indexes],
                     [messages[i] for i in indexes],
+                    seals,
                 )
             )
     return outcome
@@ -235,6 +250,7 @@ def _send(
     channel: Channel,
     claims: list[Claim],
     messages: list[Message],
+    seals: dict[int, dict[str, str]],
 ) -> BatchOutcome:
     """Send one channel's claimed messages at their rate slots, then record the outcomes."""
     outcome = BatchOutcome()
@@ -274,6 +290,13 @@ def _send(
         log.exception("%s: a batch of %d failed as a whole", channel.provider, len(claims))
         error = TransientChannelError(f"{type(exc).__name__}: {exc}", code="unexpected")
         sent = [error] * len(claims)
+    # An accepted send's timeline entry says what went out (the service record's proof).
+    sent = [
+        replace(result, detail={**result.detail, **seals.get(message.delivery_id, {})})
+        if isinstance(result, SendResult)
+        else result
+        for message, result in zip(messages, sent, strict=True)
+    ]
     outcome.merge(_record_while_leased(rt, list(zip(claims, sent, strict=True))))
     return outcome
 
@@ -418,6 +441,38 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
         callback_url=callback_url,
         menu_url=menu_url,
     )
+
+
+def content_sha256(message: Message) -> str:
+    """SHA-256 (hex) of the content a channel is handed: what the customer gets.
+
+    An SMS's text or a call's script, as UTF-8; an email's subject, text and
+    HTML, or a push's title, text and data, as one canonical JSON object (keys
+    sorted, no spaces, UTF-8). The MIME headers an email channel adds per send
+    (Message-ID, Date) are not the notice, and a push's data names the delivery.
+    """
+    if message.channel in {"email", "push"}:
+        parts: dict[str, object] = {"subject": message.subject, "body": message.body}
+        if message.channel == "email":
+            parts["html"] = message.html
+        else:
+            parts["data"] = dict(message.data)
+        raw = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    else:
+        raw = message.body
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def seal(rt: Runtime, delivery: Delivery, sha256: str) -> dict[str, str]:
+    """What a send's timeline entry keeps as proof: the content's hash, the template's identity."""
+    proof = {"content_sha256": sha256}
+    try:
+        template = rt.renderer.identity(delivery.event_type, delivery.channel, delivery.language)
+    except TemplateError as exc:
+        # The notice still goes out as rendered; its record lacks only the template's version.
+        log.warning("delivery %s: no template identity: %s", delivery.id, exc)
+        return proof
+    return {**proof, "template": template.files[0], "template_sha256": template.sha256}
 
 
 def record_outcomes(rt: Runtime, sends: Sequence[tuple[Claim, SendOutcome]]) -> BatchOutcome:

@@ -8,6 +8,7 @@ together, written as one batch under ``<data dir>/print/<date>/`` and marked
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
+from notifier.flows.deliver import seal
 from notifier.flows.restate import restate_claims
 from notifier.privacy.masking import mask_account_no
 from notifier.runtime import Runtime
@@ -125,12 +127,16 @@ def print_postcards(
             _release(rt, claims, f"print batch failed: {exc}")
             raise
     done = rt.clock()
+    # Hashes of the card's text as handed to the printer (like an SMS's) and of the batch file.
+    pdf_sha256 = hashlib.sha256(batch.pdf_path.read_bytes()).hexdigest()
     with rt.db.session() as session:
         printed = deliveries.record_sends(
             session,
             [
                 (by_id[card.delivery_id], DeliveryStatus.SENT, "print", batch_id,
-                 {"batch": batch_id, "pdf": batch.pdf_path.name})
+                 {"batch": batch_id, "pdf": batch.pdf_path.name, "pdf_sha256": pdf_sha256,
+                  **seal(rt, by_id[card.delivery_id].delivery,
+                         hashlib.sha256(card.body.encode()).hexdigest())})
                 for card in cards
             ],
             now=done,

@@ -17,7 +17,9 @@ escalation statistics count the same before and after:
 - its **timeline** keeps every entry, status and time; in ``detail``, ids,
   codes and numbers stay, free text (a provider's error, which may quote the
   number it refused; a reason; an SMTP reply) is masked like a log line, and
-  lists or maps (SMTP's refused addresses) become their length.
+  lists or maps (SMTP's refused addresses) become their length. The hashes of
+  what each send carried and of its template stay: the service record
+  (notifier.escalation.record) is read from them after the purge too.
 - an **event** received more than N days ago, processed, and whose
   deliveries are all final keeps its ``event_id``, type, ``occurred_at``,
   bill, level and usage; of its ``account`` only the account number,
@@ -106,6 +108,9 @@ _KEPT_DETAIL = frozenset(
         "twilio_status", "error_code", "code", "transient", "permanent", "retry_in",
         "fallback", "batch", "retry_of", "retried_as", "by", "until", "segments",
         "recipients", "accepted", "rejected", "awaiting_batch",
+        # What the service record proves a send with, read after the purge too (a hash of
+        # the content is not the content, and a template's name names no one).
+        "content_sha256", "template", "template_sha256", "pdf_sha256",
     }
 )  # fmt: skip
 # Of an event's ``account``: what routes and bills, not who or where the person is.

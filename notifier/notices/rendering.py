@@ -69,6 +69,7 @@ template stops the service instead of reaching a customer.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -88,6 +89,7 @@ from jinja2 import (
     pass_context,
     select_autoescape,
 )
+from jinja2.meta import find_referenced_templates
 from jinja2.runtime import Context
 
 from channels.base import CHANNEL_NAMES
@@ -98,6 +100,7 @@ __all__ = [
     "RenderedContent",
     "Renderer",
     "TemplateError",
+    "TemplateIdentity",
     "bill_entry",
     "format_date",
     "format_money",
@@ -149,6 +152,16 @@ class RenderedContent:
     """The language actually used."""
     language_fallback: bool
     """True when the account's language had no template and zh-TW was used."""
+
+
+@dataclass(frozen=True)
+class TemplateIdentity:
+    """Which templates a notice was rendered from, and which version of them."""
+
+    files: tuple[str, ...]
+    """The text template, the HTML one (email), then the layouts they extend or include."""
+    sha256: str
+    """SHA-256 over each file's name and source: an edited template is another version."""
 
 
 class TemplateError(Exception):
@@ -281,8 +294,9 @@ class Renderer:
             raise TemplateError(f"templates directory not found: {self._dir}")
         self._minguo = minguo_dates
         self._default_language = default_language
+        self._loader = FileSystemLoader(self._dir)
         self._env = Environment(
-            loader=FileSystemLoader(self._dir),
+            loader=self._loader,
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             keep_trailing_newline=False,
@@ -300,6 +314,7 @@ class Renderer:
             period=self._period_filter(),
         )
         self._env.tests["gsm7"] = is_gsm7
+        self._identities: dict[tuple[str, str, str], TemplateIdentity] = {}
 
     @property
     def environment(self) -> Environment:
@@ -359,6 +374,36 @@ class Renderer:
             language=used,
             language_fallback=used != language,
         )
+
+    def identity(self, event_type: str, channel: str, language: str) -> TemplateIdentity:
+        """The templates :meth:`render` uses for a notice in ``language``, and their version.
+
+        Read once per process, as the environment compiles each template once
+        (no reloads): the version is that of the templates this process renders.
+        """
+        key = (event_type, channel, language)
+        found = self._identities.get(key)
+        if found is not None:
+            return found
+        self._check_names(event_type, channel)
+        used = language if self._exists(event_type, channel, language) else self._default_language
+        pending = [_text_name(event_type, channel, used)]
+        if channel == "email" and (self._dir / _html_name(event_type, used)).is_file():
+            pending.append(_html_name(event_type, used))
+        files: list[str] = []
+        digest = hashlib.sha256()
+        while pending:
+            name = pending.pop(0)
+            if name in files:
+                continue
+            with self._translate_errors(name):
+                source = self._loader.get_source(self._env, name)[0]
+                pending += [n for n in find_referenced_templates(self._env.parse(source)) if n]
+            files.append(name)
+            digest.update(f"{name}\0{source}\0".encode())
+        identity = TemplateIdentity(files=tuple(files), sha256=digest.hexdigest())
+        self._identities[key] = identity
+        return identity
 
     def available(self, event_type: str, channel: str) -> bool:
         """Whether a zh-TW template exists for ``event_type`` by ``channel``."""

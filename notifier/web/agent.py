@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
+from notifier.accounts import service as accounts
 from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
 from notifier.escalation import lists
@@ -29,10 +30,20 @@ from notifier.escalation import service as cases
 from notifier.escalation.downloads import list_file
 from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation
 from notifier.escalation.notices import notices_pdf
+from notifier.escalation.record import service_record
+from notifier.escalation.record_pdf import LANGUAGES, service_record_pdf
 from notifier.exports import tables as exports
 from notifier.users.models import User
 from notifier.users.service import actor_of
-from notifier.web.deps import AgentUser, SupervisorUser, csrf_protect, redirect, render
+from notifier.web.deps import (
+    LANG_COOKIE,
+    AgentUser,
+    SupervisorUser,
+    csrf_protect,
+    redirect,
+    render,
+)
+from notifier.web.i18n import pick_language
 
 __all__ = ["router"]
 
@@ -243,4 +254,30 @@ def notices(rt: RuntimeDep, session: SessionDep, user: AgentUser) -> Response:
         notices_pdf(rt.settings, rt.renderer, rows, visit_date=today),
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="notices-{today.isoformat()}.pdf"'},
+    )
+
+
+@router.get("/accounts/{account_no}/service-record.pdf")
+def account_service_record(
+    request: Request, rt: RuntimeDep, session: SessionDep, user: SupervisorUser, account_no: str
+) -> Response:
+    """An account's service record (proof of service) to print, in the page's language."""
+    if accounts.get(session, account_no) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no account {account_no}")
+    language = pick_language(request.cookies.get(LANG_COOKIE), user)
+    record = service_record(session, account_no, now=rt.clock())
+    pdf = service_record_pdf(
+        record, language=language if language in LANGUAGES else "zh-TW", tz=rt.policy.tz
+    )
+    audit.record(
+        session,
+        actor=actor_of(user),
+        action="service_record.export",
+        target=f"account {account_no}",
+        detail={"language": language},
+    )
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="service-record-{account_no}.pdf"'},
     )

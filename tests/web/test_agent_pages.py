@@ -125,3 +125,28 @@ def test_a_form_sent_twice_records_the_outcome_once(stack: Stack) -> None:
 
     assert (first.status_code, second.status_code) == (303, 303)
     assert case_of(stack, acct["account_no"]).attempts == 1
+
+
+def test_a_supervisor_opens_the_service_record_from_a_case_card(stack: Stack) -> None:
+    area = new_area()
+    acct = in_arrears(stack, area)
+    sweep_now(stack)
+    case = case_of(stack, acct["account_no"])
+    _, agents_browser = agent_browser(stack, area, "caller")
+    supervisor = new_user(stack, "supervisor")
+    link = f"/agent/accounts/{acct['account_no']}/service-record.pdf"
+
+    with Browser(stack.base_url) as browser:
+        browser.sign_in(supervisor.username, PASSWORD)
+        card = browser.get("/agent", params={"area": area}).text
+        assert f'id="case-{case.id}"' in card and f'href="{link}"' in card
+        printed = browser.get(link)
+        assert printed.status_code == 200, printed.text
+        assert printed.headers["content-type"] == "application/pdf"
+        text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(printed.content)).pages)
+        assert acct["account_no"] in text and f"#{case.id}" in text
+        assert acct["name"] not in text
+
+    with agents_browser:
+        assert link not in agents_browser.get("/agent").text
+        assert agents_browser.get(link).status_code == 403
