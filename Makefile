@@ -44,11 +44,11 @@ lock: | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/notifier up --port $(PORT)
 
-# pytest's exit code is kept (and written to $$PYTEST_EXIT_FILE when set, for
+# scripts/test.sh runs the suite in two parts (see there); pytest's exit code is kept (and written to $$PYTEST_EXIT_FILE when set, for
 # .ci/run); exit code 5, "no tests collected", is reported as the failure it is.
 test: lint
 	bash scripts/services.sh up
-	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; PYTEST=$(BIN)/pytest bash scripts/test.sh $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$${PYTEST_EXIT_FILE:-}" ]; then echo $$rc > "$$PYTEST_EXIT_FILE"; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): that is a failure" >&2; fi; \
 	exit $$rc
@@ -56,7 +56,7 @@ test: lint
 # The daily loop: no broker, no worker, no fault injection. The channel tests
 # use the simulators on 127.0.0.1, the web tests SQLite; `make test` runs the rest.
 check: lint
-	$(BIN)/pytest -q tests/unit tests/channels tests/web $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/unit tests/channels tests/web $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -35,7 +35,7 @@ from tests.support.stack import Stack, need, postgres_database, wait_until
 # Each test's waits are its fast figures times the measured time scale, bounded by this
 # timeout less some room (tests/faults/conftest.py): a machine a few times slower than
 # the reference still gets its waits before pytest would stop the test.
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.faults, pytest.mark.machine, pytest.mark.timeout(900)]
 
 KILL_DELIVERIES = 5000
 """a: the issue's 5,000 deliveries (2,500 accounts × push and email)."""

@@ -354,6 +354,7 @@ def test_a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(bus: B
 
 # RabbitMQ only: the Redis here keeps no data across a restart (no persistence
 # configured), so a restart there is a flush, not a fault to come through.
+@pytest.mark.machine  # RabbitMQ itself stops: every other stack on the machine would lose it
 @pytest.mark.parametrize("bus", ["rabbitmq"], indirect=True)
 def test_the_broker_restarted_mid_publish_loses_nothing(bus: Bus) -> None:
     prefix = f"restart-{secrets.token_hex(3)}"

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlmodel import col, func, select
 
 from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange
@@ -173,6 +174,8 @@ def broker_stopped(stack: Stack) -> Iterator[None]:
             )
 
 
+# The broker server itself is stopped: every other stack on the machine would lose it too.
+@pytest.mark.machine
 def test_events_accepted_while_the_broker_is_down_are_delivered_when_it_returns(
     broker_stack: Stack,
 ) -> None:
