@@ -1,10 +1,12 @@
 """Cases handed to people: the rule, the daily sweep, assignment, outcomes and lists.
 
 ``rule`` is the second-billing-date rule, ``sweep`` opens and closes cases in
-bulk for an ``as_of`` date, ``assignment`` picks the agent, ``service``
+bulk for an ``as_of`` date, ``assignment`` picks the agent (language,
+capacity, priority of the waiting), ``agents`` adds and changes them, ``service``
 records outcomes and reassignments, ``callbacks`` tells producers, ``lists``
 and ``downloads`` are the agents' call and visit lists, ``notices`` the
-printed visit notice. May import ``accounts``, ``billing``, ``audit``,
+printed visit notice. May import ``accounts``, ``events`` (the contract's
+vocabularies: spoken languages), ``billing``, ``audit``,
 ``webhooks``, ``policy``, ``notices``, ``exports``, ``channels`` (the print
 layout) and the wiring's floor; never the runtime, a flow or a way in.
 """

@@ -53,6 +53,10 @@ class Agent(SQLModel, table=True):
     area: str = Field(index=True, max_length=64)
     kind: str = Field(max_length=16)
     """``caller`` or ``field``."""
+    daily_capacity: int | None = None
+    """Cases given to them per business day; None: no limit."""
+    languages: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    """What they speak with customers (``events.schema.SPOKEN_LANGUAGES``)."""
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -86,6 +90,10 @@ class Escalation(SQLModel, table=True):
     """``call`` or ``visit``."""
     status: str = Field(default=CaseStatus.OPEN, max_length=16)
     assignee_id: int | None = Field(default=None, foreign_key="agents.id")
+    assigned_on: date | None = Field(default=None, index=True)
+    """The business date it was given to its assignee: what counts against their capacity."""
+    capacity_wait_since: date | None = None
+    """Unassigned since this business date because every agent of its area and kind was full."""
     attempts: int = 0
     failed_calls: int = 0
     """Call attempts that ended ``no_answer`` or ``wrong_number``."""
