@@ -183,7 +183,7 @@ class SweepRun(SQLModel, table=True):
     """Cases closed by a payment that the rule holds for again."""
     assigned: int = 0
     unassigned: int = 0
-    """Cases opened with no agent of their area and kind."""
+    """Open cases the run left without an agent: none of their area and kind, or all full."""
     error: str | None = Field(default=None, max_length=1000)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

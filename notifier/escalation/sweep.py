@@ -3,7 +3,10 @@
 Cases follow the ledger: first the open cases a payment left without ground
 close (:func:`~notifier.escalation.service.close_paid_cases`); then an account
 the rule holds for again gets its case closed by that payment back, reopened,
-with its attempts and history, rather than a new one.
+with its attempts and history, rather than a new one. Last, every case without
+an agent (new, reopened, or waiting since an earlier day) is given out in
+priority order within each agent's daily capacity
+(:mod:`~notifier.escalation.assignment`).
 
 It is idempotent (a second run on the same date changes nothing) and safe
 beside payments and another sweep: each chunk of accounts is processed under
