@@ -155,6 +155,8 @@ def disable_agent(
         assert case.id is not None
         case.assignee_id = assigner.pick(case.area, case.kind, language=language)
         case.assigned_on = today if case.assignee_id is not None else None
+        if case.assignee_id is None and today is not None and assigner.full(case.area, case.kind):
+            case.capacity_wait_since = today
         case.updated_at = now
         session.add(case)
         session.add(

@@ -314,6 +314,7 @@ def _become_visit(
     case.assignee_id = assigner.pick(case.area, CaseKind.VISIT, language=language)
     case.assigned_on = today if case.assignee_id is not None else None
     if case.assignee_id is not None:
+        case.capacity_wait_since = None
         detail = f"assigned to agent {case.assignee_id}"
     elif assigner.full(case.area, CaseKind.VISIT):
         case.capacity_wait_since = case.capacity_wait_since or today

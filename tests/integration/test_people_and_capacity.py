@@ -240,3 +240,27 @@ def test_a_supervisor_gives_a_waiting_case_to_an_agent_of_another_area(ledger: L
     assert entry.detail == {"from": None, "to": helper, "across_areas": True}
     with ledger.db() as session:
         assert [r.case_id for r in agent_list(session, helper, "call", today=NOV_20)] == [case.id]
+
+
+def test_a_call_that_becomes_a_visit_goes_to_a_field_agent_who_speaks_hakka(
+    ledger: Ledger,
+) -> None:
+    area = ledger.new_area()
+    ledger.add_agent(area, "caller")
+    ledger.add_agent(area, "field", name="甲")
+    hakka = ledger.add_agent(area, "field", name="丙", languages=["hak"], daily_capacity=1)
+    first = in_arrears(ledger, area, spoken_language="hak")
+    second = in_arrears(ledger, area, spoken_language="hak")
+    ledger.sweep(NOV_20)
+    calls = [ledger.open_case(a["account_no"]) for a in (first, second)]
+    assert all(c is not None and c.kind == "call" for c in calls)
+
+    for case in calls:
+        assert case is not None and case.id is not None
+        ledger.record(case.id, "wrong_number", today=NOV_23)
+
+    # The one Hakka-speaking field agent has room for one on Monday; the other goes by load.
+    visits = [ledger.open_case(a["account_no"]) for a in (first, second)]
+    assert [(v.kind, v.assignee_id == hakka, v.assigned_on) for v in visits if v] == [
+        ("visit", True, NOV_23), ("visit", False, NOV_23),
+    ]  # fmt: skip
