@@ -34,6 +34,7 @@ from notifier.db import Database, utcnow
 from notifier.escalation import rule
 from notifier.escalation.assignment import Assigner, priority
 from notifier.escalation.models import (
+    AGENT_KIND,
     PAID_OUTCOMES,
     CaseStatus,
     Escalation,
@@ -478,8 +479,8 @@ def _assign_waiting(session: Session, as_of: date, now: datetime) -> tuple[int, 
         elif case.capacity_wait_since is None and assigner.full(case.area, case.kind):
             full.append(case.id)
             changes.append(
-                _change(case.id, "waiting for capacity", f"every {case.kind} agent of "
-                        f"{case.area} is full on {as_of}", now)
+                _change(case.id, "waiting for capacity", f"every {AGENT_KIND[case.kind]} "
+                        f"agent of {case.area} is full on {as_of}", now)
             )  # fmt: skip
     table = Escalation.__table__  # type: ignore[attr-defined]
     if given:
@@ -493,10 +494,13 @@ def _assign_waiting(session: Session, as_of: date, now: datetime) -> tuple[int, 
             given,
         )  # fmt: skip
     if full:
-        session.execute(
-            sa.update(Escalation)
-            .where(col(Escalation.id).in_(full))
-            .values(capacity_wait_since=as_of, updated_at=now)
+        # One statement run for each case: a list of ids as long as a bad day's overflow
+        # would pass SQLite's limit on parameters.
+        session.connection().execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("case_id"))
+            .values(capacity_wait_since=as_of, updated_at=now),
+            [{"case_id": case_id} for case_id in full],
         )
     if changes:
         session.execute(sa.insert(EscalationChange), changes)
