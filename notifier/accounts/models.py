@@ -29,6 +29,14 @@ class Account(SQLModel, table=True):
     address: str | None = Field(default=None, max_length=500)
     area: str | None = Field(default=None, max_length=64, index=True)
     vulnerable: bool = False
+    """The old unnamed flag (a visit); ``protections`` say why an account is protected."""
+    protections: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    """Any of ``events.schema.PROTECTIONS``: the producer's list joined with what supervisors
+    added."""
+    protections_added: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    """The protections supervisors added: kept when the producer sends its list again."""
+    spoken_language: str | None = Field(default=None, max_length=16)
+    """What to speak with the customer (``nan``, ``hak``, ...); may differ from ``language``."""
     prefers_paper: bool = False
     prefers_voice: bool = False
     opt_outs: list[str] = Field(default_factory=list, sa_type=sa.JSON)

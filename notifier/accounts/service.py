@@ -10,10 +10,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from notifier.accounts.models import Account
+from notifier.audit import service as audit
 from notifier.db import utcnow
-from notifier.events.schema import AccountIn
+from notifier.events.schema import PROTECTIONS, AccountIn
 
 __all__ = [
+    "add_protections",
     "callable_phone",
     "get",
     "is_mobile",
@@ -22,6 +24,12 @@ __all__ = [
     "upsert_locked",
     "upsert_many_locked",
 ]
+
+
+# A plain INSERT does not run the models' default factories: the lists go in as values.
+_EMPTY_LISTS: dict[str, list[str]] = {
+    "push_tokens": [], "opt_outs": [], "protections": [], "protections_added": []
+}  # fmt: skip
 
 
 def upsert_locked(session: Session, account_in: AccountIn) -> Account:
@@ -46,7 +54,7 @@ def upsert_many_locked(session: Session, accounts_in: Sequence[AccountIn]) -> di
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
         insert(Account).on_conflict_do_nothing(index_elements=["account_no"]),
-        [{"account_no": no, "push_tokens": [], "opt_outs": []} for no in numbers],
+        [{"account_no": no, **_EMPTY_LISTS} for no in numbers],
     )
     found = {
         account.account_no: account
@@ -61,12 +69,45 @@ def upsert_many_locked(session: Session, accounts_in: Sequence[AccountIn]) -> di
     for account_in in accounts_in:
         account = found[account_in.account_no]
         changes = account_in.known_fields()
+        if "protections" in changes:
+            # The producer's list replaces its own earlier one, never what a supervisor added.
+            changes["protections"] = _joined(changes["protections"], account.protections_added)
         for field, value in changes.items():
             setattr(account, field, value)
         if changes:
             account.updated_at = utcnow()
             session.add(account)
     return found
+
+
+def _joined(*lists: Sequence[str]) -> list[str]:
+    """The protections of all ``lists``, each once, in the vocabulary's order."""
+    return [p for p in PROTECTIONS if any(p in one for one in lists)]
+
+
+def add_protections(
+    session: Session, account_no: str, protections: Sequence[str], *, actor: str, now: datetime
+) -> Account | None:
+    """A supervisor's protections added to the account (audited); None if there is no account.
+
+    What a supervisor adds stays when the producer sends its own list again.
+    """
+    account = session.get(Account, account_no, with_for_update=True)
+    if account is None:
+        return None
+    before = list(account.protections)
+    account.protections_added = _joined(account.protections_added, protections)
+    account.protections = _joined(account.protections, protections)
+    account.updated_at = now
+    session.add(account)
+    audit.record(
+        session,
+        actor=actor,
+        action="account.protections",
+        target=f"account {account_no}",
+        detail={"added": _joined(protections), "before": before, "now": account.protections},
+    )
+    return account
 
 
 def get(session: Session, account_no: str) -> Account | None:

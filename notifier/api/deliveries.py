@@ -178,6 +178,10 @@ class AccountOut(BaseModel):
     address: str | None
     area: str | None
     vulnerable: bool
+    protections: list[str]
+    """``life_support`` (維生器材), ``low_income``, ``disabled``, ``elderly``: the producer's and
+    those supervisors added."""
+    spoken_language: str | None
     prefers_paper: bool
     prefers_voice: bool
     opt_outs: list[str]
@@ -223,6 +227,8 @@ def get_account(
         address=shown(account.address or None, mask_address),
         area=account.area,
         vulnerable=account.vulnerable,
+        protections=account.protections,
+        spoken_language=account.spoken_language,
         prefers_paper=account.prefers_paper,
         prefers_voice=account.prefers_voice,
         opt_outs=account.opt_outs,

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
+from notifier.accounts import service as accounts_service
 from notifier.api.deps import RuntimeDep, SessionDep, require
 from notifier.api.errors import KEYED, error_responses
 from notifier.audit import service as audit
@@ -29,6 +30,7 @@ from notifier.escalation.models import Agent, CaseStatus, Escalation, Escalation
 from notifier.escalation.notices import notices_pdf
 from notifier.escalation.proposal import dry_run
 from notifier.escalation.sweep import queue_run
+from notifier.events.schema import PROTECTIONS, SPOKEN_LANGUAGES, Protection, SpokenLanguage
 from notifier.policy.rules import parse_policy, read_policy_file
 from notifier.privacy.text import StorableStr
 from notifier.runtime import Runtime
@@ -92,6 +94,13 @@ class CaseOut(BaseModel):
     """An unanswered call before this does not count against the case."""
     stage: str | None
     """The collections-ladder stage the case waits for (``final_demand`` after a refused visit)."""
+    protections: list[str]
+    """The account's protections: ``life_support`` (維生器材), ``low_income``, ``disabled``,
+    ``elderly``."""
+    spoken_language: str | None
+    """What to speak with the customer: ``zh-TW``, ``nan``, ``hak``, ``en``, ``vi``, ``id``."""
+    capacity_wait_since: date | None
+    """Unassigned since this day: every agent of its area and kind was full (capacity)."""
     note: str | None
     """What the list says about the case today (a claimed payment the ledger does not show)."""
     bills: list[BillLineOut]
@@ -114,7 +123,9 @@ class CaseOut(BaseModel):
             address=row.address if not call or all_contacts else None,
             area=row.area, assignee_id=row.assignee_id, assignee=row.assignee,
             opened_on=row.opened_on, follow_up_on=row.follow_up_on,
-            next_call_at=row.next_call_at, stage=row.stage, note=row.note,
+            next_call_at=row.next_call_at, stage=row.stage, protections=row.protections,
+            spoken_language=row.spoken_language, capacity_wait_since=row.capacity_wait_since,
+            note=row.note,
             bills=[BillLineOut(**vars(b)) for b in row.bills], total=row.total,
             days_overdue=row.days_overdue, failed_calls=row.failed_calls,
             attempts=[AttemptOut(**vars(a)) for a in row.attempts],
@@ -168,6 +179,41 @@ class AssignIn(BaseModel):
 
     agent_id: int | None
     """The agent to give the case to; null leaves it unassigned."""
+
+
+class AgentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StorableStr = Field(min_length=1, max_length=200)
+    area: StorableStr = Field(min_length=1, max_length=64)
+    kind: Literal["caller", "field"]
+    daily_capacity: int | None = Field(None, ge=1, le=agents_service.MAX_DAILY_CAPACITY)
+    """Cases a business day; null: no limit."""
+    languages: list[SpokenLanguage] = Field([], max_length=len(SPOKEN_LANGUAGES))
+    """What they speak with customers."""
+
+
+class AgentChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    daily_capacity: int | None = Field(None, ge=1, le=agents_service.MAX_DAILY_CAPACITY)
+    """Cases a business day; null: no limit. Left out: kept."""
+    languages: list[SpokenLanguage] | None = Field(None, max_length=len(SPOKEN_LANGUAGES))
+    """Left out: kept."""
+
+
+class ProtectionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    protections: list[Protection] = Field(min_length=1, max_length=len(PROTECTIONS))
+    """Protections to add; those the account has already stay."""
+
+
+class ProtectionsOut(BaseModel):
+    account_no: str
+    protections: list[str]
+    """All the account's protections now: the producer's and those supervisors added."""
+    added_by_supervisors: list[str]
 
 
 class SweepIn(BaseModel):
@@ -233,7 +279,8 @@ class SweepOut(BaseModel):
 
 class StatsOut(BaseModel):
     open_by_area: dict[str, dict[str, int]]
-    """Per area: open ``call`` and ``visit`` cases, and how many of them are ``unassigned``."""
+    """Per area: open ``call`` and ``visit`` cases, how many of them are ``unassigned``, and of
+    those how many are ``waiting_for_capacity`` (every agent of the area full)."""
     outcomes_since: date
     outcomes_by_area: dict[str, dict[str, int]]
     """Per area: outcomes recorded since ``outcomes_since``, by outcome."""
@@ -247,6 +294,9 @@ class AgentOut(BaseModel):
     name: str
     area: str
     kind: str
+    daily_capacity: int | None
+    """Cases a business day; null: no limit."""
+    languages: list[str]
     active: bool
     open_cases: int
 
@@ -369,16 +419,19 @@ def all_cases(
     area: str | None = None,
     assignee: int | None = None,
     unassigned: bool = False,
+    waiting_for_capacity: bool = False,
     cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CasePage:
-    """Every case, oldest first, filtered; ``unassigned=true`` is the list nobody works yet."""
+    """Every case, oldest first, filtered; ``unassigned=true`` is the list nobody works yet,
+    ``waiting_for_capacity=true`` the part of it that waits for an agent with room."""
     where = lists.CaseFilter(
         status=status_,
         kind=kind,
         area=area,
         assignee_id=assignee,
         unassigned=unassigned,
+        waiting_for_capacity=waiting_for_capacity,
         after_id=int(cursor) if cursor else None,
     )
     today = rt.policy.business_date(rt.clock())
@@ -565,9 +618,12 @@ def record_outcome(
 def reassign(
     rt: RuntimeDep, session: SessionDep, key: Supervisor, case_id: int, body: AssignIn
 ) -> CaseOut:
-    """Give an open case to another agent of its kind, or to nobody."""
+    """Give an open case to another agent of its kind (of any area), or to nobody."""
     try:
-        cases.assign(session, case_id, body.agent_id, _actor(key), now=rt.clock())
+        cases.assign(
+            session, case_id, body.agent_id, _actor(key), now=rt.clock(),
+            today=rt.policy.business_date(rt.clock()),
+        )  # fmt: skip
     except cases.CaseError as exc:
         raise _case_error(exc) from None
     session.flush()
@@ -579,17 +635,71 @@ def list_agents(session: SessionDep, _: Supervisor, area: str | None = None) -> 
     """Agents with their open cases, for reassigning."""
     load = agents_service.open_cases_by_agent(session)
     return [
-        AgentOut(
-            id=a.id,
-            name=a.name,
-            area=a.area,
-            kind=a.kind,
-            active=a.active,
-            open_cases=load.get(a.id, 0),
-        )
+        _agent_out(a, load.get(a.id or 0, 0))
         for a in agents_service.list_agents(session, area=area)
-        if a.id is not None
     ]
+
+
+def _agent_out(agent: Agent, open_cases: int) -> AgentOut:
+    assert agent.id is not None
+    return AgentOut(
+        id=agent.id, name=agent.name, area=agent.area, kind=agent.kind,
+        daily_capacity=agent.daily_capacity, languages=agent.languages, active=agent.active,
+        open_cases=open_cases,
+    )  # fmt: skip
+
+
+@router.post("/agents", status_code=status.HTTP_201_CREATED)
+def add_agent(session: SessionDep, key: Admin, body: AgentIn) -> AgentOut:
+    """Add an agent: area, kind, daily capacity (null: no limit), languages; audited."""
+    try:
+        agent = agents_service.add_agent(
+            session, name=body.name, area=body.area, kind=body.kind,
+            daily_capacity=body.daily_capacity, languages=body.languages,
+        )  # fmt: skip
+    except cases.InvalidInput as exc:
+        raise _case_error(exc) from None
+    audit.record(
+        session, actor=keys.actor_of(key), action="agent.added", target=f"agent {agent.id}",
+        detail={"area": agent.area, "kind": agent.kind, "daily_capacity": agent.daily_capacity,
+                "languages": agent.languages},
+    )  # fmt: skip
+    return _agent_out(agent, 0)
+
+
+@router.patch("/agents/{agent_id}")
+def change_agent(session: SessionDep, key: Admin, agent_id: int, body: AgentChange) -> AgentOut:
+    """Change an agent's daily capacity or languages (fields left out are kept); audited."""
+    sent = body.model_fields_set
+    try:
+        agent = agents_service.update_agent(
+            session, agent_id, actor=keys.actor_of(key),
+            **({"daily_capacity": body.daily_capacity} if "daily_capacity" in sent else {}),
+            languages=body.languages,
+        )  # fmt: skip
+    except cases.InvalidInput as exc:
+        if exc.field == "agent_id":
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        raise _case_error(exc) from None
+    load = agents_service.open_cases_by_agent(session)
+    return _agent_out(agent, load.get(agent_id, 0))
+
+
+@router.post("/accounts/{account_no}/protections")
+def add_protections(
+    rt: RuntimeDep, session: SessionDep, key: Supervisor, account_no: str, body: ProtectionsIn
+) -> ProtectionsOut:
+    """A supervisor adds protections to an account (audited); the producer's list keeps them."""
+    account = accounts_service.add_protections(
+        session, account_no, body.protections, actor=keys.actor_of(key), now=rt.clock()
+    )
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no account {account_no}")
+    return ProtectionsOut(
+        account_no=account.account_no,
+        protections=account.protections,
+        added_by_supervisors=account.protections_added,
+    )
 
 
 def _row(

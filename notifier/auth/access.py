@@ -8,7 +8,8 @@ API keys and users share the roles (a user is never a ``producer``):
   masked; retries and cancels deliveries (the ops pages); previews notices.
 - ``supervisor``: what ops may, and personal data unmasked (every unmasked
   view is one entry in the audit trail); supervises escalation cases: every
-  case, reassigning, outcomes on any case, the counts.
+  case, reassigning (to any area), adding protections to accounts, outcomes on any
+  case, the counts.
 - ``agent``: their own escalation cases only, with the contact each needs
   (the phone for a call, the address for a visit).
 - ``admin``: keys, users, agents and policy (the CLI); may do everything.
@@ -194,6 +195,16 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group("holds: list", roles("producer", "ops", "supervisor"), (("GET", "/v1/holds"),)),
     Group(
+        "add or change an agent (capacity, languages)",
+        roles(admin="audited"),
+        (("POST", "/v1/agents"), ("PATCH", "/v1/agents/{agent_id}")),
+    ),
+    Group(
+        "add a protection to an account",
+        roles("supervisor", **_AUDITED),
+        (("POST", "/v1/accounts/{account_no}/protections"),),
+    ),
+    Group(
         "Twilio status reports and voice menu",
         TWILIO_SIGNATURE,
         (
@@ -246,9 +257,12 @@ GROUPS: tuple[Group, ...] = (
         credentials="user",
     ),
     Group(
-        "agent pages: reassigning",
+        "agent pages: reassigning, adding a protection",
         roles("supervisor", **_AUDITED),
-        (("POST", "/agent/cases/{case_id}/assign"),),
+        (
+            ("POST", "/agent/cases/{case_id}/assign"),
+            ("POST", "/agent/accounts/{account_no}/protections"),
+        ),
         credentials="user",
     ),
     Group(

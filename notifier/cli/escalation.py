@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["agents_app", "calls_app", "escalate", "visits_app"]
 
-agents_app = typer.Typer(help="Escalation agents: add, list, disable.", no_args_is_help=True)
+agents_app = typer.Typer(
+    help="Escalation agents: add, list, change capacity or languages, disable.",
+    no_args_is_help=True,
+)
 calls_app = typer.Typer(help="Call lists of caller agents.", no_args_is_help=True)
 visits_app = typer.Typer(
     help="Visit lists and printed notices of field agents.", no_args_is_help=True
@@ -30,6 +33,18 @@ AsOf = Annotated[
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="business date (default: today)"),
 ]
 AgentId = Annotated[int, typer.Option("--agent", help="the agent's id (notifier agents list)")]
+Capacity = Annotated[
+    int | None,
+    typer.Option("--capacity", help="cases a business day they can take (default: no limit)"),
+]
+Languages = Annotated[
+    str,
+    typer.Option(
+        help="languages they speak, comma-separated: zh-TW, nan (台語), hak (客語), en, vi, id"
+    ),
+]
+_OPTION = {"daily_capacity": "--capacity", "languages": "--languages"}
+"""The option that carries each field, for an error naming it."""
 Output = Annotated[
     str, typer.Option("-o", "--output", help="file to write; '-' is standard output")
 ]
@@ -151,18 +166,68 @@ def agents_add(
     name: Annotated[str, typer.Option(help="the agent's name, as printed on notices")],
     area: Annotated[str, typer.Option(help="the service area they work in")],
     kind: Annotated[str, typer.Option(help="caller (phone calls) or field (home visits)")],
+    capacity: Capacity = None,
+    languages: Languages = "",
 ) -> None:
     """Add an agent and print their id."""
+    from notifier.audit import service as audit
     from notifier.escalation.agents import add_agent
     from notifier.escalation.service import InvalidInput
 
     try:
         with _runtime().db.session() as session:
-            agent = add_agent(session, name=name, area=area, kind=kind)
+            agent = add_agent(
+                session, name=name, area=area, kind=kind, daily_capacity=capacity,
+                languages=languages.split(","),
+            )  # fmt: skip
+            audit.record(
+                session, actor=audit.CLI, action="agent.added", target=f"agent {agent.id}",
+                detail={"area": agent.area, "kind": agent.kind,
+                        "daily_capacity": agent.daily_capacity, "languages": agent.languages},
+            )  # fmt: skip
     except InvalidInput as exc:
-        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+        raise typer.BadParameter(
+            exc.message, param_hint=_OPTION.get(exc.field, f"--{exc.field}")
+        ) from None
     typer.echo(agent.id)
     typer.echo(f"agent {agent.id}: {agent.name}, {agent.kind} in {agent.area}", err=True)
+
+
+@agents_app.command("update")
+def agents_update(
+    agent_id: Annotated[int, typer.Argument(help="the agent's id")],
+    capacity: Capacity = None,
+    unlimited: Annotated[
+        bool, typer.Option("--unlimited", help="no daily capacity: any number of cases")
+    ] = False,
+    languages: Annotated[
+        str | None, typer.Option(help="the languages they speak, replacing the old list")
+    ] = None,
+) -> None:
+    """Change an agent's daily capacity or languages (audited)."""
+    from notifier.audit import service as audit
+    from notifier.escalation.agents import update_agent
+    from notifier.escalation.service import InvalidInput
+
+    if capacity is not None and unlimited:
+        raise typer.BadParameter(
+            "give --capacity or --unlimited, not both", param_hint="--capacity"
+        )
+    try:
+        with _runtime().db.session() as session:
+            agent = update_agent(
+                session, agent_id, actor=audit.CLI,
+                **({"daily_capacity": capacity} if capacity is not None or unlimited else {}),
+                languages=languages.split(",") if languages is not None else None,
+            )  # fmt: skip
+    except InvalidInput as exc:
+        raise typer.BadParameter(
+            exc.message, param_hint=_OPTION.get(exc.field, f"--{exc.field}")
+        ) from None
+    typer.echo(
+        f"agent {agent.id}: capacity {agent.daily_capacity or 'unlimited'}, "
+        f"languages {','.join(agent.languages) or 'none'}"
+    )
 
 
 @agents_app.command("list")
@@ -172,10 +237,13 @@ def agents_list(area: Annotated[str | None, typer.Option(help="only this area")]
 
     with _runtime().db.session() as session:
         load = open_cases_by_agent(session)
-        typer.echo("id\tname\tarea\tkind\tstate\topen cases")
+        typer.echo("id\tname\tarea\tkind\tstate\topen cases\tcapacity\tlanguages")
         for a in list_agents(session, area=area):
             state = "active" if a.active else "disabled"
-            typer.echo(f"{a.id}\t{a.name}\t{a.area}\t{a.kind}\t{state}\t{load.get(a.id or 0, 0)}")
+            typer.echo(
+                f"{a.id}\t{a.name}\t{a.area}\t{a.kind}\t{state}\t{load.get(a.id or 0, 0)}\t"
+                f"{a.daily_capacity or 'unlimited'}\t{','.join(a.languages)}"
+            )
 
 
 @agents_app.command("disable")
@@ -187,7 +255,10 @@ def agents_disable(agent_id: Annotated[int, typer.Argument(help="the agent's id"
     rt = _runtime()
     try:
         with rt.db.session() as session:
-            moved, waiting = disable_agent(session, agent_id, now=rt.clock(), actor="cli")
+            moved, waiting = disable_agent(
+                session, agent_id, now=rt.clock(), actor="cli",
+                today=rt.policy.business_date(rt.clock()),
+            )  # fmt: skip
     except InvalidInput as exc:
         raise typer.BadParameter(exc.message, param_hint="AGENT_ID") from None
     typer.echo(

@@ -1,23 +1,65 @@
-"""Agents: the people who work cases, by area and kind (caller or field)."""
+"""Agents: the people who work cases, by area and kind (caller or field), with the languages
+they speak and how many cases a business day they can take."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from notifier.accounts.models import Account
 from notifier.audit import service as audit
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation, EscalationChange
 from notifier.escalation.service import InvalidInput
+from notifier.events.schema import SPOKEN_LANGUAGES
 
-__all__ = ["AGENT_KINDS", "add_agent", "disable_agent", "list_agents", "open_cases_by_agent"]
+__all__ = [
+    "AGENT_KINDS",
+    "LANGUAGES",
+    "MAX_DAILY_CAPACITY",
+    "add_agent",
+    "disable_agent",
+    "list_agents",
+    "open_cases_by_agent",
+    "update_agent",
+]
 
 AGENT_KINDS: tuple[str, ...] = tuple(AGENT_KIND.values())
+LANGUAGES: tuple[str, ...] = SPOKEN_LANGUAGES
+MAX_DAILY_CAPACITY = 1000
 
 
-def add_agent(session: Session, *, name: str, area: str, kind: str) -> Agent:
+def _languages(languages: Sequence[str]) -> list[str]:
+    cleaned = [language.strip() for language in languages if language.strip()]
+    if unknown := [language for language in cleaned if language not in LANGUAGES]:
+        raise InvalidInput(
+            "languages", f"{', '.join(map(repr, unknown))}: use {', '.join(LANGUAGES)}"
+        )
+    return [language for language in LANGUAGES if language in cleaned]
+
+
+def _capacity(daily_capacity: int | None) -> int | None:
+    if daily_capacity is not None and not 1 <= daily_capacity <= MAX_DAILY_CAPACITY:
+        raise InvalidInput(
+            "daily_capacity",
+            f"{daily_capacity}: cases a business day, 1 to {MAX_DAILY_CAPACITY} (none: no limit)",
+        )
+    return daily_capacity
+
+
+def add_agent(
+    session: Session,
+    *,
+    name: str,
+    area: str,
+    kind: str,
+    daily_capacity: int | None = None,
+    languages: Sequence[str] = (),
+) -> Agent:
     """A new active agent; the sweep's next run gives them waiting cases of their area."""
     name, area = name.strip(), area.strip()
     if not name:
@@ -26,8 +68,46 @@ def add_agent(session: Session, *, name: str, area: str, kind: str) -> Agent:
         raise InvalidInput("area", "an agent needs the service area they work in")
     if kind not in AGENT_KINDS:
         raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(AGENT_KINDS)}")
-    agent = Agent(name=name, area=area, kind=kind)
+    agent = Agent(
+        name=name,
+        area=area,
+        kind=kind,
+        daily_capacity=_capacity(daily_capacity),
+        languages=_languages(languages),
+    )
     session.add(agent)
+    session.flush()
+    return agent
+
+
+def update_agent(
+    session: Session,
+    agent_id: int,
+    *,
+    actor: str,
+    daily_capacity: int | Literal["keep"] | None = "keep",
+    languages: Sequence[str] | None = None,
+) -> Agent:
+    """Change an agent's capacity (None: no limit) or languages; audited. Left out: kept."""
+    agent = session.get(Agent, agent_id, with_for_update=True)
+    if agent is None:
+        raise InvalidInput("agent_id", f"no agent {agent_id}")
+    before = {"daily_capacity": agent.daily_capacity, "languages": list(agent.languages)}
+    if daily_capacity != "keep":
+        agent.daily_capacity = _capacity(daily_capacity)
+    if languages is not None:
+        agent.languages = _languages(languages)
+    session.add(agent)
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.updated",
+        target=f"agent {agent_id}",
+        detail={
+            "before": before,
+            "now": {"daily_capacity": agent.daily_capacity, "languages": agent.languages},
+        },
+    )
     session.flush()
     return agent
 
@@ -49,25 +129,34 @@ def list_agents(session: Session, *, area: str | None = None) -> list[Agent]:
     return list(session.exec(query))
 
 
-def disable_agent(session: Session, agent_id: int, *, now: datetime, actor: str) -> tuple[int, int]:
-    """Stop giving the agent cases and hand their open ones on; (moved, left unassigned)."""
+def disable_agent(
+    session: Session, agent_id: int, *, now: datetime, actor: str, today: date | None = None
+) -> tuple[int, int]:
+    """Stop giving the agent cases and hand their open ones on; (moved, left unassigned).
+
+    With the business date ``today``, colleagues take them within their capacity of that day.
+    """
     agent = session.get(Agent, agent_id, with_for_update=True)
     if agent is None:
         raise InvalidInput("agent_id", f"no agent {agent_id}")
     agent.active = False
     session.add(agent)
     session.flush()
-    assigner = Assigner(session, area=agent.area)
+    assigner = Assigner(session, area=agent.area, day=today)
     moved = unassigned = 0
     handed: dict[int, int | None] = {}
     cases = session.exec(
-        select(Escalation)
+        select(Escalation, Account.spoken_language)
+        .join(Account, col(Account.account_no) == col(Escalation.account_no))
         .where(Escalation.assignee_id == agent_id, Escalation.status == CaseStatus.OPEN)
-        .with_for_update()
+        .with_for_update(of=Escalation)
     )
-    for case in cases:
+    for case, language in cases:
         assert case.id is not None
-        case.assignee_id = assigner.pick(case.area, case.kind)
+        case.assignee_id = assigner.pick(case.area, case.kind, language=language)
+        case.assigned_on = today if case.assignee_id is not None else None
+        if case.assignee_id is None and today is not None and assigner.full(case.area, case.kind):
+            case.capacity_wait_since = today
         case.updated_at = now
         session.add(case)
         session.add(

@@ -36,8 +36,12 @@ def list_file(
     today: date,
     tz: ZoneInfo,
     actor: str,
+    language: str = "zh-TW",
 ) -> ListFile:
-    """Today's ``kind`` list of ``agent_id`` as a ``fmt`` file; the download is audited."""
+    """Today's ``kind`` list of ``agent_id`` as a ``fmt`` file; the download is audited.
+
+    Protections and spoken languages are written as their labels in ``language``.
+    """
     rows = agent_list(session, agent_id, kind, today=today)
     audit.record(
         session,
@@ -46,7 +50,7 @@ def list_file(
         target=f"agent {agent_id}",
         detail={"kind": kind, "format": fmt, "day": today.isoformat(), "cases": len(rows)},
     )
-    headers, table = export_table(rows, kind, tz=tz)
+    headers, table = export_table(rows, kind, tz=tz, language=language)
     return ListFile(
         body=exports.write_table(headers, table, fmt, sheet=f"{kind}s {today.isoformat()}"),
         filename=f"{kind}s-{agent_id}-{today.isoformat()}.{fmt}",

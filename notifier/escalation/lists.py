@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from notifier.accounts import service as accounts
+from notifier.accounts.labels import protections_text, spoken_language_label
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.escalation import holds
@@ -96,6 +97,12 @@ class CaseRow:
     """An unanswered call before this is not counted (``call_retry_hours``)."""
     stage: str | None
     """The collections-ladder stage the case waits for, if any."""
+    protections: list[str]
+    """The account's protections (``life_support``, ...): shown on every card and export."""
+    spoken_language: str | None
+    """What to speak with the customer (``nan``, ``hak``, ...), if the producer said."""
+    capacity_wait_since: date | None
+    """Unassigned since this day because every agent of its area and kind was full."""
     days_overdue: int = 0
     bills: list[BillLine] = field(default_factory=list)
     attempts: list[AttemptLine] = field(default_factory=list)
@@ -124,6 +131,8 @@ class CaseFilter:
     area: str | None = None
     assignee_id: int | None = None
     unassigned: bool = False
+    waiting_for_capacity: bool = False
+    """Only unassigned cases that wait for an agent of their area to have room."""
     due_on: date | None = None
     """Only cases to work on this day: not waiting for a promised or claimed payment, nor for
     the next stage of the ladder (a refused visit), nor held."""
@@ -143,6 +152,9 @@ class CaseFilter:
             conditions.append(col(Escalation.assignee_id) == self.assignee_id)
         if self.unassigned:
             conditions.append(col(Escalation.assignee_id).is_(None))
+        if self.waiting_for_capacity:
+            conditions.append(col(Escalation.assignee_id).is_(None))
+            conditions.append(col(Escalation.capacity_wait_since).is_not(None))
         if self.due_on is not None:
             conditions.append(
                 sa.or_(
@@ -170,7 +182,8 @@ def case_rows(
             col(Account.language), col(Account.phone), col(Account.address), col(Escalation.area),
             col(Escalation.assignee_id), col(Agent.name), col(Escalation.opened_on),
             col(Escalation.follow_up_on), col(Escalation.failed_calls), col(Account.invalid_phone),
-            col(Escalation.next_call_at), col(Escalation.stage),
+            col(Escalation.next_call_at), col(Escalation.stage), col(Account.protections),
+            col(Account.spoken_language), col(Escalation.capacity_wait_since),
         )
         .join(Account, col(Account.account_no) == col(Escalation.account_no))
         .outerjoin(Agent, col(Agent.id) == col(Escalation.assignee_id))
@@ -255,7 +268,11 @@ _HEADERS: dict[str, tuple[str, ...]] = {
     CaseKind.CALL: ("case", "account", "name", "phone"),
     CaseKind.VISIT: ("case", "account", "name", "area", "address"),
 }
-_COMMON = ("bills", "total", "oldest due", "days overdue", "attempts", "last note", "opened on")
+_COMMON = (
+    "bills", "total", "oldest due", "days overdue", "attempts", "last note", "opened on",
+    # Last, so that readers of the older files find every column where it was.
+    "protections", "spoken language",
+)  # fmt: skip
 
 
 def _national(phone: str | None) -> str:
@@ -267,11 +284,12 @@ def _national(phone: str | None) -> str:
 
 
 def export_table(
-    rows: Sequence[CaseRow], kind: str, *, tz: ZoneInfo
+    rows: Sequence[CaseRow], kind: str, *, tz: ZoneInfo, language: str = "zh-TW"
 ) -> tuple[list[str], list[list[Any]]]:
     """Headers and flat rows of a list, for CSV/XLSX/ODS: one row per case.
 
-    Attempts are listed by their business date in ``tz``, as the agent page shows them.
+    Attempts are listed by their business date in ``tz``, as the agent page shows them;
+    protections and the spoken language by their labels in ``language``.
     """
     headers = [*_HEADERS[kind], *_COMMON]
     table: list[list[Any]] = []
@@ -285,7 +303,8 @@ def export_table(
             [
                 r.case_id, r.account_no, r.name or "", *contact, bills, r.total,
                 r.bills[0].due_date if r.bills else None, r.days_overdue, attempts, last_note,
-                r.opened_on,
+                r.opened_on, protections_text(r.protections, language),
+                spoken_language_label(r.spoken_language, language),
             ]
         )  # fmt: skip
     return headers, table
@@ -295,7 +314,8 @@ def export_table(
 
 
 def stats(session: Session, *, since: date, tz: ZoneInfo) -> dict[str, Any]:
-    """Open cases by area and kind (assigned or not); outcomes and closed cases since ``since``.
+    """Open cases by area and kind (unassigned, waiting for capacity); outcomes and closed cases
+    since ``since``.
 
     Closed cases count by how they ended, so ``paid_before_trigger`` (paid in
     time, heard of late) stays apart from ``paid`` (collected).
@@ -311,13 +331,23 @@ def stats(session: Session, *, since: date, tz: ZoneInfo) -> dict[str, Any]:
         .group_by(col(Escalation.area), col(Escalation.kind), col(Escalation.assignee_id).is_(None))
     )
     open_by_area: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"call": 0, "visit": 0, "unassigned": 0}
+        lambda: {"call": 0, "visit": 0, "unassigned": 0, "waiting_for_capacity": 0}
     )
     for area, kind, unassigned, n in open_rows:
         counts = open_by_area[area or ""]
         counts[kind] += n
         if unassigned:
             counts["unassigned"] += n
+    for area, n in session.execute(
+        sa.select(col(Escalation.area), sa.func.count())
+        .where(
+            col(Escalation.status) == CaseStatus.OPEN,
+            col(Escalation.assignee_id).is_(None),
+            col(Escalation.capacity_wait_since).is_not(None),
+        )
+        .group_by(col(Escalation.area))
+    ):
+        open_by_area[area or ""]["waiting_for_capacity"] += n
     start = datetime.combine(since, time(0), tzinfo=tz)
     outcome_rows = session.execute(
         sa.select(col(Escalation.area), col(EscalationAttempt.outcome), sa.func.count())

@@ -53,6 +53,10 @@ class Agent(SQLModel, table=True):
     area: str = Field(index=True, max_length=64)
     kind: str = Field(max_length=16)
     """``caller`` or ``field``."""
+    daily_capacity: int | None = None
+    """Cases given to them per business day; None: no limit."""
+    languages: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    """What they speak with customers (``events.schema.SPOKEN_LANGUAGES``)."""
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -86,6 +90,10 @@ class Escalation(SQLModel, table=True):
     """``call`` or ``visit``."""
     status: str = Field(default=CaseStatus.OPEN, max_length=16)
     assignee_id: int | None = Field(default=None, foreign_key="agents.id")
+    assigned_on: date | None = Field(default=None, index=True)
+    """The business date it was given to its assignee: what counts against their capacity."""
+    capacity_wait_since: date | None = None
+    """Unassigned since this business date because every agent of its area and kind was full."""
     attempts: int = 0
     failed_calls: int = 0
     """Call attempts that ended ``no_answer`` or ``wrong_number``."""
@@ -175,7 +183,7 @@ class SweepRun(SQLModel, table=True):
     """Cases closed by a payment that the rule holds for again."""
     assigned: int = 0
     unassigned: int = 0
-    """Cases opened with no agent of their area and kind."""
+    """Open cases the run left without an agent: none of their area and kind, or all full."""
     error: str | None = Field(default=None, max_length=1000)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -47,6 +47,9 @@ class Reachability:
     phone: str | None
     vulnerable: bool
     prefers_paper: bool
+    protected: bool = False
+    """The account has a protection (life support, low income, disabled, elderly)."""
+    area: str | None = None
 
 
 def _in_order(bills: Sequence[LedgerBill]) -> list[LedgerBill]:
@@ -108,6 +111,8 @@ def escalable(
 
 
 def kind_for(account: Reachability, policy: EscalationPolicy) -> str:
-    """``visit`` for accounts flagged for one or with no phone to call; else ``call``."""
+    """``visit`` for accounts flagged for one, with no phone to call or in a remote area
+    (``remote_areas``: 到府服務); else ``call``."""
     flagged = any(getattr(account, flag) for flag in policy.visit_flags)
-    return CaseKind.VISIT if flagged or not account.phone else CaseKind.CALL
+    remote = account.area is not None and account.area in policy.remote_areas
+    return CaseKind.VISIT if flagged or remote or not account.phone else CaseKind.CALL

@@ -207,7 +207,7 @@ def record_outcome(
         case.status, case.closed_at = CaseStatus.DONE, now
     elif outcome == "refused":
         if case.kind == CaseKind.CALL:
-            _become_visit(session, case, now, why="refused on the phone")
+            _become_visit(session, case, now, today, why="refused on the phone")
         else:
             case.stage = NEXT_STAGE
             _change(session, case, "marked for the next stage", actor.name, now,
@@ -216,7 +216,7 @@ def record_outcome(
         case.failed_calls += 1
         if accounts.mark_phone_invalid(session, case.account_no, now=now):
             callbacks.contact_invalid(session, case, contact="phone", reason=outcome, now=now)
-        _become_visit(session, case, now, why="the phone number is wrong")
+        _become_visit(session, case, now, today, why="the phone number is wrong")
     elif outcome == "no_answer":
         if case.next_call_at is not None and now < case.next_call_at:
             _change(session, case, "call not counted", actor.name, now,
@@ -225,7 +225,9 @@ def record_outcome(
             case.failed_calls += 1
             case.next_call_at = now + timedelta(hours=policy.call_retry_hours)
             if case.failed_calls >= policy.max_call_attempts:
-                _become_visit(session, case, now, why=f"after {case.failed_calls} failed calls")
+                _become_visit(
+                    session, case, now, today, why=f"after {case.failed_calls} failed calls"
+                )
     session.add(case)
     if on_behalf:
         audit.record(
@@ -301,23 +303,46 @@ def _change(
     )
 
 
-def _become_visit(session: Session, case: Escalation, now: datetime, *, why: str) -> None:
+def _become_visit(
+    session: Session, case: Escalation, now: datetime, today: date, *, why: str
+) -> None:
     case.kind = CaseKind.VISIT
     case.next_call_at = None
-    case.assignee_id = Assigner(session, area=case.area).pick(case.area, CaseKind.VISIT)
-    detail = f"{why}; " + (
-        f"assigned to agent {case.assignee_id}" if case.assignee_id else "no field agent"
-    )
-    _change(session, case, "became a visit", "rule", now, detail)
+    assigner = Assigner(session, area=case.area, day=today)
+    account = session.get(Account, case.account_no)
+    language = account.spoken_language if account is not None else None
+    case.assignee_id = assigner.pick(case.area, CaseKind.VISIT, language=language)
+    case.assigned_on = today if case.assignee_id is not None else None
+    if case.assignee_id is not None:
+        case.capacity_wait_since = None
+        detail = f"assigned to agent {case.assignee_id}"
+    elif assigner.full(case.area, CaseKind.VISIT):
+        case.capacity_wait_since = case.capacity_wait_since or today
+        detail = "every field agent of the area is full today: waiting for capacity"
+    else:
+        detail = "no field agent"
+    _change(session, case, "became a visit", "rule", now, f"{why}; {detail}")
 
 
 def assign(
-    session: Session, case_id: int, agent_id: int | None, actor: Actor, *, now: datetime
+    session: Session,
+    case_id: int,
+    agent_id: int | None,
+    actor: Actor,
+    *,
+    now: datetime,
+    today: date | None = None,
 ) -> Escalation:
-    """Give an open case to ``agent_id`` (an active agent of the case's kind), or to nobody."""
+    """Give an open case to ``agent_id`` (an active agent of the case's kind), or to nobody.
+
+    Only a supervisor may give a case to an agent of another area. A case given
+    on business date ``today`` counts against the agent's capacity that day; a
+    supervisor's choice is not refused for capacity (they decide who has room).
+    """
     case = get_case(session, case_id, actor, lock=True)
     if case.status != CaseStatus.OPEN:
         raise CaseClosed(case)
+    agent: Agent | None = None
     if agent_id is not None:
         agent = session.get(Agent, agent_id)
         if agent is None or not agent.active:
@@ -327,16 +352,26 @@ def assign(
                 "agent_id", f"agent {agent_id} is a {agent.kind}; a {case.kind} case needs a "
                 f"{AGENT_KIND[case.kind]}"
             )  # fmt: skip
+        if agent.area != case.area and not actor.supervisor:
+            raise InvalidInput(
+                "agent_id", f"agent {agent_id} works {agent.area}; only a supervisor gives a "
+                f"case of {case.area} to another area"
+            )  # fmt: skip
     assert case.id is not None
     before = case.assignee_id
     case.assignee_id, case.updated_at = agent_id, now
+    case.assigned_on = today if agent_id is not None else None
+    if agent_id is not None:
+        case.capacity_wait_since = None
+    across = agent is not None and agent.area != case.area
     session.add(case)
     session.add(
         EscalationChange(
             escalation_id=case.id,
             change="reassigned",
             actor=actor.name,
-            detail=f"agent {before} → agent {agent_id}",
+            detail=f"agent {before} → agent {agent_id}"
+            + (f" (of {agent.area}, across areas)" if agent is not None and across else ""),
             at=now,
         )
     )
@@ -345,7 +380,7 @@ def assign(
         actor=actor.name,
         action="case.reassigned",
         target=f"case {case.id}",
-        detail={"from": before, "to": agent_id},
+        detail={"from": before, "to": agent_id, **({"across_areas": True} if across else {})},
     )
     return case
 

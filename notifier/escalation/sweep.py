@@ -3,7 +3,10 @@
 Cases follow the ledger: first the open cases a payment left without ground
 close (:func:`~notifier.escalation.service.close_paid_cases`); then an account
 the rule holds for again gets its case closed by that payment back, reopened,
-with its attempts and history, rather than a new one.
+with its attempts and history, rather than a new one. Last, every case without
+an agent (new, reopened, or waiting since an earlier day) is given out in
+priority order within each agent's daily capacity
+(:mod:`~notifier.escalation.assignment`).
 
 It is idempotent (a second run on the same date changes nothing) and safe
 beside payments and another sweep: each chunk of accounts is processed under
@@ -29,8 +32,9 @@ from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.db import Database, utcnow
 from notifier.escalation import holds, rule
-from notifier.escalation.assignment import Assigner
+from notifier.escalation.assignment import Assigner, priority
 from notifier.escalation.models import (
+    AGENT_KIND,
     PAID_OUTCOMES,
     CaseStatus,
     Escalation,
@@ -100,7 +104,6 @@ def sweep(
             candidates = _accounts_to_check(session, as_of, policy)
             run.accounts = len(candidates)
             _save(session, run)
-            assigner = Assigner(session)
         if progress:
             progress(run)
         statistics = _Statistics(db)
@@ -108,13 +111,14 @@ def sweep(
             statistics.refresh_if_stale(run.opened)
             with db.session() as session:
                 accounts = candidates[start : start + chunk]
-                _sweep_chunk(session, accounts, as_of, policy, assigner, run, clock())
+                _sweep_chunk(session, accounts, as_of, policy, run, clock())
                 run.checked = min(start + chunk, len(candidates))
                 _save(session, run)
             if progress:
                 progress(run)
         with db.session() as session:
-            run.assigned += _assign_waiting(session, assigner, clock())
+            # New, reopened and waiting cases together, so today's room goes by priority.
+            run.assigned, run.unassigned = _assign_waiting(session, as_of, clock())
             run.status, run.finished_at = "done", clock()
             _save(session, run)
     except BaseException as exc:
@@ -255,14 +259,13 @@ def _sweep_chunk(
     account_nos: Sequence[str],
     as_of: date,
     policy: EscalationPolicy,
-    assigner: Assigner,
     run: SweepRun,
     now: datetime,
 ) -> None:
     new_cases: list[dict[str, object]] = []
     owed_by_account: dict[str, list[str]] = {}
     joins: dict[int, list[str]] = {}
-    reopens: dict[int, tuple[str, int | None, list[str]]] = {}
+    reopens: dict[int, tuple[str, list[str]]] = {}
     chunk = _read_locked(session, account_nos)
     _leave_out_held(session, chunk, as_of)
     for account_no, f in chunk.items():
@@ -279,12 +282,12 @@ def _sweep_chunk(
         kind = rule.kind_for(f.account, policy)
         if f.reopenable is not None:
             missing = [no for no in owed if no not in f.reopenable_bills]
-            reopens[f.reopenable] = (kind, assigner.pick(f.area, kind), missing)
+            reopens[f.reopenable] = (kind, missing)
             continue
         new_cases.append(
             {
                 "account_no": account_no, "area": f.area, "kind": kind,
-                "status": CaseStatus.OPEN, "assignee_id": assigner.pick(f.area, kind),
+                "status": CaseStatus.OPEN, "assignee_id": None,
                 "attempts": 0, "failed_calls": 0, "opened_on": as_of, "opened_at": now,
                 "updated_at": now,
             }
@@ -292,31 +295,23 @@ def _sweep_chunk(
         owed_by_account[account_no] = owed
     bills: list[dict[str, object]] = []
     changes: list[dict[str, object]] = []
-    for case_id, account_no, assignee in _insert_cases(session, new_cases):
+    for case_id, account_no in _insert_cases(session, new_cases):
         bills += [_bill(case_id, no, as_of) for no in owed_by_account[account_no]]
-        detail = f"assigned to agent {assignee}" if assignee else "no agent for its area and kind"
-        changes.append(_change(case_id, "opened", f"as of {as_of}; {detail}", now))
+        changes.append(_change(case_id, "opened", f"as of {as_of}", now))
         run.opened += 1
-        run.assigned += assignee is not None
-        run.unassigned += assignee is None
-    for case_id, (kind, assignee, missing) in reopens.items():
+    for case_id, (kind, missing) in reopens.items():
         session.execute(
             sa.update(Escalation)
             .where(col(Escalation.id) == case_id)
             .values(
                 status=CaseStatus.OPEN, outcome=None, closed_at=None, kind=kind,
-                assignee_id=assignee, failed_calls=0, follow_up_on=None, next_call_at=None,
-                stage=None, updated_at=now,
+                assignee_id=None, assigned_on=None, capacity_wait_since=None, failed_calls=0,
+                follow_up_on=None, next_call_at=None, stage=None, updated_at=now,
             )
         )  # fmt: skip
         bills += [_bill(case_id, no, as_of) for no in missing]
-        detail = f"assigned to agent {assignee}" if assignee else "no agent for its area and kind"
-        changes.append(
-            _change(case_id, "reopened", f"as of {as_of}: the rule holds again; {detail}", now)
-        )
+        changes.append(_change(case_id, "reopened", f"as of {as_of}: the rule holds again", now))
         run.reopened += 1
-        run.assigned += assignee is not None
-        run.unassigned += assignee is None
     for case_id, missing in joins.items():
         bills += [_bill(case_id, no, as_of) for no in missing]
         changes.append(_change(case_id, "bills joined", ", ".join(missing), now))
@@ -348,8 +343,8 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
     accounts = session.execute(
         sa.select(
             col(Account.account_no), col(Account.phone), col(Account.invalid_phone),
-            col(Account.vulnerable), col(Account.prefers_paper), col(Account.area),
-            col(Account.billing_cycle_months),
+            col(Account.vulnerable), col(Account.prefers_paper), col(Account.protections),
+            col(Account.area), col(Account.billing_cycle_months),
         )
         .where(col(Account.account_no).in_(account_nos))
         .order_by(col(Account.account_no))
@@ -358,11 +353,17 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
     # A number an agent found wrong is no phone to call: such an account gets a visit.
     facts = {
         account_no: _Facts(
-            rule.Reachability(accounts_service.callable_phone(phone, invalid), vulnerable, paper),
+            rule.Reachability(
+                accounts_service.callable_phone(phone, invalid),
+                vulnerable,
+                paper,
+                protected=bool(protections),
+                area=area,
+            ),
             area,
             cycle,
         )
-        for account_no, phone, invalid, vulnerable, paper, area, cycle in accounts
+        for account_no, phone, invalid, vulnerable, paper, protections, area, cycle in accounts
     }
     bills = session.execute(sa.select(*LEDGER_COLUMNS).where(col(Bill.account_no).in_(account_nos)))
     for account_no, *bill in bills:
@@ -408,9 +409,7 @@ def _read_locked(session: Session, account_nos: Sequence[str]) -> dict[str, _Fac
     return facts
 
 
-def _insert_cases(
-    session: Session, rows: list[dict[str, object]]
-) -> list[tuple[int, str, int | None]]:
+def _insert_cases(session: Session, rows: list[dict[str, object]]) -> list[tuple[int, str]]:
     """Insert open cases; one that another sweep opened meanwhile is skipped, not doubled."""
     if not rows:
         return []
@@ -421,9 +420,9 @@ def _insert_cases(
         .on_conflict_do_nothing(
             index_elements=["account_no"], index_where=sa.text("status = 'open'")
         )
-        .returning(col(Escalation.id), col(Escalation.account_no), col(Escalation.assignee_id))
+        .returning(col(Escalation.id), col(Escalation.account_no))
     )
-    return [(row[0], row[1], row[2]) for row in session.execute(statement, rows)]
+    return [(row[0], row[1]) for row in session.execute(statement, rows)]
 
 
 def _bill(case_id: int, bill_no: str, as_of: date) -> dict[str, object]:
@@ -437,29 +436,88 @@ def _change(case_id: int, change: str, detail: str, at: datetime) -> dict[str, o
     }  # fmt: skip
 
 
-def _assign_waiting(session: Session, assigner: Assigner, now: datetime) -> int:
-    """Give unassigned open cases to agents added since they opened."""
-    waiting = session.exec(
-        select(Escalation)
-        .where(Escalation.status == CaseStatus.OPEN, col(Escalation.assignee_id).is_(None))
-        .with_for_update()
-    )
-    assigned = 0
-    for case in waiting:
-        agent_id = assigner.pick(case.area, case.kind)
-        if agent_id is None:
-            continue
-        case.assignee_id, case.updated_at = agent_id, now
-        session.add(case)
-        assert case.id is not None
-        session.add(
-            EscalationChange(
-                escalation_id=case.id,
-                change="assigned",
-                actor=SWEEP_ACTOR,
-                detail=f"to agent {agent_id}",
-                at=now,
-            )
+def _assign_waiting(session: Session, as_of: date, now: datetime) -> tuple[int, int]:
+    """Give unassigned open cases to agents with room on ``as_of``; (assigned, left waiting).
+
+    Cases go in :func:`~notifier.escalation.assignment.priority` order, so when
+    capacity is short the protected visits and the largest debts longest owed
+    are worked today and the rest wait for the next business day's sweep. A case
+    every agent of its area was too full for is marked waiting for capacity.
+    """
+    waiting = session.execute(
+        sa.select(
+            col(Escalation.id), col(Escalation.area), col(Escalation.kind),
+            col(Escalation.capacity_wait_since), col(Account.protections),
+            col(Account.spoken_language),
         )
-        assigned += 1
-    return assigned
+        .join(Account, col(Account.account_no) == col(Escalation.account_no))
+        .where(col(Escalation.status) == CaseStatus.OPEN, col(Escalation.assignee_id).is_(None))
+        .with_for_update(of=Escalation)
+    ).all()  # fmt: skip
+    if not waiting:
+        return 0, 0
+    unassigned = (
+        sa.select(col(Escalation.id))
+        .where(col(Escalation.status) == CaseStatus.OPEN, col(Escalation.assignee_id).is_(None))
+        .scalar_subquery()
+    )
+    owed = {
+        case_id: (total, oldest)
+        for case_id, total, oldest in session.execute(
+            sa.select(
+                col(EscalationBill.escalation_id),
+                sa.func.sum(col(Bill.amount) - col(Bill.paid_amount)),
+                sa.func.min(col(Bill.due_date)),
+            )
+            .join(Bill, col(Bill.bill_no) == col(EscalationBill.bill_no))
+            .where(col(EscalationBill.escalation_id).in_(unassigned), col(Bill.paid_at).is_(None))
+            .group_by(col(EscalationBill.escalation_id))
+        )
+    }
+
+    def pressing(case: sa.Row[Any]) -> tuple[int, int, int]:
+        total, oldest = owed.get(case.id, (0, as_of))
+        days = max(0, (as_of - oldest).days)
+        return priority(
+            kind=case.kind, protections=case.protections or [], owed=int(total or 0),
+            days_overdue=days, case_id=case.id,
+        )  # fmt: skip
+
+    assigner = Assigner(session, day=as_of)
+    given: list[dict[str, object]] = []
+    full: list[int] = []
+    changes: list[dict[str, object]] = []
+    for case in sorted(waiting, key=pressing):
+        agent_id = assigner.pick(case.area, case.kind, language=case.spoken_language)
+        if agent_id is not None:
+            given.append({"case_id": case.id, "agent_id": agent_id})
+            changes.append(_change(case.id, "assigned", f"to agent {agent_id}", now))
+        elif case.capacity_wait_since is None and assigner.full(case.area, case.kind):
+            full.append(case.id)
+            changes.append(
+                _change(case.id, "waiting for capacity", f"every {AGENT_KIND[case.kind]} "
+                        f"agent of {case.area} is full on {as_of}", now)
+            )  # fmt: skip
+    table = Escalation.__table__  # type: ignore[attr-defined]
+    if given:
+        session.connection().execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("case_id"))
+            .values(
+                assignee_id=sa.bindparam("agent_id"), assigned_on=as_of,
+                capacity_wait_since=None, updated_at=now,
+            ),
+            given,
+        )  # fmt: skip
+    if full:
+        # One statement run for each case: a list of ids as long as a bad day's overflow
+        # would pass SQLite's limit on parameters.
+        session.connection().execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("case_id"))
+            .values(capacity_wait_since=as_of, updated_at=now),
+            [{"case_id": case_id} for case_id in full],
+        )
+    if changes:
+        session.execute(sa.insert(EscalationChange), changes)
+    return len(given), len(waiting) - len(given)

@@ -26,11 +26,15 @@ from notifier.privacy.text import Address, PersonName, storable
 __all__ = [
     "EVENT_TYPES",
     "MAX_AMOUNT",
+    "PROTECTIONS",
+    "SPOKEN_LANGUAGES",
     "AccountIn",
     "BillIn",
     "EventIn",
     "FieldError",
     "PaymentIn",
+    "Protection",
+    "SpokenLanguage",
     "UsageIn",
     "error_message",
     "field_errors",
@@ -45,6 +49,14 @@ EventType = Literal[
 BillKind = Literal["regular", "supplementary", "final"]
 _PAYMENT_EVENTS = ("bill.paid", "bill.payment_reversed")
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
+Protection = Literal["life_support", "low_income", "disabled", "elderly"]
+PROTECTIONS: tuple[Protection, ...] = ("life_support", "low_income", "disabled", "elderly")
+"""Why an account is protected: 維生器材 (life-support equipment at home), 低收入戶,
+身心障礙, 高齡. Any protection means a visit, as ``vulnerable`` does (README, "Escalation")."""
+SpokenLanguage = Literal["zh-TW", "nan", "hak", "en", "vi", "id"]
+SPOKEN_LANGUAGES: tuple[SpokenLanguage, ...] = ("zh-TW", "nan", "hak", "en", "vi", "id")
+"""What a person speaks with the customer: 華語, 台語 (``nan``), 客語 (``hak``), English,
+Vietnamese, Indonesian; apart from ``language``, the language notices are written in."""
 DEFAULT_REGION = "TW"
 MAX_AMOUNT = 2**31 - 1
 """The largest bill amount (NT$) the database's 32-bit column holds."""
@@ -78,6 +90,10 @@ class AccountIn(_Strict):
     address: Address | None = Field(None, max_length=500)
     area: PersonName | None = Field(None, max_length=64)
     vulnerable: bool | None = None
+    """The old flag, still taken: a visit, with no reason named (``protections`` names it)."""
+    protections: list[Protection] | None = Field(None, max_length=len(PROTECTIONS))
+    """The whole list the producer knows of; it replaces the producer's earlier one."""
+    spoken_language: SpokenLanguage | None = None
     prefers_paper: bool | None = None
     prefers_voice: bool | None = None
     opt_outs: list[ChannelName] | None = None
@@ -102,6 +118,12 @@ class AccountIn(_Strict):
         if value is not None and any(not token.strip() or len(token) > 4096 for token in value):
             raise ValueError("push tokens must be non-empty strings of at most 4096 characters")
         return value
+
+    @field_validator("protections")
+    @classmethod
+    def _protections_once(cls, value: list[str] | None) -> list[str] | None:
+        # Stored in the vocabulary's order, each once: lists compare equal whoever sent them.
+        return None if value is None else [p for p in PROTECTIONS if p in value]
 
     def known_fields(self) -> dict[str, Any]:
         """The fields the producer actually sent (others keep stored values)."""

@@ -20,6 +20,8 @@ column                     needed    becomes
 ``vulnerable``,            no        ``account.*``: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``)
 ``prefers_paper``,
 ``prefers_voice``
+``protections``            no        ``account.protections``, several separated by ``|`` (``life_support|elderly``)
+``spoken_language``        no        ``account.spoken_language`` (``nan``, ``hak``, ...)
 ``billing_cycle_months``   no        ``account.billing_cycle_months``
 ``bill_no``, ``period``,   yes       ``bill.*``: period ``YYYY-MM``, amount in whole NT$,
 ``amount``, ``due_date``             due date ``YYYY-MM-DD``
@@ -50,12 +52,12 @@ Format = Literal["csv", "jsonl", "json"]
 ACCOUNT_COLUMNS = (
     "account_no", "name", "phone", "email", "address", "area", "language",
     "push_tokens", "opt_outs", "vulnerable", "prefers_paper", "prefers_voice",
-    "billing_cycle_months",
+    "billing_cycle_months", "protections", "spoken_language",
 )  # fmt: skip
 BILL_COLUMNS = ("bill_no", "period", "amount", "due_date")
 EVENT_COLUMNS = ("event_id", "type", "occurred_at", "level")
 CSV_COLUMNS = (*EVENT_COLUMNS, *ACCOUNT_COLUMNS, *BILL_COLUMNS)
-LIST_COLUMNS = ("push_tokens", "opt_outs")
+LIST_COLUMNS = ("push_tokens", "opt_outs", "protections")
 _COLUMN_OF = {
     **{f"account.{name}": name for name in ACCOUNT_COLUMNS},
     **{f"bill.{name}": name for name in BILL_COLUMNS},
@@ -197,5 +199,8 @@ def _validated(line: int, raw: Any) -> Row:
 
 
 def _column(path: str) -> str:
-    """``account.phone`` → ``phone``: the CSV column an error is about, where there is one."""
-    return _COLUMN_OF.get(path, path)
+    """``account.phone`` → ``phone``: the CSV column an error is about, where there is one.
+
+    A list's item (``account.protections[1]``) is its column's.
+    """
+    return _COLUMN_OF.get(path, _COLUMN_OF.get(path.split("[", 1)[0], path))

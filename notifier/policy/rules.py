@@ -68,7 +68,8 @@ class RetryPolicy(BaseModel):
     max_seconds: float = Field(900, gt=0)
 
 
-VisitFlag = Literal["vulnerable", "prefers_paper"]
+VisitFlag = Literal["vulnerable", "prefers_paper", "protected"]
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class EscalationPolicy(BaseModel):
@@ -84,8 +85,11 @@ class EscalationPolicy(BaseModel):
     """For accounts whose billing cycle the producer never sent."""
     max_call_attempts: int = Field(3, ge=1, le=20)
     """Call attempts ending ``no_answer`` or ``wrong_number`` before the case becomes a visit."""
-    visit_flags: list[VisitFlag] = ["vulnerable", "prefers_paper"]
-    """Account flags that send a case straight to a visit (so does having no phone)."""
+    visit_flags: list[VisitFlag] = ["vulnerable", "prefers_paper", "protected"]
+    """Account flags that send a case straight to a visit (so does having no phone);
+    ``protected`` is an account with any of ``protections``."""
+    remote_areas: list[str] = []
+    """Service areas whose cases are all visits (到府服務): too far for a call to settle it."""
     sweep_at: time = time(7, 0)
     sweep_days: list[str] = ["mon", "tue", "wed", "thu", "fri"]
     """Weekdays that are business days, unless a holiday (a missed day is caught up the next)."""

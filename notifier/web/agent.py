@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
 from notifier.accounts import service as accounts
+from notifier.accounts.labels import protection_label, spoken_language_label
 from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
 from notifier.escalation import lists
@@ -32,6 +33,7 @@ from notifier.escalation.models import AGENT_KIND, Agent, CaseStatus, Escalation
 from notifier.escalation.notices import notices_pdf
 from notifier.escalation.record import service_record
 from notifier.escalation.record_pdf import LANGUAGES, service_record_pdf
+from notifier.events.schema import PROTECTIONS
 from notifier.exports import tables as exports
 from notifier.users.models import User
 from notifier.users.service import actor_of
@@ -75,15 +77,23 @@ def my_cases(
     user: AgentUser,
     area: str = "",
     unassigned: bool = False,
+    waiting: bool = False,
     done: int | None = None,
+    protected: str = "",
     problem: str = "",
 ) -> HTMLResponse:
-    """An agent's list for today; a supervisor's view of an area (or the unassigned)."""
+    """An agent's list for today; a supervisor's view of an area (or the unassigned, or those
+    waiting for capacity)."""
     today = rt.policy.business_date(rt.clock())
     agent = _own_agent(session, user)
     supervisor = user.role in SUPERVISORS
-    if supervisor and (area or unassigned or agent is None):
-        where = lists.CaseFilter(status=CaseStatus.OPEN, area=area or None, unassigned=unassigned)
+    if supervisor and (area or unassigned or waiting or agent is None):
+        where = lists.CaseFilter(
+            status=CaseStatus.OPEN,
+            area=area or None,
+            unassigned=unassigned,
+            waiting_for_capacity=waiting,
+        )
         rows = lists.case_rows(session, where, today=today, limit=SUPERVISOR_PAGE)
         kind = None
     elif agent is not None and agent.id is not None:
@@ -97,11 +107,14 @@ def my_cases(
             actor=actor_of(user),
             action="pii.view",
             target=f"cases of area {area}" if area else "cases",
-            detail={"unassigned": unassigned, "cases": len(rows)},
+            detail={"unassigned": unassigned, "waiting": waiting, "cases": len(rows)},
         )
-    here = urlencode(
-        {k: v for k, v in (("area", area), ("unassigned", unassigned and "true")) if v}
+    chosen = (
+        ("area", area),
+        ("unassigned", unassigned and "true"),
+        ("waiting", waiting and "true"),
     )
+    here = urlencode({k: v for k, v in chosen if v})
     return render(
         request,
         "agent/cases.html",
@@ -117,7 +130,12 @@ def my_cases(
         agents=_agents_by_kind(session) if supervisor else {},
         area=area,
         unassigned=unassigned,
+        waiting=waiting,
         outcomes=cases.OUTCOMES,
+        protections=PROTECTIONS,
+        protection_label=protection_label,
+        spoken_language_label=spoken_language_label,
+        protected=protected,
         done=done,
         problem=problem,
     )
@@ -195,13 +213,37 @@ def reassign(
         return redirect(f"{back}{joiner}problem=agent_id#case-{case_id}")
     try:
         cases.assign(
-            session, case_id, int(agent_id) if agent_id else None, _actor(user), now=rt.clock()
-        )
+            session, case_id, int(agent_id) if agent_id else None, _actor(user), now=rt.clock(),
+            today=rt.policy.business_date(rt.clock()),
+        )  # fmt: skip
     except cases.InvalidInput as exc:
         return redirect(f"{back}{joiner}problem={exc.field}#case-{case_id}")
     except cases.CaseError as exc:
         raise _http(exc) from None
     return redirect(f"{back}{joiner}done={case_id}")
+
+
+@router.post("/accounts/{account_no}/protections", dependencies=[Depends(csrf_protect)])
+def add_protection(
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: SupervisorUser,
+    account_no: str,
+    protection: Annotated[str, Form()],
+    case_id: Annotated[int, Form()],
+    back: Annotated[str, Form()] = "/agent",
+) -> Response:
+    """A supervisor adds a protection to a case's account (audited by the accounts service)."""
+    back = back if back.startswith("/agent") else "/agent"
+    joiner = "&" if "?" in back else "?"
+    if protection not in PROTECTIONS:
+        return redirect(f"{back}{joiner}problem=protection#case-{case_id}")
+    account = accounts.add_protections(
+        session, account_no, [protection], actor=actor_of(user), now=rt.clock()
+    )
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no account {account_no}")
+    return redirect(f"{back}{joiner}protected={account_no}#case-{case_id}")
 
 
 def _http(exc: cases.CaseError) -> HTTPException:
@@ -214,7 +256,9 @@ def _http(exc: cases.CaseError) -> HTTPException:
 
 
 @router.get("/export.{fmt}")
-def export(rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str) -> Response:
+def export(
+    request: Request, rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str
+) -> Response:
     """Today's list as a CSV, XLSX or ODS file."""
     if fmt not in exports.FORMATS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {fmt} export; try csv, xlsx or ods")
@@ -225,6 +269,7 @@ def export(rt: RuntimeDep, session: SessionDep, user: AgentUser, fmt: str) -> Re
     download = list_file(
         session, agent_id=agent.id, kind=_kind_of(agent), fmt=fmt, today=today,
         tz=rt.policy.tz, actor=actor_of(user),
+        language=pick_language(request.cookies.get(LANG_COOKIE), user),
     )  # fmt: skip
     return Response(
         download.body,

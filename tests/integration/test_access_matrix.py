@@ -67,11 +67,18 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/escalations/{case_id}/assign"): {"agent_id": 999_999_999},
     ("PUT", "/v1/producer/callback"): {"url": "ftp://not.a.callback"},
     ("POST", "/v1/holds"): {"scope": "not a scope", "reason": "dispute"},
+    ("POST", "/v1/agents"): {"name": "", "area": "", "kind": "not a kind"},
+    ("PATCH", "/v1/agents/{agent_id}"): {"daily_capacity": 0},
+    ("POST", "/v1/accounts/{account_no}/protections"): {"protections": ["not a protection"]},
 }
 TWILIO_FORM = {"MessageStatus": "sent", "MessageSid": "SM" + "0" * 32}
 FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/agent/cases/{case_id}/outcome"): {"outcome": "not an outcome"},
     ("POST", "/agent/cases/{case_id}/assign"): {"agent_id": "999999999"},
+    ("POST", "/agent/accounts/{account_no}/protections"): {
+        "protection": "not a protection",
+        "case_id": "1",
+    },
     ("POST", "/language"): {"lang": "en", "next": "/"},
     ("POST", "/agent/holds"): {"scope": "not a scope", "reason": "dispute"},
 }
@@ -196,6 +203,7 @@ def world(stack: Stack) -> Iterator[World]:
             "notification_id": str(email.notification_id),
             "account_no": acct["account_no"],
             "case_id": str(case.id),
+            "agent_id": str(field_agent.id),
             "run_id": str(run.id),
             "fmt": "csv",
             "token": "not-a-callback-token",

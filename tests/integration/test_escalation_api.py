@@ -221,7 +221,9 @@ def test_supervisors_see_the_unassigned_reassign_and_count(stack: Stack) -> None
     )
     assert [c["id"] for c in waiting.json()["items"]] == [case.id]
     stats = stack.client.get("/v1/escalations/stats", headers=supervisor).json()
-    assert stats["open_by_area"][area] == {"call": 1, "visit": 0, "unassigned": 1}
+    assert stats["open_by_area"][area] == {
+        "call": 1, "visit": 0, "unassigned": 1, "waiting_for_capacity": 0,
+    }  # fmt: skip
 
     agent_id, agent = new_agent(stack, area, "caller")
     field_id, _ = new_agent(stack, area, "field")

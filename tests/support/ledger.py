@@ -89,9 +89,12 @@ class Ledger:
     def sweep(self, as_of: date) -> SweepRun:
         return sweep(self.runtime.db, self.policy, as_of, trigger="test")
 
-    def add_agent(self, area: str, kind: str = "caller", name: str = "林建宏") -> int:
+    def add_agent(
+        self, area: str, kind: str = "caller", name: str = "林建宏", **details: Any
+    ) -> int:
+        """An agent's id; ``details`` may give ``daily_capacity`` and ``languages``."""
         with self.runtime.db.session() as session:
-            agent = add_agent(session, name=name, area=area, kind=kind)
+            agent = add_agent(session, name=name, area=area, kind=kind, **details)
         assert agent.id is not None
         return agent.id
 

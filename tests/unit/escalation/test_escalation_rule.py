@@ -63,10 +63,14 @@ def test_a_paid_older_bill_leaves_the_newer_one_to_its_own_date() -> None:
         (Reachability(None, vulnerable=False, prefers_paper=False), "visit"),
         (Reachability("+886912345678", vulnerable=True, prefers_paper=False), "visit"),
         (Reachability("+886912345678", vulnerable=False, prefers_paper=True), "visit"),
+        (Reachability("+886912345678", False, False, protected=True), "visit"),
+        (Reachability("+886912345678", False, False, area="lanyu"), "visit"),  # remote
+        (Reachability("+886912345678", False, False, area="toufen"), "call"),
     ],
 )
 def test_who_gets_a_visit(account: Reachability, kind: str) -> None:
-    assert kind_for(account, POLICY) == kind
+    policy = POLICY.model_copy(update={"remote_areas": ["lanyu"]})
+    assert kind_for(account, policy) == kind
 
 
 def test_a_policy_may_call_even_those_who_prefer_paper() -> None:

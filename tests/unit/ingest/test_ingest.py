@@ -67,6 +67,22 @@ def test_empty_cells_keep_stored_values_and_lists_split_on_bars(tmp_path: Path) 
     }
 
 
+def test_protections_split_on_bars_and_an_unknown_one_names_its_column(tmp_path: Path) -> None:
+    header = (
+        "event_id,account_no,protections,spoken_language,bill_no,period,amount,due_date,occurred_at"
+    )
+    good = (
+        "e-5,01234567890,elderly|life_support,nan,B1,2026-09,1,2026-11-20,2026-11-27T09:00:00+08:00"
+    )
+    bad = good.replace("e-5", "e-6").replace("elderly|", "elderly|vip|")
+    ok, refused = _csv(tmp_path, header, good, bad)
+    account = ok.event.model_dump(mode="json", exclude_unset=True)["account"]
+    assert (account["protections"], account["spoken_language"]) == (
+        ["life_support", "elderly"], "nan",
+    )  # fmt: skip
+    assert [e.field for e in refused.errors] == ["protections"]
+
+
 def test_a_bad_row_names_its_line_and_column_and_the_others_pass(tmp_path: Path) -> None:
     bad = (
         ROW.replace("e-1", "e-3").replace("0912 345 678", "+88691234").replace("2026-09", "9/2026")

@@ -1,6 +1,6 @@
 """holds (dunning locks) on an account, a bill or an area; notifications a hold kept back
 
-Revision ID: 0014
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-02 10:00:00.000000
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 import notifier.db
 
-revision: str = "0014"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
