@@ -455,7 +455,11 @@ def all_cases(
     )
 
 
-@router.post("/escalations/sweeps", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/escalations/sweeps",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": ProposalOut, "description": "a dry run: what the sweep would do"}},
+)
 def start_sweep(
     rt: RuntimeDep, session: SessionDep, key: Admin, body: SweepIn, response: Response
 ) -> SweepOut | ProposalOut:
