@@ -11,6 +11,7 @@ from notifier.billing.models import Bill, Payment
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
 from notifier.escalation.models import (
     Agent,
+    CollectionStage,
     Escalation,
     EscalationAttempt,
     EscalationBill,
@@ -28,6 +29,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Bill",
+    "CollectionStage",
     "Delivery",
     "DeliveryChange",
     "Escalation",

@@ -32,6 +32,9 @@ class Account(SQLModel, table=True):
     prefers_paper: bool = False
     prefers_voice: bool = False
     opt_outs: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    protections: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    """Any of ``life_support``, ``low_income``, ``disabled``, ``elderly``: a protected account
+    gets a visit before a final demand; a ``life_support`` one never reaches suspension."""
     billing_cycle_months: int | None = None
     """Months between bills; None: the policy's default (escalation.default_cycle_months)."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

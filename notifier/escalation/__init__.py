@@ -1,10 +1,16 @@
-"""Cases handed to people: the rule, the daily sweep, assignment, outcomes and lists.
+"""Cases handed to people: the rule, the daily sweep, assignment, outcomes and lists,
+and the collections ladder after the case.
 
 ``rule`` is the second-billing-date rule, ``sweep`` opens and closes cases in
 bulk for an ``as_of`` date, ``assignment`` picks the agent, ``service``
 records outcomes and reassignments, ``callbacks`` tells producers, ``lists``
 and ``downloads`` are the agents' call and visit lists, ``notices`` the
-printed visit notice. May import ``accounts``, ``billing``, ``audit``,
-``webhooks``, ``policy``, ``notices``, ``exports``, ``channels`` (the print
-layout) and the wiring's floor; never the runtime, a flow or a way in.
+printed visit notice. The ladder: ``proof`` (what proves a notice served),
+``stages`` (a case's stage changes, what a payment does to them), ``ladder``
+(final demand, suspension hand-off, the producer's confirmations) and
+``letters`` (the printed final demand). May import ``accounts``, ``billing``,
+``audit``, ``webhooks``, ``policy``, ``notices``, ``exports``, ``deliveries``
+and ``events`` (models: what was sent, the event a notice hangs on),
+``channels`` (the print layout) and the wiring's floor; never the runtime, a
+flow or a way in.
 """

@@ -28,7 +28,7 @@ from notifier.accounts import service as accounts_service
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.db import Database, utcnow
-from notifier.escalation import rule
+from notifier.escalation import ladder, rule
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
     PAID_OUTCOMES,
@@ -115,6 +115,7 @@ def sweep(
                 progress(run)
         with db.session() as session:
             run.assigned += _assign_waiting(session, assigner, clock())
+            ladder.advance(session, policy, as_of, now=clock())  # the ladder after the case
             run.status, run.finished_at = "done", clock()
             _save(session, run)
     except BaseException as exc:
@@ -304,7 +305,8 @@ def _sweep_chunk(
             .values(
                 status=CaseStatus.OPEN, outcome=None, closed_at=None, kind=kind,
                 assignee_id=assignee, failed_calls=0, follow_up_on=None, next_call_at=None,
-                stage=None, updated_at=now,
+                stage=None, stage_on=None, stage_deadline=None, stage_waiting=None,
+                updated_at=now,
             )
         )  # fmt: skip
         bills += [_bill(case_id, no, as_of) for no in missing]
