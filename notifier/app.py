@@ -21,6 +21,7 @@ from notifier.api import (
     escalations,
     events,
     health,
+    ladder,
     metrics,
     producer,
     templates,
@@ -58,7 +59,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(OverflowError, unstorable)
     app.add_exception_handler(StatementError, unstorable)
     for module in (
-        health, events, deliveries, escalations, callbacks, producer, templates, metrics
+        health, events, deliveries, escalations, ladder, callbacks, producer, templates,
+        metrics,
     ):  # fmt: skip
         app.include_router(module.router)
     install_web_pages(app)

@@ -53,8 +53,10 @@ __all__ = [
     "LIFE_SUPPORT",
     "PROTECTIONS",
     "LadderReport",
+    "LadderRow",
     "advance",
     "confirm",
+    "ladder_rows",
     "refusal",
 ]
 
@@ -308,3 +310,72 @@ def confirm(
     _, stage = CONFIRMATIONS[event_type]
     stages.enter(session, case, stage, on=on, now=now, actor=actor)
     return f"case {case.id}: {stage} on {on}"
+
+
+@dataclass(frozen=True)
+class LadderRow:
+    """A case on the ladder, as supervisors see it."""
+
+    case_id: int
+    status: str
+    account_no: str
+    area: str | None
+    stage: str
+    reached_on: date | None
+    """None while the case waits to reach ``stage``."""
+    deadline: date | None
+    waiting: str | None
+    """``proof of service`` while the step's proof is missing."""
+    owed: int
+    protections: tuple[str, ...]
+    notification_id: int | None
+    """The notice the latest step sent (the final demand)."""
+    proofs: tuple[dict[str, object], ...]
+    """What the latest step rested on."""
+
+    @property
+    def state(self) -> str:
+        """What supervisors read: the stage, or what it waits for."""
+        if self.waiting:
+            return f"waiting for {self.waiting}"
+        return self.stage if self.reached_on else f"waiting for {self.stage}"
+
+
+def ladder_rows(session: Session, *, stage: str | None = None) -> list[LadderRow]:
+    """Cases on the ladder (open ones, and closed ones still to hand over: reconnection due),
+    at ``stage`` if given, oldest first."""
+    query = (
+        select(Escalation, Account)
+        .join(Account, col(Account.account_no) == col(Escalation.account_no))
+        .where(
+            col(Escalation.stage).is_not(None),
+            (Escalation.status == CaseStatus.OPEN) | (Escalation.stage == stages.RECONNECTION_DUE),
+        )
+        .order_by(col(Escalation.id))
+    )
+    if stage is not None:
+        query = query.where(Escalation.stage == stage)
+    found = session.exec(query).all()
+    latest: dict[int, CollectionStage] = {}
+    if found:
+        for step in session.exec(
+            select(CollectionStage)
+            .where(col(CollectionStage.escalation_id).in_([c.id for c, _ in found]))
+            .order_by(col(CollectionStage.id))
+        ):
+            latest[step.escalation_id] = step
+    rows = []
+    for case, account in found:
+        assert case.id is not None and case.stage is not None
+        last = latest.get(case.id)
+        rows.append(
+            LadderRow(
+                case_id=case.id, status=case.status, account_no=case.account_no,
+                area=case.area, stage=case.stage, reached_on=case.stage_on,
+                deadline=case.stage_deadline, waiting=case.stage_waiting,
+                owed=stages.owed(session, case.id), protections=tuple(_protected(account)),
+                notification_id=last.notification_id if last else None,
+                proofs=tuple(last.proofs) if last else (),
+            )
+        )  # fmt: skip
+    return rows

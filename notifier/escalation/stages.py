@@ -49,6 +49,7 @@ __all__ = [
     "after_payment",
     "enter",
     "notice",
+    "notice_of",
     "owed",
     "step_of_notice",
 ]
@@ -180,6 +181,14 @@ def notice(session: Session, case: Escalation, kind: str, *, on: date) -> Notifi
     session.add(notification)
     session.flush()
     return notification
+
+
+def notice_of(session: Session, notification_id: int) -> Notification:
+    """The ladder notice ``notification_id``."""
+    found = session.get(Notification, notification_id)
+    if found is None:
+        raise LookupError(f"no notification {notification_id}")
+    return found
 
 
 def step_of_notice(session: Session, notification_id: int) -> CollectionStage | None:

@@ -9,29 +9,40 @@ only ``sent``), postcards through the day's print batch.
 
 from __future__ import annotations
 
+import io
+import os
 import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from pypdf import PdfReader
 from sqlmodel import col, select
 
 from notifier.accounts.models import Account
+from notifier.app import create_app
 from notifier.audit.models import AuditEntry
 from notifier.auth import keys
 from notifier.db import utcnow
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.escalation import ladder, proof
 from notifier.escalation.models import CollectionStage, Escalation, EscalationChange
+from notifier.events.models import Event
 from notifier.flows.deliver import deliver_batch
 from notifier.flows.postcards import print_postcards
+from notifier.users import service as users
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback
 from tests.support import events
 from tests.support.ledger import Ledger
+from tests.support.web import PASSWORD, csrf_token
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 SEP_20, OCT_5, NOV_20 = date(2026, 9, 20), date(2026, 10, 5), date(2026, 11, 20)
@@ -463,3 +474,150 @@ def test_account_suspended_is_refused_unless_the_account_is_suspension_due(
     book.confirm("account.suspended", NOV_24)
     assert (book.case().stage, book.case().stage_on) == ("final_demand", None)
     assert [s.stage for s in book.steps()] == []
+
+
+# -- over HTTP: the producer's confirmation, the supervisors' list, page and letter ------------
+
+
+@pytest.fixture
+def api(ledger: Ledger) -> TestClient:
+    """The API and pages on the ledger's own runtime, so the calendar drives both. No
+    lifespan: the runtime is the ledger's, and stays open."""
+    return TestClient(create_app(runtime=ledger.runtime), follow_redirects=False)
+
+
+def key_of(ledger: Ledger, role: keys.Role) -> dict[str, str]:
+    with ledger.db() as session:
+        _, key = keys.create_key(session, role=role, name=f"test {role} {secrets.token_hex(3)}")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def suspended_event(account_no: str) -> dict[str, Any]:
+    return {
+        "event_id": f"test-{secrets.token_hex(8)}",
+        "type": "account.suspended",
+        "occurred_at": "2026-12-11T09:00:00+08:00",
+        "account": {"account_no": account_no},
+    }
+
+
+def test_account_suspended_before_suspension_due_is_a_422_naming_the_account(
+    ledger: Ledger, calendar: Calendar, api: TestClient
+) -> None:
+    book = visited_and_refused(ledger, calendar)
+    producer = key_of(ledger, "producer")
+    event = suspended_event(book.no)
+
+    answer = api.post("/v1/events", json=event, headers=producer)
+    assert answer.status_code == 422, answer.text
+    [error] = answer.json()["errors"]
+    assert error["field"] == "account.account_no"
+    assert "suspension_due" in error["message"]
+
+    batch = api.post("/v1/events/batch", json={"events": [event]}, headers=producer).json()
+    assert (batch["accepted"], batch["invalid"]) == (0, 1)
+    assert batch["results"][0]["errors"][0]["field"] == "events[0].account.account_no"
+    with ledger.db() as session:
+        assert session.exec(select(Event).where(Event.event_id == event["event_id"])).all() == []
+
+    # Once the account is suspension_due, the same event is taken.
+    book.send("bill.unpaid", "sms")
+    book.sweep(NOV_25)
+    book.send("collection.final_demand", "sms")
+    book.sweep(DEC_10)
+    calendar.on(DEC_11)
+    answer = api.post("/v1/events", json=suspended_event(book.no), headers=producer)
+    assert answer.status_code == 202, answer.text
+
+
+def test_supervisors_see_the_ladder_and_print_the_final_demand(
+    ledger: Ledger, calendar: Calendar, api: TestClient, tmp_path: Path
+) -> None:
+    book = visited_and_refused(ledger, calendar, name="陳美玲")
+    book.send("bill.unpaid", "email")
+    book.sweep(NOV_24)
+    supervisor = key_of(ledger, "supervisor")
+
+    listed = api.get("/v1/ladder", params={"stage": "final_demand"}, headers=supervisor)
+    assert listed.status_code == 200, listed.text
+    [row] = [c for c in listed.json()["cases"] if c["account_no"] == book.no]
+    assert (row["state"], row["deadline"], row["owed"]) == (
+        "waiting for proof of service", None, 3660,
+    )  # fmt: skip
+    case_id = row["case_id"]
+    assert api.get(f"/v1/ladder/{case_id}/final-demand.pdf", headers=supervisor).status_code == 404
+    assert api.get("/v1/ladder", headers=key_of(ledger, "producer")).status_code == 403
+
+    book.send("bill.unpaid", "sms")
+    book.sweep(NOV_25)
+    [row] = [c for c in api.get("/v1/ladder", headers=supervisor).json()["cases"]
+             if c["case_id"] == case_id]  # fmt: skip
+    assert (row["state"], row["reached_on"], row["deadline"]) == (
+        "final_demand", "2026-11-25", "2026-12-09",
+    )  # fmt: skip
+    assert [(p["how"], p["channel"]) for p in row["proofs"]] == [("delivered", "sms")]
+
+    # The page shows the same, in Chinese.
+    with ledger.db() as session:
+        user = users.create_user(
+            session, username=f"sup-{secrets.token_hex(3)}", password=PASSWORD,
+            role="supervisor", actor="test",
+        )  # fmt: skip
+    form = api.get("/sign-in")
+    signed = api.post(
+        "/sign-in",
+        data={"username": user.username, "password": PASSWORD, "next": "",
+              "csrf_token": csrf_token(form.text)},
+    )  # fmt: skip
+    assert signed.status_code == 303, signed.text
+    page = api.get("/agent/ladder", params={"stage": "final_demand"})
+    assert page.status_code == 200, page.text
+    assert f'id="case-{case_id}"' in page.text
+    assert "限期催繳" in page.text and "2026-12-09" in page.text and "NT$3,660" in page.text
+
+    # The printed letter: A4, what the ledger says today, the deadline, the warning.
+    calendar.on(NOV_25)
+    letter = api.get(f"/v1/ladder/{case_id}/final-demand.pdf", headers=supervisor)
+    assert letter.status_code == 200, letter.text
+    assert letter.headers["content-type"] == "application/pdf"
+    pdf = PdfReader(io.BytesIO(letter.content))
+    [page_one] = pdf.pages
+    assert (round(float(page_one.mediabox.width)), round(float(page_one.mediabox.height))) == (
+        595, 842,
+    )  # fmt: skip
+    text = page_one.extract_text()
+    for words in ("限期催繳通知書", book.no, "陳美玲", "NT$1,830", "NT$3,660", "115年12月9日",
+                  "停止供電", "115年11月25日"):  # fmt: skip
+        assert words in text, words
+    png = render_png(letter.content, tmp_path)
+    if keep := os.environ.get("NOTIFIER_KEEP_PNG"):  # to look at it
+        shutil.copy(png, keep)
+    with ledger.db() as session:
+        assert session.exec(
+            select(AuditEntry).where(
+                AuditEntry.action == "notices.export", AuditEntry.target == f"case {case_id}"
+            )
+        ).first()
+
+
+def render_png(pdf: bytes, folder: Path) -> Path:
+    """The first page at 80 dpi, checked for ink: glyphs, not a blank page or boxes."""
+    if shutil.which("pdftoppm") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdftoppm (Debian poppler-utils) is needed to render the letter")
+        pytest.skip("pdftoppm (Debian poppler-utils) is not installed")
+    source = folder / "letter.pdf"
+    source.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "80", "-singlefile", str(source), str(folder / "letter")],
+        check=True,
+    )
+    subprocess.run(
+        ["pdftoppm", "-gray", "-r", "40", "-singlefile", str(source), str(folder / "gray")],
+        check=True,
+    )
+    data = (folder / "gray.pgm").read_bytes()
+    _, pixels = data.split(b"\n255\n", 1)
+    dark = sum(1 for value in pixels if value < 128) / len(pixels)
+    assert 0.01 < dark < 0.2, dark
+    return folder / "letter.png"
