@@ -3,8 +3,9 @@
 A case whose visit or calls ended unpaid waits at ``final_demand`` (``service``
 marks it: a refused visit, nobody home ``nobody_home_visits`` times, the calls used up
 on an account with no address). A visit notice handed over (``notice_delivered``,
-which closes the case) gives ``visit_notice_days`` business days; past them unpaid,
-the case is opened again at ``final_demand``. The daily sweep then calls
+which closes the case) gives ``visit_notice_days`` business days (the closed case
+waits at ``final_demand`` with that ``stage_deadline``); past them unpaid, the case
+is opened again. The daily sweep then calls
 :func:`advance`, which for each such case, unless a hold applies (:func:`_held`):
 
 1. a protected account (``Account.protections``) that has had no visit gets one
@@ -133,15 +134,18 @@ def _reopen_after_notice(
     session: Session, policy: EscalationPolicy, as_of: date, now: datetime, report: LadderReport
 ) -> None:
     """Cases closed by a visit notice handed over, unpaid past the notice's days: reopened
-    at ``final_demand`` (unless the account has another case open)."""
+    at ``final_demand`` (unless the account has another case open); paid meanwhile, they
+    leave the ladder."""
     closed = session.exec(
         select(Escalation)
         .where(
             Escalation.status == CaseStatus.DONE,
-            Escalation.outcome == "notice_delivered",
-            col(Escalation.stage).is_(None),
+            Escalation.stage == stages.FINAL_DEMAND,
+            col(Escalation.stage_on).is_(None),
+            col(Escalation.stage_deadline) < as_of,
         )
         .order_by(col(Escalation.id))
+        .with_for_update()
     ).all()
     if not closed:
         return
@@ -155,17 +159,17 @@ def _reopen_after_notice(
     )
     ledgers = cases.ledger_of(session, accounts)
     for case in closed:
-        assert case.id is not None and case.closed_at is not None
-        handed = policy.add_business_days(
-            policy.business_date(case.closed_at), policy.visit_notice_days
-        )
-        if as_of <= handed or case.account_no in busy:
-            continue
+        assert case.id is not None
+        handed = case.stage_deadline
         cycle, bills, _ = ledgers[case.account_no]
-        if not rule.escalable(bills, as_of, policy, cycle) or _held(session, case, as_of):
+        if not rule.escalable(bills, as_of, policy, cycle):
+            case.stage, case.stage_deadline = None, None  # paid in the notice's days
+            session.add(case)
+            continue
+        if case.account_no in busy or _held(session, case, as_of):
             continue
         case.status, case.closed_at, case.updated_at = CaseStatus.OPEN, None, now
-        case.stage, case.stage_on, case.stage_waiting = stages.FINAL_DEMAND, None, None
+        case.stage_deadline, case.stage_waiting = None, None
         session.add(case)
         session.add(
             EscalationChange(

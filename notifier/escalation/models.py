@@ -104,7 +104,9 @@ class Escalation(SQLModel, table=True):
     stage_on: date | None = None
     """The business date the case reached ``stage``; None while it waits to (``stage_waiting``)."""
     stage_deadline: date | None = None
-    """The final demand's deadline: past it unpaid, the supply may be suspended."""
+    """The deadline of the stage's notice: past it unpaid, the ladder moves on (a visit
+    notice's before the final demand; the final demand's, after which the supply may be
+    suspended)."""
     stage_waiting: str | None = Field(default=None, max_length=64)
     """Why the case has not reached ``stage`` yet (``proof of service``)."""
     opened_on: date

@@ -19,7 +19,9 @@ Outcomes (DESIGN.md, README "Escalation"):
   ``payment_claimed`` for ``claimed_payment_days`` business days, then comes
   back to the list with a note if the ledger still shows the bills unpaid. Only
   the ledger (``bill.paid``) closes a case as paid.
-- ``notice_delivered`` ends a visit; ``nobody_home`` keeps it on the list.
+- ``notice_delivered`` ends a visit; ``nobody_home`` keeps it on the list. The
+  notice handed over gives ``visit_notice_days`` business days to pay (the case's
+  ``stage_deadline``); past them unpaid, the ladder opens the case again.
 
 A case follows the ledger (:func:`close_paid_cases`): once the rule no longer
 holds for its account (the older bill paid, what is left not yet at its own
@@ -208,6 +210,9 @@ def record_outcome(
                 f"off the lists until {case.follow_up_on} for the ledger to show it")  # fmt: skip
     elif outcome in CLOSING_OUTCOMES:
         case.status, case.closed_at = CaseStatus.DONE, now
+        # The notice handed over gives its days to pay; then the ladder looks again.
+        case.stage, case.stage_on = NEXT_STAGE, None
+        case.stage_deadline = policy.add_business_days(today, policy.visit_notice_days)
     elif outcome == "refused":
         if case.kind == CaseKind.CALL:
             _become_visit(session, case, now, why="refused on the phone")

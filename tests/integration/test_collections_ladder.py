@@ -621,3 +621,20 @@ def render_png(pdf: bytes, folder: Path) -> Path:
     dark = sum(1 for value in pixels if value < 128) / len(pixels)
     assert 0.01 < dark < 0.2, dark
     return folder / "letter.png"
+
+
+def test_a_visit_notice_paid_within_its_days_leaves_the_ladder(
+    ledger: Ledger, calendar: Calendar
+) -> None:
+    book = Book(ledger, calendar, vulnerable=True)
+    b07 = book.issue("2026-07", SEP_20)
+    book.issue("2026-09", NOV_20)
+    book.sweep(NOV_20)
+    book.record("notice_delivered", NOV_23)
+    assert (book.case().stage, book.case().stage_deadline) == ("final_demand", date(2026, 12, 2))
+
+    book.pay(b07, date(2026, 11, 30))
+    book.sweep(date(2026, 12, 3))
+    case = book.case()
+    assert (case.status, case.outcome, case.stage) == ("done", "notice_delivered", None)
+    assert book.steps() == []
