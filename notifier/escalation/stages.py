@@ -154,6 +154,7 @@ def notice(session: Session, case: Escalation, kind: str, *, on: date) -> Notifi
 
     A notification hangs on an event: a ladder notice on the account's latest bill event,
     the producer's word that its bills exist (its delivery callbacks go to that producer).
+    A final demand is about the case's oldest bill (paid, its deliveries are cancelled).
     """
     assert case.id is not None and kind in LADDER_NOTICES
     event_pk = session.exec(
@@ -173,7 +174,9 @@ def notice(session: Session, case: Escalation, kind: str, *, on: date) -> Notifi
         event_pk=event_pk,
         account_no=case.account_no,
         type=kind,
-        bill_no=oldest,
+        # A notice about a bill is cancelled once the bill is paid; the reconnection
+        # confirmation comes because it was, and is about the account.
+        bill_no=oldest if kind == FINAL_DEMAND_NOTICE else None,
         level=2,
         dedup_key=f"{kind}:{case.account_no}:case {case.id}:{on.isoformat()}",
         status=NotificationStatus.ACTIVE,

@@ -295,7 +295,7 @@ def test_an_account_climbs_the_whole_ladder_each_step_proven(
     assert reconnect["stage"] == "reconnection_due"
     reconnected = book.deliveries("collection.reconnected")
     assert sorted(d.channel for d in reconnected) == ["email", "push", "sms"]
-    book.send("collection.reconnected", "sms")
+    assert set(book.send("collection.reconnected", "sms").values()) == {DeliveryStatus.DELIVERED}
     sms = next(d for d in book.deliveries("collection.reconnected") if d.channel == "sms")
     assert "恢復供電" in sms.content["body"] and "115年12月14日" in sms.content["body"]
 
