@@ -81,7 +81,7 @@ class CaseOut(BaseModel):
     next_call_at: datetime | None
     """An unanswered call before this does not count against the case."""
     stage: str | None
-    """The collections-ladder stage the case waits for (``final_demand`` after a refused visit)."""
+    """The collections-ladder stage (``final_demand``, ``suspension_due``, …; see /v1/ladder)."""
     note: str | None
     """What the list says about the case today (a claimed payment the ledger does not show)."""
     bills: list[BillLineOut]

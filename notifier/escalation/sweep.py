@@ -5,6 +5,9 @@ close (:func:`~notifier.escalation.service.close_paid_cases`); then an account
 the rule holds for again gets its case closed by that payment back, reopened,
 with its attempts and history, rather than a new one.
 
+Last, the collections ladder moves the cases past their visit or calls
+(:func:`notifier.escalation.ladder.advance`: final demands, suspension hand-offs).
+
 It is idempotent (a second run on the same date changes nothing) and safe
 beside payments and another sweep: each chunk of accounts is processed under
 their row locks, which ``bill.paid`` processing takes too, and re-read inside

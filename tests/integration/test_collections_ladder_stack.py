@@ -66,7 +66,8 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/billing"
 
     def of(self, type_: str, secret: str) -> list[dict[str, Any]]:
-        """The callbacks of ``type_`` received, each checked against its signature."""
+        """The callbacks of ``type_`` received, each checked against its signature, once each
+        (delivery is at-least-once) in the order they were written (POSTs run in parallel)."""
         with self.lock:
             seen = list(self.seen)
         found = []
@@ -78,7 +79,7 @@ class Receiver:
             timestamp = int(signature.split(",")[0].removeprefix("t="))
             assert signature == signature_header(secret, body, timestamp)
             found.append(parsed)
-        return found
+        return sorted({c["id"]: c for c in found}.values(), key=lambda c: c["id"])
 
 
 @pytest.fixture
