@@ -3,7 +3,10 @@
 What proves it, and nothing else (issue 18, DESIGN.md "The collections ladder"):
 
 - a delivery of the notice with a ``delivered`` receipt (the provider's report, or the
-  channel that knows at once): proven at the time the receipt was recorded;
+  channel that knows at once): proven at the time the receipt was recorded. A call
+  counts only when Twilio's answering machine detection reported a person
+  (``answered_by: human`` in its report): a completed call may have reached a
+  voicemail;
 - a postcard of the notice posted in a print batch: its delivery is ``sent`` by the
   ``print`` provider with the batch id, which is written only once the batch's PDF and
   CSV manifest are (notifier.flows.postcards);
@@ -73,7 +76,9 @@ def proofs(session: Session, notification_id: int) -> list[ServedProof]:
     found: list[ServedProof] = []
     for delivery in rows:
         assert delivery.id is not None
-        if delivery.status == DeliveryStatus.DELIVERED:
+        if delivery.status == DeliveryStatus.DELIVERED and (
+            delivery.channel != "voice" or _answered_by_a_person(session, delivery.id)
+        ):
             found.append(
                 ServedProof(
                     how="delivered",
@@ -143,6 +148,14 @@ def visit_served(session: Session, escalation_id: int) -> ServedProof | None:
         escalation_id=escalation_id,
         agent_id=attempt.agent_id,
     )
+
+
+def _answered_by_a_person(session: Session, delivery_id: int) -> bool:
+    """Whether a report of the call said a person answered (not a machine, not unknown)."""
+    reports = session.exec(
+        select(DeliveryChange.detail).where(DeliveryChange.delivery_id == delivery_id)
+    ).all()
+    return any(detail.get("answered_by") == "human" for detail in reports)
 
 
 def _when(session: Session, delivery_id: int, status: str) -> datetime | None:

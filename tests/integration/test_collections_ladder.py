@@ -15,7 +15,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,12 +31,14 @@ from notifier.app import create_app
 from notifier.audit.models import AuditEntry
 from notifier.auth import keys
 from notifier.db import utcnow
+from notifier.deliveries import service as deliveries_service
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.escalation import ladder, proof
 from notifier.escalation.models import CollectionStage, Escalation, EscalationChange
 from notifier.events.models import Event
 from notifier.flows.deliver import deliver_batch
 from notifier.flows.postcards import print_postcards
+from notifier.flows.reports import record_report
 from notifier.users import service as users
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback
@@ -638,3 +640,55 @@ def test_a_visit_notice_paid_within_its_days_leaves_the_ladder(
     case = book.case()
     assert (case.status, case.outcome, case.stage) == ("done", "notice_delivered", None)
     assert book.steps() == []
+
+
+def test_a_notice_counts_as_served_only_when_proven(ledger: Ledger, calendar: Calendar) -> None:
+    book = Book(ledger, calendar)
+    book.second_notice("2026-07", SEP_20, on=OCT_5)
+    with ledger.db() as session:
+        [notice_id] = session.exec(
+            select(Notification.id).where(Notification.account_no == book.no)
+        ).all()
+    assert notice_id is not None
+
+    def served() -> proof.ServedProof | None:
+        with ledger.db() as session:
+            return proof.served(session, notice_id)
+
+    assert served() is None  # queued: nothing yet
+    # An email handed to the server is only sent; a call the sandbox "completed" may have
+    # reached a voicemail: neither proves anything.
+    book.send("bill.unpaid", "email", "voice")
+    assert served() is None
+
+    # No receipt in time: unknown (the receipt sweep's own function, for this provider).
+    [email] = [d for d in book.deliveries("bill.unpaid") if d.channel == "email"]
+    assert email.id is not None and email.provider_id is not None
+    with ledger.db() as session:
+        moved = deliveries_service.expire_unreceipted(
+            session, now=utcnow() + timedelta(days=1), timeout=3600,
+            providers=[email.provider or ""], limit=10,
+        )  # fmt: skip
+    assert email.id in moved
+    assert served() is None
+
+    # A late report through the path Twilio's callback takes: delivered, proven at last.
+    record_report(
+        ledger.runtime, email.id, "delivered", provider=email.provider or "",
+        sid=email.provider_id, provider_status="delivered",
+    )  # fmt: skip
+    found = served()
+    assert found is not None and (found.how, found.channel) == ("delivered", "email")
+    assert found.reference == email.provider_id and found.notification_id == notice_id
+
+    # A call a person answered (Twilio's AnsweredBy) counts too.
+    [call] = [d for d in book.deliveries("bill.unpaid") if d.channel == "voice"]
+    assert call.id is not None and call.provider_id is not None
+    record_report(
+        ledger.runtime, call.id, "delivered", provider=call.provider or "", sid=call.provider_id,
+        provider_status="completed", answered_by="human",
+    )  # fmt: skip
+    with ledger.db() as session:
+        assert {(p.how, p.channel) for p in proof.proofs(session, notice_id)} == {
+            ("delivered", "email"), ("delivered", "voice"),
+        }  # fmt: skip
