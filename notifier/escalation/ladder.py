@@ -102,6 +102,22 @@ def advance(
 ) -> LadderReport:
     """Move every case the ladder may move on business date ``as_of`` (idempotent)."""
     report = LadderReport()
+    waiting_case = (col(Escalation.stage) == stages.FINAL_DEMAND) & (
+        (col(Escalation.status) == CaseStatus.OPEN)
+        | (col(Escalation.stage_on).is_(None) & (col(Escalation.stage_deadline) < as_of))
+    )
+    accounts = sorted(set(session.exec(select(Escalation.account_no).where(waiting_case))))
+    if not accounts:
+        return report
+    # Accounts first, in order, as bill.paid and the sweep's chunks take them: a payment
+    # (account, then its cases) and the ladder (cases, then a notice's key on the account)
+    # would otherwise wait for each other.
+    session.exec(
+        select(Account.account_no)
+        .where(col(Account.account_no).in_(accounts))
+        .order_by(col(Account.account_no))
+        .with_for_update()
+    ).all()
     _reopen_after_notice(session, policy, as_of, now, report)
     waiting = session.exec(
         select(Escalation)
