@@ -576,6 +576,10 @@ def test_supervisors_see_the_ladder_and_print_the_final_demand(
     assert page.status_code == 200, page.text
     assert f'id="case-{case_id}"' in page.text
     assert "限期催繳" in page.text and "2026-12-09" in page.text and "NT$3,660" in page.text
+    # Ops see the demand like any notice, with its deliveries.
+    notice = api.get(f"/ops/notifications/{row['notification_id']}")
+    assert notice.status_code == 200, notice.text
+    assert "collection.final_demand" in notice.text
 
     # The printed letter: A4, what the ledger says today, the deadline, the warning.
     calendar.on(NOV_25)
