@@ -22,6 +22,7 @@ from notifier.api import (
     events,
     health,
     holds,
+    ladder,
     metrics,
     producer,
     service_records,
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(OverflowError, unstorable)
     app.add_exception_handler(StatementError, unstorable)
     for module in (
-        health, events, deliveries, escalations, holds, service_records, callbacks,
+        health, events, deliveries, escalations, holds, ladder, service_records, callbacks,
         producer, templates, metrics,
     ):  # fmt: skip
         app.include_router(module.router)

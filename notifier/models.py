@@ -12,6 +12,7 @@ from notifier.deliveries.models import Delivery, DeliveryChange, Notification
 from notifier.escalation.holds import Hold
 from notifier.escalation.models import (
     Agent,
+    CollectionStage,
     Escalation,
     EscalationAttempt,
     EscalationBill,
@@ -29,6 +30,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Bill",
+    "CollectionStage",
     "Delivery",
     "DeliveryChange",
     "Escalation",

@@ -122,6 +122,8 @@ def status_callback(token: str, form: SignedForm, rt: RuntimeDep) -> Response:
         )
     report = mapping.get(provider_status, "report")
     detail = {"error_code": form["ErrorCode"]} if form.get("ErrorCode") else {}
+    if form.get("AnsweredBy"):  # answering machine detection: a voicemail is no proof
+        detail["answered_by"] = form["AnsweredBy"]
     try:
         outcome = record_report(
             rt,

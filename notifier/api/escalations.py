@@ -93,7 +93,7 @@ class CaseOut(BaseModel):
     next_call_at: datetime | None
     """An unanswered call before this does not count against the case."""
     stage: str | None
-    """The collections-ladder stage the case waits for (``final_demand`` after a refused visit)."""
+    """The collections-ladder stage (``final_demand``, ``suspension_due``, …; see /v1/ladder)."""
     protections: list[str]
     """The account's protections: ``life_support`` (維生器材), ``low_income``, ``disabled``,
     ``elderly``."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifier.api.deps import RuntimeDep, require
 from notifier.api.errors import KEYED, error_responses
 from notifier.auth.models import ApiKey
+from notifier.escalation import ladder
 from notifier.events import service as events
 from notifier.events.schema import EventIn, FieldError, field_errors, parse_event
 
@@ -52,6 +54,20 @@ def _store(
     return created
 
 
+def _refused(rt: RuntimeDep, items: dict[int, EventIn]) -> dict[int, FieldError]:
+    """Confirmations the ladder cannot take (``account.suspended`` for an account that is
+    not ``suspension_due``), by position: 422 naming the account, nothing stored."""
+    confirming = [(i, e) for i, e in items.items() if e.type in ladder.CONFIRMATIONS]
+    if not confirming:
+        return {}
+    with rt.db.session() as session:
+        return {
+            i: FieldError(field="account.account_no", message=why)
+            for i, e in confirming
+            if (why := ladder.refusal(session, e.type, e.account.account_no))
+        }
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -59,6 +75,11 @@ def _store(
 )
 def post_event(event: EventIn, rt: RuntimeDep, caller: Producer, response: Response) -> EventAnswer:
     """Accept one event; it is committed before the answer."""
+    if refused := _refused(rt, {0: event}):
+        raise RequestValidationError(
+            [{"loc": ("body", *e.field.split(".")), "msg": e.message, "type": "value_error"}
+             for e in refused.values()]
+        )  # fmt: skip
     raw = event.model_dump(mode="json", exclude_unset=True)
     created = _store(rt, caller, [(event, raw)])
     if created[event.event_id] is None:
@@ -73,20 +94,29 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
     results: list[EventAnswer] = []
     valid: list[tuple[EventIn, dict[str, Any]]] = []
     seen: set[str] = set()
+    parsed: dict[int, EventIn | ValidationError] = {}
     for index, raw in enumerate(batch.events):
         try:
-            event = parse_event(raw)
+            parsed[index] = parse_event(raw)
         except ValidationError as exc:
+            parsed[index] = exc
+    refused = _refused(rt, {i: e for i, e in parsed.items() if isinstance(e, EventIn)})
+    for index, raw in enumerate(batch.events):
+        event = parsed[index]
+        if isinstance(event, ValidationError) or index in refused:
+            errors = (
+                [FieldError(field=f"events[{index}].{e.field}", message=e.message)
+                 for e in field_errors(event)]
+                if isinstance(event, ValidationError)
+                else [FieldError(field=f"events[{index}].{refused[index].field}",
+                                 message=refused[index].message)]
+            )  # fmt: skip
             event_id = raw.get("event_id")
             # Echoed back as it came; a lone surrogate (not text) escaped, so the answer encodes.
             if isinstance(event_id, str):
                 event_id = event_id.encode("utf-8", "backslashreplace").decode()
             else:
                 event_id = None
-            errors = [
-                FieldError(field=f"events[{index}].{e.field}", message=e.message)
-                for e in field_errors(exc)
-            ]
             results.append(EventAnswer(event_id=event_id, status="invalid", errors=errors))
             continue
         if event.event_id in seen:

@@ -205,6 +205,11 @@ GROUPS: tuple[Group, ...] = (
         (("POST", "/v1/accounts/{account_no}/protections"),),
     ),
     Group(
+        "the collections ladder: cases by stage, a printed final demand",
+        roles("supervisor", **_AUDITED),
+        (("GET", "/v1/ladder"), ("GET", "/v1/ladder/{case_id}/final-demand.pdf")),
+    ),
+    Group(
         "Twilio status reports and voice menu",
         TWILIO_SIGNATURE,
         (
@@ -248,6 +253,12 @@ GROUPS: tuple[Group, ...] = (
         "agent pages: an outcome",
         roles("agent", "supervisor", agent="own cases", **_AUDITED),
         (("POST", "/agent/cases/{case_id}/outcome"),),
+        credentials="user",
+    ),
+    Group(
+        "supervisor pages: the collections ladder",
+        roles("supervisor"),
+        (("GET", "/agent/ladder"),),
         credentials="user",
     ),
     Group(

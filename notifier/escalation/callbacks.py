@@ -1,5 +1,7 @@
-"""Producer callbacks about cases: ``escalation.outcome``, ``escalation.closed``, and
-``account.contact_invalid`` (an agent found the account's phone wrong: fix the contact data).
+"""Producer callbacks about cases: ``escalation.outcome``, ``escalation.closed``,
+``account.contact_invalid`` (an agent found the account's phone wrong: fix the contact data),
+and the collections ladder's ``collection.stage_changed``, ``collection.suspension_due`` and
+``collection.reconnection_due`` (:func:`collection`).
 
 Written in the transaction that records the outcome or closes the case, to
 every producer with a URL that posted events about the account (the outbox
@@ -19,7 +21,13 @@ from notifier.escalation.models import Escalation, EscalationBill
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback
 
-__all__ = ["contact_invalid", "escalation_outcome", "escalations_closed"]
+__all__ = [
+    "COLLECTION_TYPES",
+    "collection",
+    "contact_invalid",
+    "escalation_outcome",
+    "escalations_closed",
+]
 
 
 def escalation_outcome(
@@ -107,6 +115,49 @@ def contact_invalid(
             ProducerCallback(
                 key_id=key, type="account.contact_invalid", body=body, next_at=now, created_at=now
             )
+            for key in keys
+        ],
+    )
+
+
+COLLECTION_TYPES = (
+    "collection.stage_changed",
+    "collection.suspension_due",
+    "collection.reconnection_due",
+)
+
+
+def collection(
+    session: Session,
+    case: Escalation,
+    kinds: Sequence[str],
+    *,
+    now: datetime,
+    previous: str | None,
+    on: date,
+    amount: int,
+) -> list[int]:
+    """Owe ladder callbacks (``COLLECTION_TYPES``) about ``case`` at its stage now, to every
+    producer that posted about the account (the billing side that owns its bills)."""
+    assert case.id is not None and all(kind in COLLECTION_TYPES for kind in kinds)
+    keys = webhooks.producers_of(session, [case.account_no]).get(case.account_no, [])
+    if not keys:
+        return []
+    bills = _bills(session, [case.id]).get(case.id, [])
+    base = _case_body(case, bills, now) | {
+        "stage": case.stage,
+        "previous_stage": previous,
+        "on": on.isoformat(),
+        "deadline": case.stage_deadline.isoformat() if case.stage_deadline else None,
+        "amount": amount,
+    }
+    return webhooks.owe(
+        session,
+        [
+            ProducerCallback(
+                key_id=key, type=kind, body={"type": kind, **base}, next_at=now, created_at=now
+            )
+            for kind in kinds
             for key in keys
         ],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -16,6 +17,7 @@ __all__ = [
     "Agent",
     "CaseKind",
     "CaseStatus",
+    "CollectionStage",
     "Escalation",
     "EscalationAttempt",
     "EscalationBill",
@@ -104,7 +106,17 @@ class Escalation(SQLModel, table=True):
     next_call_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """An unanswered call before this does not count against the case (``call_retry_hours``)."""
     stage: str | None = Field(default=None, max_length=32)
-    """The collections-ladder stage the case waits for (``final_demand`` after a refused visit)."""
+    """The collections-ladder stage (notifier.escalation.ladder): ``final_demand`` once the
+    visit or calls ended unpaid, then ``suspension_due``, ``suspended``, ``reconnection_due``,
+    ``reconnected``, or ``supervisor`` (life support: never suspended)."""
+    stage_on: date | None = None
+    """The business date the case reached ``stage``; None while it waits to (``stage_waiting``)."""
+    stage_deadline: date | None = None
+    """The deadline of the stage's notice: past it unpaid, the ladder moves on (a visit
+    notice's before the final demand; the final demand's, after which the supply may be
+    suspended)."""
+    stage_waiting: str | None = Field(default=None, max_length=64)
+    """Why the case has not reached ``stage`` yet (``proof of service``)."""
     opened_on: date
     """The business date (as_of) of the sweep that opened it."""
     opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -187,3 +199,28 @@ class SweepRun(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=1000)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CollectionStage(SQLModel, table=True):
+    """One step of an account up (or off) the collections ladder, with what proved it."""
+
+    __tablename__ = "collection_stages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalations.id", index=True)
+    account_no: str = Field(max_length=11, index=True)
+    stage: str = Field(max_length=32)
+    """The stage reached, or ``stopped`` (payment in full) with the stage it stopped at in
+    ``previous``."""
+    previous: str | None = Field(default=None, max_length=32)
+    on: date
+    """The business date of the step."""
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    actor: str = Field(max_length=200)
+    deadline: date | None = None
+    notification_id: int | None = Field(default=None, foreign_key="notifications.id", index=True)
+    """The notice the step sent (the final demand, the reconnection confirmation)."""
+    amount: int | None = None
+    """NT$ owed on the case's bills at the step."""
+    proofs: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    """The proofs of service the step rested on (notifier.escalation.proof.ServedProof)."""

@@ -91,7 +91,8 @@ class ChannelRecord(BaseModel):
 
 class ProofOut(BaseModel):
     how: str
-    """``delivered`` (a receipt), ``posted`` (in a print batch), ``visit`` (notice_delivered)."""
+    """``delivered`` (a receipt), ``posted`` (in a print batch), ``notice_delivered`` (a visit
+    notice handed over; channel ``visit``)."""
     channel: str | None
     at: datetime
     reference: str | None
@@ -307,7 +308,12 @@ def _cases(session: Session, cases: list[Escalation] | Any) -> list[CaseRecord]:
         )
         if attempt.outcome == "notice_delivered" and attempt.escalation_id not in first_notice:
             first_notice[attempt.escalation_id] = ServedProof(
-                how="visit", channel=None, at=attempt.at, reference=f"case {attempt.escalation_id}"
+                how="notice_delivered",
+                channel="visit",
+                at=attempt.at,
+                reference=f"case {attempt.escalation_id}",
+                escalation_id=attempt.escalation_id,
+                agent_id=attempt.agent_id,
             )
     return [
         CaseRecord(

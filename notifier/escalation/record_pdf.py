@@ -42,7 +42,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "channel": "管道／供應商編號", "receipts": "狀態與回執", "template": "範本及版本",
         "content": "送出內容 SHA-256", "none": "（無）", "case": "案件", "opened": "開立",
         "outcomes": "結果", "by": "記錄者", "page": "第 {page} 頁", "no notices": "無通知",
-        "how.delivered": "回執：已送達", "how.posted": "已列入印製批次", "how.visit": "外勤人員面交",
+        "how.delivered": "回執：已送達", "how.posted": "已列入印製批次", "how.notice_delivered": "外勤人員面交",
         "kind.call": "電話", "kind.visit": "外訪",
         "legend": "SHA-256 為送交管道之內容（簡訊、語音稿全文；電子郵件、推播為其各部分之 JSON）"
                   "的雜湊值；個人資料不列於本紀錄。",
@@ -57,7 +57,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "content": "SHA-256 of the content sent", "none": "(none)", "case": "Case",
         "opened": "opened", "outcomes": "Outcomes", "by": "recorded by", "page": "page {page}",
         "no notices": "No notices", "how.delivered": "delivery receipt",
-        "how.posted": "in a print batch", "how.visit": "handed over by a field agent",
+        "how.posted": "in a print batch", "how.notice_delivered": "handed over by a field agent",
         "kind.call": "call", "kind.visit": "visit",
         "legend": "SHA-256 of the content handed to the channel (an SMS's or a call's text; "
                   "the JSON of an email's or a push's parts). No personal data is printed.",

@@ -12,12 +12,16 @@ Outcomes (DESIGN.md, README "Escalation"):
   told: ``account.contact_invalid``) and turns the case into a visit at once.
 - ``refused`` never ends a case: a call becomes a visit; a visit is marked
   for the next stage of the collections ladder (``final_demand``) and leaves
-  the field agent's list.
+  the field agent's list. So is a visit ending ``nobody_home`` for the
+  ``nobody_home_visits``-th time, and a call case whose calls are used up on an
+  account with no address to visit (``notifier.escalation.ladder`` takes it on).
 - ``paid`` on the customer's word is a claim: the case waits as
   ``payment_claimed`` for ``claimed_payment_days`` business days, then comes
   back to the list with a note if the ledger still shows the bills unpaid. Only
   the ledger (``bill.paid``) closes a case as paid.
-- ``notice_delivered`` ends a visit; ``nobody_home`` keeps it on the list.
+- ``notice_delivered`` ends a visit; ``nobody_home`` keeps it on the list. The
+  notice handed over gives ``visit_notice_days`` business days to pay (the case's
+  ``stage_deadline``); past them unpaid, the ladder opens the case again.
 
 A case follows the ledger (:func:`close_paid_cases`): once the rule no longer
 holds for its account (the older bill paid, what is left not yet at its own
@@ -46,7 +50,7 @@ from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.audit import service as audit
 from notifier.billing.models import Bill
-from notifier.escalation import callbacks, rule
+from notifier.escalation import callbacks, rule, stages
 from notifier.escalation.assignment import Assigner
 from notifier.escalation.models import (
     AGENT_KIND,
@@ -72,6 +76,7 @@ __all__ = [
     "InvalidInput",
     "NotYourCase",
     "assign",
+    "become_visit",
     "check_notice_day",
     "close_paid_cases",
     "get_case",
@@ -87,8 +92,8 @@ CLOSING_OUTCOMES = frozenset({"notice_delivered"})
 """Outcomes an agent records that end a case; payment ends one only through the ledger."""
 PAYMENT_CLAIMED = "payment_claimed"
 """A case's outcome while a payment the customer claims waits to show in the ledger."""
-NEXT_STAGE = "final_demand"
-"""Where a refused visit goes: the collections ladder's next stage (DESIGN.md)."""
+NEXT_STAGE = stages.FINAL_DEMAND
+"""Where a visit or calls ending unpaid go: the collections ladder's next stage (DESIGN.md)."""
 log = logging.getLogger(__name__)
 
 
@@ -205,18 +210,23 @@ def record_outcome(
                 f"off the lists until {case.follow_up_on} for the ledger to show it")  # fmt: skip
     elif outcome in CLOSING_OUTCOMES:
         case.status, case.closed_at = CaseStatus.DONE, now
+        # The notice handed over gives its days to pay; then the ladder looks again.
+        case.stage, case.stage_on = NEXT_STAGE, None
+        case.stage_deadline = policy.add_business_days(today, policy.visit_notice_days)
     elif outcome == "refused":
         if case.kind == CaseKind.CALL:
             _become_visit(session, case, now, today, why="refused on the phone")
         else:
-            case.stage = NEXT_STAGE
-            _change(session, case, "marked for the next stage", actor.name, now,
-                    f"refused at the door: {NEXT_STAGE}")  # fmt: skip
+            _to_next_stage(session, case, actor.name, now, why="refused at the door")
+    elif outcome == "nobody_home":
+        visits = _count(session, case, "nobody_home")
+        if visits >= policy.nobody_home_visits:
+            _to_next_stage(session, case, actor.name, now, why=f"nobody home {visits} times")
     elif outcome == "wrong_number":
         case.failed_calls += 1
         if accounts.mark_phone_invalid(session, case.account_no, now=now):
             callbacks.contact_invalid(session, case, contact="phone", reason=outcome, now=now)
-        _become_visit(session, case, now, today, why="the phone number is wrong")
+        _calls_ended(session, case, actor.name, now, today, why="the phone number is wrong")
     elif outcome == "no_answer":
         if case.next_call_at is not None and now < case.next_call_at:
             _change(session, case, "call not counted", actor.name, now,
@@ -225,8 +235,13 @@ def record_outcome(
             case.failed_calls += 1
             case.next_call_at = now + timedelta(hours=policy.call_retry_hours)
             if case.failed_calls >= policy.max_call_attempts:
-                _become_visit(
-                    session, case, now, today, why=f"after {case.failed_calls} failed calls"
+                _calls_ended(
+                    session,
+                    case,
+                    actor.name,
+                    now,
+                    today,
+                    why=f"after {case.failed_calls} failed calls",
                 )
     session.add(case)
     if on_behalf:
@@ -301,6 +316,44 @@ def _change(
     session.add(
         EscalationChange(escalation_id=case.id, change=change, actor=actor, detail=detail, at=now)
     )
+
+
+def _count(session: Session, case: Escalation, outcome: str) -> int:
+    """Attempts of the case that ended ``outcome``, the one being recorded included."""
+    session.flush()
+    found = session.execute(
+        sa.select(sa.func.count()).where(
+            col(EscalationAttempt.escalation_id) == case.id,
+            col(EscalationAttempt.outcome) == outcome,
+        )
+    ).scalar_one()
+    return int(found)
+
+
+def _to_next_stage(
+    session: Session, case: Escalation, actor: str, now: datetime, *, why: str
+) -> None:
+    """Off the agents' lists, waiting for the ladder's final demand (the sweep sends it)."""
+    case.stage, case.stage_on, case.stage_waiting = NEXT_STAGE, None, None
+    _change(session, case, "marked for the next stage", actor, now, f"{why}: {NEXT_STAGE}")
+
+
+def _calls_ended(
+    session: Session, case: Escalation, actor: str, now: datetime, today: date, *, why: str
+) -> None:
+    """The calls gave nothing: a visit, or with no address to visit, the final demand."""
+    account = session.get(Account, case.account_no)
+    if account is not None and not account.address:
+        _to_next_stage(session, case, actor, now, why=f"{why}; no address to visit")
+    else:
+        _become_visit(session, case, now, today, why=why)
+
+
+def become_visit(
+    session: Session, case: Escalation, now: datetime, today: date, *, why: str
+) -> None:
+    """Turn an open call case into a visit, assigned to a field agent of its area if any."""
+    _become_visit(session, case, now, today, why=why)
 
 
 def _become_visit(
@@ -509,6 +562,7 @@ def close_paid_cases(
     )
     ids = sorted(closing)
     callbacks.escalations_closed(session, ids, now=now)
+    stages.after_payment(session, ids, now=now, today=today, actor=actor)
     return ids
 
 

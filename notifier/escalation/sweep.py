@@ -8,6 +8,9 @@ an agent (new, reopened, or waiting since an earlier day) is given out in
 priority order within each agent's daily capacity
 (:mod:`~notifier.escalation.assignment`).
 
+Last, the collections ladder moves the cases past their visit or calls
+(:func:`notifier.escalation.ladder.advance`: final demands, suspension hand-offs).
+
 It is idempotent (a second run on the same date changes nothing) and safe
 beside payments and another sweep: each chunk of accounts is processed under
 their row locks, which ``bill.paid`` processing takes too, and re-read inside
@@ -31,7 +34,7 @@ from notifier.accounts import service as accounts_service
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.db import Database, utcnow
-from notifier.escalation import holds, rule
+from notifier.escalation import holds, ladder, rule
 from notifier.escalation.assignment import Assigner, priority
 from notifier.escalation.models import (
     AGENT_KIND,
@@ -119,6 +122,7 @@ def sweep(
         with db.session() as session:
             # New, reopened and waiting cases together, so today's room goes by priority.
             run.assigned, run.unassigned = _assign_waiting(session, as_of, clock())
+            ladder.advance(session, policy, as_of, now=clock())  # the ladder after the case
             run.status, run.finished_at = "done", clock()
             _save(session, run)
     except BaseException as exc:
@@ -306,7 +310,8 @@ def _sweep_chunk(
             .values(
                 status=CaseStatus.OPEN, outcome=None, closed_at=None, kind=kind,
                 assignee_id=None, assigned_on=None, capacity_wait_since=None, failed_calls=0,
-                follow_up_on=None, next_call_at=None, stage=None, updated_at=now,
+                follow_up_on=None, next_call_at=None, stage=None, stage_on=None,
+                stage_deadline=None, stage_waiting=None, updated_at=now,
             )
         )  # fmt: skip
         bills += [_bill(case_id, no, as_of) for no in missing]

@@ -42,10 +42,21 @@ __all__ = [
     "parse_event",
 ]
 
-EVENT_TYPES = ("bill.issued", "bill.unpaid", "bill.paid", "bill.payment_reversed", "usage.abnormal")
+EVENT_TYPES = (
+    "bill.issued", "bill.unpaid", "bill.paid", "bill.payment_reversed", "usage.abnormal",
+    "account.suspended", "account.reconnected",
+)  # fmt: skip
 EventType = Literal[
-    "bill.issued", "bill.unpaid", "bill.paid", "bill.payment_reversed", "usage.abnormal"
+    "bill.issued",
+    "bill.unpaid",
+    "bill.paid",
+    "bill.payment_reversed",
+    "usage.abnormal",
+    "account.suspended",
+    "account.reconnected",
 ]
+"""``account.suspended``/``account.reconnected``: the billing side confirms it stopped or
+restored the supply after ``collection.suspension_due`` (the collections ladder)."""
 BillKind = Literal["regular", "supplementary", "final"]
 _PAYMENT_EVENTS = ("bill.paid", "bill.payment_reversed")
 ChannelName = Literal["push", "sms", "email", "voice", "postcard"]

@@ -18,13 +18,19 @@ from notifier.billing import service as billing
 from notifier.billing.models import Bill, Payment
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
-from notifier.escalation import holds
+from notifier.escalation import holds, ladder, stages
 from notifier.escalation import service as escalation
 from notifier.escalation.holds import Hold
 from notifier.events.models import Event, EventStatus
 from notifier.events.schema import EventIn, parse_event
 from notifier.flows import unreachable
-from notifier.notices.content import build_context, names_terms, sms_segments, statement
+from notifier.notices.content import (
+    build_context,
+    collection_context,
+    names_terms,
+    sms_segments,
+    statement,
+)
 from notifier.policy.routing import Planned, plan, reachable
 from notifier.privacy.masking import mask_recipient
 from notifier.runtime import Runtime
@@ -109,7 +115,7 @@ def _batch(
     for event, data in parsed:
         assert event.id is not None
         if (
-            data.type in ("bill.paid", "bill.payment_reversed")
+            data.type in ("bill.paid", "bill.payment_reversed", *ladder.CONFIRMATIONS)
             or accounts_seen[data.account.account_no] > 1
             or (data.bill is not None and bills_seen[data.bill.bill_no] > 1)
         ):
@@ -200,6 +206,17 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
     notify = True
     created: list[tuple[int, str]] = []
     assert event.id is not None
+    if data.type in ladder.CONFIRMATIONS:
+        # The billing side confirms a suspension or reconnection: the ladder's, no notice.
+        notify = False
+        event.outcome = ladder.confirm(
+            session,
+            data.type,
+            account.account_no,
+            on=rt.policy.business_date(data.occurred_at),
+            now=now,
+            actor=f"event {data.event_id}",
+        )
     if data.bill is not None:
         if data.type == "bill.paid":
             bill, payment = billing.pay(
@@ -608,6 +625,21 @@ def context_for(
     data = parse_event(event.payload)
     bill = session.get(Bill, notification.bill_no) if notification.bill_no else None
     unpaid = billing.unpaid_bills(session, account.account_no)
+    if notification.type in stages.LADDER_NOTICES:
+        # A ladder notice's own terms (its date, its deadline) are its stage step's.
+        assert notification.id is not None
+        step = stages.step_of_notice(session, notification.id)
+        assert step is not None, f"notification {notification.id} has no ladder step"
+        return account, collection_context(
+            rt.settings,
+            account,
+            notification.type,
+            bill=bill,
+            unpaid=unpaid,
+            today=rt.policy.business_date(rt.clock()),
+            on=step.on,
+            deadline=step.deadline,
+        )
     payment = billing.payment_of_event(session, event.id) if data.type == "bill.paid" else None
     return account, build_context(
         rt.settings,

@@ -17,6 +17,7 @@ from channels import CHANNEL_NAMES
 from notifier.deliveries import service as deliveries
 from notifier.escalation.holds import releases_owed
 from notifier.escalation.sweep import queued_runs
+from notifier.flows.ladder import write_stage_notices
 from notifier.flows.process_event import unprocessed_events
 from notifier.flows.receipts import expire_receipts
 from notifier.queues.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
@@ -77,6 +78,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             if WEBHOOKS_QUEUE in drained
             else []
         )
+    # Ladder notices written where no renderer was (a CLI sweep), or whose enqueue was lost.
+    write_stage_notices(rt)
     if events:
         rt.dispatcher.process_events(events)
     if due:

@@ -19,6 +19,7 @@ from notifier.settings import Settings
 
 __all__ = [
     "build_context",
+    "collection_context",
     "ledger_context",
     "names_terms",
     "pay_link",
@@ -149,6 +150,42 @@ def build_context(
         "service_phone": settings.service_phone,
         "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),
     }
+
+
+def collection_context(
+    settings: Settings,
+    account: Account,
+    kind: str,
+    *,
+    bill: Bill | None,
+    unpaid: Sequence[Bill],
+    today: date,
+    on: date,
+    deadline: date | None,
+) -> dict[str, Any]:
+    """The context of a collections-ladder notice, from the ledger at ``today``.
+
+    ``collection.final_demand`` gets ``demand: {issued_on, deadline}`` (the demand's date
+    and the business date after which the supply may be suspended);
+    ``collection.reconnected`` gets ``reconnection: {paid_on}``.
+    """
+    context: dict[str, Any] = {
+        "language": account.language,
+        "level": 2,
+        "account": _account(account.account_no, account.name),
+        **ledger_context(bill, unpaid, today),
+        "payment": None,
+        "correction": None,
+        "usage": None,
+        "service_phone": settings.service_phone,
+        "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),
+    }
+    if kind == "collection.final_demand":
+        assert deadline is not None
+        context["demand"] = {"issued_on": on, "deadline": deadline}
+    else:
+        context["reconnection"] = {"paid_on": on}
+    return context
 
 
 def visit_notice_context(

@@ -42,6 +42,10 @@ The context (what the caller, the routing code, passes)::
     service_phone: str                 # e.g. "1911"
     pay_url: str                       # e.g. "https://pay.utility.example/bill/B202609-01234567890"
     visit: {date: date, agent_name: str}   # escalation.visit only: the field agent's visit
+    demand: {issued_on: date, deadline: date}
+          (collection.final_demand only: the demand's date, and the last day to pay
+          before the supply may be suspended)
+    reconnection: {paid_on: date}      # collection.reconnected only: the payment's date
 
 For ``bill.paid``, ``bill`` is the bill just paid and ``bills``/``total`` what
 is still unpaid (often []); a partial payment leaves ``bill.owed`` above 0. When
@@ -707,7 +711,11 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
     elif event_type == "usage.abnormal":
         bill = None
         bills = [] if minimal else bills
-    elif event_type.startswith("bill.") or event_type == "escalation.visit":
+    elif event_type == "collection.reconnected":
+        # Paid in full: the bill the ladder was about is settled, nothing else is owed.
+        assert bill is not None
+        bill, bills, usage_or_none = {**bill, "paid": bill["amount"], "owed": 0}, [], None
+    elif event_type.startswith(("bill.", "collection.")) or event_type == "escalation.visit":
         usage_or_none = None
     context: dict[str, Any] = {
         "language": "zh-TW",
@@ -732,4 +740,8 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
     }
     if event_type == "escalation.visit":
         context["visit"] = {"date": date(2026, 12, 8), "agent_name": "林建宏"}
+    if event_type == "collection.final_demand":
+        context["demand"] = {"issued_on": today, "deadline": date(2026, 12, 11)}
+    if event_type == "collection.reconnected":
+        context["reconnection"] = {"paid_on": today}
     return context

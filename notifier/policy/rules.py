@@ -117,6 +117,14 @@ class EscalationPolicy(BaseModel):
     """Days ahead a printed visit notice may be dated."""
     call_retry_hours: float = Field(4, ge=0, le=168)
     """Hours before another unanswered call of a case counts against it."""
+    nobody_home_visits: int = Field(2, ge=1, le=20)
+    """Visits ending ``nobody_home`` after which the case goes to the final demand."""
+    visit_notice_days: int = Field(7, ge=0, le=60)
+    """Business days a visit notice handed over (``notice_delivered``) gives to pay before the
+    final demand."""
+    final_demand_days: int = Field(10, ge=1, le=60)
+    """Business days from the final demand (限期催繳) to its deadline; past it unpaid, the
+    supply may be suspended."""
     _timezone: str = PrivateAttr("Asia/Taipei")
 
     @field_validator("sweep_days")

@@ -15,6 +15,7 @@ from celery.signals import worker_init
 from notifier.escalation.sweep import sweep as sweep_flow
 from notifier.flows.deliver import deliver_batch as deliver_batch_flow
 from notifier.flows.holds import release as release_flow
+from notifier.flows.ladder import write_stage_notices
 from notifier.flows.postcards import print_postcards as print_postcards_flow
 from notifier.flows.process_event import process_events as process_events_flow
 from notifier.flows.producer_callbacks import send_callback
@@ -143,6 +144,7 @@ def escalation_sweep(run_id: int | None = None) -> dict[str, object]:
         run_id=run_id,
         clock=rt.clock,
     )
+    write_stage_notices(rt)  # the ladder's final demands and reconnection notices
     return {"run": run.id, "opened": run.opened, "joined": run.joined, "closed": run.closed}
 
 

@@ -86,6 +86,7 @@ def test_a_dry_run_tells_what_the_sweep_would_do_and_changes_nothing(ledger: Led
     assert ledger.cases(called["account_no"]) == []
     assert of_area(figures, area) == {
         Line(area, "call", "", "opened"): 1,
+        Line(area, "call", "", "assigned"): 1,  # to the area's caller
         Line(area, "visit", "", "opened"): 1,
         Line(area, "visit", "", "unassigned"): 1,  # no field agent in the area
     }

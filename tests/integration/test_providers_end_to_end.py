@@ -171,8 +171,13 @@ def test_the_provider_rate_holds_across_worker_processes(
         stack.settled(acct["account_no"], count=1)
     stamps = sorted(m["received_at"] for m in simulators.twilio.messages[started:])
     assert len(stamps) == 40
+    # The limiter spaces the sends' starts 1/20 s apart; the simulator stamps arrivals, and
+    # on a loaded machine two requests slotted apart can land together. So a second may see
+    # a couple more than 20, but 40 sends can never take less than (40 - 20) / 20 s.
     busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
-    assert busiest <= 20 + 1, f"{busiest} SMS in one second at a limit of 20/s"
+    assert busiest <= 20 + 3, f"{busiest} SMS in one second at a limit of 20/s"
+    span = stamps[-1] - stamps[0]
+    assert span >= (40 - 20 - 3) / 20, f"40 SMS within {span:.2f} s at a limit of 20/s"
 
 
 def test_voice_menu_repeats_or_connects_to_the_service_line(

@@ -24,6 +24,7 @@ from notifier.escalation.models import Escalation, EscalationBill, SweepRun
 from notifier.escalation.sweep import sweep
 from notifier.events.schema import parse_event
 from notifier.events.service import accept
+from notifier.flows.ladder import write_stage_notices
 from notifier.flows.process_event import process_events
 from notifier.migrations import upgrade
 from notifier.runtime import Runtime
@@ -66,6 +67,7 @@ class Ledger:
         with self.runtime.db.session() as session:
             created = accept(session, parsed, producer_key_id=producer_key_id)
         process_events(self.runtime, [pk for pk in created.values() if pk is not None])
+        write_stage_notices(self.runtime)  # a payment's reconnection notice, as the reconciler
 
     def issue(
         self, acct: dict[str, Any], period: str, due: date, amount: int = 1830
@@ -87,7 +89,10 @@ class Ledger:
     # -- the service ----------------------------------------------------------------------
 
     def sweep(self, as_of: date) -> SweepRun:
-        return sweep(self.runtime.db, self.policy, as_of, trigger="test")
+        """The sweep as the beat's task runs it: the ladder's notices rendered after it."""
+        run = sweep(self.runtime.db, self.policy, as_of, trigger="test", clock=self.runtime.clock)
+        write_stage_notices(self.runtime)
+        return run
 
     def add_agent(
         self, area: str, kind: str = "caller", name: str = "林建宏", **details: Any
