@@ -26,14 +26,14 @@ from fastapi.testclient import TestClient
 from pypdf import PdfReader
 from sqlmodel import col, select
 
-from notifier.accounts.models import Account
+from notifier.accounts import service as accounts_service
 from notifier.app import create_app
 from notifier.audit.models import AuditEntry
 from notifier.auth import keys
 from notifier.db import utcnow
 from notifier.deliveries import service as deliveries_service
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
-from notifier.escalation import ladder, proof
+from notifier.escalation import holds, ladder, proof
 from notifier.escalation.models import CollectionStage, Escalation, EscalationChange
 from notifier.events.models import Event
 from notifier.flows.deliver import deliver_batch
@@ -50,6 +50,7 @@ TAIPEI = ZoneInfo("Asia/Taipei")
 SEP_20, OCT_5, NOV_20 = date(2026, 9, 20), date(2026, 10, 5), date(2026, 11, 20)
 NOV_23, NOV_24, NOV_25 = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)
 DEADLINE = date(2026, 12, 9)  # 10 business days after Wed 25 Nov
+DEC_1 = date(2026, 12, 1)
 DEC_10, DEC_11, DEC_14 = date(2026, 12, 10), date(2026, 12, 11), date(2026, 12, 14)
 
 
@@ -132,12 +133,12 @@ class Book:
         return self.ledger.record(case.id, outcome, today=on, at=self.calendar.on(on))
 
     def protect(self, *protections: str) -> None:
-        # The producer's `account.protections` field is another part's; the column is shared.
+        """A supervisor adds protections to the account, as the agent pages do."""
         with self.ledger.db() as session:
-            account = session.get(Account, self.no)
-            assert account is not None
-            account.protections = list(protections)
-            session.add(account)
+            added = accounts_service.add_protections(
+                session, self.no, protections, actor="test supervisor", now=utcnow()
+            )
+            assert added is not None
 
     # -- what the service did --------------------------------------------------------------
 
@@ -344,6 +345,40 @@ def test_the_final_demand_waits_for_its_own_proof_before_the_suspension(
     book.sweep(DEC_11)
     assert (book.case().stage, book.case().stage_waiting) == ("suspension_due", None)
     assert [p["how"] for p in book.steps()[-1].proofs] == ["posted"]
+
+
+def test_a_dispute_hold_keeps_the_ladder_where_it_is_until_released(
+    ledger: Ledger, calendar: Calendar
+) -> None:
+    book = visited_and_refused(ledger, calendar)
+    book.send("bill.unpaid", "sms")
+    book.sweep(NOV_25)
+    assert book.case().stage == "final_demand"
+    book.send("collection.final_demand", "sms")  # proven served: delivered
+
+    # The customer disputes the bills before the deadline: a hold on the account.
+    with ledger.db() as session:
+        hold = holds.create_hold(
+            session, scope="account", reason="dispute", account_no=book.no,
+            starts_on=DEC_1, ends_on=None, note="meter reading disputed",
+            actor="test supervisor", supervisor=True, today=DEC_1,
+        )  # fmt: skip
+        hold_id = hold.id
+    assert hold_id is not None
+
+    # Past the deadline, held: no suspension, no callback, nothing moves.
+    book.sweep(DEC_10)
+    book.sweep(DEC_11)
+    case = book.case()
+    assert (case.stage, case.stage_on) == ("final_demand", NOV_25)
+    assert book.callbacks("collection.suspension_due") == []
+
+    # The dispute is settled against the customer: released, the ladder goes on.
+    with ledger.db() as session:
+        holds.release_hold(session, hold_id, actor="test supervisor", now=calendar.on(DEC_11))
+    book.sweep(DEC_14)
+    assert book.case().stage == "suspension_due"
+    assert len(book.callbacks("collection.suspension_due")) == 1
 
 
 def test_payment_at_the_final_demand_stops_the_ladder(ledger: Ledger, calendar: Calendar) -> None:
