@@ -65,6 +65,8 @@ EMAILS = [
         ("usage.abnormal", 1),
         ("bill.paid", 1),
         ("bill.corrected", 1),
+        ("collection.final_demand", 2),
+        ("collection.reconnected", 2),
     )
     for language in ("zh-TW", "en")
 ]
@@ -135,6 +137,12 @@ def _expected_texts(email: Email, context: dict[str, Any]) -> list[str]:
         ]
     if email.event_type == "bill.paid":
         return [format_money(context["bill"]["amount"])]
+    if email.event_type == "collection.final_demand":
+        unpaid = context["bills"] or [context["bill"]]
+        total = context["total"] if len(unpaid) > 1 else unpaid[0]["amount"]
+        return [format_money(total), format_date(context["demand"]["deadline"], language)]
+    if email.event_type == "collection.reconnected":
+        return [format_date(context["reconnection"]["paid_on"], language)]
     if email.event_type == "bill.corrected":
         correction = context["correction"]
         return [format_money(context["bill"]["owed"]), format_money(correction["amount"])]
