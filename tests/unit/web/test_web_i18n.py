@@ -98,8 +98,8 @@ def test_the_cookie_beats_the_users_language_and_zh_tw_is_the_default() -> None:
     [
         ("ops", ["/ops", "/ops/dashboard"]),
         ("agent", ["/agent"]),
-        ("supervisor", ["/ops", "/ops/dashboard", "/agent"]),
-        ("admin", ["/ops", "/ops/dashboard", "/agent"]),
+        ("supervisor", ["/ops", "/ops/dashboard", "/agent", "/agent/holds", "/agent/ladder"]),
+        ("admin", ["/ops", "/ops/dashboard", "/agent", "/agent/holds", "/agent/ladder"]),
     ],
 )
 def test_the_header_links_follow_the_role(role: str, links: list[str]) -> None:
@@ -117,3 +117,5 @@ def test_the_header_links_follow_the_role(role: str, links: list[str]) -> None:
     nav = html[html.index("<nav") : html.index("</nav>")]
     assert [part.split('"')[0] for part in nav.split('href="')[1:]] == links
     assert "林建宏" in html and 'value="t0ken"' in html and "登出" in html
+    if "/agent/holds" in links:
+        assert "暫停催繳" in nav and "催繳程序" in nav
