@@ -78,6 +78,9 @@ def print_postcards(
             lease_seconds=BATCH_LEASE.total_seconds(),
             detail={"batch": batch_id},
         )
+        if not claims:
+            # Queued but none due yet (a retry's delay), or another batch holds them.
+            return None
         # A card printed today says what the ledger says today (flows/restate.py).
         notifications = {
             n.id: n

@@ -313,3 +313,21 @@ def test_a_print_batch_records_only_the_postcards_it_still_holds(
             )
         ).all()
     assert sorted(recorded) == cards[1:]
+
+
+def test_a_print_run_with_only_postcards_not_yet_due_prints_nothing_and_fails_nothing(
+    ledger: Ledger,
+) -> None:
+    from notifier.flows import postcards
+
+    accts = billing_run(ledger, 2, phone=None, push_tokens=None, email=None)
+    cards = queued(ledger, accts, "postcard")
+    later = utcnow() + timedelta(hours=6)  # a retry's delay, say: queued, not due yet
+    with ledger.db() as session:
+        session.execute(
+            sa.update(Delivery).where(col(Delivery.id).in_(cards)).values(available_at=later)
+        )
+    tomorrow = (utcnow() + timedelta(days=1)).date()
+
+    assert postcards.print_postcards(ledger.runtime, day=tomorrow) is None
+    assert set(statuses(ledger, cards).values()) == {"queued"}
