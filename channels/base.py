@@ -44,6 +44,8 @@ class Message:
     """Where the provider reports this message's status (Twilio's ``StatusCallback``)."""
     menu_url: str | None = None
     """Where a voice call's menu posts the key pressed (Twilio's ``<Gather action>``)."""
+    machine_url: str | None = None
+    """Where a call's answering-machine detection reports (``AsyncAmdStatusCallback``)."""
 
 
 @dataclass(frozen=True, slots=True)

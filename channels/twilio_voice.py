@@ -4,30 +4,41 @@ The call carries its TwiML inline (``Twiml``, no webhook to fetch)::
 
     <Response>
       <Gather numDigits="1" action="{gather_url}" method="POST">
-        <Say language="zh-TW">{body}</Say> <Pause length="1"/> <Say language="zh-TW">{body}</Say>
+        <Say voice=V language=L>{body}</Say> <Say ...>{menu}</Say> <Pause length="1"/>
+        <Say ...>{body}</Say> <Say ...>{menu}</Say>
       </Gather>
-      <Say language="zh-TW">{goodbye}</Say>
+      <Say ...>{goodbye}</Say>
     </Response>
 
-The body is read twice; a key pressed during it goes to ``gather_url``
-(``message.menu_url``, else the channel's ``gather_url``; served by
-``notifier``), which answers with :func:`gather_response`: ``1``
-reads it again, ``2`` connects to the utility's service line, anything else
-says goodbye. Status callbacks (``initiated``, ``ringing``, ``answered``,
-``completed``) go to ``message.callback_url``.
+The body is read twice, each time followed by the menu ("press 1 to hear it
+again, press 2 for our service line"; without a ``dial_number`` only press
+1); a key pressed goes to ``gather_url`` (``message.menu_url``, else the
+channel's ``gather_url``; served by ``notifier``), which answers with
+:func:`gather_response`: ``1`` reads it again, ``2`` ``<Dial>``s
+``dial_number`` (E.164: Twilio refuses a short code such as 1911, errors
+13223/13224), anything else says goodbye. Status callbacks (``initiated``,
+``ringing``, ``answered``, ``completed``) go to ``message.callback_url``.
 
-Language: ``zh-TW`` → ``language="zh-TW"``, ``en`` → ``en-US``; any other
-value is passed through as a Twilio locale. No ``voice`` is set, so Twilio
-uses the account's default voice for that language (Console → Voice → Text-
-to-speech). ``Polly.Zhiyu`` is not used on purpose: it speaks mainland
-Mandarin (``cmn-CN``), not Taiwanese Mandarin.
+Voice: each notice language names its ``voice`` and ``language``
+(``voices={"zh-TW": {"voice": "Google.cmn-TW-Standard-A", "language":
+"cmn-TW"}, ...}``): Twilio's default voice speaks no zh-TW, and
+``Polly.Zhiyu`` speaks mainland Mandarin (``cmn-CN``). A language not listed
+falls back to the first one listed.
+
+Answering-machine detection: with ``machine_detection`` set the call is
+created with ``MachineDetection`` and ``AsyncAmd=true``, so the notice starts at
+once and Twilio reports ``AnsweredBy`` (``human``, ``machine_end_beep``, ...,
+``unknown``) to ``message.machine_url`` when it knows. :func:`voicemail` is the
+short TwiML a machine is left with instead (the caller replaces the call's
+TwiML with it).
 
 Vendor pages:
 
 * create a call: https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource
   (inline ``Twiml`` is limited to 4,000 characters, so long bodies are refused here)
-* <Say> and its languages: https://www.twilio.com/docs/voice/twiml/say/text-speech
-* <Gather>: https://www.twilio.com/docs/voice/twiml/gather
+* <Say>, voices and languages: https://www.twilio.com/docs/voice/twiml/say/text-speech
+* <Gather>: https://www.twilio.com/docs/voice/twiml/gather; <Dial>: https://www.twilio.com/docs/voice/twiml/dial
+* answering machine detection: https://www.twilio.com/docs/voice/answering-machine-detection
 * call status callbacks: https://www.twilio.com/docs/voice/api/call-resource#statuscallbackevent
 
 Errors are mapped in :mod:`channels.twilio_common`.
@@ -35,6 +46,7 @@ Errors are mapped in :mod:`channels.twilio_common`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -43,53 +55,104 @@ from channels.base import Channel, Message, PermanentChannelError, SendResult
 from channels.registry import register
 from channels.twilio_common import DEFAULT_BASE_URL, TwilioConnection, translate_errors
 
-__all__ = ["TwilioVoice", "announcement", "gather_response", "say_language"]
+__all__ = ["TwilioVoice", "announcement", "gather_response", "say_voice", "voicemail"]
 
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
-_SAY_LANGUAGE = {"zh-TW": "zh-TW", "zh": "zh-TW", "en": "en-US"}
-_GOODBYE = {"zh-TW": "謝謝您的收聽，再見。", "en-US": "Thank you. Goodbye."}
-_CONNECTING = {
-    "zh-TW": "正在為您轉接客服專線，請稍候。",
-    "en-US": "Connecting you to our service line.",
+# A voice per language: the text-to-speech voice and its Twilio language.
+Voices = Mapping[str, Mapping[str, str]]
+DEFAULT_VOICES: Voices = {
+    "zh-TW": {"voice": "Google.cmn-TW-Standard-A", "language": "cmn-TW"},
+    "en": {"voice": "Polly.Joanna-Neural", "language": "en-US"},
 }
 
+# Per notice language (the language of the body, not of the voice).
+_GOODBYE = {"zh-TW": "謝謝您的收聽，再見。", "en": "Thank you. Goodbye."}
+_CONNECTING = {
+    "zh-TW": "正在為您轉接客服專線，請稍候。",
+    "en": "Connecting you to our service line.",
+}
+_MENU_REPEAT = {"zh-TW": "重聽請按1。", "en": "To hear this message again, press 1."}
+_MENU_DIAL = {"zh-TW": "轉接客服專線請按2。", "en": "For our service line, press 2."}
 
-def say_language(language: str) -> str:
-    """The Twilio ``<Say language>`` for one of our language codes."""
-    return _SAY_LANGUAGE.get(language, language)
+
+def _text(texts: Mapping[str, str], language: str) -> str:
+    return texts.get(language) or texts.get(language.split("-")[0]) or texts["en"]
 
 
-def _say(response: Any, text: str, language: str) -> None:
-    response.say(text, language=language)
+def say_voice(language: str, voices: Voices = DEFAULT_VOICES) -> tuple[str, str]:
+    """``(voice, language)`` of ``<Say>`` for one of our notice languages."""
+    chosen = voices.get(language) or voices.get(language.split("-")[0])
+    if chosen is None:
+        chosen = next(iter(voices.values()))
+    return chosen["voice"], chosen["language"]
 
 
-def announcement(body: str, *, language: str, gather_url: str | None) -> str:
-    """TwiML that reads ``body`` twice inside a one-digit ``<Gather>``, then says goodbye."""
-    lang = say_language(language)
+def _say(verb: Any, text: str, language: str, voices: Voices) -> None:
+    voice, lang = say_voice(language, voices)
+    verb.say(text, voice=voice, language=lang)
+
+
+def _menu(language: str, *, can_dial: bool) -> str:
+    repeat = _text(_MENU_REPEAT, language)
+    return f"{repeat} {_text(_MENU_DIAL, language)}" if can_dial else repeat
+
+
+def announcement(
+    body: str,
+    *,
+    language: str,
+    gather_url: str | None,
+    voices: Voices = DEFAULT_VOICES,
+    can_dial: bool = False,
+) -> str:
+    """TwiML that reads ``body`` and the menu twice inside a one-digit ``<Gather>``."""
     response = VoiceResponse()
     gather = response.gather(num_digits=1, action=gather_url, method="POST" if gather_url else None)
-    _say(gather, body, lang)
-    gather.pause(length=1)
-    _say(gather, body, lang)
-    _say(response, _GOODBYE.get(lang, _GOODBYE["en-US"]), lang)
+    menu = _menu(language, can_dial=can_dial) if gather_url else None
+    for turn in range(2):
+        if turn:
+            gather.pause(length=1)
+        _say(gather, body, language, voices)
+        if menu:
+            _say(gather, menu, language, voices)
+    _say(response, _text(_GOODBYE, language), language, voices)
     return str(response)
 
 
 def gather_response(
-    digit: str, *, body: str, language: str, service_line: str, gather_url: str | None
+    digit: str,
+    *,
+    body: str,
+    language: str,
+    dial_number: str,
+    gather_url: str | None,
+    voices: Voices = DEFAULT_VOICES,
 ) -> str:
-    """TwiML answering a pressed key: ``1`` repeats, ``2`` dials the service line, else goodbye."""
-    lang = say_language(language)
+    """TwiML answering a pressed key: ``1`` repeats, ``2`` dials ``dial_number``, else goodbye."""
     if digit == "1":
-        return announcement(body, language=language, gather_url=gather_url)
+        return announcement(
+            body,
+            language=language,
+            gather_url=gather_url,
+            voices=voices,
+            can_dial=bool(dial_number),
+        )
     response = VoiceResponse()
-    if digit == "2":
-        _say(response, _CONNECTING.get(lang, _CONNECTING["en-US"]), lang)
-        response.dial(service_line)
+    if digit == "2" and dial_number:
+        _say(response, _text(_CONNECTING, language), language, voices)
+        response.dial(dial_number)
     else:
-        _say(response, _GOODBYE.get(lang, _GOODBYE["en-US"]), lang)
+        _say(response, _text(_GOODBYE, language), language, voices)
         response.hangup()
+    return str(response)
+
+
+def voicemail(text: str, *, language: str, voices: Voices = DEFAULT_VOICES) -> str:
+    """TwiML for an answering machine: ``text`` once, then hang up."""
+    response = VoiceResponse()
+    _say(response, text, language, voices)
+    response.hangup()
     return str(response)
 
 
@@ -107,7 +170,9 @@ class TwilioVoice(Channel):
         account_sid: str,
         auth_token: str,
         from_number: str,
-        service_line: str,
+        dial_number: str = "",
+        voices: Voices = DEFAULT_VOICES,
+        machine_detection: str = "DetectMessageEnd",
         gather_url: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
@@ -118,10 +183,14 @@ class TwilioVoice(Channel):
             raise ValueError("twilio auth_token is required")
         if not from_number:
             raise ValueError("twilio voice from_number is required")
-        if not service_line:
-            raise ValueError("twilio voice service_line is required")
+        if dial_number and not (dial_number.startswith("+") and dial_number[1:].isdigit()):
+            raise ValueError(f"twilio voice dial_number must be E.164, not {dial_number!r}")
+        if not voices:
+            raise ValueError("twilio voice needs at least one voice")
         self.from_number = from_number
-        self.service_line = service_line
+        self.dial_number = dial_number
+        self.voices = voices
+        self.machine_detection = machine_detection
         self.gather_url = gather_url
         self._twilio = TwilioConnection(
             account_sid=account_sid, auth_token=auth_token, base_url=base_url, timeout=timeout
@@ -130,7 +199,17 @@ class TwilioVoice(Channel):
     def twiml(self, message: Message) -> str:
         """The TwiML the call will run for ``message``."""
         gather_url = message.menu_url or self.gather_url
-        return announcement(message.body, language=message.language, gather_url=gather_url)
+        return announcement(
+            message.body,
+            language=message.language,
+            gather_url=gather_url,
+            voices=self.voices,
+            can_dial=bool(self.dial_number),
+        )
+
+    def voicemail(self, text: str, language: str) -> str:
+        """The TwiML an answering machine is left with, in this channel's voice."""
+        return voicemail(text, language=language, voices=self.voices)
 
     async def send(self, message: Message) -> SendResult:
         if not message.to:
@@ -142,6 +221,17 @@ class TwilioVoice(Channel):
                 f"TwiML of {len(twiml)} characters exceeds {self.twiml_maxlen}",
                 code="twiml_too_long",
             )
+        # Async: the notice starts at once and a person never waits for the detection.
+        detection: dict[str, Any] = (
+            {
+                "machine_detection": self.machine_detection,
+                "async_amd": "true",
+                "async_amd_status_callback": message.machine_url,
+                "async_amd_status_callback_method": "POST",
+            }
+            if self.machine_detection and message.machine_url
+            else {}
+        )
         with translate_errors(to=to):
             call = await self._twilio.client().calls.create_async(
                 to=to,
@@ -149,6 +239,7 @@ class TwilioVoice(Channel):
                 twiml=twiml,
                 status_callback=message.callback_url,
                 status_callback_event=list(STATUS_EVENTS) if message.callback_url else None,
+                **detection,
             )
         return SendResult(
             provider=self.provider,
@@ -156,6 +247,15 @@ class TwilioVoice(Channel):
             status="sent",
             detail={"twilio_status": str(call.status)},
         )
+
+    async def leave_voicemail(self, call_sid: str, text: str, language: str) -> None:
+        """Replace the live call's TwiML: the machine records ``text``, then the call ends."""
+        with translate_errors(to=call_sid):
+            await (
+                self._twilio.client()
+                .calls(call_sid)
+                .update_async(twiml=self.voicemail(text, language))
+            )
 
     async def aclose(self) -> None:
         await self._twilio.aclose()

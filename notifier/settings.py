@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import phonenumbers
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -23,7 +24,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-__all__ = ["PROJECT_ROOT", "ApiRate", "IngestSettings", "Settings", "get_settings"]
+__all__ = [
+    "PROJECT_ROOT",
+    "ApiRate",
+    "IngestSettings",
+    "Settings",
+    "Voice",
+    "VoiceSettings",
+    "get_settings",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDER = "change-me"
@@ -40,6 +49,26 @@ class TwilioSettings(BaseModel):
     messaging_service_sid: str = ""
     base_url: str = "https://api.twilio.com"
     timeout: float = 10.0
+
+
+class Voice(BaseModel):
+    """The text-to-speech voice of one notice language: Twilio's ``<Say voice= language=>``."""
+
+    voice: str
+    language: str
+
+
+class VoiceSettings(BaseModel):
+    """Calls: the voice per notice language, and answering-machine detection."""
+
+    voices: dict[str, Voice] = {
+        # Twilio's default voice speaks no zh-TW; Google's cmn-TW voices do.
+        "zh-TW": Voice(voice="Google.cmn-TW-Standard-A", language="cmn-TW"),
+        "en": Voice(voice="Polly.Joanna-Neural", language="en-US"),
+    }
+    machine_detection: Literal["DetectMessageEnd", "Enable", ""] = "DetectMessageEnd"
+    """``DetectMessageEnd``: a machine is told once its greeting ended (after the beep);
+    ``Enable``: as soon as it is recognised; empty: no detection (no call is then served)."""
 
 
 class SmtpSettings(BaseModel):
@@ -120,6 +149,10 @@ class Settings(BaseSettings):
     minguo_dates: bool = True
 
     service_phone: str = "1911"
+    """The service line printed and read out in notices (a short code is fine there)."""
+    service_dial_number: str = ""
+    """E.164 number the voice menu's "press 2" connects to (Twilio dials E.164 only,
+    never a short code such as 1911); empty: the menu offers no transfer."""
     pay_url: str = "https://pay.utility.example/bill"
     pay_link_key: SecretStr = SecretStr(_EMBEDDED_PAY_LINK_KEY)
     """Signs the opaque bill reference in pay links; share it with the pay site."""
@@ -185,6 +218,7 @@ class Settings(BaseSettings):
     """How long a locked account refuses every sign-in."""
 
     twilio: TwilioSettings = TwilioSettings()
+    voice: VoiceSettings = VoiceSettings()
     smtp: SmtpSettings = SmtpSettings()
     fcm: FcmSettings = FcmSettings()
     ingest: IngestSettings = IngestSettings()
@@ -195,6 +229,26 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError(
                 f"NOTIFIER_RETENTION_DAYS must be 1 or more (days personal data is kept), not {value}"
+            )
+        return value
+
+    @field_validator("service_dial_number")
+    @classmethod
+    def _dial_number_is_e164(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            number = None
+        if (
+            number is None
+            or not phonenumbers.is_valid_number(number)
+            or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != value
+        ):
+            raise ValueError(
+                "NOTIFIER_SERVICE_DIAL_NUMBER must be a valid E.164 number such as "
+                f"+886223456789 (Twilio dials nothing else), not {value!r}"
             )
         return value
 

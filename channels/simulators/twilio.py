@@ -30,12 +30,22 @@ Magic ``To`` numbers, like Twilio's test credentials
                     with ``ErrorCode`` 30003 (handset unreachable)
 ``0486``            call accepted; callbacks end ``busy``
 ``0487``            call accepted; callbacks end ``no-answer``
+``0488``            call answered by a machine: ``AnsweredBy`` ``machine_end_beep``
+``0489``            call answered, detection undecided: ``AnsweredBy`` ``unknown``
+``0490``            call answered by a person who hangs up: ``CallDuration`` 4
 =================  ==================================================
 
 Any other number is accepted; its SMS callbacks are ``sent`` then
 ``delivered``; a call's are ``initiated``, ``ringing``, ``in-progress``
-(the ``answered`` event) and ``completed``, each only if asked for in
-``StatusCallbackEvent`` (default: ``completed`` alone), as Twilio does.
+(the ``answered`` event) and ``completed`` (``CallDuration`` 45), each only
+if asked for in ``StatusCallbackEvent`` (default: ``completed`` alone), as
+Twilio does. A call created with ``MachineDetection`` and ``AsyncAmd=true``
+also posts its answering-machine result (``AnsweredBy``: ``human`` unless the
+number says otherwise, ``MachineDetectionDuration``) to
+``AsyncAmdStatusCallback``, after it is answered and before it completes
+(https://www.twilio.com/docs/voice/answering-machine-detection).
+``POST .../Calls/{CallSid}.json`` (a live call's new ``Twiml``) is kept in
+``call_updates`` and answered with the call.
 
 Callbacks are posted from a background thread, ``callback_delay`` seconds
 apart, form-encoded and signed like Twilio's: ``X-Twilio-Signature`` =
@@ -66,7 +76,10 @@ from channels.sms import sms_segments
 __all__ = ["TwilioSimulator"]
 
 API_VERSION = "2010-04-01"
-_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/(?P<kind>Messages|Calls)\.json$")
+_PATH = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/(?P<kind>Messages|Calls)"
+    r"(?:/(?P<call>CA[0-9a-f]{32}))?\.json$"
+)
 
 # To-suffix → (code, message) of a refused create, for Messages and Calls alike.
 _REFUSED = {
@@ -77,6 +90,9 @@ _REFUSED = {
 }
 # To-suffix → how a call ends when nobody answers.
 _CALL_ENDINGS = {"0486": "busy", "0487": "no-answer"}
+# To-suffix → who answering-machine detection says took the call (else a person).
+_ANSWERED_BY = {"0488": "machine_end_beep", "0489": "unknown"}
+_SHORT_CALL = "0490"
 _SMS_UNDELIVERED = "30003"
 CALLBACK_TIMEOUT_SECONDS = 15.0
 """How long a status callback waits for the receiver's answer: Twilio's own 15 s
@@ -131,8 +147,14 @@ class _TwilioHandler(JsonHandler):
                 form[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
             else:
                 form[key] = value
-        create = sim.create_message if match["kind"] == "Messages" else sim.create_call
-        status, payload = create(form)
+        if match["call"]:
+            if match["kind"] != "Calls":
+                self.send_json(404, _error(20404, f"{self.path} was not found", 404))
+                return
+            status, payload = sim.update_call(match["call"], form)
+        else:
+            create = sim.create_message if match["kind"] == "Messages" else sim.create_call
+            status, payload = create(form)
         self.send_json(status, payload)
 
 
@@ -156,6 +178,7 @@ class TwilioSimulator(HttpSimulator):
         self.callback_delay = callback_delay
         self.messages: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
+        self.call_updates: list[dict[str, Any]] = []
         self.callbacks_sent: list[dict[str, Any]] = []
         self._validator = RequestValidator(auth_token)
         self._callback_threads: list[threading.Thread] = []
@@ -169,6 +192,7 @@ class TwilioSimulator(HttpSimulator):
             self.faults = faults or FaultMix()
             self.messages.clear()
             self.calls.clear()
+            self.call_updates.clear()
             self.callbacks_sent.clear()
             self._callback_threads.clear()
 
@@ -250,7 +274,7 @@ class TwilioSimulator(HttpSimulator):
             if final == "undelivered":
                 last["ErrorCode"] = _SMS_UNDELIVERED
             events.append(last)
-            self._post_later(callback, events)
+            self._post_later([(callback, params) for params in events])
         return 201, payload
 
     def create_call(self, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -279,14 +303,28 @@ class TwilioSimulator(HttpSimulator):
         }
         with self.lock:
             self.calls.append(form | {"Sid": sid, "received_at": time.time()})
-        callback = form.get("StatusCallback")
-        if callback:
-            self._post_later(callback, self._call_events(sid, to, sender, form))
+        self._post_later(self._call_events(sid, to, sender, form))
         return 201, payload
+
+    def update_call(self, sid: str, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Answer a Calls update (new TwiML for a live call): (HTTP status, JSON body)."""
+        with self.lock:
+            placed = next((call for call in self.calls if call["Sid"] == sid), None)
+            if placed is None:
+                return 404, _error(20404, f"The requested resource Calls/{sid} was not found", 404)
+            self.call_updates.append(form | {"Sid": sid, "received_at": time.time()})
+        to, sender = placed.get("To", ""), placed.get("From", "")
+        return 200, self._resource("Calls", sid) | {
+            "to": to,
+            "from": sender,
+            "status": "in-progress",
+        }
 
     def _call_events(
         self, sid: str, to: str, sender: str, form: dict[str, Any]
-    ) -> list[dict[str, str]]:
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The ``(url, params)`` callbacks of a call, in the order Twilio posts them."""
+        callback, amd_callback = form.get("StatusCallback"), form.get("AsyncAmdStatusCallback")
         asked = form.get("StatusCallbackEvent") or ["completed"]
         asked = set(asked if isinstance(asked, list) else [asked])
         ending = next((end for sfx, end in _CALL_ENDINGS.items() if to.endswith(sfx)), None)
@@ -295,8 +333,23 @@ class TwilioSimulator(HttpSimulator):
             steps += [("answered", "in-progress"), ("completed", "completed")]
         else:
             steps += [("completed", ending)]
-        events: list[dict[str, str]] = []
-        for number, (event, status) in enumerate(s for s in steps if s[0] in asked):
+        detects = bool(form.get("MachineDetection")) and form.get("AsyncAmd") == "true"
+        events: list[tuple[str, dict[str, str]]] = []
+        number = 0  # Twilio numbers the status callbacks it posts, from 0
+        for event, status in steps:
+            if event == "completed" and ending is None and detects and amd_callback:
+                answered_by = next(
+                    (who for sfx, who in _ANSWERED_BY.items() if to.endswith(sfx)), "human"
+                )
+                detection = {
+                    "AccountSid": self.account_sid,
+                    "CallSid": sid,
+                    "AnsweredBy": answered_by,
+                    "MachineDetectionDuration": "4100" if answered_by != "human" else "1800",
+                }
+                events.append((amd_callback, detection))
+            if event not in asked or not callback:
+                continue
             params = {
                 "AccountSid": self.account_sid,
                 "ApiVersion": API_VERSION,
@@ -312,20 +365,25 @@ class TwilioSimulator(HttpSimulator):
                 "Timestamp": _now(),
             }
             if event == "completed":
-                params["CallDuration"] = "0" if ending else "12"
-            events.append(params)
+                params["CallDuration"] = (
+                    "0" if ending else "4" if to.endswith(_SHORT_CALL) else "45"
+                )
+            events.append((callback, params))
+            number += 1
         return events
 
-    def _post_later(self, url: str, events: list[dict[str, str]]) -> None:
+    def _post_later(self, events: list[tuple[str, dict[str, str]]]) -> None:
+        if not events:
+            return
         thread = threading.Thread(
-            target=self._post_callbacks, args=(url, events), name="twilio-callbacks", daemon=True
+            target=self._post_callbacks, args=(events,), name="twilio-callbacks", daemon=True
         )
         with self.lock:
             self._callback_threads.append(thread)
         thread.start()
 
-    def _post_callbacks(self, url: str, events: list[dict[str, str]]) -> None:
-        for params in events:
+    def _post_callbacks(self, events: list[tuple[str, dict[str, str]]]) -> None:
+        for url, params in events:
             time.sleep(self.callback_delay)
             signature = self._validator.compute_signature(url, params)
             request = Request(

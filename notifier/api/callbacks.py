@@ -29,7 +29,7 @@ from notifier.api.errors import error_responses
 from notifier.deliveries import callback_tokens
 from notifier.deliveries.callback_tokens import CallbackToken, Purpose, TokenRefused
 from notifier.deliveries.models import Delivery, DeliveryStatus
-from notifier.flows.reports import ForeignReport, record_report
+from notifier.flows.reports import ForeignReport, is_machine, record_report
 from notifier.runtime import Runtime
 
 __all__ = ["router"]
@@ -124,6 +124,8 @@ def status_callback(token: str, form: SignedForm, rt: RuntimeDep) -> Response:
     detail = {"error_code": form["ErrorCode"]} if form.get("ErrorCode") else {}
     if form.get("AnsweredBy"):  # answering machine detection: a voicemail is no proof
         detail["answered_by"] = form["AnsweredBy"]
+    if form.get("CallDuration"):  # a person who hung up at once was not served
+        detail["call_duration"] = form["CallDuration"]
     try:
         outcome = record_report(
             rt,
@@ -159,7 +161,43 @@ def gather_callback(token: str, form: SignedForm, rt: RuntimeDep, request: Reque
         form.get("Digits", ""),
         body=delivery.content.get("body") or "",
         language=delivery.language,
-        service_line=rt.settings.service_phone,
+        dial_number=rt.settings.service_dial_number,
         gather_url=_url(rt, request),  # the same token: a repeat keeps its menu
+        voices={lang: v.model_dump() for lang, v in rt.settings.voice.voices.items()},
     )
     return Response(content=twiml, media_type="application/xml")
+
+
+# --- answering-machine detection (issue 19) --------------------------------------------------
+
+
+@router.post("/machine/{token}", status_code=status.HTTP_204_NO_CONTENT)
+def machine_callback(token: str, form: SignedForm, rt: RuntimeDep) -> Response:
+    """Twilio's asynchronous answering-machine result: who took the call.
+
+    Recorded as ``answered_by`` in the delivery's timeline (the ladder's proof
+    reads it); a machine gets the policy's short voicemail, left by a worker
+    (routes call no provider), and its ``completed`` later counts as ``voicemail``.
+    """
+    delivery_id = _read_token(rt, token, "machine").delivery_id
+    answered_by, sid = form.get("AnsweredBy", ""), form.get("CallSid", "")
+    if not answered_by:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "AnsweredBy is required")
+    detail = {"answered_by": answered_by}
+    if form.get("MachineDetectionDuration"):
+        detail["detection_ms"] = form["MachineDetectionDuration"]
+    try:
+        record_report(
+            rt,
+            delivery_id,
+            "report",
+            provider="twilio",
+            sid=sid,
+            provider_status=f"answered_by:{answered_by}",
+            **detail,
+        )
+    except ForeignReport as exc:
+        _refuse("machine", str(exc), delivery_id)
+    if is_machine(answered_by):
+        rt.dispatcher.voicemail(delivery_id, sid)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

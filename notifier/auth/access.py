@@ -215,6 +215,7 @@ GROUPS: tuple[Group, ...] = (
         (
             ("POST", "/v1/callbacks/twilio/status/{token}"),
             ("POST", "/v1/callbacks/twilio/gather/{token}"),
+            ("POST", "/v1/callbacks/twilio/machine/{token}"),
         ),
         credentials="none",
     ),

@@ -9,7 +9,7 @@ A status callback or voice-menu URL ends in a token, never in a bare id::
     mac   = HMAC-SHA256(callback key, "notifier-twilio-callback" ‖ purpose ‖ the bytes before)[:16]
 
 ``version`` is one byte (1), ``delivery_id`` and ``issued_at`` (Unix seconds)
-eight bytes each, big-endian. The purpose (``status`` or ``gather``) is in the
+eight bytes each, big-endian. The purpose (``status``, ``gather`` or ``machine``) is in the
 MAC, so a status token opens no voice menu. Twilio's own ``X-Twilio-Signature``
 covers the whole URL, so both checks must pass: a leaked auth token alone
 forges no report, and a captured request replays only inside the window.
@@ -38,7 +38,7 @@ __all__ = [
     "unverified_delivery_id",
 ]
 
-Purpose = Literal["status", "gather"]
+Purpose = Literal["status", "gather", "machine"]
 _VERSION = 1
 _LAYOUT = struct.Struct(">BQQ")
 _MAC_BYTES = 16

@@ -624,7 +624,15 @@ def timeline(session: Session, delivery_id: int) -> list[DeliveryChange]:
 
 
 # Provider reports (status callbacks) that settle a delivery, by precedence.
-REPORT_PRECEDENCE = ("delivered", "undelivered", "failed", "busy", "no-answer")
+REPORT_PRECEDENCE = (
+    "delivered",
+    "undelivered",
+    "voicemail",  # a call an answering machine took (flows/reports.py)
+    "short_call",
+    "failed",
+    "busy",
+    "no-answer",
+)
 
 
 def early_report(session: Session, delivery: Delivery) -> str | None:

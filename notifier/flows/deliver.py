@@ -410,7 +410,7 @@ def _hold_back(
 def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Message:
     assert delivery.id is not None
     content = delivery.content
-    callback_url = menu_url = None
+    callback_url = menu_url = machine_url = None
     if rt.provider(delivery.channel) == "twilio":
         # Opaque, signed and dated tokens, not the delivery id (callback_tokens.py).
         key, now = callback_tokens.signing_key(rt.settings), rt.clock()
@@ -420,6 +420,8 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
         if delivery.channel == "voice":
             menu_token = callback_tokens.issue(key, delivery.id, purpose="gather", now=now)
             menu_url = f"{base}/gather/{menu_token}"
+            machine_token = callback_tokens.issue(key, delivery.id, purpose="machine", now=now)
+            machine_url = f"{base}/machine/{machine_token}"
     # What the app needs to open the right screen (push) or a printer to sort by.
     data = {
         "delivery_id": str(delivery.id),
@@ -440,6 +442,7 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
         data=data,
         callback_url=callback_url,
         menu_url=menu_url,
+        machine_url=machine_url,
     )
 
 

@@ -9,6 +9,14 @@ beats the worker's own record of the send (still ``sending``) is applied by
 the worker right after it records the send. A report must name a message the
 delivery sent (its provider id now or in an earlier attempt); one about
 another message is refused with :class:`ForeignReport`.
+
+A call's ``completed`` is not yet proof that a person heard it
+(:func:`call_heard`): if answering-machine detection reported a machine, it is
+recorded as ``voicemail``; a person who hung up before the policy's
+``voice.min_served_seconds`` gives ``short_call``. Both are ``undelivered``
+and go on down the fallback like a failed call. The detection's own report
+(``answered_by``) stays in the timeline for the ladder's proof
+(notifier/escalation/proof.py).
 """
 
 from __future__ import annotations
@@ -26,15 +34,38 @@ from notifier.flows.outcome import DeliverOutcome
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
-__all__ = ["ForeignReport", "apply_report", "record_report"]
+__all__ = ["ForeignReport", "apply_report", "call_heard", "is_machine", "record_report"]
 
 log = logging.getLogger(__name__)
 _FINAL = {
     "delivered": DeliveryStatus.DELIVERED,
     "undelivered": DeliveryStatus.UNDELIVERED,
     "failed": DeliveryStatus.FAILED,
+    "voicemail": DeliveryStatus.UNDELIVERED,
+    "short_call": DeliveryStatus.UNDELIVERED,
 }
 _TRY_AGAIN = {"busy", "no-answer"}
+
+
+def is_machine(answered_by: str) -> bool:
+    """Whether Twilio's ``AnsweredBy`` names no person (``machine_*``, ``fax``)."""
+    return answered_by.startswith("machine") or answered_by == "fax"
+
+
+def call_heard(
+    timeline: list[DeliveryChange], *, call_duration: str | None, min_served_seconds: int
+) -> str:
+    """What a completed call was: ``delivered``, ``voicemail`` or ``short_call``."""
+    answers = [c.detail["answered_by"] for c in timeline if c.detail.get("answered_by")]
+    if answers and is_machine(str(answers[-1])):
+        return "voicemail"
+    try:
+        seconds = int(call_duration) if call_duration is not None else None
+    except ValueError:
+        seconds = None
+    if seconds is not None and seconds < min_served_seconds:
+        return "short_call"
+    return "delivered"
 
 
 class ForeignReport(Exception):
@@ -60,6 +91,12 @@ def record_report(
         if not _sent_by(delivery, earlier, sid):
             raise ForeignReport(
                 f"delivery {delivery_id} sent no provider message {sid or '(none)'}"
+            )
+        if status == "delivered" and delivery.channel == "voice":
+            status = call_heard(
+                earlier,
+                call_duration=detail.get("call_duration"),
+                min_served_seconds=rt.policy.voice.min_served_seconds,
             )
         if any(
             change.status == status

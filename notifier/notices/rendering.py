@@ -62,7 +62,8 @@ spells the English month out), ``period`` ("2026-09" -> "115年9月" / "Sep 2026
 ("1911" -> "1 9 1 1", for voice) and ``percent`` (0.4567 -> "46%"). Test:
 ``gsm7`` (printable ASCII but the backtick, a safe subset of the GSM-7 alphabet: a
 name that is not ``gsm7`` would turn an English SMS into UCS-2 and halve its
-length).
+length) and ``latin`` (every letter in Latin script: a name an English voice can read;
+a CJK name is not greeted by the en-US voice).
 
 Every failure (no template, an undefined variable, a syntax error, a filter
 given a bad value, an empty body) raises :class:`TemplateError` naming the
@@ -75,6 +76,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -218,6 +220,13 @@ def is_gsm7(value: object) -> bool:
     return isinstance(value, str) and all(" " <= ch <= "~" and ch != "`" for ch in value)
 
 
+def is_latin(value: object) -> bool:
+    """A non-empty text whose letters are all Latin script (what an en-US voice can read)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    return all(unicodedata.name(ch, "").startswith("LATIN") for ch in value if ch.isalpha())
+
+
 def _as_date(value: object) -> date:
     if isinstance(value, datetime):
         return value.date()
@@ -318,6 +327,7 @@ class Renderer:
             period=self._period_filter(),
         )
         self._env.tests["gsm7"] = is_gsm7
+        self._env.tests["latin"] = is_latin
         self._identities: dict[tuple[str, str, str], TemplateIdentity] = {}
 
     @property

@@ -22,6 +22,7 @@ __all__ = [
     "QuietHours",
     "RetryPolicy",
     "UsagePolicy",
+    "VoicePolicy",
     "load_policy",
     "parse_policy",
     "read_policy_file",
@@ -239,6 +240,22 @@ class UsagePolicy(BaseModel):
         return any(word.casefold() in text for word in self.urgent_words)
 
 
+class VoicePolicy(BaseModel):
+    """When a call counts as heard, and what an answering machine is told instead of the notice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_served_seconds: int = Field(20, ge=0)
+    """A call a person hung up sooner than this did not hear the notice: not served."""
+    voicemail: dict[str, str] = {
+        "zh-TW": "您好，這是電力公司的電費通知，請回電客服專線 {service_phone}。謝謝。",
+        "en": "Hello, this is your electricity company with a notice about your bill. "
+        "Please call our service line {service_phone}. Thank you.",
+    }
+    """Per notice language: what a voicemail hears (``{service_phone}``, digits spelled out).
+    No name, amount or account: anyone at the home may play the tape."""
+
+
 class Policy(BaseModel):
     timezone: str = "Asia/Taipei"
     routes: dict[str, dict[str, list[ChannelName]]]
@@ -250,6 +267,7 @@ class Policy(BaseModel):
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
     corrections: CorrectionPolicy = CorrectionPolicy()
     usage: UsagePolicy = UsagePolicy()
+    voice: VoicePolicy = VoicePolicy()
 
     @field_validator("routes")
     @classmethod

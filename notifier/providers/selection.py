@@ -49,7 +49,11 @@ def provider_options(settings: Settings, channel: str, provider: str) -> dict[st
         }
         if channel == "voice":
             del options["messaging_service_sid"]  # a call needs a caller number
-            options["service_line"] = settings.service_phone
+            options["dial_number"] = settings.service_dial_number
+            options["voices"] = {
+                language: chosen.model_dump() for language, chosen in settings.voice.voices.items()
+            }
+            options["machine_detection"] = settings.voice.machine_detection
             # The voice menu's URL carries a token per call: each Message brings its own.
         return options
     if provider == "smtp":

@@ -51,6 +51,7 @@ def _config(settings: Settings) -> dict[str, Any]:
             "notifier.print_postcards": {"queue": MAINTENANCE_QUEUE},
             "notifier.escalation_sweep": {"queue": MAINTENANCE_QUEUE},
             "notifier.release_hold": {"queue": MAINTENANCE_QUEUE},
+            "notifier.leave_voicemail": {"queue": "voice"},  # a live call: no waiting
             "notifier.send_producer_callback": {"queue": WEBHOOKS_QUEUE},
             "notifier.purge": {"queue": MAINTENANCE_QUEUE},
         },

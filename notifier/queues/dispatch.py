@@ -56,6 +56,10 @@ class Dispatcher:
                 )
         return ok
 
+    def voicemail(self, delivery_id: int, call_sid: str) -> bool:
+        """Enqueue leaving the voicemail on a call a machine answered, on the voice queue."""
+        return self._send("notifier.leave_voicemail", [delivery_id, call_sid], queue="voice")
+
     def producer_callbacks(self, callback_ids: Iterable[int]) -> bool:
         """Enqueue the POST of each producer callback on the ``webhooks`` queue."""
         ok = True

@@ -21,6 +21,7 @@ from notifier.flows.process_event import process_events as process_events_flow
 from notifier.flows.producer_callbacks import send_callback
 from notifier.flows.reconcile import reconcile as reconcile_flow
 from notifier.flows.retention import purge as purge_flow
+from notifier.flows.voicemail import leave_voicemail as leave_voicemail_flow
 from notifier.observability.logs import configure_logging
 from notifier.queues.celery_config import make_celery
 from notifier.runtime import Runtime
@@ -31,6 +32,7 @@ __all__ = [
     "deliver",
     "deliver_batch",
     "escalation_sweep",
+    "leave_voicemail",
     "print_postcards",
     "process_events",
     "purge",
@@ -146,6 +148,12 @@ def escalation_sweep(run_id: int | None = None) -> dict[str, object]:
     )
     write_stage_notices(rt)  # the ladder's final demands and reconnection notices
     return {"run": run.id, "opened": run.opened, "joined": run.joined, "closed": run.closed}
+
+
+@celery_app.task(name="notifier.leave_voicemail")
+def leave_voicemail(delivery_id: int, call_sid: str) -> dict[str, object]:
+    """A machine answered the call: replace the notice with the short voicemail."""
+    return {"delivery": delivery_id, "left": leave_voicemail_flow(runtime(), delivery_id, call_sid)}
 
 
 @celery_app.task(name="notifier.release_hold")

@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,12 +32,12 @@ from channels.simulators.twilio import TwilioSimulator
 from channels.sms import sms_segments
 from channels.twilio_common import to_channel_error
 from channels.twilio_sms import TwilioSms
-from channels.twilio_voice import TwilioVoice, gather_response
+from channels.twilio_voice import TwilioVoice, gather_response, voicemail
 
 SID = "AC" + "1" * 32
 TOKEN = "test-auth-token"
 FROM = "+15005550006"
-SERVICE_LINE = "1911"
+DIAL = "+886223456789"
 GATHER_URL = "https://notifier.example/v1/callbacks/twilio/gather"
 BODY_ZH = "您的電費帳單尚未繳納，請儘速繳費。" * 6  # 102 characters: two UCS-2 parts
 assert len(BODY_ZH) > 70
@@ -72,7 +73,7 @@ def voice(base_url: str, **options: Any) -> TwilioVoice:
         "account_sid": SID,
         "auth_token": TOKEN,
         "from_number": FROM,
-        "service_line": SERVICE_LINE,
+        "dial_number": DIAL,
         "gather_url": GATHER_URL,
         "base_url": base_url,
     }
@@ -160,6 +161,36 @@ def test_a_call_carries_the_twiml_and_asks_for_every_status_event(sim: TwilioSim
     [received] = sim.calls
     assert received["Twiml"] == channel.twiml(notice)
     assert received["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert "MachineDetection" not in received  # no machine_url: nowhere to report to
+
+
+def test_a_call_asks_for_async_answering_machine_detection(sim: TwilioSimulator) -> None:
+    notice = message("voice", machine_url="http://127.0.0.1:9/machine")
+
+    send_one(voice(sim.base_url), notice)
+
+    [received] = sim.calls
+    assert received["MachineDetection"] == "DetectMessageEnd"
+    assert received["AsyncAmd"] == "true"
+    assert received["AsyncAmdStatusCallback"] == "http://127.0.0.1:9/machine"
+    assert received["AsyncAmdStatusCallbackMethod"] == "POST"
+
+
+def test_a_voicemail_replaces_the_live_calls_twiml(sim: TwilioSimulator) -> None:
+    channel = voice(sim.base_url)
+
+    async def go() -> None:
+        try:
+            result = await channel.send(message("voice"))
+            await channel.leave_voicemail(result.provider_id, "Please call us.", "en")
+        finally:
+            await channel.aclose()
+
+    asyncio.run(go())
+
+    [call], [update] = sim.calls, sim.call_updates
+    assert update["Sid"] == call["Sid"]
+    assert update["Twiml"] == voicemail("Please call us.", language="en")
 
 
 # --- every error class, for both channels ----------------------------------------------------
@@ -290,47 +321,90 @@ def test_the_error_map_covers_rest_service_and_network_errors(
 # --- voice TwiML -----------------------------------------------------------------------------
 
 
-def test_the_call_reads_the_body_twice_inside_a_gather_then_says_goodbye() -> None:
-    twiml = voice("http://127.0.0.1:9").twiml(message("voice"))
-
-    gather = re.search(r"<Gather (?P<attrs>[^>]*)>(?P<inner>.*)</Gather>", twiml)
-    assert gather is not None
-    assert 'numDigits="1"' in gather["attrs"]
-    assert f'action="{GATHER_URL}"' in gather["attrs"]
-    assert gather["inner"].count(f'<Say language="zh-TW">{BODY_ZH}</Say>') == 2
-    assert '<Pause length="1" />' in gather["inner"]
-    assert twiml.index("</Gather>") < twiml.index("再見")
+ZH = ("Google.cmn-TW-Standard-A", "cmn-TW")
+EN = ("Polly.Joanna-Neural", "en-US")
 
 
-def test_english_notices_are_read_in_en_us_and_xml_is_escaped() -> None:
+def says(element: ET.Element) -> list[tuple[str, str, str]]:
+    """Every ``<Say>`` under ``element``: (voice, language, text)."""
+    return [(s.get("voice", ""), s.get("language", ""), s.text or "") for s in element.iter("Say")]
+
+
+def test_the_call_reads_body_and_menu_twice_in_the_zh_tw_voice_then_says_goodbye() -> None:
+    root = ET.fromstring(voice("http://127.0.0.1:9").twiml(message("voice")))
+
+    [gather] = root.findall("Gather")
+    assert (gather.get("numDigits"), gather.get("action")) == ("1", GATHER_URL)
+    menu = "重聽請按1。 轉接客服專線請按2。"
+    assert says(gather) == [(*ZH, BODY_ZH), (*ZH, menu), (*ZH, BODY_ZH), (*ZH, menu)]
+    assert [child.tag for child in gather] == ["Say", "Say", "Pause", "Say", "Say"]
+    assert says(root)[-1] == (*ZH, "謝謝您的收聽，再見。")
+    assert [child.tag for child in root] == ["Gather", "Say"]
+
+
+def test_english_notices_use_the_en_us_voice_and_announce_the_menu() -> None:
     notice = Message(1, "voice", ("+886912345678",), "Pay <now> & save", language="en")
 
-    twiml = voice("http://127.0.0.1:9", gather_url=None).twiml(notice)
+    twiml = voice("http://127.0.0.1:9").twiml(notice)
 
-    assert twiml.count('<Say language="en-US">Pay &lt;now&gt; &amp; save</Say>') == 2
-    assert "action=" not in twiml
+    root = ET.fromstring(twiml)  # escaped: it parses, and the text comes back whole
+    menu = "To hear this message again, press 1. For our service line, press 2."
+    assert says(root.find("Gather")) == [(*EN, "Pay <now> & save"), (*EN, menu)] * 2  # type: ignore[arg-type]
+
+
+def test_without_a_dial_number_the_menu_offers_only_a_repeat_and_2_says_goodbye() -> None:
+    channel = voice("http://127.0.0.1:9", dial_number="")
+    root = ET.fromstring(channel.twiml(message("voice", language="en")))
+    assert {text for _, _, text in says(root)} >= {"To hear this message again, press 1."}
+    assert "press 2" not in ET.tostring(root, encoding="unicode")
+
+    pressed = ET.fromstring(
+        gather_response("2", body=BODY_ZH, language="en", dial_number="", gather_url=GATHER_URL)
+    )
+    assert pressed.find("Dial") is None and pressed.find("Hangup") is not None
+
+
+def test_no_menu_is_announced_when_no_key_can_be_pressed() -> None:
+    root = ET.fromstring(voice("http://127.0.0.1:9", gather_url=None).twiml(message("voice")))
+    assert root.find("Gather").get("action") is None  # type: ignore[union-attr]
+    assert [text for _, _, text in says(root)].count(BODY_ZH) == 2
+    assert not any("請按" in text for _, _, text in says(root))
 
 
 @pytest.mark.parametrize(
-    ("digit", "present", "absent"),
+    ("digit", "tags"),
     [
-        ("1", ["<Gather", f'action="{GATHER_URL}"'], ["<Dial"]),
-        ("2", [f"<Dial>{SERVICE_LINE}</Dial>"], ["<Gather"]),
-        ("9", ["再見", "<Hangup />"], ["<Gather", "<Dial"]),
+        ("1", ["Gather", "Say"]),
+        ("2", ["Say", "Dial"]),
+        ("9", ["Say", "Hangup"]),
     ],
 )
-def test_a_pressed_key_repeats_connects_or_says_goodbye(
-    digit: str, present: list[str], absent: list[str]
+def test_a_pressed_key_repeats_dials_the_e164_service_line_or_says_goodbye(
+    digit: str, tags: list[str]
 ) -> None:
-    twiml = gather_response(
-        digit, body=BODY_ZH, language="zh-TW", service_line=SERVICE_LINE, gather_url=GATHER_URL
+    root = ET.fromstring(
+        gather_response(
+            digit, body=BODY_ZH, language="zh-TW", dial_number=DIAL, gather_url=GATHER_URL
+        )
     )
 
-    for text in present:
-        assert text in twiml
-    for text in absent:
-        assert text not in twiml
-    assert twiml.count(BODY_ZH) == (2 if digit == "1" else 0)
+    assert [child.tag for child in root] == tags
+    assert all((v, lang) == ZH for v, lang, _ in says(root))
+    dial = root.find("Dial")
+    assert (dial.text if dial is not None else None) == (DIAL if digit == "2" else None)
+    assert [text for _, _, text in says(root)].count(BODY_ZH) == (2 if digit == "1" else 0)
+
+
+def test_a_voicemail_is_said_once_in_the_language_voice_then_hangs_up() -> None:
+    root = ET.fromstring(voicemail("Please call 1 9 1 1.", language="en"))
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert says(root) == [(*EN, "Please call 1 9 1 1.")]
+
+
+def test_a_language_without_a_voice_of_its_own_takes_the_first_listed() -> None:
+    channel = voice("http://127.0.0.1:9", voices={"en": {"voice": EN[0], "language": EN[1]}})
+    root = ET.fromstring(channel.twiml(message("voice", language="zh-TW")))
+    assert {(v, lang) for v, lang, _ in says(root)} == {EN}
 
 
 # --- signed status callbacks -----------------------------------------------------------------
@@ -422,6 +496,31 @@ def test_call_progress_callbacks_arrive_signed_in_order(
     assert "CallDuration" in receiver.received[-1][1]
 
 
+@pytest.mark.parametrize(
+    ("to", "answered_by", "duration"),
+    [
+        ("+886912345678", "human", "45"),
+        ("+886912340488", "machine_end_beep", "45"),
+        ("+886912340489", "unknown", "45"),
+        ("+886912340490", "human", "4"),
+    ],
+)
+def test_answering_machine_results_arrive_signed_before_the_call_completes(
+    sim: TwilioSimulator, receiver: Receiver, to: str, answered_by: str, duration: str
+) -> None:
+    machine_url = receiver.url.replace("?", "/machine?")
+    notice = message("voice", to, callback_url=receiver.url, machine_url=machine_url)
+    result = send_one(voice(sim.base_url), notice)
+    sim.wait_callbacks()
+
+    amds = [n for n, (path, _, _) in enumerate(receiver.received) if "/machine" in path]
+    assert amds == [len(receiver.received) - 2]  # once, just before completed
+    _, amd, signature = receiver.received[amds[0]]
+    assert (amd["CallSid"], amd["AnsweredBy"]) == (result.provider_id, answered_by)
+    assert RequestValidator(TOKEN).validate(machine_url, amd, signature)
+    assert receiver.received[-1][1]["CallDuration"] == duration
+
+
 # --- configuration and segments --------------------------------------------------------------
 
 
@@ -435,16 +534,14 @@ def test_call_progress_callbacks_arrive_signed_in_order(
         (TwilioSms, {"timeout": 0}, "timeout"),
         (TwilioVoice, {"account_sid": ""}, "account_sid"),
         (TwilioVoice, {"from_number": ""}, "from_number"),
-        (TwilioVoice, {"service_line": ""}, "service_line"),
+        (TwilioVoice, {"dial_number": "1911"}, "dial_number"),
+        (TwilioVoice, {"voices": {}}, "voice"),
     ],
 )
 def test_missing_or_bad_settings_are_refused(
     factory: type[Channel], options: dict[str, Any], setting: str
 ) -> None:
     settings: dict[str, Any] = {"account_sid": SID, "auth_token": TOKEN, "from_number": FROM}
-    if factory is TwilioVoice:
-        settings["service_line"] = SERVICE_LINE
-
     with pytest.raises(ValueError, match=setting):
         factory(**(settings | options))
 

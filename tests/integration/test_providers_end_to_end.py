@@ -24,6 +24,7 @@ from tests.support.twilio import callback_path, signed
 LANDLINE_NO_ANSWER = "+886223450487"  # simulator: calls end no-answer
 MOBILE_UNDELIVERED = "+886912330003"  # simulator: SMS reported undelivered (30003)
 MOBILE_STOP = "+886912321610"  # simulator: 21610, the customer replied STOP
+DIAL_NUMBER = "+886223456789"  # the menu's "press 2" (E.164; the printed line stays 1911)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> I
         **simulators.env,
         "NOTIFIER_PROVIDERS": "{}",  # credentials decide: the real adapters
         "NOTIFIER_RATE_LIMITS": '{"twilio": 20, "smtp": 50, "fcm": 200}',
+        "NOTIFIER_SERVICE_DIAL_NUMBER": DIAL_NUMBER,
     }
     built = build_stack("postgres-redis-providers", tmp_path_factory.mktemp("providers"), env)
     yield built
@@ -188,7 +190,7 @@ def test_voice_menu_repeats_or_connects_to_the_service_line(
     rows = stack.settled(acct["account_no"], count=2)
     call = next(d for d in rows if d.channel == "voice")
     path = callback_path(stack, call.id, "gather")
-    for digit, expected in (("1", "<Say"), ("2", "<Dial")):
+    for digit, expected in (("1", "<Say"), ("2", f"<Dial>{DIAL_NUMBER}</Dial>")):
         params = {"CallSid": call.provider_id or "", "Digits": digit}
         answer = stack.client.post(
             path, data=params, headers=signed(stack, path, params, simulators.auth_token)
