@@ -68,7 +68,9 @@ class FcmSettings(BaseModel):
     """A static bearer token: for simulators and tests, not for Google."""
     base_url: str = "https://fcm.googleapis.com"
     timeout: float = 10.0
-    sdk_retries: bool = True
+    sdk_retries: bool = False
+    """firebase-admin's own retries (5xx, and a re-sent POST after a read timeout):
+    off, so that a push that may have reached FCM is never sent again blindly."""
 
 
 class IngestSettings(BaseModel):
