@@ -160,6 +160,9 @@ class Settings(BaseSettings):
 
     providers: dict[str, str] = {}
     """Force a provider per channel (``{"sms": "sandbox"}``); otherwise credentials decide."""
+    push_ttl_hours: float = Field(72, gt=0, le=28 * 24)
+    """The longest a push waits for an offline device (FCM keeps one 4 weeks at most);
+    a notice about a bill expires sooner, at the end of its due date (flows/push_terms.py)."""
     rate_limits: dict[str, float] = {"twilio": 30.0, "smtp": 50.0, "fcm": 500.0}
     """Messages (or calls) per second per provider, across all workers."""
     rate_limit_url: str = ""
