@@ -1,11 +1,11 @@
 """App push through Firebase Cloud Messaging, with the firebase-admin SDK.
 
-One FCM message goes to each device token of a :class:`~channels.base.Message`
-(``send_each_async``, at most 500 per call), with the subject and body as the
-notification and ``Message.data`` as the data payload (the app's deep link).
-The sends run on the caller's event loop (the SDK's httpx client, HTTP/2 to
-Google), not on a thread per message; ``send_many`` packs the tokens of many
-messages into the same calls.
+One FCM message goes to each device token of a :class:`~channels.base.Message`,
+with the subject and body as the notification and ``Message.data`` as the data
+payload (the app's deep link). The sends run on the caller's event loop
+through the SDK's ``send_each_async`` (its httpx client, HTTP/2 to Google), not
+on a thread per message: ``send_many`` sends every token of every message it
+is handed, ``max_in_flight`` at a time, and maps each answer back to its message.
 
 What the message says beside its text goes into the platform blocks
 (https://firebase.google.com/docs/reference/fcm/rest/v1/projects.messages,
@@ -140,8 +140,6 @@ class FcmPush(Channel):
 
     channel: ClassVar[str] = "push"
     provider: ClassVar[str] = "fcm"
-    max_batch: ClassVar[int] = 500
-    """Messages per ``send_each_async`` call; the SDK refuses more."""
     max_in_flight: ClassVar[int] = _POOL_SIZE
     """httpx's connection limit (100): more at once only queue in its pool."""
 
@@ -247,7 +245,7 @@ class FcmPush(Channel):
             await asyncio.to_thread(_delete, app, self._session)
 
     async def _send_batch(self, batch: Sequence[tuple[str, Message]]) -> list[str | ChannelError]:
-        """Send up to ``max_batch`` (token, message) pairs: each one's name or error."""
+        """Send (token, message) pairs in one ``send_each_async`` (at most 500): each one's name or error."""
         outcomes: list[str | ChannelError | None] = []
         fcm_messages = []
         now = datetime.now(UTC)
