@@ -245,7 +245,7 @@ class FcmPush(Channel):
             await asyncio.to_thread(_delete, app, self._session)
 
     async def _send_batch(self, batch: Sequence[tuple[str, Message]]) -> list[str | ChannelError]:
-        """Send (token, message) pairs in one ``send_each_async`` (at most 500): each one's name or error."""
+        """Send (token, message) pairs in one ``send_each_async``: each one's name or error."""
         outcomes: list[str | ChannelError | None] = []
         fcm_messages = []
         now = datetime.now(UTC)
