@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 __all__ = [
@@ -46,6 +47,14 @@ class Message:
     """Where a voice call's menu posts the key pressed (Twilio's ``<Gather action>``)."""
     machine_url: str | None = None
     """Where a call's answering-machine detection reports (``AsyncAmdStatusCallback``)."""
+    expires_at: datetime | None = None
+    """After this the notice is stale: a provider that holds messages for offline
+    devices (push) drops it rather than deliver it late. None: the provider's default."""
+    collapse_key: str | None = None
+    """Messages with the same key replace each other on the device (a later dunning
+    level replaces the earlier one); the same for every level of one notice."""
+    priority: Literal["high", "normal"] = "normal"
+    """``high`` wakes the device now (dunning); ``normal`` may wait for it to be awake."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,7 +97,9 @@ class FcmSettings(BaseModel):
     """A static bearer token: for simulators and tests, not for Google."""
     base_url: str = "https://fcm.googleapis.com"
     timeout: float = 10.0
-    sdk_retries: bool = True
+    sdk_retries: bool = False
+    """firebase-admin's own retries (5xx, and a re-sent POST after a read timeout):
+    off, so that a push that may have reached FCM is never sent again blindly."""
 
 
 class IngestSettings(BaseModel):
@@ -191,6 +193,9 @@ class Settings(BaseSettings):
 
     providers: dict[str, str] = {}
     """Force a provider per channel (``{"sms": "sandbox"}``); otherwise credentials decide."""
+    push_ttl_hours: float = Field(72, gt=0, le=28 * 24)
+    """The longest a push waits for an offline device (FCM keeps one 4 weeks at most);
+    a notice about a bill expires sooner, at the end of its due date (flows/push_terms.py)."""
     rate_limits: dict[str, float] = {"twilio": 30.0, "smtp": 50.0, "fcm": 500.0}
     """Messages (or calls) per second per provider, across all workers."""
     rate_limit_url: str = ""

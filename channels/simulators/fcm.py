@@ -18,10 +18,17 @@ token contains             answer                                       firebase
 =========================  ===========================================  ============================
 ``unregistered``           404 NOT_FOUND, errorCode UNREGISTERED        ``UnregisteredError``
 ``quota``                  429 RESOURCE_EXHAUSTED, QUOTA_EXCEEDED       ``QuotaExceededError``
+                           (``quota-no-hint``: without Retry-After)
 ``unavailable``            503 UNAVAILABLE                              ``UnavailableError``
 ``invalid``                400 INVALID_ARGUMENT, "The registration      ``InvalidArgumentError``
                            token is not a valid FCM registration token"
+``stall``                  accepted (recorded), then the answer waits   a timeout on the client
+                           ``stall_seconds``: a push that went out
+                           though the sender never heard so
 =========================  ===========================================  ============================
+
+Each accepted message is recorded with its ``android`` block and ``apns``
+headers, as a device's platform would apply them (TTL, collapse key, priority).
 
 ``FaultMix.rate_limited`` answers the same 429 (with ``Retry-After``) and
 ``FaultMix.server_error`` the same 503, for any token. With ``access_token``
@@ -29,8 +36,8 @@ set, a request without ``Authorization: Bearer <access_token>`` gets 401
 UNAUTHENTICATED; with ``project`` set, another project gets 403
 PERMISSION_DENIED.
 
-firebase-admin 7.7's ``send_each`` makes one HTTP request per message from a
-thread pool; the multipart ``/batch`` endpoint (``FCM_BATCH_URL``) is no
+firebase-admin 7.7's ``send_each``/``send_each_async`` make one HTTP request per
+message; the multipart ``/batch`` endpoint (``FCM_BATCH_URL``) is no
 longer used by the SDK (Google shut it down in 2024), so it is not served.
 """
 
@@ -39,6 +46,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from typing import Any, ClassVar, NamedTuple, Self
 
 from channels.simulators.base import FaultMix, HttpSimulator, JsonHandler
@@ -58,6 +66,10 @@ class FcmReceived(NamedTuple):
     title: str | None
     body: str | None
     data: dict[str, str]
+    android: dict[str, Any]
+    """``ttl`` ("3600s"), ``collapse_key``, ``priority`` as sent."""
+    apns_headers: dict[str, str]
+    """``apns-expiration``, ``apns-collapse-id``, ``apns-priority``, ``apns-push-type``."""
 
 
 def _error(
@@ -167,19 +179,28 @@ class _FcmHandler(JsonHandler):
         if "unregistered" in token:
             return 404, _UNREGISTERED, None
         if "quota" in token:
-            return 429, _QUOTA, {"Retry-After": str(self.simulator.retry_after_seconds)}
+            # FCM often sends no Retry-After at all: "quota-no-hint" answers that way.
+            hint = None if "no-hint" in token else str(self.simulator.retry_after_seconds)
+            return 429, _QUOTA, {"Retry-After": hint} if hint else None
         if "unavailable" in token:
             return 503, _UNAVAILABLE, None
         if "invalid" in token:
             return 400, _INVALID_TOKEN, None
         notification = message.get("notification") or {}
         received = FcmReceived(
-            token, notification.get("title"), notification.get("body"), dict(data)
+            token,
+            notification.get("title"),
+            notification.get("body"),
+            dict(data),
+            dict(message.get("android") or {}),
+            dict((message.get("apns") or {}).get("headers") or {}),
         )
         sim = self.simulator
         with sim.lock:
             sim.received.append(received)
             number = next(sim._ids)
+        if "stall" in token:
+            time.sleep(sim.stall_seconds)
         return 200, {"name": f"projects/{project}/messages/0:{number:016d}%fcmsim"}, None
 
 
@@ -189,6 +210,8 @@ class FcmSimulator(HttpSimulator):
     handler = _FcmHandler
     retry_after_seconds: ClassVar[int] = 1
     """The ``Retry-After`` sent with each 429."""
+    stall_seconds: ClassVar[float] = 2.0
+    """How long a ``stall`` token's accepted send waits before it is answered."""
 
     def __init__(
         self,

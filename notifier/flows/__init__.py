@@ -6,7 +6,8 @@ provider → record), ``fallback``, ``reports`` (Twilio status reports),
 ``receipts``, ``postcards`` (the print batch), ``producer_callbacks`` (the
 signed POSTs), ``reconcile``, ``retention`` (the purge), ``ops_actions`` and
 ``unreachable`` (a notice that reached nobody, told to its producer),
-``holds`` (a hold ended: one notice per account it kept back).
+``holds`` (a hold ended: one notice per account it kept back), ``push_terms``
+(a push's expiry, collapse key and priority).
 May import the runtime and every domain below it; never ``api``, ``web``,
 ``worker`` or ``cli``.
 """

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
 
 from sqlalchemy import exc as sa_exc
@@ -49,6 +49,7 @@ from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
 from notifier.flows.fallback import forget_recipients, record_opt_out, retry_delay, start_fallback
+from notifier.flows.push_terms import push_terms
 from notifier.flows.reports import apply_report
 from notifier.flows.restate import restate_claims
 from notifier.notices.rendering import TemplateError
@@ -219,8 +220,10 @@ def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
         notifications = _notifications(session, claims)
         claims = _hold_back(rt, session, claims, notifications, now, outcome)
         restate_claims(rt, session, claims, notifications, now)
+        due_dates = _push_due_dates(session, claims, notifications)
         messages = [
-            _message(rt, c.delivery, notifications[c.delivery.notification_id]) for c in claims
+            _message(rt, c.delivery, notifications[c.delivery.notification_id], due_dates, now)
+            for c in claims
         ]
         seals = {
             m.delivery_id: seal(rt, c.delivery, content_sha256(m))
@@ -407,13 +410,35 @@ def _hold_back(
     return [c for c in claims if c.delivery.id not in held]
 
 
-def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Message:
+def _push_due_dates(
+    session: Session, claims: Sequence[Claim], notifications: dict[int, Notification]
+) -> dict[str, date]:
+    """The due dates of the bills the claimed pushes are about (their expiry)."""
+    bills = {
+        bill_no
+        for c in claims
+        if c.delivery.channel == "push"
+        and (bill_no := notifications[c.delivery.notification_id].bill_no)
+    }
+    if not bills:
+        return {}
+    rows = session.exec(select(Bill).where(col(Bill.bill_no).in_(bills))).all()
+    return {bill.bill_no: bill.due_date for bill in rows}
+
+
+def _message(
+    rt: Runtime,
+    delivery: Delivery,
+    notification: Notification,
+    due_dates: dict[str, date],
+    now: datetime,
+) -> Message:
     assert delivery.id is not None
     content = delivery.content
     callback_url = menu_url = machine_url = None
     if rt.provider(delivery.channel) == "twilio":
         # Opaque, signed and dated tokens, not the delivery id (callback_tokens.py).
-        key, now = callback_tokens.signing_key(rt.settings), rt.clock()
+        key = callback_tokens.signing_key(rt.settings)
         base = f"{rt.settings.public_url.rstrip('/')}/v1/callbacks/twilio"
         status_token = callback_tokens.issue(key, delivery.id, purpose="status", now=now)
         callback_url = f"{base}/status/{status_token}"
@@ -430,6 +455,10 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
         **({"bill_no": notification.bill_no} if notification.bill_no else {}),
         **({"usage_period": notification.usage_period} if notification.usage_period else {}),
     }
+    terms = None
+    if delivery.channel == "push":
+        due = due_dates.get(notification.bill_no) if notification.bill_no else None
+        terms = push_terms(rt, notification, due, now=now)
     return Message(
         delivery_id=delivery.id,
         channel=delivery.channel,
@@ -443,6 +472,9 @@ def _message(rt: Runtime, delivery: Delivery, notification: Notification) -> Mes
         callback_url=callback_url,
         menu_url=menu_url,
         machine_url=machine_url,
+        expires_at=terms.expires_at if terms else None,
+        collapse_key=terms.collapse_key if terms else None,
+        priority=terms.priority if terms else "normal",
     )
 
 

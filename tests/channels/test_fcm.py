@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import channels
 from channels import Message, PermanentChannelError, SendOutcome, SendResult, TransientChannelError
 from channels.fcm_push import FcmPush
 from channels.simulators.base import FaultMix
-from channels.simulators.fcm import FcmReceived, FcmSimulator
+from channels.simulators.fcm import FcmSimulator
 
 PROJECT = "taipower-notifier-test"
 ACCESS_TOKEN = "sim-access-token"
@@ -85,9 +87,9 @@ def test_each_token_gets_the_notice_and_the_deep_link(fcm: FcmSimulator) -> None
         result = send(fcm.base_url, notice("device-a", "device-b"))
 
     title, body = "電費繳費通知", "您的電費 NT$1,830 尚未繳納"
-    assert sorted(fcm.received) == [
-        FcmReceived("device-a", title, body, DEEP_LINK),
-        FcmReceived("device-b", title, body, DEEP_LINK),
+    assert sorted(r[:4] for r in fcm.received) == [
+        ("device-a", title, body, DEEP_LINK),
+        ("device-b", title, body, DEEP_LINK),
     ]
     assert result.provider == "fcm"
     assert result.status == "sent"
@@ -110,17 +112,17 @@ def test_a_token_listed_twice_gets_one_push(fcm: FcmSimulator) -> None:
     assert fcm.tokens() == ["device-a"]
 
 
-def test_six_hundred_tokens_go_in_two_batches(fcm: FcmSimulator) -> None:
+def test_six_hundred_tokens_all_go_out(fcm: FcmSimulator) -> None:
     tokens = [f"device-{n:03d}" for n in range(600)]
 
-    # send_each refuses more than 500 messages, so an accepted 600 proves the split.
+    # More than send_each_async takes in one call and than the client has connections.
     result = send(fcm.base_url, notice(*tokens))
 
     assert sorted(fcm.tokens()) == tokens
     assert result.detail["accepted"] == 600
 
 
-def test_a_batch_of_notices_shares_send_each_calls_with_one_outcome_per_notice(
+def test_a_batch_of_notices_gets_one_outcome_per_notice(
     fcm: FcmSimulator,
 ) -> None:
     batch = [replace(notice(f"device-{n}-a", f"device-{n}-b"), delivery_id=n) for n in range(300)]
@@ -135,12 +137,135 @@ def test_a_batch_of_notices_shares_send_each_calls_with_one_outcome_per_notice(
 
     outcomes = asyncio.run(run())
 
-    # 599 pushes, more than one send_each takes: the batch was split and reassembled.
+    # 599 pushes, more than one send_each_async takes: sent apart, reassembled per notice.
     assert len(fcm.tokens()) == 598  # all but the dead token
     assert isinstance(outcomes[7], PermanentChannelError)
     assert outcomes[7].rejected == ("device-unregistered-7",)
     assert all(isinstance(o, SendResult) for i, o in enumerate(outcomes) if i != 7)
     assert {o.detail["accepted"] for o in outcomes if isinstance(o, SendResult)} == {2}
+
+
+# --- what the device's platform is told: expiry, collapse, priority -------------------------
+
+
+def test_a_dunning_notice_expires_collapses_and_wakes_the_device(fcm: FcmSimulator) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=30)
+    message = replace(
+        notice("device-a"), expires_at=expires, collapse_key="01234567890-B1", priority="high"
+    )
+
+    send(fcm.base_url, message)
+
+    (received,) = fcm.received
+    ttl = int(received.android["ttl"].removesuffix("s"))
+    assert 30 * 3600 - 5 <= ttl <= 30 * 3600, "seconds left until the expiry, at send time"
+    assert received.android["collapse_key"] == "01234567890-B1"
+    assert received.android["priority"] == "high"
+    assert received.apns_headers == {
+        "apns-push-type": "alert",
+        "apns-priority": "10",
+        "apns-expiration": str(int(expires.timestamp())),
+        "apns-collapse-id": "01234567890-B1",
+    }
+
+
+def test_an_informational_notice_is_normal_priority(fcm: FcmSimulator) -> None:
+    send(fcm.base_url, replace(notice("device-a"), collapse_key="k"))
+
+    (received,) = fcm.received
+    assert received.android == {"collapse_key": "k", "priority": "normal"}, "no expiry: no ttl"
+    assert received.apns_headers == {
+        "apns-push-type": "alert",
+        "apns-priority": "5",
+        "apns-collapse-id": "k",
+    }
+
+
+def test_a_notice_past_its_expiry_goes_now_or_never(fcm: FcmSimulator) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=5)
+
+    send(fcm.base_url, replace(notice("device-a"), expires_at=past))
+
+    (received,) = fcm.received
+    assert received.android["ttl"] == "0s"
+    assert received.apns_headers["apns-expiration"] == str(int(past.timestamp()))
+
+
+def test_a_long_collapse_key_fits_apns(fcm: FcmSimulator) -> None:
+    key = "01234567890-" + "B" * 80
+
+    send(fcm.base_url, replace(notice("device-a"), collapse_key=key))
+
+    (received,) = fcm.received
+    assert received.android["collapse_key"] == key
+    collapse_id = received.apns_headers["apns-collapse-id"]
+    assert len(collapse_id.encode()) <= 64
+    assert collapse_id != key[:64], "a hash, not a cut that two bills could share"
+
+
+def test_fifty_notices_sent_at_once_each_get_their_own_result(fcm: FcmSimulator) -> None:
+    batch = [
+        replace(notice(f"device-{n}"), delivery_id=n, collapse_key=f"acct-{n}") for n in range(50)
+    ]
+    batch[13] = replace(notice("device-unregistered-13"), delivery_id=13)
+    batch[31] = replace(notice("device-quota-31"), delivery_id=31)
+
+    async def run() -> list[SendOutcome]:
+        channel = push(fcm.base_url)
+        try:
+            return await channel.send_many(batch)
+        finally:
+            await channel.aclose()
+
+    outcomes = asyncio.run(run())
+
+    by_token = {r.token: r for r in fcm.received}
+    assert len(by_token) == 48
+    ids = set()
+    for n, outcome in enumerate(outcomes):
+        if n == 13:
+            assert isinstance(outcome, PermanentChannelError)
+            assert outcome.rejected == ("device-unregistered-13",)
+        elif n == 31:
+            assert isinstance(outcome, TransientChannelError)
+            assert outcome.code == "QUOTA_EXCEEDED"
+        else:
+            assert isinstance(outcome, SendResult)
+            ids.add(outcome.provider_id)
+            # The result is this notice's: its device got its own collapse key.
+            assert by_token[f"device-{n}"].android["collapse_key"] == f"acct-{n}"
+    assert len(ids) == 48, "each notice carries the name FCM gave its own push"
+
+
+def test_quota_without_retry_after_waits_a_minute(fcm: FcmSimulator) -> None:
+    with pytest.raises(TransientChannelError) as raised:
+        send(fcm.base_url, notice("device-quota-no-hint"))
+
+    assert raised.value.code == "QUOTA_EXCEEDED"
+    assert raised.value.retry_after is not None
+    assert raised.value.retry_after >= 60
+
+
+def test_a_read_timeout_is_not_resent_by_the_sdk(fcm: FcmSimulator) -> None:
+    # FCM took the push, then the answer stalled past our timeout. The channel's
+    # defaults are what production uses: no sdk_retries option passed.
+    channel_options = {"project_id": PROJECT, "access_token": ACCESS_TOKEN}
+    started = time.monotonic()
+
+    async def run() -> SendResult:
+        channel = FcmPush(base_url=fcm.base_url, timeout=0.5, **channel_options)
+        try:
+            return await channel.send(notice("device-stall"))
+        finally:
+            await channel.aclose()
+
+    with pytest.raises(TransientChannelError) as raised:
+        asyncio.run(run())
+
+    assert raised.value.code == "DEADLINE_EXCEEDED"
+    assert fcm.requests == 1, "one POST: the SDK did not send the push again"
+    assert fcm.tokens() == ["device-stall"]
+    assert time.monotonic() - started < FcmSimulator.stall_seconds + 1
 
 
 # --- failures, one row per error class ------------------------------------------------------
