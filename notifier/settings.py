@@ -48,6 +48,10 @@ class TwilioSettings(BaseModel):
     from_number: str = ""
     messaging_service_sid: str = ""
     base_url: str = "https://api.twilio.com"
+    webhook_shared_key: SecretStr = SecretStr("")
+    """The secret of a Twilio Webhooks SharedKey: callbacks whose
+    X-Twilio-Webhooks-Signature-Settings name a key are signed with it (HMAC-SHA1 or
+    HMAC-SHA256, as the header says) instead of the auth token."""
     timeout: float = 10.0
 
 
@@ -159,6 +163,10 @@ class Settings(BaseSettings):
     pay_link_key: SecretStr = SecretStr(_EMBEDDED_PAY_LINK_KEY)
     """Signs the opaque bill reference in pay links; share it with the pay site."""
     public_url: str = "http://127.0.0.1:8000"
+    """The address Twilio calls back, with any path prefix the proxy in front strips."""
+    trust_forwarded_headers: bool = False
+    """Whether X-Forwarded-Proto/Host (of our own proxy) name the public scheme and host of
+    callback URLs; off: ``public_url`` does, whatever a request claims."""
     callback_key: SecretStr = SecretStr("")
     """Signs the tokens in the callback URLs given to Twilio; empty: derived (embedded only)."""
     callback_window_hours: float = Field(72, gt=0)

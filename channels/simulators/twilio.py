@@ -28,6 +28,11 @@ Magic ``To`` numbers, like Twilio's test credentials
 ``21614``           400, code 21614: not a mobile number
 ``30003``           SMS accepted; callbacks ``sent``, then ``undelivered``
                     with ``ErrorCode`` 30003 (handset unreachable)
+``30005``           the same with ``ErrorCode`` 30005 (unknown destination)
+``30006``           the same with ``ErrorCode`` 30006 (a landline); a call to
+                    it is answered like any other
+``30008``           the same with ``ErrorCode`` 30008 (unknown error): says
+                    nothing of the number
 ``0486``            call accepted; callbacks end ``busy``
 ``0487``            call accepted; callbacks end ``no-answer``
 ``0488``            call answered by a machine: ``AnsweredBy`` ``machine_end_beep``
@@ -93,7 +98,8 @@ _CALL_ENDINGS = {"0486": "busy", "0487": "no-answer"}
 # To-suffix → who answering-machine detection says took the call (else a person).
 _ANSWERED_BY = {"0488": "machine_end_beep", "0489": "unknown"}
 _SHORT_CALL = "0490"
-_SMS_UNDELIVERED = "30003"
+_SMS_UNDELIVERED = ("30003", "30005", "30006", "30008")
+"""``To`` suffixes whose SMS end ``undelivered`` with that ``ErrorCode``."""
 CALLBACK_TIMEOUT_SECONDS = 15.0
 """How long a status callback waits for the receiver's answer: Twilio's own 15 s
 (https://www.twilio.com/docs/api/errors/11205). Shorter, a receiver that is busy but
@@ -260,7 +266,8 @@ class TwilioSimulator(HttpSimulator):
             self.messages.append(form | {"Sid": sid, "received_at": time.time()})
         callback = form.get("StatusCallback")
         if callback:
-            final = "undelivered" if to.endswith(_SMS_UNDELIVERED) else "delivered"
+            error_code = next((code for code in _SMS_UNDELIVERED if to.endswith(code)), None)
+            final = "undelivered" if error_code else "delivered"
             base = {
                 "AccountSid": self.account_sid,
                 "ApiVersion": API_VERSION,
@@ -271,8 +278,8 @@ class TwilioSimulator(HttpSimulator):
             } | ({"MessagingServiceSid": service} if service else {})
             events = [base | {"MessageStatus": "sent", "SmsStatus": "sent"}]
             last = base | {"MessageStatus": final, "SmsStatus": final}
-            if final == "undelivered":
-                last["ErrorCode"] = _SMS_UNDELIVERED
+            if error_code:
+                last["ErrorCode"] = error_code
             events.append(last)
             self._post_later([(callback, params) for params in events])
         return 201, payload

@@ -24,6 +24,11 @@ class Account(SQLModel, table=True):
     """The number an agent found wrong; while ``phone`` is still it, nobody calls it.
     Kept as the number, not a flag, so a new number from the producer is good again."""
     phone_invalid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    phone_invalid_reason: str | None = Field(default=None, max_length=64)
+    """Who found it wrong: ``wrong_number`` (an agent), ``twilio 30003`` (unreachable), ..."""
+    sms_unable_phone: str | None = Field(default=None, max_length=20)
+    """The number a carrier said takes no SMS (a landline, Twilio 30006): calls still go to
+    it, SMS do not, while ``phone`` is still it."""
     email: str | None = Field(default=None, max_length=320)
     push_tokens: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     address: str | None = Field(default=None, max_length=500)

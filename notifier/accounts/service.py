@@ -20,7 +20,9 @@ __all__ = [
     "get",
     "is_mobile",
     "mark_phone_invalid",
+    "mark_sms_unable",
     "phone_marked_invalid",
+    "texts_to",
     "upsert_locked",
     "upsert_many_locked",
 ]
@@ -136,12 +138,45 @@ def callable_phone(phone: str | None, invalid_phone: str | None) -> str | None:
     return None if phone_marked_invalid(phone, invalid_phone) else phone
 
 
-def mark_phone_invalid(session: Session, account_no: str, *, now: datetime) -> bool:
-    """Mark the account's current phone as wrong; False if there is none or it was already."""
+def mark_phone_invalid(
+    session: Session,
+    account_no: str,
+    *,
+    now: datetime,
+    reason: str = "wrong_number",
+    phone: str | None = None,
+) -> bool:
+    """Mark the account's current phone as wrong; False if there is none or it was already.
+
+    With ``phone``, only if that is still the account's number: a report about
+    an old number says nothing of the new one.
+    """
     account = session.get(Account, account_no, with_for_update=True)
     if account is None or account.phone is None or account.invalid_phone == account.phone:
         return False
+    if phone is not None and phone != account.phone:
+        return False
     account.invalid_phone, account.phone_invalid_at = account.phone, now
+    account.phone_invalid_reason = reason
     account.updated_at = now
     session.add(account)
     return True
+
+
+def mark_sms_unable(session: Session, account_no: str, phone: str, *, now: datetime) -> bool:
+    """Note that ``phone``, still the account's number, takes no SMS; False if nothing changed."""
+    account = session.get(Account, account_no, with_for_update=True)
+    if account is None or account.phone != phone or account.sms_unable_phone == phone:
+        return False
+    account.sms_unable_phone = phone
+    account.updated_at = now
+    session.add(account)
+    return True
+
+
+def texts_to(account: Account) -> str | None:
+    """The number SMS go to: a mobile one not known as wrong or unable to take SMS."""
+    phone = callable_phone(account.phone, account.invalid_phone)
+    if phone is None or phone == account.sms_unable_phone or not is_mobile(phone):
+        return None
+    return phone

@@ -2,8 +2,9 @@
 
 Twilio signs each request with ``X-Twilio-Signature`` over the URL it called
 and the form parameters (https://www.twilio.com/docs/usage/security). The URL
-is rebuilt from ``NOTIFIER_PUBLIC_URL``, the address Twilio was given, so the
-check holds behind a proxy.
+is rebuilt by :func:`notifier.deliveries.callback_tokens.public_url`, which
+also made the URL Twilio was given, so the check holds behind a proxy and
+under a root path.
 
 Each URL ends in a token (:mod:`notifier.deliveries.callback_tokens`) naming
 the delivery and when the URL was issued, under our own HMAC: a token that is
@@ -16,12 +17,18 @@ the token's MAC holds, the delivery id; never the form (it carries numbers).
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from twilio.request_validator import RequestValidator
+from starlette.datastructures import MultiDict
+from twilio.request_validator import (
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
 
 from channels.twilio_voice import gather_response
 from notifier.api.deps import RuntimeDep
@@ -32,7 +39,7 @@ from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.flows.reports import ForeignReport, is_machine, record_report
 from notifier.runtime import Runtime
 
-__all__ = ["router"]
+__all__ = ["request_url", "router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -48,6 +55,11 @@ _SMS = {
     "read": "delivered",
     "undelivered": "undelivered",
     "failed": "failed",
+    # We cancelled it (a scheduled message) or Twilio did: never sent, for good.
+    "canceled": "failed",
+    # Only some segments of a split message arrived: the amount, the due date or the
+    # service phone may be in a missing one, so the notice is not proven served.
+    "partially_delivered": "undelivered",
 }
 _CALL = {
     "completed": "delivered",
@@ -58,26 +70,74 @@ _CALL = {
 }
 
 
-def _url(rt: Runtime, request: Request) -> str:
-    """The URL Twilio called, as it was given it (behind any proxy)."""
-    url = rt.settings.public_url.rstrip("/") + request.url.path
-    return url + "?" + request.url.query if request.url.query else url
+def request_url(rt: Runtime, request: Request) -> str:
+    """The URL Twilio called, as it was given it (behind a proxy, under a root path)."""
+    root_path = request.scope.get("root_path", "")
+    path = request.url.path
+    # uvicorn --root-path puts the prefix in the path too; public_url already has it.
+    if root_path and (path == root_path or path.startswith(root_path.rstrip("/") + "/")):
+        path = path[len(root_path.rstrip("/")) :]
+    return callback_tokens.public_url(
+        rt.settings,
+        path,
+        query=request.url.query,
+        root_path=root_path,
+        forwarded_proto=request.headers.get("X-Forwarded-Proto"),
+        forwarded_host=request.headers.get("X-Forwarded-Host"),
+    )
 
 
 async def signed_form(request: Request, rt: RuntimeDep) -> dict[str, str]:
-    """The form parameters, if Twilio's signature over them is valid; else 403."""
-    form = {key: str(value) for key, value in (await request.form()).items()}
+    """The form parameters, if Twilio's signature over them is valid; else 403.
+
+    Twilio signs every value of a repeated key (``StatusCallbackEvent``), so
+    the validator gets them all; the handlers read one value per key. With a
+    Webhooks SharedKey (``X-Twilio-Webhooks-Signature-Settings``) the key's
+    secret and the header's algorithm (HMAC-SHA1 or HMAC-SHA256) sign it; a
+    JSON body is signed through its ``bodySHA256`` query parameter.
+    """
     signature = request.headers.get("X-Twilio-Signature", "")
-    auth_token = rt.settings.twilio.auth_token.get_secret_value()
+    signing = request.headers.get(SIGNATURE_SETTINGS_HEADER)
+    twilio = rt.settings.twilio
+    secret = (twilio.webhook_shared_key if signing else twilio.auth_token).get_secret_value()
+    fields: dict[str, str] = {}
+    signed_over: str | MultiDict | None = None
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = (await request.body()).decode("utf-8", "replace")
+        if "bodySHA256" in request.query_params:
+            signed_over = body
+            fields = _json_fields(body)
+    else:
+        form = await request.form()
+        signed_over = MultiDict([(key, str(value)) for key, value in form.multi_items()])
+        fields = {key: str(value) for key, value in form.items()}
     if (
-        not auth_token
+        not secret
         or not signature
-        or not RequestValidator(auth_token).validate(_url(rt, request), form, signature)
+        or signed_over is None
+        or not RequestValidator(secret).validate(
+            request_url(rt, request),
+            signed_over,
+            signature,
+            algorithm=get_signature_algorithm(signing),
+        )
     ):
         route = getattr(request.scope.get("route"), "path", "?")
-        log.warning("refused a Twilio callback to %s: bad or missing signature", route)
+        why = "no shared key set" if signing and not secret else "bad or missing signature"
+        log.warning("refused a Twilio callback to %s: %s", route, why)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
-    return form
+    return fields
+
+
+def _json_fields(body: str) -> dict[str, str]:
+    """A JSON body's top-level values as form fields (empty if it is not an object)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(key): str(value) for key, value in parsed.items() if value is not None}
 
 
 SignedForm = Annotated[dict[str, str], Depends(signed_form)]
@@ -162,7 +222,7 @@ def gather_callback(token: str, form: SignedForm, rt: RuntimeDep, request: Reque
         body=delivery.content.get("body") or "",
         language=delivery.language,
         dial_number=rt.settings.service_dial_number,
-        gather_url=_url(rt, request),  # the same token: a repeat keeps its menu
+        gather_url=request_url(rt, request),  # the same token: a repeat keeps its menu
         voices={lang: v.model_dump() for lang, v in rt.settings.voice.voices.items()},
     )
     return Response(content=twiml, media_type="application/xml")

@@ -66,14 +66,32 @@ def up(
 
 
 @app.command()
-def api(port: Port = 8000, host: Host = "0.0.0.0", workers: int = 1) -> None:
+def api(
+    port: Port = 8000,
+    host: Host = "0.0.0.0",
+    workers: int = 1,
+    root_path: Annotated[
+        str,
+        typer.Option(
+            help="the path prefix a proxy in front strips (/notifier); "
+            "NOTIFIER_PUBLIC_URL must end in it too"
+        ),
+    ] = "",
+) -> None:
     """Run the HTTP API (deployed mode)."""
     import uvicorn
 
     from notifier.observability.logs import configure_logging
 
     configure_logging()  # before uvicorn's first lines, so they are in our format too
-    uvicorn.run("notifier.app:app", host=host, port=port, workers=workers, log_config=None)
+    uvicorn.run(
+        "notifier.app:app",
+        host=host,
+        port=port,
+        workers=workers,
+        root_path=root_path,
+        log_config=None,
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

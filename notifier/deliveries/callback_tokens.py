@@ -32,7 +32,9 @@ __all__ = [
     "CallbackToken",
     "Purpose",
     "TokenRefused",
+    "callback_url",
     "issue",
+    "public_url",
     "read",
     "signing_key",
     "unverified_delivery_id",
@@ -61,6 +63,41 @@ class TokenRefused(Exception):
         self.reason = reason
         self.delivery_id = delivery_id
         """Set only once the MAC holds: an id from a forged token means nothing."""
+
+
+CALLBACK_PREFIX = "/v1/callbacks/twilio"
+
+
+def public_url(
+    settings: Settings,
+    path: str,
+    *,
+    query: str = "",
+    root_path: str = "",
+    forwarded_proto: str | None = None,
+    forwarded_host: str | None = None,
+) -> str:
+    """The public URL of the app's ``path``: what Twilio is given, and what its signature covers.
+
+    ``path`` is the app's own route path, without the root path a proxy strips
+    (uvicorn ``--root-path``); ``NOTIFIER_PUBLIC_URL`` already carries that
+    prefix. Only behind a proxy that ``NOTIFIER_TRUST_FORWARDED_HEADERS`` says
+    is ours do ``X-Forwarded-Proto``/``-Host`` name the scheme and host, and then
+    the root path is the prefix; anyone else could name any host in them.
+    """
+    if settings.trust_forwarded_headers and forwarded_host:
+        # A proxy chain appends: the first value is what the caller used.
+        proto = (forwarded_proto or "https").split(",")[0].strip()
+        base = f"{proto}://{forwarded_host.split(',')[0].strip()}{root_path.rstrip('/')}"
+    else:
+        base = settings.public_url.rstrip("/")
+    url = base + path
+    return f"{url}?{query}" if query else url
+
+
+def callback_url(settings: Settings, purpose: Purpose, token: str) -> str:
+    """The URL given to Twilio for one delivery's ``purpose`` callbacks."""
+    return public_url(settings, f"{CALLBACK_PREFIX}/{purpose}/{token}")
 
 
 def signing_key(settings: Settings) -> bytes:

@@ -1,5 +1,6 @@
 """Producer callbacks about cases: ``escalation.outcome``, ``escalation.closed``,
-``account.contact_invalid`` (an agent found the account's phone wrong: fix the contact data),
+``account.contact_invalid`` (an agent or a provider's report found the account's phone wrong:
+fix the contact data),
 and the collections ladder's ``collection.stage_changed``, ``collection.suspension_due`` and
 ``collection.reconnection_due`` (:func:`collection`).
 
@@ -96,18 +97,28 @@ def escalations_closed(session: Session, case_ids: Sequence[int], *, now: dateti
 
 
 def contact_invalid(
-    session: Session, case: Escalation, *, contact: str, reason: str, now: datetime
+    session: Session,
+    account_no: str,
+    *,
+    contact: str,
+    reason: str,
+    now: datetime,
+    escalation_id: int | None = None,
 ) -> list[int]:
-    """Owe ``account.contact_invalid``: which contact point (``phone``) and why, never its value."""
-    keys = webhooks.producers_of(session, [case.account_no]).get(case.account_no, [])
+    """Owe ``account.contact_invalid``: which contact point (``phone``) and why, never its value.
+
+    ``escalation_id`` names the case whose agent found it; None when a provider's
+    report did (Twilio: the number is unreachable).
+    """
+    keys = webhooks.producers_of(session, [account_no]).get(account_no, [])
     body = {
         "type": "account.contact_invalid",
         "occurred_at": now.isoformat(),
         "event_id": None,
-        "account_no": case.account_no,
+        "account_no": account_no,
         "contact": contact,
         "reason": reason,
-        "escalation_id": case.id,
+        "escalation_id": escalation_id,
     }
     return webhooks.owe(
         session,

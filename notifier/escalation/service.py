@@ -225,7 +225,14 @@ def record_outcome(
     elif outcome == "wrong_number":
         case.failed_calls += 1
         if accounts.mark_phone_invalid(session, case.account_no, now=now):
-            callbacks.contact_invalid(session, case, contact="phone", reason=outcome, now=now)
+            callbacks.contact_invalid(
+                session,
+                case.account_no,
+                contact="phone",
+                reason=outcome,
+                now=now,
+                escalation_id=case.id,
+            )
         _calls_ended(session, case, actor.name, now, today, why="the phone number is wrong")
     elif outcome == "no_answer":
         if case.next_call_at is not None and now < case.next_call_at:

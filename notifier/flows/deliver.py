@@ -439,14 +439,13 @@ def _message(
     if rt.provider(delivery.channel) == "twilio":
         # Opaque, signed and dated tokens, not the delivery id (callback_tokens.py).
         key = callback_tokens.signing_key(rt.settings)
-        base = f"{rt.settings.public_url.rstrip('/')}/v1/callbacks/twilio"
         status_token = callback_tokens.issue(key, delivery.id, purpose="status", now=now)
-        callback_url = f"{base}/status/{status_token}"
+        callback_url = callback_tokens.callback_url(rt.settings, "status", status_token)
         if delivery.channel == "voice":
             menu_token = callback_tokens.issue(key, delivery.id, purpose="gather", now=now)
-            menu_url = f"{base}/gather/{menu_token}"
+            menu_url = callback_tokens.callback_url(rt.settings, "gather", menu_token)
             machine_token = callback_tokens.issue(key, delivery.id, purpose="machine", now=now)
-            machine_url = f"{base}/machine/{machine_token}"
+            machine_url = callback_tokens.callback_url(rt.settings, "machine", machine_token)
     # What the app needs to open the right screen (push) or a printer to sort by.
     data = {
         "delivery_id": str(delivery.id),

@@ -17,18 +17,27 @@ recorded as ``voicemail``; a person who hung up before the policy's
 and go on down the fallback like a failed call. The detection's own report
 (``answered_by``) stays in the timeline for the ladder's proof
 (notifier/escalation/proof.py).
+
+A failed report's ``error_code`` says what is wrong with the number, and is
+acted on before the fallback is chosen: Twilio's 30003/30005 (unreachable,
+unknown destination) mark the phone invalid on the account (no SMS, no call
+to it, and the fallback skips it); 30006 (a landline) marks it as taking no
+SMS, so the fallback and later notices call it instead
+(https://www.twilio.com/docs/api/errors).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, select
 
+from notifier.accounts import service as accounts
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus
+from notifier.escalation import callbacks as case_callbacks
 from notifier.flows.fallback import retry_delay, start_fallback
 from notifier.flows.outcome import DeliverOutcome
 from notifier.runtime import Runtime
@@ -45,6 +54,10 @@ _FINAL = {
     "short_call": DeliveryStatus.UNDELIVERED,
 }
 _TRY_AGAIN = {"busy", "no-answer"}
+UNREACHABLE_CODES = {"30003": "unreachable", "30005": "unknown_destination"}
+"""Twilio's codes that say the number reaches nobody, and the reason marked on the account."""
+NO_SMS_CODES = frozenset({"30006"})
+"""Twilio: landline or unreachable carrier; the number may still take a call."""
 
 
 def is_machine(answered_by: str) -> bool:
@@ -123,7 +136,7 @@ def record_report(
         )
         if delivery.status == DeliveryStatus.SENDING:
             return DeliverOutcome(status=delivery.status)  # the worker applies it once it records
-        return _apply(rt, session, delivery, status)
+        return _apply(rt, session, delivery, status, detail.get("error_code"))
 
 
 def _sent_by(delivery: Delivery, timeline: list[DeliveryChange], sid: str) -> bool:
@@ -145,13 +158,21 @@ def apply_report(rt: Runtime, delivery_id: int, status: str) -> DeliverOutcome:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
             return DeliverOutcome(status=None)
-        return _apply(rt, session, delivery, status)
+        reported = [
+            change
+            for change in deliveries.timeline(session, delivery_id)
+            if change.status == status and change.detail.get("report")
+        ]
+        error_code = reported[-1].detail.get("error_code") if reported else None
+        return _apply(rt, session, delivery, status, error_code)
 
 
-def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> DeliverOutcome:
+def _apply(
+    rt: Runtime, session: Session, delivery: Delivery, status: str, error_code: str | None
+) -> DeliverOutcome:
     assert delivery.id is not None
     if delivery.status == DeliveryStatus.UNKNOWN:
-        return _settle_unknown(rt, session, delivery, status)
+        return _settle_unknown(rt, session, delivery, status, error_code)
     if delivery.status != DeliveryStatus.SENT:
         log.info(
             "delivery %s: report %r left as history; the delivery is already %s",
@@ -188,12 +209,13 @@ def _apply(rt: Runtime, session: Session, delivery: Delivery, status: str) -> De
         session, delivery.id, final, now=now, last_error=f"provider: {status}"
     ):
         webhooks.delivery_outcomes(session, [delivery.id], final, now=now)
+    refused = _act_on_error_code(session, delivery, error_code, now=now)
     # A notice we cannot show was served does not count as served.
-    return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, frozenset()))
+    return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, refused))
 
 
 def _settle_unknown(
-    rt: Runtime, session: Session, delivery: Delivery, status: str
+    rt: Runtime, session: Session, delivery: Delivery, status: str, error_code: str | None
 ) -> DeliverOutcome:
     """A report that came after the receipt timeout: it settles ``unknown`` forward only.
 
@@ -212,9 +234,47 @@ def _settle_unknown(
     ):
         return DeliverOutcome(status=delivery.status)
     webhooks.delivery_outcomes(session, [delivery.id], final, now=now)
-    if (
-        final == DeliveryStatus.DELIVERED
-        or session.exec(select(Delivery.id).where(Delivery.fallback_of == delivery.id)).first()
-    ):
+    if final == DeliveryStatus.DELIVERED:
         return DeliverOutcome(status=final)
-    return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, frozenset()))
+    refused = _act_on_error_code(session, delivery, error_code, now=now)
+    if session.exec(select(Delivery.id).where(Delivery.fallback_of == delivery.id)).first():
+        return DeliverOutcome(status=final)
+    return DeliverOutcome(status=final, enqueue=start_fallback(rt, session, delivery, refused))
+
+
+def _act_on_error_code(
+    session: Session, delivery: Delivery, error_code: str | None, *, now: datetime
+) -> frozenset[str]:
+    """What a failed report's error code says of the number, noted on the account; the
+    recipients the fallback must not try again."""
+    if not error_code or delivery.channel not in ("sms", "voice") or not delivery.recipients:
+        return frozenset()
+    number = delivery.recipients[0]
+    if error_code in UNREACHABLE_CODES:
+        reason = UNREACHABLE_CODES[error_code]
+        if accounts.mark_phone_invalid(
+            session, delivery.account_no, now=now, reason=reason, phone=number
+        ):
+            # The producer holds the contact data: only it can send a better number.
+            case_callbacks.contact_invalid(
+                session, delivery.account_no, contact="phone", reason=reason, now=now
+            )
+            log.info(
+                "delivery %s: Twilio %s, the account's phone is marked unreachable",
+                delivery.id,
+                error_code,
+                extra={"delivery_id": delivery.id, "error_code": error_code},
+            )
+        return frozenset(delivery.recipients)
+    if (
+        error_code in NO_SMS_CODES
+        and delivery.channel == "sms"
+        and accounts.mark_sms_unable(session, delivery.account_no, number, now=now)
+    ):
+        log.info(
+            "delivery %s: Twilio %s, no more SMS to the account's phone (calls still go)",
+            delivery.id,
+            error_code,
+            extra={"delivery_id": delivery.id, "error_code": error_code},
+        )
+    return frozenset()

@@ -118,6 +118,7 @@ _KEPT_ACCOUNT = ("account_no", "language", "area", "billing_cycle_months")
 _CONTACT_CLEARED: dict[str, Any] = {
     "name": None, "phone": None, "email": None, "address": None, "push_tokens": [],
     "invalid_phone": None, "phone_invalid_at": None,  # a wrong number is a number too
+    "phone_invalid_reason": None, "sms_unable_phone": None,
 }  # fmt: skip
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.accounts.models import Account
-from notifier.accounts.service import is_mobile
+from notifier.accounts.service import callable_phone, texts_to
 from notifier.policy.rules import Policy
 
 __all__ = [
@@ -35,9 +35,9 @@ def recipients_for(account: Account, channel: str) -> tuple[str, ...]:
     if channel == "push":
         return tuple(account.push_tokens)
     if channel == "sms":
-        return (account.phone,) if account.phone and is_mobile(account.phone) else ()
+        return (phone,) if (phone := texts_to(account)) else ()
     if channel == "voice":
-        return (account.phone,) if account.phone else ()
+        return (phone,) if (phone := callable_phone(account.phone, account.invalid_phone)) else ()
     if channel == "email":
         return (account.email,) if account.email else ()
     if channel == "postcard":

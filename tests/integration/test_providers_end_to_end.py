@@ -22,7 +22,7 @@ from tests.support.stack import Stack, build_stack
 from tests.support.twilio import callback_path, signed
 
 LANDLINE_NO_ANSWER = "+886223450487"  # simulator: calls end no-answer
-MOBILE_UNDELIVERED = "+886912330003"  # simulator: SMS reported undelivered (30003)
+MOBILE_UNDELIVERED = "+886912330008"  # simulator: SMS reported undelivered (30008, unknown)
 MOBILE_STOP = "+886912321610"  # simulator: 21610, the customer replied STOP
 DIAL_NUMBER = "+886223456789"  # the menu's "press 2" (E.164; the printed line stays 1911)
 

@@ -9,30 +9,48 @@ test changes one thing: the signature, the token, or its age.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import re
+import secrets
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
+import uvicorn
 from sqlmodel import col, select
+from starlette.datastructures import MultiDict
+from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator
 
+from notifier.accounts.models import Account
+from notifier.app import create_app
+from notifier.auth import keys
 from notifier.db import utcnow
 from notifier.deliveries import callback_tokens
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange
 from notifier.providers.simulated import Simulators
+from notifier.webhooks.models import ProducerCallback
 from tests.support import events
-from tests.support.stack import Stack, build_stack, wait_until
+from tests.support.stack import Stack, build_stack, free_port, wait_until
 from tests.support.twilio import callback_path, signed
 
+SHARED_KEY = "shared-key-secret-of-a-twilio-webhook-setting"
 TOKEN_PATH = re.compile(r"^/v1/callbacks/twilio/(status|gather)/(?P<token>[A-Za-z0-9_-]{44})$")
 
 
 @pytest.fixture(scope="module")
 def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {**simulators.env, "NOTIFIER_PROVIDERS": "{}"}  # the real twilio adapter
+    env = {
+        **simulators.env,
+        "NOTIFIER_PROVIDERS": "{}",  # the real twilio adapter
+        "NOTIFIER_TWILIO__WEBHOOK_SHARED_KEY": SHARED_KEY,
+    }
     built = build_stack("sqlite-filesystem-twilio", tmp_path_factory.mktemp("twilio"), env)
     yield built
     built.close()
@@ -235,3 +253,241 @@ def test_a_report_for_an_earlier_attempt_of_the_delivery_is_kept_as_history(
     )
     assert answer.status_code == 204
     assert _timeline(stack, sms.id)[-1][1]["sid"] == earlier_sid
+
+
+# -- the URL the signature covers: a root path, a proxy ---------------------------------
+
+
+@contextmanager
+def _app_behind_a_proxy(stack: Stack, root_path: str, **settings: object) -> Iterator[str]:
+    """The service's app under uvicorn ``--root-path``, as deployed behind a proxy that
+    strips the prefix; yields the address the proxy forwards to."""
+    app = create_app(stack.settings.model_copy(update=settings))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=free_port(), root_path=root_path, log_config=None
+        )
+    )
+    thread = threading.Thread(target=server.run, name="api-root-path", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout=30, what="the app under a root path")
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _held_sms(stack: Stack, simulators: Simulators) -> Delivery:
+    """An SMS sent and not yet reported on (the simulator's own reports come 3 s later)."""
+    acct = events.account(email=None, push_tokens=None)
+    simulators.twilio.callback_delay = 3.0
+    try:
+        stack.post(events.unpaid(acct))
+        [sms] = wait_until(
+            lambda: [d for d in stack.deliveries(acct["account_no"]) if d.status == "sent"],
+            timeout=60,
+            what="the SMS to be sent",
+        )
+    finally:
+        simulators.twilio.callback_delay = 0.05
+    return sms
+
+
+def test_under_a_root_path_the_signature_covers_the_public_url_with_the_prefix_once(
+    stack: Stack, simulators: Simulators
+) -> None:
+    public = "https://notices.utility.example/notifier"
+    sms = _sms(stack)
+    path = callback_path(stack, sms.id)
+    params = {"MessageSid": sms.provider_id or "", "MessageStatus": "read"}
+    validator = RequestValidator(simulators.auth_token)
+    with _app_behind_a_proxy(stack, "/notifier", public_url=public) as forwarded_to:
+        doubled = validator.compute_signature(f"{public}/notifier{path}", params)
+        answer = httpx.post(
+            forwarded_to + path, data=params, headers={"X-Twilio-Signature": doubled}
+        )
+        assert answer.status_code == 403
+        once = validator.compute_signature(public + path, params)
+        answer = httpx.post(forwarded_to + path, data=params, headers={"X-Twilio-Signature": once})
+        assert answer.status_code == 204
+    assert _timeline(stack, sms.id)[-1][1]["provider_status"] == "read"
+
+
+def test_forwarded_host_and_scheme_count_only_from_a_trusted_proxy(
+    stack: Stack, simulators: Simulators
+) -> None:
+    sms = _sms(stack)
+    path = callback_path(stack, sms.id)
+    params = {"MessageSid": sms.provider_id or "", "MessageStatus": "read"}
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "notices.utility.example"}
+    validator = RequestValidator(simulators.auth_token)
+    as_forwarded = validator.compute_signature(
+        "https://notices.utility.example/notifier" + path, params
+    )
+    headers = {**forwarded, "X-Twilio-Signature": as_forwarded}
+    # Not trusted (the default): the headers name nothing, NOTIFIER_PUBLIC_URL does.
+    with _app_behind_a_proxy(stack, "/notifier") as forwarded_to:
+        assert httpx.post(forwarded_to + path, data=params, headers=headers).status_code == 403
+    with _app_behind_a_proxy(stack, "/notifier", trust_forwarded_headers=True) as forwarded_to:
+        assert httpx.post(forwarded_to + path, data=params, headers=headers).status_code == 204
+        # Trusted, but the signature was made for another host: still refused.
+        other = {**headers, "X-Forwarded-Host": "elsewhere.example"}
+        assert httpx.post(forwarded_to + path, data=params, headers=other).status_code == 403
+    reads = [d for s, d in _timeline(stack, sms.id) if d.get("provider_status") == "read"]
+    assert len(reads) == 1
+
+
+# -- what the signature covers: repeated keys, a shared key with HMAC-SHA256, JSON -------
+
+
+def test_a_repeated_form_key_is_signed_over_all_its_values(
+    stack: Stack, simulators: Simulators
+) -> None:
+    sms = _sms(stack)
+    path = callback_path(stack, sms.id)
+    form = [
+        ("MessageSid", sms.provider_id or ""),
+        ("MessageStatus", "read"),
+        ("StatusCallbackEvent", "initiated"),
+        ("StatusCallbackEvent", "ringing"),
+    ]
+    validator = RequestValidator(simulators.auth_token)
+    url = stack.base_url + path
+    body = urlencode(form)
+    content = {"Content-Type": "application/x-www-form-urlencoded"}
+    last_only = validator.compute_signature(url, dict(form))  # one value of the two
+    answer = stack.client.post(
+        path, content=body, headers={**content, "X-Twilio-Signature": last_only}
+    )
+    assert answer.status_code == 403
+    as_twilio = validator.compute_signature(url, MultiDict(form))
+    answer = stack.client.post(
+        path, content=body, headers={**content, "X-Twilio-Signature": as_twilio}
+    )
+    assert answer.status_code == 204
+
+
+def test_a_shared_key_signature_with_hmac_sha256_is_accepted(
+    stack: Stack, simulators: Simulators
+) -> None:
+    sms = _sms(stack)
+    path = callback_path(stack, sms.id)
+    params = {"MessageSid": sms.provider_id or "", "MessageStatus": "read"}
+    url = stack.base_url + path
+    sha256 = {SIGNATURE_SETTINGS_HEADER: "key=KS0123456789abcdef,algorithm=HMAC_SHA256"}
+
+    def post(secret: str, algorithm: str, settings: dict[str, str]) -> int:
+        signature = RequestValidator(secret).compute_signature(url, params, algorithm)
+        headers = {**settings, "X-Twilio-Signature": signature}
+        return stack.client.post(path, data=params, headers=headers).status_code
+
+    assert post(simulators.auth_token, "HMAC_SHA256", sha256) == 403  # the key signs, not the token
+    assert post(SHARED_KEY, "HMAC_SHA1", sha256) == 403  # the header's algorithm, not another
+    assert post(SHARED_KEY, "HMAC_SHA256", {}) == 403  # no header: the auth token and SHA-1
+    unknown = {SIGNATURE_SETTINGS_HEADER: "key=KS0123456789abcdef,algorithm=HMAC_SHA512"}
+    assert post(SHARED_KEY, "HMAC_SHA256", unknown) == 403
+    assert post(SHARED_KEY, "HMAC_SHA256", sha256) == 204
+    assert _timeline(stack, sms.id)[-1][1]["provider_status"] == "read"
+
+
+def test_a_json_body_is_signed_through_its_body_sha256(
+    stack: Stack, simulators: Simulators
+) -> None:
+    sms = _sms(stack)
+    body = json.dumps({"MessageSid": sms.provider_id, "MessageStatus": "read"})
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    path = f"{callback_path(stack, sms.id)}?bodySHA256={digest}"
+    signature = RequestValidator(simulators.auth_token).compute_signature(stack.base_url + path, {})
+    headers = {"Content-Type": "application/json", "X-Twilio-Signature": signature}
+    tampered = body.replace("read", "failed")
+    assert stack.client.post(path, content=tampered, headers=headers).status_code == 403
+    assert stack.client.post(path, content=body, headers=headers).status_code == 204
+    assert _timeline(stack, sms.id)[-1][1]["provider_status"] == "read"
+    assert _status(stack, sms.id) == "delivered"
+
+
+# -- what a report says: ErrorCode and the statuses beyond delivered/failed -------------
+
+
+def _producer_with_a_url(stack: Stack) -> dict[str, str]:
+    """A producer key of its own with a callback URL, so callbacks are owed to it (nothing
+    listens there: the test reads what is owed)."""
+    with stack.db() as session:
+        _, key = keys.create_key(session, role="producer", name=f"billing {secrets.token_hex(3)}")
+    producer = {"Authorization": f"Bearer {key}"}
+    url = f"http://127.0.0.1:{free_port()}/notifier-events"
+    answer = stack.client.put("/v1/producer/callback", json={"url": url}, headers=producer)
+    assert answer.status_code == 201, answer.text
+    return producer
+
+
+def _account(stack: Stack, account_no: str) -> Account:
+    with stack.db() as session:
+        account = session.get(Account, account_no)
+        assert account is not None
+        return account
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [("30003", "unreachable"), ("30005", "unknown_destination")]
+)
+def test_an_unreachable_or_unknown_number_is_marked_on_the_account_and_not_called(
+    stack: Stack, code: str, reason: str
+) -> None:
+    phone = f"+8869123{code}"
+    acct = events.account(phone=phone, email=None, push_tokens=None)
+    producer = _producer_with_a_url(stack)
+    answer = stack.client.post("/v1/events", json=events.unpaid(acct), headers=producer)
+    assert answer.status_code == 202, answer.text
+    # The fallback skips a call to the same dead number: the postcard goes instead.
+    sms, card = stack.reach(acct["account_no"], [("sms", "undelivered"), ("postcard", "sent")])
+    assert card.fallback_of == sms.id
+    assert _timeline(stack, sms.id)[-2][1]["error_code"] == code
+    account = _account(stack, acct["account_no"])
+    assert (account.invalid_phone, account.phone_invalid_reason) == (phone, reason)
+    with stack.db() as session:
+        owed = session.exec(
+            select(ProducerCallback).where(ProducerCallback.type == "account.contact_invalid")
+        ).all()
+    [told] = [c.body for c in owed if c.body["account_no"] == acct["account_no"]]
+    assert (told["contact"], told["reason"], told["escalation_id"]) == ("phone", reason, None)
+    assert phone not in json.dumps(told)
+    # The next notice neither texts nor calls it.
+    stack.client.post("/v1/events", json=events.unpaid(acct, level=2), headers=producer)
+    later = stack.settled(acct["account_no"], count=3)[2:]
+    assert [d.channel for d in later] == ["postcard"]
+
+
+def test_a_landline_gets_no_more_sms_and_the_next_notice_calls_it(stack: Stack) -> None:
+    landline = "+886912330006"  # what the carrier says, whatever the number looks like
+    acct = events.account(phone=landline, email=None, push_tokens=None, address=None)
+    stack.post(events.unpaid(acct))
+    sms, call = stack.reach(acct["account_no"], [("sms", "undelivered"), ("voice", "delivered")])
+    assert call.fallback_of == sms.id and call.recipients == [landline]
+    account = _account(stack, acct["account_no"])
+    assert account.sms_unable_phone == landline and account.invalid_phone is None
+    stack.post(events.unpaid(acct, level=2))
+    later = stack.reach(
+        acct["account_no"],
+        [("sms", "undelivered"), ("voice", "delivered"), ("voice", "delivered")],
+    )
+    assert later[2].fallback_of is None  # planned as a call, not a fallback from an SMS
+
+
+@pytest.mark.parametrize(
+    ("twilio_status", "ours"), [("canceled", "failed"), ("partially_delivered", "undelivered")]
+)
+def test_a_canceled_or_partly_delivered_sms_is_not_served_and_falls_back(
+    stack: Stack, simulators: Simulators, twilio_status: str, ours: str
+) -> None:
+    sms = _held_sms(stack, simulators)
+    path = callback_path(stack, sms.id)
+    params = {"MessageSid": sms.provider_id or "", "MessageStatus": twilio_status}
+    headers = signed(stack, path, params, simulators.auth_token)
+    assert stack.client.post(path, data=params, headers=headers).status_code == 204
+    assert _status(stack, sms.id) == ours
+    rows = stack.reach(sms.account_no, [("sms", ours), ("voice", "delivered")])
+    assert rows[1].fallback_of == sms.id
+    simulators.twilio.wait_callbacks(timeout=15)  # its late "delivered" changes nothing
+    assert _status(stack, sms.id) == ours

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from notifier.deliveries.callback_tokens import TokenRefused, issue, read, signing_key
+from notifier.deliveries.callback_tokens import (
+    TokenRefused,
+    callback_url,
+    issue,
+    public_url,
+    read,
+    signing_key,
+)
 from notifier.settings import Settings, TwilioSettings
 
 KEY = b"a-callback-key-for-tests"
@@ -82,3 +89,38 @@ def test_deployed_with_twilio_needs_a_callback_key() -> None:
         Settings(**deployed, twilio=twilio, callback_key=SecretStr("change-me"))
     Settings(**deployed, twilio=twilio, callback_key=SecretStr("a-real-callback-key"))
     Settings(**deployed)  # no Twilio: nothing calls back, nothing to sign
+
+
+PATH = "/v1/callbacks/twilio/status/tok"
+FORWARDED = {"forwarded_proto": "https", "forwarded_host": "notices.example"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "given", "url"),
+    [
+        # The public URL carries the proxy's prefix; the route path is added once.
+        ({"public_url": "https://notices.example/notifier/"}, {}, "https://notices.example/notifier" + PATH),
+        # Forwarded headers from an untrusted hop name nothing.
+        ({"public_url": "https://notices.example"}, {**FORWARDED, "forwarded_host": "evil.example"},
+         "https://notices.example" + PATH),
+        # A trusted proxy's headers (the first hop of a chain) and the root path name it.
+        ({"public_url": "http://10.0.0.5:8000", "trust_forwarded_headers": True},
+         {"forwarded_proto": "https, http", "forwarded_host": "notices.example, 10.0.0.5",
+          "root_path": "/notifier"}, "https://notices.example/notifier" + PATH),
+        # Trusted, but no forwarded host: the setting still holds.
+        ({"public_url": "https://notices.example", "trust_forwarded_headers": True}, {},
+         "https://notices.example" + PATH),
+    ],
+)  # fmt: skip
+def test_the_public_url_a_signature_covers(
+    settings: dict[str, object], given: dict[str, str], url: str
+) -> None:
+    assert public_url(Settings.model_validate(settings), PATH, **given) == url
+
+
+def test_a_query_is_kept_and_the_url_given_to_twilio_is_the_one_checked() -> None:
+    settings = Settings(public_url="https://notices.example/notifier")
+    assert public_url(settings, PATH, query="bodySHA256=ab") == (
+        "https://notices.example/notifier" + PATH + "?bodySHA256=ab"
+    )
+    assert callback_url(settings, "status", "tok") == public_url(settings, PATH)
