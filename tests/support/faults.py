@@ -73,12 +73,13 @@ class ChaosTwilio(TwilioSimulator):
 
     chaos = False
 
-    def _post_callbacks(self, url: str, events: list[dict[str, str]]) -> None:
+    def _post_callbacks(self, events: list[tuple[str, dict[str, str]]]) -> None:
+        # Each event is (url, params): a call's answering-machine report goes to its own URL.
         if self.chaos:
             rng = random.Random()
             events = [event for event in events for _ in range(rng.randint(1, 3))]
             rng.shuffle(events)
-        super()._post_callbacks(url, events)
+        super()._post_callbacks(events)
 
 
 # -- the closing check ------------------------------------------------------------------
