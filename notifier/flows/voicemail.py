@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 
+from sqlmodel import col, select
+
 from channels.base import ChannelError
 from channels.twilio_voice import TwilioVoice
 from notifier.deliveries import service as deliveries
-from notifier.deliveries.models import Delivery
+from notifier.deliveries.models import Delivery, DeliveryChange
 from notifier.notices.rendering import spell_digits
 from notifier.runtime import Runtime
 
@@ -31,15 +33,31 @@ def voicemail_text(rt: Runtime, language: str) -> str:
 
 
 def leave_voicemail(rt: Runtime, delivery_id: int, call_sid: str) -> bool:
-    """Replace call ``call_sid`` of the delivery with the voicemail; whether Twilio took it."""
-    with rt.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None or delivery.channel != "voice":
-            return False
-        language = delivery.language
+    """Replace call ``call_sid`` of the delivery with the voicemail; whether Twilio took it.
+
+    At most once per call: a replayed detection report, or the task redelivered after
+    a worker died, finds the attempt already in the timeline and leaves nothing again.
+    The attempt is recorded before Twilio is asked, under the delivery's row lock, so
+    a lost answer means no voicemail rather than two (nothing is sent twice).
+    """
     channel = rt.channel("voice")
     if not isinstance(channel, TwilioVoice):
         return False  # the sandbox places no call to change
+    with rt.db.session() as session:
+        delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        if delivery is None or delivery.channel != "voice":
+            return False
+        language = delivery.language
+        tried = session.exec(
+            select(DeliveryChange.id).where(
+                DeliveryChange.delivery_id == delivery_id,
+                col(DeliveryChange.detail)["voicemail"].as_string() == "leaving",
+                col(DeliveryChange.detail)["sid"].as_string() == call_sid,
+            )
+        ).first()
+        if tried is not None:
+            return False
+        deliveries.record_change(session, delivery_id, "report", sid=call_sid, voicemail="leaving")
     text = voicemail_text(rt, language)
     try:
         rt.run_async(channel.leave_voicemail(call_sid, text, language))

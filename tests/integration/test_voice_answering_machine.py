@@ -109,6 +109,11 @@ def test_a_machine_gets_the_short_voicemail_and_the_notice_goes_on_to_a_postcard
     assert "1 9 1 1" in (say.text or "")
     assert acct["name"] not in (say.text or "") and "元" not in (say.text or "")
     assert root.find("Hangup") is not None
+    # The detection report replayed, or the task redelivered: the voicemail is not left twice.
+    from notifier.flows.voicemail import leave_voicemail
+
+    assert leave_voicemail(stack.runtime, call.id or 0, call.provider_id or "") is False
+    assert [u["Sid"] for u in simulators.twilio.call_updates].count(call.provider_id) == 1
 
 
 def test_a_person_who_hangs_up_at_once_is_not_served_and_gets_a_postcard(
