@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 
 from notifier.providers.simulated import Simulators
-from tests.support.ledger import Ledger
+from tests.support.ledger import Ledger, opened
 from tests.support.stack import (
     REAL_BROKER_STACKS,
     STACKS,
     Stack,
     build_stack,
-    need,
-    postgres_database,
 )
 
 
@@ -62,17 +60,8 @@ def ledger(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ledger]:
     """A bill ledger on SQLite or PostgreSQL, fed by events, for calendar scenarios."""
-    folder = tmp_path_factory.mktemp(f"ledger-{request.param}")
-    if request.param == "sqlite":
-        url, drop = f"sqlite:///{folder / 'ledger.db'}", None
-    else:
-        need("PostgreSQL", "127.0.0.1", 5432)
-        url, drop = postgres_database()
-    book = Ledger(url, folder)
-    yield book
-    book.close()
-    if drop is not None:
-        drop()
+    with opened(request.param, tmp_path_factory.mktemp(f"ledger-{request.param}")) as book:
+        yield book
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import col, select
 
 from notifier.accounts.models import Account
 from notifier.deliveries import service as deliveries
-from notifier.deliveries.models import Delivery, DeliveryChange
+from notifier.deliveries.models import Delivery
 from notifier.providers.simulated import Simulators
 from tests.support import events
 from tests.support.stack import Stack, build_stack
@@ -40,16 +39,6 @@ def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> I
     built.close()
 
 
-def _timeline(stack: Stack, delivery_id: int | None) -> list[tuple[str, dict[str, object]]]:
-    with stack.db() as session:
-        rows = session.exec(
-            select(DeliveryChange)
-            .where(DeliveryChange.delivery_id == delivery_id)
-            .order_by(col(DeliveryChange.id))
-        ).all()
-    return [(row.status, row.detail) for row in rows]
-
-
 def test_every_channel_goes_out_through_its_real_sdk(stack: Stack, simulators: Simulators) -> None:
     acct = events.account(prefers_paper=True)
     stack.post(events.unpaid(acct, level=2))
@@ -68,7 +57,7 @@ def test_every_channel_goes_out_through_its_real_sdk(stack: Stack, simulators: S
     assert any(r.token == acct["push_tokens"][0] for r in simulators.fcm.received)
     assert by_channel["sms"].provider_id in {m["Sid"] for m in simulators.twilio.messages}
     assert any(acct["email"] in str(mail["To"]) for mail in simulators.smtp.messages)
-    statuses = [status for status, _ in _timeline(stack, by_channel["sms"].id)]
+    statuses = [status for status, _ in stack.timeline(by_channel["sms"].id)]
     assert statuses[-1] == "delivered"  # reported by Twilio's signed callback
     card = by_channel["postcard"]
     assert card.provider == "print" and Path(stack.folder, "print").exists()
@@ -119,7 +108,7 @@ def test_callbacks_need_a_valid_signature(stack: Stack, simulators: Simulators) 
     [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
     path = callback_path(stack, sms.id)
     params = {"MessageSid": sms.provider_id or "", "MessageStatus": "undelivered"}
-    before = _timeline(stack, sms.id)
+    before = stack.timeline(sms.id)
     good = signed(stack, path, params, simulators.auth_token)
     assert stack.client.post(path, data=params).status_code == 403  # missing
     assert (
@@ -134,7 +123,7 @@ def test_callbacks_need_a_valid_signature(stack: Stack, simulators: Simulators) 
         ).status_code
         == 403
     )
-    assert _timeline(stack, sms.id) == before
+    assert stack.timeline(sms.id) == before
     assert stack.deliveries(acct["account_no"])[0].status == "delivered"
 
 
@@ -156,7 +145,7 @@ def test_late_duplicate_and_out_of_order_callbacks_never_move_a_delivery_back(
     assert after.status == "delivered"
     reports = [
         detail.get("provider_status")
-        for _, detail in _timeline(stack, sms.id)
+        for _, detail in stack.timeline(sms.id)
         if detail.get("report")
     ]
     # Each report once: the repeats of Twilio's own two are left out, the late queued is kept.

@@ -40,8 +40,7 @@ from notifier.flows.deliver import deliver_batch
 from notifier.flows.postcards import print_postcards
 from notifier.flows.retention import purge
 from tests.support import events
-from tests.support.ledger import Ledger
-from tests.support.stack import need, postgres_database
+from tests.support.ledger import Ledger, opened
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 SEP_20, OCT_5, NOV_20 = date(2026, 9, 20), date(2026, 10, 5), date(2026, 11, 20)
@@ -59,16 +58,8 @@ def book(
 ) -> Iterator[Ledger]:
     """A ledger with a database of its own: the purge here reaches every row of it."""
     folder = tmp_path_factory.mktemp(f"service-record-{request.param}")
-    if request.param == "sqlite":
-        url, drop = f"sqlite:///{folder / 'record.db'}", None
-    else:
-        need("PostgreSQL", "127.0.0.1", 5432)
-        url, drop = postgres_database()
-    book = Ledger(url, folder)
-    yield book
-    book.close()
-    if drop is not None:
-        drop()
+    with opened(request.param, folder) as book:
+        yield book
 
 
 class Calendar:

@@ -14,9 +14,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
-from sqlmodel import col, select
 
-from notifier.deliveries.models import Delivery, DeliveryChange
+from notifier.deliveries.models import Delivery
 from notifier.escalation import proof
 from notifier.providers.simulated import Simulators
 from tests.support import events
@@ -40,16 +39,6 @@ def stack(simulators: Simulators, tmp_path_factory: pytest.TempPathFactory) -> I
     built.close()
 
 
-def _details(stack: Stack, delivery_id: int | None) -> list[tuple[str, dict[str, object]]]:
-    with stack.db() as session:
-        rows = session.exec(
-            select(DeliveryChange)
-            .where(DeliveryChange.delivery_id == delivery_id)
-            .order_by(col(DeliveryChange.id))
-        ).all()
-    return [(row.status, row.detail) for row in rows]
-
-
 def _call_to(simulators: Simulators, call: Delivery) -> dict[str, object]:
     [placed] = [c for c in simulators.twilio.calls if c["Sid"] == call.provider_id]
     return placed
@@ -71,7 +60,7 @@ def test_a_person_who_listens_is_served_by_the_call(stack: Stack, simulators: Si
     assert str(placed["AsyncAmdStatusCallback"]).startswith(
         f"{stack.settings.public_url}/v1/callbacks/twilio/machine/"
     )
-    timeline = _details(stack, call.id)
+    timeline = stack.timeline(call.id)
     assert any(d.get("answered_by") == "human" for _, d in timeline)
     assert timeline[-1][0] == "delivered" and timeline[-1][1]["call_duration"] == "45"
     assert not [u for u in simulators.twilio.call_updates if u["Sid"] == call.provider_id]
@@ -91,7 +80,7 @@ def test_a_machine_gets_the_short_voicemail_and_the_notice_goes_on_to_a_postcard
     call, card = rows[1], rows[2]
     assert card.fallback_of == call.id
     assert call.last_error == "provider: voicemail"
-    timeline = _details(stack, call.id)
+    timeline = stack.timeline(call.id)
     assert any(d.get("answered_by") == "machine_end_beep" for _, d in timeline)
     assert "voicemail" in [status for status, _ in timeline]
     assert not _served(stack, call)
@@ -128,7 +117,7 @@ def test_a_person_who_hangs_up_at_once_is_not_served_and_gets_a_postcard(
     )
     call = rows[1]
     assert call.last_error == "provider: short_call"
-    timeline = _details(stack, call.id)
+    timeline = stack.timeline(call.id)
     assert any(d.get("answered_by") == "human" for _, d in timeline)
     assert ("short_call", "4") in [(s, d.get("call_duration")) for s, d in timeline]
     assert not _served(stack, call)  # no delivered receipt, whoever answered

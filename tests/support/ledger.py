@@ -30,7 +30,7 @@ from notifier.migrations import upgrade
 from notifier.runtime import Runtime
 from notifier.settings import Settings
 from tests.support import events
-from tests.support.stack import fast_retry_policy
+from tests.support.stack import fast_retry_policy, need, postgres_database
 
 SUPERVISOR = cases.Actor(name="test supervisor", supervisor=True)
 
@@ -160,3 +160,21 @@ class Ledger:
 
     def close(self) -> None:
         self.runtime.close()
+
+
+@contextmanager
+def opened(database: str, folder: Path) -> Iterator[Ledger]:
+    """A ledger on a database of its own: ``sqlite`` (a file in ``folder``) or ``postgres``
+    (a fresh database, dropped afterwards)."""
+    if database == "sqlite":
+        url, drop = f"sqlite:///{folder / 'ledger.db'}", None
+    else:
+        need("PostgreSQL", "127.0.0.1", 5432)
+        url, drop = postgres_database()
+    book = Ledger(url, folder)
+    try:
+        yield book
+    finally:
+        book.close()
+        if drop is not None:
+            drop()

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from notifier.app import create_app
 from notifier.auth import keys
-from notifier.deliveries.models import FINAL_STATUSES, Delivery
+from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange
 from notifier.migrations import upgrade
 from notifier.queues.celery_config import ALL_QUEUES
 from notifier.runtime import Runtime
@@ -283,6 +283,16 @@ class Stack:
                     .order_by(col(Delivery.id))
                 )
             )
+
+    def timeline(self, delivery_id: int | None) -> list[tuple[str, dict[str, Any]]]:
+        """A delivery's timeline as (status, detail) pairs, oldest first."""
+        with self.db() as session:
+            rows = session.exec(
+                select(DeliveryChange)
+                .where(DeliveryChange.delivery_id == delivery_id)
+                .order_by(col(DeliveryChange.id))
+            ).all()
+        return [(row.status, row.detail) for row in rows]
 
     def settled(self, account_no: str, *, count: int, timeout: float = 60) -> list[Delivery]:
         """Wait until the account has ``count`` deliveries, all in a final state."""
