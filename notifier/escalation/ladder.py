@@ -6,7 +6,8 @@ on an account with no address). A visit notice handed over (``notice_delivered``
 which closes the case) gives ``visit_notice_days`` business days (the closed case
 waits at ``final_demand`` with that ``stage_deadline``); past them unpaid, the case
 is opened again. The daily sweep then calls
-:func:`advance`, which for each such case, unless a hold applies (:func:`_held`):
+:func:`advance`, which for each such case, unless a hold applies
+(``holds.case_holds``: on the case's account, area or one of its unpaid bills):
 
 1. a protected account (``Account.protections``) that has had no visit gets one
    first: the call case becomes a visit, and the ladder waits for its outcome;
@@ -86,13 +87,6 @@ class LadderReport:
     """Notifications written, their deliveries to render (notifier.flows.ladder)."""
 
 
-def _held(session: Session, case: Escalation, on: date) -> bool:
-    """Whether a hold (dunning lock) on the case's account, area or one of its unpaid bills
-    applies on ``on``: the ladder waits where it is."""
-    assert case.id is not None
-    return case.id in holds.case_holds(session, [case.id], on)
-
-
 def advance(
     session: Session, policy: EscalationPolicy, as_of: date, *, now: datetime
 ) -> LadderReport:
@@ -124,9 +118,10 @@ def advance(
         .order_by(col(Escalation.id))
         .with_for_update()
     ).all()
+    held = holds.case_holds(session, [case.id for case in waiting if case.id is not None], as_of)
     for case in waiting:
         assert case.id is not None
-        if _held(session, case, as_of):
+        if case.id in held:
             report.held.append(case.id)
         elif case.stage_on is None:
             _demand(session, policy, case, as_of, now, report)
@@ -170,6 +165,7 @@ def _reopen_after_notice(
         )
     )
     ledgers = cases.ledger_of(session, accounts)
+    held = holds.case_holds(session, [case.id for case in closed if case.id is not None], as_of)
     for case in closed:
         assert case.id is not None
         handed = case.stage_deadline
@@ -178,7 +174,7 @@ def _reopen_after_notice(
             case.stage, case.stage_deadline = None, None  # paid in the notice's days
             session.add(case)
             continue
-        if case.account_no in busy or _held(session, case, as_of):
+        if case.account_no in busy or case.id in held:
             continue
         case.status, case.closed_at, case.updated_at = CaseStatus.OPEN, None, now
         case.stage_deadline, case.stage_waiting = None, None
