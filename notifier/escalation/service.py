@@ -215,7 +215,7 @@ def record_outcome(
         case.stage_deadline = policy.add_business_days(today, policy.visit_notice_days)
     elif outcome == "refused":
         if case.kind == CaseKind.CALL:
-            _become_visit(session, case, now, today, why="refused on the phone")
+            become_visit(session, case, now, today, why="refused on the phone")
         else:
             _to_next_stage(session, case, actor.name, now, why="refused at the door")
     elif outcome == "nobody_home":
@@ -353,19 +353,14 @@ def _calls_ended(
     if account is not None and not account.address:
         _to_next_stage(session, case, actor, now, why=f"{why}; no address to visit")
     else:
-        _become_visit(session, case, now, today, why=why)
+        become_visit(session, case, now, today, why=why)
 
 
 def become_visit(
     session: Session, case: Escalation, now: datetime, today: date, *, why: str
 ) -> None:
-    """Turn an open call case into a visit, assigned to a field agent of its area if any."""
-    _become_visit(session, case, now, today, why=why)
-
-
-def _become_visit(
-    session: Session, case: Escalation, now: datetime, today: date, *, why: str
-) -> None:
+    """Turn an open call case into a visit, assigned to a field agent of its area if any
+    (by spoken language and the day's capacity)."""
     case.kind = CaseKind.VISIT
     case.next_call_at = None
     assigner = Assigner(session, area=case.area, day=today)
