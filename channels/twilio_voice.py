@@ -23,7 +23,9 @@ Voice: each notice language names its ``voice`` and ``language``
 (``voices={"zh-TW": {"voice": "Google.cmn-TW-Standard-A", "language":
 "cmn-TW"}, ...}``): Twilio's default voice speaks no zh-TW, and
 ``Polly.Zhiyu`` speaks mainland Mandarin (``cmn-CN``). A language not listed
-falls back to the first one listed.
+falls back to the first one listed. Amounts are marked in the script
+(``channels.speech``): a Polly or Google voice reads them through SSML
+``<say-as interpret-as="cardinal">``, a basic voice gets them grouped ("1,830").
 
 Answering-machine detection: with ``machine_detection`` set the call is
 created with ``MachineDetection`` and ``AsyncAmd=true``, so the notice starts at
@@ -51,6 +53,7 @@ from typing import Any, ClassVar
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from channels import speech
 from channels.base import Channel, Message, PermanentChannelError, SendResult
 from channels.registry import register
 from channels.twilio_common import DEFAULT_BASE_URL, TwilioConnection, translate_errors
@@ -90,7 +93,15 @@ def say_voice(language: str, voices: Voices = DEFAULT_VOICES) -> tuple[str, str]
 
 def _say(verb: Any, text: str, language: str, voices: Voices) -> None:
     voice, lang = say_voice(language, voices)
-    verb.say(text, voice=voice, language=lang)
+    if not speech.reads_ssml(voice):
+        verb.say(speech.plain(text), voice=voice, language=lang)
+        return
+    say = verb.say(voice=voice, language=lang)
+    for part in speech.parts(text):
+        if isinstance(part, speech.SayAs):
+            say.say_as(part.text, interpret_as=part.interpret_as)
+        else:
+            say.nest(part)  # mixed content: the SDK writes it as the text or a tail
 
 
 def _menu(language: str, *, can_dial: bool) -> str:

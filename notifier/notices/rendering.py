@@ -59,7 +59,8 @@ Filters: ``money`` (1830 -> "NT$1,830"), ``date`` ("115年11月20日" in zh-TW w
 Minguo years, "2026年11月20日" without, "20 Nov 2026" in en; ``date(spoken=True)``
 spells the English month out), ``period`` ("2026-09" -> "115年9月" / "Sep 2026"),
 ``number`` (1234.5 -> "1,235"; ``number(1)`` -> "1,234.5"), ``spell_digits``
-("1911" -> "1 9 1 1", for voice) and ``percent`` (0.4567 -> "46%"). Test:
+("1911" -> "1 9 1 1", for voice), ``cardinal`` (an amount a voice reads as a number,
+see channels/speech.py) and ``percent`` (0.4567 -> "46%"). Test:
 ``gsm7`` (printable ASCII but the backtick, a safe subset of the GSM-7 alphabet: a
 name that is not ``gsm7`` would turn an English SMS into UCS-2 and halve its
 length) and ``latin`` (every letter in Latin script: a name an English voice can read;
@@ -99,6 +100,7 @@ from jinja2.meta import find_referenced_templates
 from jinja2.runtime import Context
 
 from channels.base import CHANNEL_NAMES
+from channels.speech import cardinal
 
 __all__ = [
     "DOCUMENTS",
@@ -323,6 +325,7 @@ class Renderer:
             number=format_number,
             percent=format_percent,
             spell_digits=spell_digits,
+            cardinal=cardinal,
             date=self._date_filter(),
             period=self._period_filter(),
         )

@@ -71,6 +71,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
+from channels import speech
 from notifier.api.deliveries import shown_text
 from notifier.api.deps import RuntimeDep
 from notifier.policy import local_time
@@ -136,6 +137,8 @@ templates = Environment(
 templates.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
 templates.filters["masked"] = shown_text
 """``{{ d.last_error|masked }}``, ``{{ value|masked(key) }}``: numbers and emails masked."""
+templates.filters["script"] = speech.plain
+"""``{{ body|script }}``: a voice script as people read it, without its SSML marks."""
 templates.globals.update(shown_time=local_time.shown, local_date=local_time.local_date)
 """``{{ shown_time(at, tz) }}`` ("2026-12-02 04:41:07 Asia/Taipei"), ``{{ local_date(at, tz) }}``:
 a stored UTC instant as people read it; pages pass the policy's ``tz``."""

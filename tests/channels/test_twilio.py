@@ -26,6 +26,7 @@ from channels import (
     PermanentChannelError,
     SendResult,
     TransientChannelError,
+    speech,
 )
 from channels.simulators.base import FaultMix
 from channels.simulators.twilio import TwilioSimulator
@@ -350,6 +351,45 @@ def test_english_notices_use_the_en_us_voice_and_announce_the_menu() -> None:
     root = ET.fromstring(twiml)  # escaped: it parses, and the text comes back whole
     menu = "To hear this message again, press 1. For our service line, press 2."
     assert says(root.find("Gather")) == [(*EN, "Pay <now> & save"), (*EN, menu)] * 2  # type: ignore[arg-type]
+
+
+AMOUNT_EN = f"The bill is {speech.cardinal(1830)} dollars, due on 20 November 2026."
+
+
+def test_an_amount_is_read_as_a_number_through_ssml_by_a_polly_or_google_voice() -> None:
+    for language, voice_name in (("en", EN[0]), ("zh-TW", ZH[0])):
+        notice = Message(1, "voice", ("+886912345678",), AMOUNT_EN, language=language)
+
+        gather = ET.fromstring(voice("http://127.0.0.1:9").twiml(notice)).find("Gather")
+
+        assert gather is not None
+        say = gather.find("Say")
+        assert say is not None and say.get("voice") == voice_name
+        [mark] = say.findall("say-as")
+        assert (mark.get("interpret-as"), mark.text) == ("cardinal", "1830")
+        assert (say.text, mark.tail) == ("The bill is ", " dollars, due on 20 November 2026.")
+
+
+def test_a_basic_voice_gets_the_amount_grouped_and_no_markup() -> None:
+    basic = {"en": {"voice": "man", "language": "en-US"}}
+    notice = Message(1, "voice", ("+886912345678",), AMOUNT_EN, language="en")
+
+    root = ET.fromstring(voice("http://127.0.0.1:9", voices=basic).twiml(notice))
+
+    assert root.find(".//say-as") is None
+    assert says(root)[0] == ("man", "en-US", "The bill is 1,830 dollars, due on 20 November 2026.")
+
+
+def test_only_the_exact_amount_mark_is_markup_anything_else_stays_escaped_text() -> None:
+    script = f'Hello <say-as interpret-as="spell-out">x</say-as> & co, {speech.cardinal(-7)} due.'
+    notice = Message(1, "voice", ("+886912345678",), script, language="en")
+
+    say = ET.fromstring(voice("http://127.0.0.1:9").twiml(notice)).find("Gather/Say")
+
+    assert say is not None
+    assert [(m.get("interpret-as"), m.text) for m in say] == [("cardinal", "-7")]
+    assert say.text == 'Hello <say-as interpret-as="spell-out">x</say-as> & co, '
+    assert speech.plain(script) == 'Hello <say-as interpret-as="spell-out">x</say-as> & co, -7 due.'
 
 
 def test_without_a_dial_number_the_menu_offers_only_a_repeat_and_2_says_goodbye() -> None:

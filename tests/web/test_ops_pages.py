@@ -46,6 +46,21 @@ def test_the_log_filters_to_one_account_and_opens_its_story(stack: Stack) -> Non
         assert story.text.count("<tr><td><time") >= 3  # queued → sending → sent/delivered
 
 
+def test_a_call_script_is_shown_as_people_read_it_without_its_ssml_marks(stack: Stack) -> None:
+    acct = events.account(push_tokens=None, email=None)
+    stack.post(events.unpaid(acct, level=2))
+    deliveries = stack.settled(acct["account_no"], count=2)
+    [call] = [d for d in deliveries if d.channel == "voice"]
+    assert '<say-as interpret-as="cardinal">1830</say-as>' in call.content["body"]
+
+    with signed_in(stack) as browser:
+        story = browser.get(f"/ops/notifications/{call.notification_id}")
+
+    assert story.status_code == 200, story.text
+    assert "1,830元" in story.text
+    assert "say-as" not in story.text
+
+
 def test_a_failed_delivery_is_retried_and_the_audit_says_who(stack: Stack) -> None:
     acct = events.account(phone=FAILS_FOR_GOOD, push_tokens=None, email=None, address=None)
     stack.post(events.unpaid(acct))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from channels import speech
 from channels.base import CHANNEL_NAMES
 from notifier.notices.content import sms_segments
 from notifier.notices.rendering import (
@@ -232,7 +233,11 @@ def test_voice_is_written_for_speech(renderer: Renderer, language: str, level: i
     assert "012****7890" not in body
     assert "7 8 9 0" in body
     assert "1 9 1 1" in body
-    assert ("398765元" if language == "zh-TW" else "398765 dollars") in body
+    # Marked to be read as a number, not as a year or digit by digit (channels/speech.py),
+    # and grouped wherever the script is shown or read by a voice without SSML.
+    amount = '<say-as interpret-as="cardinal">398765</say-as>'
+    assert (f"{amount}元" if language == "zh-TW" else f"{amount} dollars") in body
+    assert ("398,765元" if language == "zh-TW" else "398,765 dollars") in speech.plain(body)
 
 
 @pytest.mark.parametrize(
