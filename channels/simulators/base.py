@@ -17,13 +17,16 @@ __all__ = ["FaultMix", "HttpSimulator", "JsonHandler"]
 class FaultMix:
     """Probabilities of injected failures per request, and a fixed latency.
 
-    ``server_error`` answers 5xx, ``rate_limited`` answers 429; the rest of
-    the requests are served normally after ``latency_ms``.
+    ``server_error`` answers 5xx, ``rate_limited`` answers 429; ``stalled``
+    accepts the send (it is recorded and goes on as usual) and then holds the
+    answer past the client's timeout; the rest of the requests are served
+    normally after ``latency_ms``.
     """
 
     latency_ms: float = 0.0
     server_error: float = 0.0
     rate_limited: float = 0.0
+    stalled: float = 0.0
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False)
 
@@ -35,12 +38,14 @@ class FaultMix:
             time.sleep(self.latency_ms / 1000)
 
     def draw(self) -> str | None:
-        """``"server_error"``, ``"rate_limited"`` or None for this request."""
+        """``"server_error"``, ``"rate_limited"``, ``"stalled"`` or None for this request."""
         roll = self._random.random()
         if roll < self.server_error:
             return "server_error"
         if roll < self.server_error + self.rate_limited:
             return "rate_limited"
+        if roll < self.server_error + self.rate_limited + self.stalled:
+            return "stalled"
         return None
 
 

@@ -30,8 +30,9 @@ token contains             answer                                       firebase
 Each accepted message is recorded with its ``android`` block and ``apns``
 headers, as a device's platform would apply them (TTL, collapse key, priority).
 
-``FaultMix.rate_limited`` answers the same 429 (with ``Retry-After``) and
-``FaultMix.server_error`` the same 503, for any token. With ``access_token``
+``FaultMix.rate_limited`` answers the same 429 (with ``Retry-After``),
+``FaultMix.server_error`` the same 503, and ``FaultMix.stalled`` accepts, then
+stalls like a ``stall`` token, for any token. With ``access_token``
 set, a request without ``Authorization: Bearer <access_token>`` gets 401
 UNAUTHENTICATED; with ``project`` set, another project gets 403
 PERMISSION_DENIED.
@@ -143,6 +144,8 @@ class _FcmHandler(JsonHandler):
             self.send_json(429, _QUOTA, {"Retry-After": str(sim.retry_after_seconds)})
             return
         status, payload, headers = self._send(project, raw)
+        if fault == "stalled" and status == 200:
+            time.sleep(sim.stall_seconds)  # accepted: the push is out, the answer is late
         self.send_json(status, payload, headers)
 
     def _authorized(self) -> bool:
