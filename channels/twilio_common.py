@@ -89,8 +89,9 @@ DEFAULT_BASE_URL = "https://api.twilio.com"
 BAD_NUMBER_CODES = frozenset({21211, 21614, 21217})
 OPT_OUT_CODES = frozenset({21610})
 RATE_LIMIT_CODE = 20429
-LOOKUP_LIMIT = 50
-"""Newest records read per lookup: far more than one number gets from us in minutes."""
+LOOKUP_LIMIT = 200
+"""Newest records read per lookup (in pages of as many): far more than one number gets
+from us within the ambiguous wait."""
 LOOKUP_SKEW = timedelta(minutes=2)
 """Slack for the clocks: ours says when the attempt began, Twilio's ``date_created``
 when it took the request."""

@@ -86,6 +86,9 @@ def _resolve_one(rt: Runtime, delivery_id: int) -> BatchOutcome:
         due = delivery.available_at <= now
         resent_once = any(change.detail.get("ambiguous_resend") for change in history)
         channel_name, attempts = delivery.channel, delivery.attempts
+    reported = _reported(history)
+    if reported is not None:
+        return _found(rt, delivery_id, reported)
     looked: Sequence[SendResult] | None
     try:
         looked = rt.run_async(rt.channel(channel_name).lookup(message, since=began))
@@ -123,6 +126,24 @@ def _attempt_began(history: list[DeliveryChange], *, fallback: datetime) -> date
     claims = [change.at for change in history if change.status == DeliveryStatus.SENDING]
     began = claims[-1] if claims else fallback
     return began if began.tzinfo else began.replace(tzinfo=UTC)
+
+
+def _reported(history: list[DeliveryChange]) -> SendResult | None:
+    """The send a provider reported on since the latest claim (a report that came while
+    the row was ``sending``, before the worker knew the answer was lost)."""
+    last_claim = max(
+        (i for i, change in enumerate(history) if change.status == DeliveryStatus.SENDING),
+        default=-1,
+    )
+    for change in history[last_claim + 1 :]:
+        provider, sid = change.detail.get("report"), change.detail.get("sid")
+        if provider and sid:
+            return SendResult(
+                provider=str(provider),
+                provider_id=str(sid),
+                detail={"found_by": "report"},
+            )
+    return None
 
 
 def _known_ids(session: Session, delivery: Delivery, history: list[DeliveryChange]) -> set[str]:

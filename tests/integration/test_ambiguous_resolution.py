@@ -26,8 +26,11 @@ from tests.support import events
 from tests.support.ledger import Ledger
 
 
-def ambiguous_sms(ledger: Ledger) -> tuple[Delivery, BatchOutcome]:
-    """A phone-only account's dunning SMS, claimed and sent; the answer was lost."""
+def ambiguous_sms(ledger: Ledger, *, reported: str | None = None) -> tuple[Delivery, BatchOutcome]:
+    """A phone-only account's dunning SMS, claimed and sent; the answer was lost.
+
+    ``reported``: Twilio's id of the message, reported (``delivered``) while the send
+    was still waiting for its answer."""
     acct = events.account(email=None, push_tokens=None)
     ledger.post(events.unpaid(acct))
     rt = ledger.runtime
@@ -38,6 +41,10 @@ def ambiguous_sms(ledger: Ledger) -> tuple[Delivery, BatchOutcome]:
         assert sms.id is not None
         claims = deliveries.claim_many(
             session, [sms.id], token=uuid.uuid4().hex, now=rt.clock(), lease_seconds=60
+        )
+    if reported:
+        record_report(
+            rt, sms.id, "delivered", provider="twilio", sid=reported, provider_status="delivered"
         )
     lost = AmbiguousChannelError("read timeout after the request left", code="no_answer")
     outcome = record_outcomes(rt, [(claims[0], lost)])
@@ -109,6 +116,22 @@ def test_a_status_report_settles_an_ambiguous_sms_as_sent_with_its_id(ledger: Le
     statuses = [status for status, _ in changes(ledger, sms.id)]
     assert statuses[-2:] == ["sent", "delivered"]
     assert resolve(ledger.runtime, [sms.id]).statuses == {}, "already settled: left alone"
+
+
+def test_a_report_that_came_while_sending_settles_it_at_the_first_resolution(
+    ledger: Ledger,
+) -> None:
+    sid = "SM" + "8" * 32
+    sms, _ = ambiguous_sms(ledger, reported=sid)
+    assert sms.status == "ambiguous"
+
+    outcome = resolve(ledger.runtime, [sms.id or 0])
+
+    assert outcome.statuses == {sms.id: "delivered"} and outcome.enqueue == []
+    settled = current(ledger, sms.id)
+    assert (settled.status, settled.provider_id) == ("delivered", sid)
+    [(_, found)] = [c for c in changes(ledger, sms.id) if c[0] == "sent"]
+    assert found["found_by"] == "report"
 
 
 def test_before_the_wait_is_over_nothing_is_sent_again(ledger: Ledger) -> None:
