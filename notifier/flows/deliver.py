@@ -7,7 +7,8 @@ quiet hours), renders again what the ledger no longer supports
 provider is called, so a slow provider holds leases on rows, not a
 connection. The channel sends the batch concurrently (``send_many``) and one
 more transaction records every outcome: accepted sends in bulk, failures one
-by one with their retry or fallback.
+by one with their retry or fallback, and a send whose answer was lost after
+the request left as ``ambiguous``, to be resolved, not resent (flows/ambiguous.py).
 
 The claim's lease is kept while the batch works (:class:`LeaseKeeper`): a
 slow batch — a slow machine, a slow provider, a backlog after an outage —
@@ -75,6 +76,9 @@ RENEWALS_PER_LEASE = 3
 MAX_LEASES_HELD = 10
 """A batch still working after this many leases is stuck (provider calls have timeouts far
 shorter): its keeper stops renewing, so the rows go to another worker when the lease ends."""
+AMBIGUOUS_FIRST_LOOK = 5.0
+"""Seconds after an ambiguous send before its provider is first asked: time for the
+provider to list what it took. Without a lookup, the first look is at the wait's end."""
 
 
 @dataclass(slots=True)
@@ -608,11 +612,6 @@ def _transient(
     if moved and claim.delivery.id is not None:
         outcome.statuses[claim.delivery.id] = DeliveryStatus.QUEUED
         outcome.retry(claim.delivery, delay)
-
-
-AMBIGUOUS_FIRST_LOOK = 5.0
-"""Seconds after an ambiguous send before its provider is first asked: time for the
-provider to list what it took. Without a lookup, the first look is at the wait's end."""
 
 
 def _ambiguous(
