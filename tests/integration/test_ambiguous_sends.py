@@ -73,6 +73,29 @@ def test_an_sms_twilio_took_before_stalling_is_found_not_sent_again(
     assert found["found_by"] in {"lookup", "report"}
 
 
+def test_a_call_and_an_sms_that_always_stall_are_each_placed_once(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = "+886912340491"  # simulator: every send to it is taken, then answered late
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    twilio = simulators.twilio
+    with twilio.lock:  # the number is shared by this module's stacks: count from here
+        calls_before, sms_before = len(twilio.calls), len(twilio.messages)
+
+    stack.post(events.unpaid(acct, level=2))
+    rows = stack.reach(acct["account_no"], [("sms", "delivered"), ("voice", "delivered")])
+
+    with twilio.lock:
+        calls = [c["Sid"] for c in twilio.calls[calls_before:] if c["To"] == phone]
+        texts = [m["Sid"] for m in twilio.messages[sms_before:] if m["To"] == phone]
+    by_channel = {d.channel: d for d in rows}
+    assert calls == [by_channel["voice"].provider_id]
+    assert texts == [by_channel["sms"].provider_id]
+    for delivery in rows:
+        statuses = [status for status, _ in stack.timeline(delivery.id)]
+        assert "ambiguous" in statuses and statuses.count("sending") == 1, statuses
+
+
 def test_an_sms_twilio_never_got_is_sent_again_after_the_wait_once(
     stack: Stack, simulators: Simulators
 ) -> None:
