@@ -21,7 +21,8 @@ Speaks enough of ``https://api.twilio.com/2010-04-01`` for the real twilio SDK:
   ``messages`` / ``calls``, with Twilio's paging fields (``next_page_uri``
   null: one page). Each record's ``status`` follows the callbacks posted.
   Like Twilio's, a record carries no ``StatusCallback`` (nor a call's TwiML).
-* Accepts, then stalls: ``FaultMix.stalled`` (a share of the creates),
+* Accepts, then stalls: ``FaultMix.stalled`` (a share of the creates; ``dropped``
+  the share that stalls without being taken),
   :meth:`TwilioSimulator.stall_next` (the next creates) or a ``To`` ending
   ``0491`` take the send (recorded, called back as usual) and hold the
   answer ``stall_seconds``, past the client's timeout. ``stall_next(n,
@@ -187,7 +188,7 @@ class _TwilioHandler(JsonHandler):
                 return
             status, payload = sim.update_call(match["call"], form)
         else:
-            stall = sim.take_stall(form.get("To", ""), drawn=fault == "stalled")
+            stall = sim.take_stall(form.get("To", ""), drawn=fault)
             if stall == "drop":
                 time.sleep(sim.stall_seconds)  # nothing recorded: Twilio never had it
                 self._answer_late(500, _error(20500, "Internal Server Error", 500))
@@ -262,12 +263,17 @@ class TwilioSimulator(HttpSimulator):
         with self.lock:
             self._stalls.extend(["accept" if accept else "drop"] * count)
 
-    def take_stall(self, to: str, *, drawn: bool) -> str | None:
-        """How this create stalls: ``"accept"``, ``"drop"`` or None (answered at once)."""
+    def take_stall(self, to: str, *, drawn: str | None) -> str | None:
+        """How this create stalls: ``"accept"``, ``"drop"`` or None (answered at once).
+
+        ``drawn``: the request's :meth:`FaultMix.draw`.
+        """
         with self.lock:
             if self._stalls:
                 return self._stalls.pop(0)
-        return "accept" if drawn or to.endswith(_STALLS) else None
+        if drawn == "dropped":
+            return "drop"
+        return "accept" if drawn == "stalled" or to.endswith(_STALLS) else None
 
     def list_page(self, kind: str, query: dict[str, str], path: str) -> dict[str, Any]:
         """One page of a Messages or Calls read: newest first, filtered by ``To``/``From``."""
