@@ -66,7 +66,7 @@ number says otherwise, ``MachineDetectionDuration``) to
 ``call_updates`` and answered with the call.
 
 Callbacks are posted from a background thread, ``callback_delay`` seconds
-apart, form-encoded and signed like Twilio's: ``X-Twilio-Signature`` =
+apart (held while ``callbacks_open`` is cleared), form-encoded and signed like Twilio's: ``X-Twilio-Signature`` =
 ``RequestValidator(auth_token).compute_signature(url, params)``
 (https://www.twilio.com/docs/usage/security#validating-requests).
 """
@@ -238,6 +238,9 @@ class TwilioSimulator(HttpSimulator):
         self.callbacks_sent: list[dict[str, Any]] = []
         self._validator = RequestValidator(auth_token)
         self._callback_threads: list[threading.Thread] = []
+        self.callbacks_open = threading.Event()
+        """Cleared, status callbacks wait until it is set again (Twilio slow to report)."""
+        self.callbacks_open.set()
         # No proxy: callbacks go to local receivers even with http_proxy set.
         self._opener = build_opener(ProxyHandler({}))
 
@@ -490,6 +493,7 @@ class TwilioSimulator(HttpSimulator):
     def _post_callbacks(self, events: list[tuple[str, dict[str, str]]]) -> None:
         for url, params in events:
             time.sleep(self.callback_delay)
+            self.callbacks_open.wait()
             signature = self._validator.compute_signature(url, params)
             request = Request(
                 url,

@@ -73,6 +73,26 @@ def test_an_sms_twilio_took_before_stalling_is_found_not_sent_again(
     assert found["found_by"] in {"lookup", "report"}
 
 
+def test_a_stalled_sms_is_found_by_asking_twilio_before_any_report(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = mobile()
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    simulators.twilio.stall_next(accept=True)
+    simulators.twilio.callbacks_open.clear()  # Twilio reports late: only a lookup can tell
+    try:
+        stack.post(events.unpaid(acct))
+        [sms] = stack.reach(acct["account_no"], [("sms", "sent")])
+    finally:
+        simulators.twilio.callbacks_open.set()
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
+
+    [received] = sms_to(simulators, phone)
+    assert sms.provider_id == received["Sid"] and sms.attempts == 1
+    [found] = [d for s, d in stack.timeline(sms.id) if s == "sent"]
+    assert found["found_by"] == "lookup"
+
+
 def test_a_call_and_an_sms_that_always_stall_are_each_placed_once(
     stack: Stack, simulators: Simulators
 ) -> None:
