@@ -5,8 +5,10 @@ carrying the provider's id, or raises one of (``send_many`` sends a batch
 concurrently and returns each message's result or error instead)::
 
     ChannelError
-    ├── TransientChannelError   retry later (timeouts, 5xx, 429, SMTP 4xx)
-    └── PermanentChannelError   never retry; start the fallback channel
+    ├── TransientChannelError   retry later (connect timeouts, 5xx, 429, SMTP 4xx)
+    ├── PermanentChannelError   never retry; start the fallback channel
+    └── AmbiguousChannelError   the provider may have it (read timeout, reset after
+                                the request left): never resend blindly, look it up
 
 That split drives every retry and fallback in ``notifier``. This package knows
 nothing of the database or of ``notifier``; providers are found through the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from channels.base import (
     CHANNEL_NAMES,
+    AmbiguousChannelError,
     Channel,
     ChannelError,
     Message,
@@ -29,6 +32,7 @@ from channels.registry import create, providers, register
 
 __all__ = [
     "CHANNEL_NAMES",
+    "AmbiguousChannelError",
     "Channel",
     "ChannelError",
     "Message",

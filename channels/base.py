@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 __all__ = [
     "CHANNEL_NAMES",
+    "AmbiguousChannelError",
     "Channel",
     "ChannelError",
     "Message",
@@ -108,6 +109,18 @@ class PermanentChannelError(ChannelError):
         self.opt_out = opt_out
 
 
+class AmbiguousChannelError(ChannelError):
+    """The request may have reached the provider, and no answer came back.
+
+    A read timeout, a connection reset or a server disconnect after the request
+    was written: the provider may have accepted the send. Sending it again could
+    be the customer's second copy, so it is neither retried nor failed; the
+    caller finds out (:meth:`Channel.lookup`, a status report) or waits. A
+    failure before anything reached the provider (refused, connect timeout)
+    stays a :class:`TransientChannelError`.
+    """
+
+
 SendOutcome = SendResult | ChannelError
 """What became of one message of a :meth:`Channel.send_many`."""
 
@@ -156,6 +169,16 @@ class Channel(abc.ABC):
 
         waits = list(delays) or [0.0] * len(messages)
         return list(await asyncio.gather(*map(one, messages, waits)))
+
+    async def lookup(self, message: Message, *, since: datetime) -> Sequence[SendResult] | None:
+        """The provider's records of ``message`` accepted since ``since``, oldest first.
+
+        Asked after an :class:`AmbiguousChannelError`: ``[]`` says the provider
+        has no such send, None (the default) that this provider cannot tell.
+        Candidates match on what the provider keeps (recipient, text, time); the
+        caller drops those it knows belong to other sends.
+        """
+        return None
 
     async def aclose(self) -> None:
         """Release connections; a channel may be reused until closed."""

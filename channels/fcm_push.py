@@ -29,11 +29,17 @@ Errors, mapped once in :func:`_map_error`::
       connection errors                             waits at least 60 s, as FCM asks)
     UnauthenticatedError, PermissionDeniedError,  PermanentChannelError for the whole message
       InvalidArgumentError about the payload        (configuration or content; no token blamed)
+    a read timeout, a reset or a disconnect       AmbiguousChannelError: FCM may have the push
+      once the request was written (the SDK's       (a connect timeout or a refused connection
+      DeadlineExceededError / UnknownError whose    stays transient: nothing reached FCM)
+      cause is httpx's ReadTimeout, ReadError,
+      RemoteProtocolError)
 
 One send is *sent* if any token was accepted (``SendResult.rejected`` names
 the dead tokens); it raises ``PermanentChannelError(rejected=...)`` if every
 token was refused, and ``TransientChannelError`` if none was accepted and at
-least one failed transiently.
+least one failed transiently; ``AmbiguousChannelError`` if none was accepted
+and FCM may hold one of them.
 
 SDK quirks handled here:
 
@@ -91,6 +97,7 @@ from firebase_admin._retry import HttpxRetry
 from urllib3.util.retry import Retry
 
 from channels.base import (
+    AmbiguousChannelError,
     Channel,
     ChannelError,
     Message,
@@ -114,6 +121,8 @@ _TRANSIENT = (
     fb_exceptions.AbortedError,
     fb_exceptions.UnknownError,
 )
+_AFTER_WRITE = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+"""httpx's failures once the request was on the wire: FCM may have accepted it."""
 _POOL_SIZE = 100  # what the SDK mounts for fcm.googleapis.com
 _QUOTA_BACKOFF = 60.0
 """FCM: after a 429 without Retry-After, wait at least a minute
@@ -380,6 +389,7 @@ def _result(tokens: Sequence[str], outcomes: dict[str, str | ChannelError]) -> S
         if isinstance(outcome, PermanentChannelError) and token in outcome.rejected:
             rejected.append(token)
     transient = [e for e in errors if isinstance(e, TransientChannelError)]
+    ambiguous = [e for e in errors if isinstance(e, AmbiguousChannelError)]
     if names:
         return SendResult(
             provider="fcm",
@@ -390,7 +400,13 @@ def _result(tokens: Sequence[str], outcomes: dict[str, str | ChannelError]) -> S
         )
     first: ChannelError
     error: ChannelError
-    if transient:
+    if ambiguous:
+        # FCM may hold one of these pushes: sending again could be the second copy.
+        first = ambiguous[0]
+        error = AmbiguousChannelError(
+            f"fcm: no answer after the request left; {_tally(errors)}", code=first.code
+        )
+    elif transient:
         first = transient[0]
         hints = [e.retry_after for e in transient if e.retry_after is not None]
         error = TransientChannelError(
@@ -456,6 +472,11 @@ def _map_error(exc: BaseException, token: str | None) -> ChannelError:
             error = PermanentChannelError(
                 f"fcm: credential refresh: {refresh}", code="UNAUTHENTICATED"
             )
+    elif isinstance(exc, fb_exceptions.FirebaseError) and isinstance(exc.cause, _AFTER_WRITE):
+        error = AmbiguousChannelError(
+            f"fcm: no answer after the request left: {type(exc.cause).__name__}",
+            code="no_answer",
+        )
     elif isinstance(exc, _TRANSIENT) or _status(exc) >= 500:
         code = getattr(exc, "code", None) or "UNAVAILABLE"
         error = TransientChannelError(f"fcm: {exc}", code=str(code), retry_after=_retry_after(exc))

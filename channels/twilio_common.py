@@ -15,7 +15,22 @@ Twilio's errors become ours in one place, :func:`translate_errors`::
     other 4xx (bad auth 20003, ...)         PermanentChannelError
     TwilioServiceException (RFC-9457 body)  the same rules: it is a TwilioException,
                                             not a TwilioRestException
-    aiohttp.ClientError, timeout, OSError   TransientChannelError
+    refused, DNS, connect timeout           TransientChannelError: nothing reached Twilio
+      (ClientConnectorError, ConnectionTimeoutError)
+    read timeout, reset, server disconnect  AmbiguousChannelError: the request was written,
+      after the connection was made           Twilio may have accepted it
+      (ServerTimeoutError, TimeoutError,
+      ServerDisconnectedError, ClientOSError,
+      ClientPayloadError)
+    other aiohttp.ClientError, OSError      TransientChannelError
+
+How the timeouts tell the two apart: :class:`BaseUrlHttpClient` gives each
+request one total timeout; aiohttp turns a timeout that strikes while it
+connects (or waits for a pooled connection) into ``ConnectionTimeoutError``,
+so a bare ``TimeoutError`` or a ``SocketTimeoutError`` comes only after the
+connection was made and the request went out. aiohttp never resends a POST
+on a dropped keep-alive connection (only idempotent methods, RFC 9112 9.3.1),
+so a reset there is ambiguous too.
 
 Vendor pages for the quirks handled here:
 
@@ -38,9 +53,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -50,11 +66,19 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from channels.base import ChannelError, PermanentChannelError, TransientChannelError
+from channels.base import (
+    AmbiguousChannelError,
+    ChannelError,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+)
 
 __all__ = [
+    "LOOKUP_LIMIT",
     "BaseUrlHttpClient",
     "TwilioConnection",
+    "accepted_since",
     "to_channel_error",
     "translate_errors",
 ]
@@ -65,6 +89,12 @@ DEFAULT_BASE_URL = "https://api.twilio.com"
 BAD_NUMBER_CODES = frozenset({21211, 21614, 21217})
 OPT_OUT_CODES = frozenset({21610})
 RATE_LIMIT_CODE = 20429
+LOOKUP_LIMIT = 200
+"""Newest records read per lookup (in pages of as many): far more than one number gets
+from us within the ambiguous wait."""
+LOOKUP_SKEW = timedelta(minutes=2)
+"""Slack for the clocks: ours says when the attempt began, Twilio's ``date_created``
+when it took the request."""
 
 # The Retry-After of the last response seen by the current task: TwilioRestException
 # does not carry headers, and a context variable is per task, so concurrent sends
@@ -183,10 +213,29 @@ def to_channel_error(exc: BaseException, *, to: str) -> ChannelError | None:
         if status >= 500:
             return TransientChannelError(reason, code=code_text)
         return PermanentChannelError(reason, code=code_text)
-    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
-        # TimeoutError is asyncio.TimeoutError on 3.11; aiohttp's timeouts subclass it.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
+        return TransientChannelError(f"twilio unreachable: {type(exc).__name__}: {exc}")
+    if isinstance(exc, _AFTER_WRITE):
+        return AmbiguousChannelError(
+            f"twilio: no answer after the request left: {type(exc).__name__}: {exc}",
+            code="no_answer",
+        )
+    if isinstance(exc, aiohttp.ClientError | OSError):
         return TransientChannelError(f"twilio unreachable: {type(exc).__name__}: {exc}")
     return None
+
+
+# Failures once the connection was made (checked after the connector's own errors,
+# which subclass some of these): the request may have reached Twilio.
+# TimeoutError is asyncio.TimeoutError on 3.11; aiohttp's read timeouts subclass it.
+_AFTER_WRITE = (
+    aiohttp.ServerTimeoutError,
+    TimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientPayloadError,
+    ConnectionResetError,
+)
 
 
 @contextmanager
@@ -199,3 +248,25 @@ def translate_errors(*, to: str) -> Iterator[None]:
         if mapped is None:  # pragma: no cover - every caught type maps
             raise
         raise mapped from exc
+
+
+def accepted_since(records: Iterable[Any], since: datetime) -> list[SendResult]:
+    """Twilio Message or Call records created since ``since`` (less the skew), oldest first.
+
+    Twilio lists newest first. ``date_created`` is when Twilio took the
+    request; ``date_sent`` / ``start_time`` stay empty while a message or call
+    is queued, so the SDK's ``date_sent_after`` / ``start_time_after`` filters
+    would miss exactly the sends a lookup is after.
+    """
+    after = (since if since.tzinfo else since.replace(tzinfo=UTC)) - LOOKUP_SKEW
+    found = [
+        SendResult(
+            provider="twilio",
+            provider_id=str(record.sid),
+            status="sent",
+            detail={"twilio_status": str(record.status), "found_by": "lookup"},
+        )
+        for record in records
+        if isinstance(record.date_created, datetime) and record.date_created >= after
+    ]
+    return found[::-1]

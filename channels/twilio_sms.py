@@ -17,6 +17,8 @@ Errors are mapped in :mod:`channels.twilio_common`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import ClassVar
 
 from channels.base import Channel, Message, PermanentChannelError, SendResult
@@ -24,7 +26,9 @@ from channels.registry import register
 from channels.sms import sms_segments
 from channels.twilio_common import (
     DEFAULT_BASE_URL,
+    LOOKUP_LIMIT,
     TwilioConnection,
+    accepted_since,
     translate_errors,
 )
 
@@ -87,6 +91,24 @@ class TwilioSms(Channel):
                 "twilio_status": str(sent.status),
             },
         )
+
+    async def lookup(self, message: Message, *, since: datetime) -> Sequence[SendResult]:
+        """Messages to ``message.to[0]`` with this text that Twilio took since ``since``.
+
+        A Message resource does not carry its ``StatusCallback`` (so not our
+        per-delivery token): the match is recipient, sender, text and time
+        (https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources).
+        """
+        if not message.to:
+            return []
+        with translate_errors(to=message.to[0]):
+            records = await self._twilio.client().messages.list_async(
+                to=message.to[0],
+                from_=self.from_number or None,
+                limit=LOOKUP_LIMIT,
+                page_size=LOOKUP_LIMIT,
+            )
+        return accepted_since((r for r in records if r.body == message.body), since)
 
     async def aclose(self) -> None:
         await self._twilio.aclose()

@@ -48,7 +48,8 @@ Errors are mapped in :mod:`channels.twilio_common`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -56,7 +57,13 @@ from twilio.twiml.voice_response import VoiceResponse
 from channels import speech
 from channels.base import Channel, Message, PermanentChannelError, SendResult
 from channels.registry import register
-from channels.twilio_common import DEFAULT_BASE_URL, TwilioConnection, translate_errors
+from channels.twilio_common import (
+    DEFAULT_BASE_URL,
+    LOOKUP_LIMIT,
+    TwilioConnection,
+    accepted_since,
+    translate_errors,
+)
 
 __all__ = ["TwilioVoice", "announcement", "gather_response", "say_voice", "voicemail"]
 
@@ -267,6 +274,24 @@ class TwilioVoice(Channel):
                 .calls(call_sid)
                 .update_async(twiml=self.voicemail(text, language))
             )
+
+    async def lookup(self, message: Message, *, since: datetime) -> Sequence[SendResult]:
+        """Calls from our number to ``message.to[0]`` that Twilio took since ``since``.
+
+        A Call resource carries neither its TwiML nor its ``StatusCallback``:
+        the match is recipient, caller id and time
+        (https://www.twilio.com/docs/voice/api/call-resource#read-multiple-call-resources).
+        """
+        if not message.to:
+            return []
+        with translate_errors(to=message.to[0]):
+            records = await self._twilio.client().calls.list_async(
+                to=message.to[0],
+                from_=self.from_number,
+                limit=LOOKUP_LIMIT,
+                page_size=LOOKUP_LIMIT,
+            )
+        return accepted_since(records, since)
 
     async def aclose(self) -> None:
         await self._twilio.aclose()

@@ -177,6 +177,11 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = Field(60, gt=0)
     """A queued row untouched this long is assumed lost by the broker and sent again."""
     reconcile_interval_seconds: float = Field(15, gt=0)
+    ambiguous_wait_seconds: float = Field(60, gt=0)
+    """A send that may have reached its provider (a timeout after the request left) is
+    ``ambiguous``: looked up at the provider (Twilio), and sent again only if, this long
+    after, the provider has no record of it; a provider that cannot be asked (FCM) is
+    sent again once, after this long (notifier.flows.ambiguous)."""
     receipt_timeout_seconds: float = Field(4 * 3600, gt=0)
     """A ``sent`` SMS or call whose provider has not reported on it for this long
     becomes ``unknown`` (and a dunning notice starts its fallback). Twilio

@@ -17,13 +17,18 @@ __all__ = ["FaultMix", "HttpSimulator", "JsonHandler"]
 class FaultMix:
     """Probabilities of injected failures per request, and a fixed latency.
 
-    ``server_error`` answers 5xx, ``rate_limited`` answers 429; the rest of
-    the requests are served normally after ``latency_ms``.
+    ``server_error`` answers 5xx, ``rate_limited`` answers 429; ``stalled``
+    accepts the send (it is recorded and goes on as usual) and then holds the
+    answer past the client's timeout; ``dropped`` holds the answer the same
+    way but drops the send (where the simulator can: Twilio); the rest of the
+    requests are served normally after ``latency_ms``.
     """
 
     latency_ms: float = 0.0
     server_error: float = 0.0
     rate_limited: float = 0.0
+    stalled: float = 0.0
+    dropped: float = 0.0
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False)
 
@@ -35,12 +40,16 @@ class FaultMix:
             time.sleep(self.latency_ms / 1000)
 
     def draw(self) -> str | None:
-        """``"server_error"``, ``"rate_limited"`` or None for this request."""
+        """``"server_error"``, ``"rate_limited"``, ``"stalled"``, ``"dropped"`` or None."""
         roll = self._random.random()
         if roll < self.server_error:
             return "server_error"
         if roll < self.server_error + self.rate_limited:
             return "rate_limited"
+        if roll < self.server_error + self.rate_limited + self.stalled:
+            return "stalled"
+        if roll < self.server_error + self.rate_limited + self.stalled + self.dropped:
+            return "dropped"
         return None
 
 

@@ -30,8 +30,10 @@ token contains             answer                                       firebase
 Each accepted message is recorded with its ``android`` block and ``apns``
 headers, as a device's platform would apply them (TTL, collapse key, priority).
 
-``FaultMix.rate_limited`` answers the same 429 (with ``Retry-After``) and
-``FaultMix.server_error`` the same 503, for any token. With ``access_token``
+``FaultMix.rate_limited`` answers the same 429 (with ``Retry-After``),
+``FaultMix.server_error`` the same 503, and ``FaultMix.stalled`` accepts, then
+stalls like a ``stall`` token, for any token; so do the next pushes after
+:meth:`FcmSimulator.stall_next`. With ``access_token``
 set, a request without ``Authorization: Bearer <access_token>`` gets 401
 UNAUTHENTICATED; with ``project`` set, another project gets 403
 PERMISSION_DENIED.
@@ -143,6 +145,8 @@ class _FcmHandler(JsonHandler):
             self.send_json(429, _QUOTA, {"Retry-After": str(sim.retry_after_seconds)})
             return
         status, payload, headers = self._send(project, raw)
+        if status == 200 and (fault == "stalled" or sim.take_stall()):
+            time.sleep(sim.stall_seconds)  # accepted: the push is out, the answer is late
         self.send_json(status, payload, headers)
 
     def _authorized(self) -> bool:
@@ -230,12 +234,27 @@ class FcmSimulator(HttpSimulator):
         self.requests = 0
         """Every HTTP request seen, failures and SDK retries included."""
         self._ids = itertools.count(1)
+        self._stalls = 0
 
     def reset(self) -> None:
         """Forget what was received and counted (one simulator shared by many tests)."""
         with self.lock:
             self.received.clear()
             self.requests = 0
+            self._stalls = 0
+
+    def stall_next(self, count: int = 1) -> None:
+        """Accept the next ``count`` pushes, then hold each answer ``stall_seconds``."""
+        with self.lock:
+            self._stalls += count
+
+    def take_stall(self) -> bool:
+        """Whether this accepted push is one :meth:`stall_next` asked to stall."""
+        with self.lock:
+            if self._stalls:
+                self._stalls -= 1
+                return True
+            return False
 
     def tokens(self) -> list[str]:
         """The device tokens of the accepted messages, in arrival order."""

@@ -15,6 +15,19 @@ Speaks enough of ``https://api.twilio.com/2010-04-01`` for the real twilio SDK:
 * Accepted requests are kept in ``messages`` / ``calls`` (form fields, a
   repeated field as a list, plus ``Sid``); ``callbacks_sent`` lists every
   status callback posted and the HTTP status it got.
+* ``GET .../Messages.json`` and ``.../Calls.json`` list what was accepted,
+  newest first, as Twilio's read endpoints do: filtered by ``To`` and
+  ``From``, ``PageSize`` records (default 50) in one page whose list key is
+  ``messages`` / ``calls``, with Twilio's paging fields (``next_page_uri``
+  null: one page). Each record's ``status`` follows the callbacks posted.
+  Like Twilio's, a record carries no ``StatusCallback`` (nor a call's TwiML).
+* Accepts, then stalls: ``FaultMix.stalled`` (a share of the creates; ``dropped``
+  the share that stalls without being taken),
+  :meth:`TwilioSimulator.stall_next` (the next creates) or a ``To`` ending
+  ``0491`` take the send (recorded, called back as usual) and hold the
+  answer ``stall_seconds``, past the client's timeout. ``stall_next(n,
+  accept=False)`` holds the answer of a send it drops: the timeout looks the
+  same to the client, and Twilio has no record.
 
 Magic ``To`` numbers, like Twilio's test credentials
 (https://www.twilio.com/docs/iam/test-credentials), for Messages and Calls:
@@ -53,7 +66,7 @@ number says otherwise, ``MachineDetectionDuration``) to
 ``call_updates`` and answered with the call.
 
 Callbacks are posted from a background thread, ``callback_delay`` seconds
-apart, form-encoded and signed like Twilio's: ``X-Twilio-Signature`` =
+apart (held while ``callbacks_open`` is cleared), form-encoded and signed like Twilio's: ``X-Twilio-Signature`` =
 ``RequestValidator(auth_token).compute_signature(url, params)``
 (https://www.twilio.com/docs/usage/security#validating-requests).
 """
@@ -85,6 +98,8 @@ _PATH = re.compile(
     rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/(?P<kind>Messages|Calls)"
     r"(?:/(?P<call>CA[0-9a-f]{32}))?\.json$"
 )
+_STALLS = "0491"
+"""``To`` suffix of a send that is accepted and then answered too late."""
 
 # To-suffix → (code, message) of a refused create, for Messages and Calls alike.
 _REFUSED = {
@@ -121,6 +136,20 @@ def _now() -> str:
 
 class _TwilioHandler(JsonHandler):
     simulator: ClassVar[TwilioSimulator]
+
+    def do_GET(self) -> None:
+        sim = self.simulator
+        path, _, query = self.path.partition("?")
+        match = _PATH.match(path)
+        if not match or match["call"]:
+            self.send_json(
+                404, _error(20404, f"The requested resource {self.path} was not found", 404)
+            )
+            return
+        if not sim.authorized(self.headers.get("Authorization"), match["sid"]):
+            self.send_json(401, _error(20003, "Authenticate", 401))
+            return
+        self.send_json(200, sim.list_page(match["kind"], dict(parse_qsl(query)), path))
 
     def do_POST(self) -> None:
         raw = self.body()  # read it all first, or the keep-alive connection desyncs
@@ -159,9 +188,25 @@ class _TwilioHandler(JsonHandler):
                 return
             status, payload = sim.update_call(match["call"], form)
         else:
+            stall = sim.take_stall(form.get("To", ""), drawn=fault)
+            if stall == "drop":
+                time.sleep(sim.stall_seconds)  # nothing recorded: Twilio never had it
+                self._answer_late(500, _error(20500, "Internal Server Error", 500))
+                return
             create = sim.create_message if match["kind"] == "Messages" else sim.create_call
             status, payload = create(form)
+            if stall == "accept" and status == 201:
+                time.sleep(sim.stall_seconds)
+                self._answer_late(status, payload)
+                return
         self.send_json(status, payload)
+
+    def _answer_late(self, status: int, payload: dict[str, Any]) -> None:
+        # The client gave up long ago; its socket may be gone.
+        try:
+            self.send_json(status, payload)
+        except OSError:
+            self.close_connection = True
 
 
 class TwilioSimulator(HttpSimulator):
@@ -175,6 +220,7 @@ class TwilioSimulator(HttpSimulator):
         account_sid: str = "AC" + "0" * 32,
         auth_token: str = "simulator-token",
         callback_delay: float = 0.05,
+        stall_seconds: float = 3.0,
         faults: FaultMix | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -182,12 +228,19 @@ class TwilioSimulator(HttpSimulator):
         super().__init__(faults=faults, host=host, port=port)
         self.account_sid, self.auth_token = account_sid, auth_token
         self.callback_delay = callback_delay
+        self.stall_seconds = stall_seconds
+        """How long an accepted-then-stalled send's answer is held."""
+        self._stalls: list[str] = []
+        self._records: dict[str, list[dict[str, Any]]] = {"Messages": [], "Calls": []}
         self.messages: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
         self.call_updates: list[dict[str, Any]] = []
         self.callbacks_sent: list[dict[str, Any]] = []
         self._validator = RequestValidator(auth_token)
         self._callback_threads: list[threading.Thread] = []
+        self.callbacks_open = threading.Event()
+        """Cleared, status callbacks wait until it is set again (Twilio slow to report)."""
+        self.callbacks_open.set()
         # No proxy: callbacks go to local receivers even with http_proxy set.
         self._opener = build_opener(ProxyHandler({}))
 
@@ -201,6 +254,52 @@ class TwilioSimulator(HttpSimulator):
             self.call_updates.clear()
             self.callbacks_sent.clear()
             self._callback_threads.clear()
+            self._stalls.clear()
+            for records in self._records.values():
+                records.clear()
+
+    def stall_next(self, count: int = 1, *, accept: bool = True) -> None:
+        """Hold the answer of the next ``count`` creates past the client's timeout.
+
+        ``accept``: the send is taken first (Twilio has it); else it is dropped.
+        """
+        with self.lock:
+            self._stalls.extend(["accept" if accept else "drop"] * count)
+
+    def take_stall(self, to: str, *, drawn: str | None) -> str | None:
+        """How this create stalls: ``"accept"``, ``"drop"`` or None (answered at once).
+
+        ``drawn``: the request's :meth:`FaultMix.draw`.
+        """
+        with self.lock:
+            if self._stalls:
+                return self._stalls.pop(0)
+        if drawn == "dropped":
+            return "drop"
+        return "accept" if drawn == "stalled" or to.endswith(_STALLS) else None
+
+    def list_page(self, kind: str, query: dict[str, str], path: str) -> dict[str, Any]:
+        """One page of a Messages or Calls read: newest first, filtered by ``To``/``From``."""
+        size = max(1, min(int(query.get("PageSize") or 50), 1000))
+        with self.lock:
+            records = [
+                dict(record)
+                for record in reversed(self._records[kind])
+                if query.get("To", record["to"]) == record["to"]
+                and query.get("From", record["from"]) == record["from"]
+            ][:size]
+        uri = f"{path}?{urlencode(query)}"
+        return {
+            kind.lower(): records,
+            "end": max(0, len(records) - 1),
+            "first_page_uri": uri,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
 
     def authorized(self, header: str | None, path_sid: str) -> bool:
         """Whether the basic credentials are ours and the path names our account."""
@@ -264,6 +363,7 @@ class TwilioSimulator(HttpSimulator):
         }
         with self.lock:
             self.messages.append(form | {"Sid": sid, "received_at": time.time()})
+            self._records["Messages"].append(payload)
         callback = form.get("StatusCallback")
         if callback:
             error_code = next((code for code in _SMS_UNDELIVERED if to.endswith(code)), None)
@@ -310,6 +410,7 @@ class TwilioSimulator(HttpSimulator):
         }
         with self.lock:
             self.calls.append(form | {"Sid": sid, "received_at": time.time()})
+            self._records["Calls"].append(payload)
         self._post_later(self._call_events(sid, to, sender, form))
         return 201, payload
 
@@ -392,6 +493,7 @@ class TwilioSimulator(HttpSimulator):
     def _post_callbacks(self, events: list[tuple[str, dict[str, str]]]) -> None:
         for url, params in events:
             time.sleep(self.callback_delay)
+            self.callbacks_open.wait()
             signature = self._validator.compute_signature(url, params)
             request = Request(
                 url,
@@ -415,6 +517,17 @@ class TwilioSimulator(HttpSimulator):
                 self.callbacks_sent.append(
                     {"url": url, "params": params, "signature": signature, "status": answered}
                 )
+                self._follow(params)
+
+    def _follow(self, params: dict[str, str]) -> None:
+        """A listed record's status, as its latest callback said (under ``lock``)."""
+        status = params.get("MessageStatus") or params.get("CallStatus")
+        sid = params.get("MessageSid") or params.get("CallSid")
+        kind = "Messages" if "MessageStatus" in params else "Calls"
+        for record in self._records[kind] if status else ():
+            if record["sid"] == sid:
+                record["status"] = status
+                break
 
     def wait_callbacks(self, timeout: float = 5.0) -> None:
         """Wait until every callback thread started so far has finished."""

@@ -214,8 +214,10 @@ def gather_callback(token: str, form: SignedForm, rt: RuntimeDep, request: Reque
     if delivery is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such call")
     call_sid = form.get("CallSid", "")
-    # Until the worker records the call's sid (still sending) the token alone vouches.
-    if delivery.status != DeliveryStatus.SENDING and call_sid != delivery.provider_id:
+    # Until the worker records the call's sid (still sending, or the answer to the call's
+    # create was lost: ambiguous) the token alone vouches.
+    waiting = (DeliveryStatus.SENDING, DeliveryStatus.AMBIGUOUS)
+    if delivery.status not in waiting and call_sid != delivery.provider_id:
         _refuse("gather", f"delivery {delivery_id} did not place that call", delivery_id)
     twiml = gather_response(
         form.get("Digits", ""),

@@ -40,6 +40,11 @@ class DeliveryStatus:
     UNDELIVERED = "undelivered"
     CANCELLED = "cancelled"
     SUPPRESSED = "suppressed"
+    AMBIGUOUS = "ambiguous"
+    """The send may have reached the provider (a timeout or a lost connection after the
+    request left): not final, never sent again blindly. Settled by asking the provider
+    or by its report, else sent again after ``NOTIFIER_AMBIGUOUS_WAIT_SECONDS``
+    (notifier.flows.ambiguous)."""
     UNKNOWN = "unknown"
     """Sent through a provider that reports receipts, and none came in time
     (``NOTIFIER_RECEIPT_TIMEOUT_SECONDS``): not proven served. A late receipt

@@ -30,6 +30,7 @@ from notifier.deliveries.models import (
 __all__ = [
     "Claim",
     "DeliveryFilter",
+    "ambiguous_overdue",
     "cancel_pending",
     "cancel_pending_for_bill",
     "claim_many",
@@ -46,6 +47,7 @@ __all__ = [
     "requeue_due",
     "restate",
     "sent_about",
+    "settle_ambiguous",
     "timeline",
     "transition",
     "transition_many",
@@ -754,3 +756,46 @@ def expire_unreceipted(
         now=now,
         reason=f"no receipt from the provider within {timeout:.0f} s",
     )
+
+
+def settle_ambiguous(
+    session: Session,
+    delivery_id: int,
+    status: str,
+    *,
+    now: datetime,
+    detail: dict[str, Any],
+    **values: Any,
+) -> bool:
+    """Move an ``ambiguous`` delivery on, with a timeline entry; False if it is no longer one.
+
+    Guarded by the status alone: a resolution task, its redelivered copy, the
+    reconciler's and a provider's report may all race to settle the same row.
+    """
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.id) == delivery_id, col(Delivery.status) == DeliveryStatus.AMBIGUOUS)
+        .values(status=status, updated_at=now, claim_token=None, lease_until=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    record_change(session, delivery_id, status, at=now, **detail)
+    return True
+
+
+def ambiguous_overdue(
+    session: Session, *, now: datetime, grace: float, limit: int
+) -> list[tuple[int, str]]:
+    """``ambiguous`` rows whose resolution is ``grace`` seconds overdue (its task was lost):
+    ``(delivery_id, channel)``, oldest first."""
+    rows = session.exec(
+        select(Delivery.id, Delivery.channel)
+        .where(
+            col(Delivery.status) == DeliveryStatus.AMBIGUOUS,
+            col(Delivery.available_at) < now - timedelta(seconds=grace),
+        )
+        .order_by(col(Delivery.available_at))
+        .limit(limit)
+    ).all()
+    return [(delivery_id, channel) for delivery_id, channel in rows if delivery_id is not None]

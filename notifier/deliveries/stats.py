@@ -22,7 +22,7 @@ __all__ = ["Series", "by_channel", "by_time", "failure_reasons", "unreachable_co
 Unit = Literal["hour", "day"]
 STATUS_ORDER: tuple[str, ...] = (
     DeliveryStatus.DELIVERED, DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.QUEUED,
-    DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED,
+    DeliveryStatus.DEFERRED, DeliveryStatus.AMBIGUOUS, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED,
     DeliveryStatus.UNKNOWN, DeliveryStatus.CANCELLED, DeliveryStatus.SUPPRESSED,
 )  # fmt: skip
 

@@ -3,7 +3,8 @@
 Each module is one piece of work a task or a route starts: ``process_event``
 (policy → notifications → rendered deliveries), ``deliver`` (claim → checks →
 provider → record), ``fallback``, ``reports`` (Twilio status reports),
-``receipts``, ``postcards`` (the print batch), ``producer_callbacks`` (the
+``receipts``, ``ambiguous`` (a send whose answer was lost: looked up, not
+resent blindly), ``postcards`` (the print batch), ``producer_callbacks`` (the
 signed POSTs), ``reconcile``, ``retention`` (the purge), ``ops_actions`` and
 ``unreachable`` (a notice that reached nobody, told to its producer),
 ``holds`` (a hold ended: one notice per account it kept back), ``push_terms``

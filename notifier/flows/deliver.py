@@ -7,7 +7,8 @@ quiet hours), renders again what the ledger no longer supports
 provider is called, so a slow provider holds leases on rows, not a
 connection. The channel sends the batch concurrently (``send_many``) and one
 more transaction records every outcome: accepted sends in bulk, failures one
-by one with their retry or fallback.
+by one with their retry or fallback, and a send whose answer was lost after
+the request left as ``ambiguous``, to be resolved, not resent (flows/ambiguous.py).
 
 The claim's lease is kept while the batch works (:class:`LeaseKeeper`): a
 slow batch — a slow machine, a slow provider, a backlog after an outage —
@@ -35,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
 
 from channels import (
+    AmbiguousChannelError,
     Channel,
     ChannelError,
     Message,
@@ -74,6 +76,9 @@ RENEWALS_PER_LEASE = 3
 MAX_LEASES_HELD = 10
 """A batch still working after this many leases is stuck (provider calls have timeouts far
 shorter): its keeper stops renewing, so the rows go to another worker when the lease ends."""
+AMBIGUOUS_FIRST_LOOK = 5.0
+"""Seconds after an ambiguous send before its provider is first asked: time for the
+provider to list what it took. Without a lookup, the first look is at the wait's end."""
 
 
 @dataclass(slots=True)
@@ -86,17 +91,26 @@ class BatchOutcome:
     """``(delivery_id, channel)`` to enqueue again after so many seconds (retries, rate)."""
     enqueue: list[tuple[int, str]] = field(default_factory=list)
     """Deliveries created on the way (fallbacks) to enqueue now."""
+    resolve: dict[float, list[tuple[int, str]]] = field(default_factory=dict)
+    """``(delivery_id, channel)`` of ``ambiguous`` sends to resolve after so many seconds
+    (notifier.flows.ambiguous), not to send again."""
 
     def retry(self, delivery: Delivery, delay: float) -> None:
         assert delivery.id is not None
         # Whole seconds, rounded up: fewer messages, and never before the row is due.
         self.later.setdefault(float(math.ceil(delay)), []).append((delivery.id, delivery.channel))
 
+    def resolve_in(self, delivery: Delivery, delay: float) -> None:
+        assert delivery.id is not None
+        self.resolve.setdefault(float(math.ceil(delay)), []).append((delivery.id, delivery.channel))
+
     def merge(self, other: BatchOutcome) -> None:
         self.statuses.update(other.statuses)
         for delay, items in other.later.items():
             self.later.setdefault(delay, []).extend(items)
         self.enqueue.extend(other.enqueue)
+        for delay, items in other.resolve.items():
+            self.resolve.setdefault(delay, []).extend(items)
 
 
 class LeaseKeeper:
@@ -543,7 +557,9 @@ def record_outcomes(rt: Runtime, sends: Sequence[tuple[Claim, SendOutcome]]) -> 
         # A provider's report can beat our own record of the send.
         early = deliveries.early_reports(session, reporting)
         for claim, error in sends:
-            if isinstance(error, TransientChannelError):
+            if isinstance(error, AmbiguousChannelError):
+                _ambiguous(rt, session, claim, error, now, outcome)
+            elif isinstance(error, TransientChannelError):
                 _transient(rt, session, claim, error, now, outcome)
             elif isinstance(error, ChannelError):
                 _permanent(rt, session, claim, error, now, outcome)
@@ -596,6 +612,44 @@ def _transient(
     if moved and claim.delivery.id is not None:
         outcome.statuses[claim.delivery.id] = DeliveryStatus.QUEUED
         outcome.retry(claim.delivery, delay)
+
+
+def _ambiguous(
+    rt: Runtime,
+    session: Session,
+    claim: Claim,
+    exc: AmbiguousChannelError,
+    now: datetime,
+    outcome: BatchOutcome,
+) -> None:
+    """The provider may have the send: hold it as ``ambiguous`` and schedule its resolution.
+
+    An attempt is counted (it may have gone out); the row waits for the lookup,
+    the provider's report or the end of ``ambiguous_wait_seconds``
+    (``available_at``), whichever settles it first, and is not sent again meanwhile.
+    """
+    wait = rt.settings.ambiguous_wait_seconds
+    began = claim.delivery.updated_at  # the claim's time: the attempt began then
+    moved = deliveries.finish(
+        session,
+        claim,
+        DeliveryStatus.AMBIGUOUS,
+        now=now,
+        available_at=now + timedelta(seconds=wait),
+        last_error=str(exc)[:1000],
+        detail={
+            "error": str(exc),
+            "code": exc.code,
+            "reason": "no answer after the request left: the provider may have it; "
+            "not sent again until it says it has no record",
+            "attempt_began": began.isoformat(),
+            "resolve_by": (now + timedelta(seconds=wait)).isoformat(),
+        },
+    )
+    if moved and claim.delivery.id is not None:
+        outcome.statuses[claim.delivery.id] = DeliveryStatus.AMBIGUOUS
+        looks_up = type(rt.channel(claim.delivery.channel)).lookup is not Channel.lookup
+        outcome.resolve_in(claim.delivery, min(AMBIGUOUS_FIRST_LOOK, wait) if looks_up else wait)
 
 
 def _permanent(

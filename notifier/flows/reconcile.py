@@ -5,6 +5,8 @@ down, a task prefetched by a worker that was SIGKILLed, a quiet-hours window
 that opened: each leaves a row the reconciler finds and enqueues. So does a
 producer callback whose POST was never enqueued or whose task was lost. And
 an SMS or call whose receipt never came becomes ``unknown`` (flows/receipts.py).
+An ``ambiguous`` send whose resolution is overdue (its task was lost) is
+resolved again (flows/ambiguous.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from channels import CHANNEL_NAMES
 from notifier.deliveries import service as deliveries
 from notifier.escalation.holds import releases_owed
 from notifier.escalation.sweep import queued_runs
+from notifier.flows.ambiguous import overdue as ambiguous_overdue
 from notifier.flows.ladder import write_stage_notices
 from notifier.flows.process_event import unprocessed_events
 from notifier.flows.receipts import expire_receipts
@@ -58,6 +61,10 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         )
         # Not bound to a drained queue: what it enqueues is new work (fallbacks).
         due += expire_receipts(rt, session, limit=BATCH)
+        # Only where the channel's queue drained: a backlog may still hold their tasks.
+        unresolved = [
+            pair for pair in ambiguous_overdue(rt, session, limit=BATCH) if pair[1] in drained
+        ]
         stale = rt.clock() - timedelta(seconds=rt.settings.redispatch_after_seconds)
         sweeps = (
             [run.id for run in queued_runs(session, before=stale) if run.id is not None]
@@ -84,6 +91,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         rt.dispatcher.process_events(events)
     if due:
         rt.dispatcher.deliver(due)
+    if unresolved:
+        rt.dispatcher.resolve_ambiguous(unresolved)
     for run_id in sweeps:
         rt.dispatcher.sweep(run_id)
     for hold_id in releases:

@@ -8,7 +8,9 @@ only): a late ``sent`` never overwrites ``delivered``, and a report that
 beats the worker's own record of the send (still ``sending``) is applied by
 the worker right after it records the send. A report must name a message the
 delivery sent (its provider id now or in an earlier attempt); one about
-another message is refused with :class:`ForeignReport`.
+another message is refused with :class:`ForeignReport`. A report for an
+``ambiguous`` delivery (its send's answer was lost; the callback token names
+it) settles it: the send went out as that message, recorded ``sent`` first.
 
 A call's ``completed`` is not yet proof that a person heard it
 (:func:`call_heard`): if answering-machine detection reported a machine, it is
@@ -32,6 +34,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from notifier.accounts import service as accounts
@@ -125,6 +128,24 @@ def record_report(
                 extra={"delivery_id": delivery_id, "provider_status": provider_status},
             )
             return DeliverOutcome(status=delivery.status)
+        if delivery.status == DeliveryStatus.AMBIGUOUS and deliveries.settle_ambiguous(
+            session,
+            delivery_id,
+            DeliveryStatus.SENT,
+            now=rt.clock(),
+            provider=provider,
+            provider_id=sid,
+            last_error=None,
+            detail={"provider": provider, "provider_id": sid, "found_by": "report"},
+        ):
+            # The send whose answer was lost reports: it went out as ``sid``. The row was
+            # updated above; the loaded object follows without being flushed again.
+            for name, value in (
+                ("status", DeliveryStatus.SENT),
+                ("provider", provider),
+                ("provider_id", sid),
+            ):
+                set_committed_value(delivery, name, value)
         deliveries.record_change(
             session,
             delivery_id,
@@ -145,7 +166,7 @@ def _sent_by(delivery: Delivery, timeline: list[DeliveryChange], sid: str) -> bo
     While the delivery is ``sending`` its newest provider id is not recorded
     yet, and a report may beat the record (see the module docstring).
     """
-    if delivery.status == DeliveryStatus.SENDING:
+    if delivery.status in (DeliveryStatus.SENDING, DeliveryStatus.AMBIGUOUS):
         return True
     if sid and sid == delivery.provider_id:
         return True

@@ -56,6 +56,23 @@ class Dispatcher:
                 )
         return ok
 
+    def resolve_ambiguous(
+        self, deliveries: Iterable[tuple[int, str]], *, countdown: float | None = None
+    ) -> bool:
+        """Enqueue resolving ``ambiguous`` sends on their channels' queues (they ask the
+        provider, as a send would)."""
+        by_channel: dict[str, list[int]] = {}
+        for delivery_id, channel in deliveries:
+            by_channel.setdefault(channel, []).append(delivery_id)
+        ok = True
+        for channel, ids in by_channel.items():
+            for start in range(0, len(ids), DELIVERIES_PER_TASK):
+                chunk = ids[start : start + DELIVERIES_PER_TASK]
+                ok &= self._send(
+                    "notifier.resolve_ambiguous", [chunk], queue=channel, countdown=countdown
+                )
+        return ok
+
     def voicemail(self, delivery_id: int, call_sid: str) -> bool:
         """Enqueue leaving the voicemail on a call a machine answered, on the voice queue."""
         return self._send("notifier.leave_voicemail", [delivery_id, call_sid], queue="voice")

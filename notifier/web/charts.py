@@ -20,6 +20,7 @@ PALETTE: dict[str, str] = {
     "sending": "#0072B2",
     "queued": "#999999",
     "deferred": "#E69F00",
+    "ambiguous": "#000000",
     "failed": "#D55E00",
     "undelivered": "#CC79A7",
     "unknown": "#F0E442",

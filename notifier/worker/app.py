@@ -13,6 +13,8 @@ from celery import Task
 from celery.signals import worker_init
 
 from notifier.escalation.sweep import sweep as sweep_flow
+from notifier.flows.ambiguous import resolve as resolve_flow
+from notifier.flows.deliver import BatchOutcome
 from notifier.flows.deliver import deliver_batch as deliver_batch_flow
 from notifier.flows.holds import release as release_flow
 from notifier.flows.ladder import write_stage_notices
@@ -38,6 +40,7 @@ __all__ = [
     "purge",
     "reconcile",
     "release_hold",
+    "resolve_ambiguous",
     "send_producer_callback",
 ]
 
@@ -100,13 +103,25 @@ def deliver(delivery_id: int) -> dict[str, int]:
     return _deliver([delivery_id])
 
 
+@celery_app.task(name="notifier.resolve_ambiguous")
+def resolve_ambiguous(delivery_ids: list[int]) -> dict[str, int]:
+    """Settle sends that may have reached their provider: found, sent again, or later."""
+    return _dispatch(runtime(), resolve_flow(runtime(), delivery_ids))
+
+
 def _deliver(delivery_ids: list[int]) -> dict[str, int]:
     rt = runtime()
-    outcome = deliver_batch_flow(rt, delivery_ids)
+    return _dispatch(rt, deliver_batch_flow(rt, delivery_ids))
+
+
+def _dispatch(rt: Runtime, outcome: BatchOutcome) -> dict[str, int]:
+    """Enqueue what a batch left to do; its statuses, counted."""
     if outcome.enqueue:
         rt.dispatcher.deliver(outcome.enqueue)
     for delay, items in outcome.later.items():
         rt.dispatcher.deliver(items, countdown=delay)
+    for delay, items in outcome.resolve.items():
+        rt.dispatcher.resolve_ambiguous(items, countdown=delay)
     counts: dict[str, int] = {}
     for status in outcome.statuses.values():
         counts[status] = counts.get(status, 0) + 1

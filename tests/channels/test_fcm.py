@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -19,10 +20,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import messaging
 
 import channels
-from channels import Message, PermanentChannelError, SendOutcome, SendResult, TransientChannelError
+from channels import (
+    AmbiguousChannelError,
+    ChannelError,
+    Message,
+    PermanentChannelError,
+    SendOutcome,
+    SendResult,
+    TransientChannelError,
+)
 from channels.fcm_push import FcmPush
 from channels.simulators.base import FaultMix
 from channels.simulators.fcm import FcmSimulator
+from tests.support.raw_peer import RawPeer
 
 PROJECT = "taipower-notifier-test"
 ACCESS_TOKEN = "sim-access-token"
@@ -259,13 +269,63 @@ def test_a_read_timeout_is_not_resent_by_the_sdk(fcm: FcmSimulator) -> None:
         finally:
             await channel.aclose()
 
-    with pytest.raises(TransientChannelError) as raised:
+    with pytest.raises(AmbiguousChannelError) as raised:
         asyncio.run(run())
 
-    assert raised.value.code == "DEADLINE_EXCEEDED"
+    assert raised.value.code == "no_answer"
     assert fcm.requests == 1, "one POST: the SDK did not send the push again"
     assert fcm.tokens() == ["device-stall"]
     assert time.monotonic() - started < FcmSimulator.stall_seconds + 1
+
+
+WIRE_CASES = [
+    # id, peer, error, pushes FCM holds afterwards
+    ("connection refused", "refused", TransientChannelError, 0),
+    ("disconnect after the request", "closes", AmbiguousChannelError, 0),
+    ("reset after the request", "resets", AmbiguousChannelError, 0),
+    ("read timeout after accept", "stalls", AmbiguousChannelError, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("peer", "error", "held"), [row[1:] for row in WIRE_CASES], ids=[row[0] for row in WIRE_CASES]
+)
+def test_a_failure_after_the_push_left_is_ambiguous_before_it_transient(
+    fcm: FcmSimulator, peer: str, error: type[ChannelError], held: int
+) -> None:
+    raw: RawPeer | None = None
+    if peer == "stalls":
+        fcm.faults = FaultMix(stalled=1.0)
+        base_url = fcm.base_url
+    elif peer == "refused":
+        with socket.socket() as probe:  # a port nobody listens on once closed
+            probe.bind(("127.0.0.1", 0))
+            base_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    else:
+        raw = RawPeer(peer)
+        base_url = raw.base_url
+
+    async def run() -> SendResult:
+        channel = FcmPush(
+            base_url=base_url, timeout=0.5, project_id=PROJECT, access_token=ACCESS_TOKEN
+        )
+        try:
+            return await channel.send(notice("device-1"))
+        finally:
+            await channel.aclose()
+
+    try:
+        with pytest.raises(ChannelError) as raised:
+            asyncio.run(run())
+    finally:
+        fcm.faults = FaultMix()
+        if raw is not None:
+            raw.close()
+
+    assert type(raised.value) is error, f"{raised.value!r} from {raised.value.__cause__!r}"
+    if raw is not None:
+        assert raw.requests == 1, "one POST: nothing sent again"
+    assert len(fcm.tokens()) == held
 
 
 # --- failures, one row per error class ------------------------------------------------------

@@ -8,18 +8,21 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
+import aiohttp
 import pytest
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.request_validator import RequestValidator
 
 import channels
 from channels import (
+    AmbiguousChannelError,
     Channel,
     ChannelError,
     Message,
@@ -34,6 +37,7 @@ from channels.sms import sms_segments
 from channels.twilio_common import to_channel_error
 from channels.twilio_sms import TwilioSms
 from channels.twilio_voice import TwilioVoice, gather_response, voicemail
+from tests.support.raw_peer import RawPeer
 
 SID = "AC" + "1" * 32
 TOKEN = "test-auth-token"
@@ -267,18 +271,139 @@ def test_a_twilio_that_refuses_connections_is_transient() -> None:
         assert isinstance(error.__cause__, OSError)
 
 
-def test_a_twilio_slower_than_the_timeout_is_transient(sim: TwilioSimulator) -> None:
+def test_a_twilio_slower_than_the_timeout_is_ambiguous(sim: TwilioSimulator) -> None:
     sim.reset(FaultMix(latency_ms=300))
 
     error = failure(sms(sim.base_url, timeout=0.1), message("sms"))
 
-    assert isinstance(error, TransientChannelError)
+    assert isinstance(error, AmbiguousChannelError)
     assert isinstance(error.__cause__, TimeoutError)
-    # The request still lands: a retry after a timeout may send the SMS twice.
+    # The request still lands: a retry after a timeout would send the SMS twice.
     deadline = time.monotonic() + 2
     while not sim.messages and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(sim.messages) == 1
+
+
+# --- did the request reach Twilio? one row per way a connection fails -----------------------
+
+
+@dataclass(frozen=True)
+class WireCase:
+    name: str
+    peer: str
+    """``refused``, ``closes``, ``resets``, ``stalls`` (the simulator
+    takes the send and answers late) or ``drops`` (it holds the answer of a send it drops)."""
+    error: type[ChannelError]
+    reached: bool
+    """Whether the request reached the peer."""
+
+
+WIRE_CASES = [
+    WireCase("connection refused", "refused", TransientChannelError, reached=False),
+    WireCase("disconnect after the request", "closes", AmbiguousChannelError, reached=True),
+    WireCase("reset after the request", "resets", AmbiguousChannelError, reached=True),
+    WireCase("read timeout after accept", "stalls", AmbiguousChannelError, reached=True),
+    WireCase("read timeout, send dropped", "drops", AmbiguousChannelError, reached=True),
+]
+
+
+@pytest.mark.parametrize("kind", ["sms", "voice"])
+@pytest.mark.parametrize("case", WIRE_CASES, ids=lambda c: c.name)
+def test_a_failure_after_the_request_left_is_ambiguous_before_it_transient(
+    sim: TwilioSimulator, kind: str, case: WireCase
+) -> None:
+    raw: RawPeer | None = None
+    if case.peer in ("stalls", "drops"):
+        sim.stall_next(accept=case.peer == "stalls")
+        base_url = sim.base_url
+    elif case.peer == "refused":
+        with socket.socket() as probe:  # a port nobody listens on once closed
+            probe.bind(("127.0.0.1", 0))
+            base_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    else:
+        raw = RawPeer(case.peer)
+        base_url = raw.base_url
+    channel = sms(base_url, timeout=0.5) if kind == "sms" else voice(base_url, timeout=0.5)
+    try:
+        error = failure(channel, message(kind))
+    finally:
+        if raw is not None:
+            raw.close()
+
+    assert type(error) is case.error, f"{error!r} from {error.__cause__!r}"
+    if raw is not None:
+        assert (raw.requests == 1) is case.reached
+    if case.peer in ("stalls", "drops"):
+        accepted = sim.messages if kind == "sms" else sim.calls
+        assert len(accepted) == (1 if case.peer == "stalls" else 0)
+
+
+def test_a_lookup_finds_the_stalled_sms_and_only_it(sim: TwilioSimulator) -> None:
+    channel = sms(sim.base_url, timeout=0.5)
+    other = Message(delivery_id=7, channel="sms", to=("+886912345678",), body="另一則通知")
+    since = datetime.now(UTC)
+
+    async def go() -> tuple[list[SendResult], list[SendResult]]:
+        try:
+            await channel.send(other)  # the same number, another text: not this send
+            sim.stall_next()
+            with pytest.raises(AmbiguousChannelError):
+                await channel.send(message("sms"))
+            found = await channel.lookup(message("sms"), since=since)
+            elsewhere = await channel.lookup(message("sms", to="+886987654321"), since=since)
+            return list(found or ()), list(elsewhere or ())
+        finally:
+            await channel.aclose()
+
+    found, elsewhere = asyncio.run(go())
+
+    stalled = next(m for m in sim.messages if m["Body"] == BODY_ZH)
+    assert [r.provider_id for r in found] == [stalled["Sid"]]
+    assert found[0].detail["found_by"] == "lookup"
+    assert elsewhere == []
+
+
+def test_a_lookup_of_a_dropped_sms_or_call_finds_nothing(sim: TwilioSimulator) -> None:
+    since = datetime.now(UTC)
+    for channel in (sms(sim.base_url, timeout=0.5), voice(sim.base_url, timeout=0.5)):
+        sim.stall_next(accept=False)
+
+        async def go(channel: Channel = channel) -> Sequence[SendResult] | None:
+            try:
+                with pytest.raises(AmbiguousChannelError):
+                    await channel.send(message(channel.channel))
+                return await channel.lookup(message(channel.channel), since=since)
+            finally:
+                await channel.aclose()
+
+        assert asyncio.run(go()) == []
+
+
+def test_a_lookup_finds_a_stalled_call_to_that_number_since_the_attempt(
+    sim: TwilioSimulator,
+) -> None:
+    channel = voice(sim.base_url, timeout=0.5)
+    sim.stall_next()
+
+    async def go() -> tuple[Sequence[SendResult] | None, Sequence[SendResult] | None]:
+        try:
+            since = datetime.now(UTC)
+            with pytest.raises(AmbiguousChannelError):
+                await channel.send(message("voice"))
+            later = datetime.now(UTC) + timedelta(minutes=10)
+            return (
+                await channel.lookup(message("voice"), since=since),
+                await channel.lookup(message("voice"), since=later),
+            )
+        finally:
+            await channel.aclose()
+
+    found, too_late = asyncio.run(go())
+
+    [call] = sim.calls
+    assert [r.provider_id for r in found or ()] == [call["Sid"]]
+    assert too_late == [], "a call placed before the attempt is not this attempt's"
 
 
 def test_a_body_over_twilios_limit_is_refused_before_sending(sim: TwilioSimulator) -> None:
@@ -302,7 +427,14 @@ def test_a_body_over_twilios_limit_is_refused_before_sending(sim: TwilioSimulato
         (TwilioServiceException("t", "slow", 429, 20429), TransientChannelError, None, None),
         (TwilioServiceException("t", "bad", 400, 21211), PermanentChannelError, ("+886",), False),
         (TwilioServiceException("t", "bad", 400, 20001), PermanentChannelError, (), False),
-        (ConnectionResetError("reset"), TransientChannelError, None, None),
+        (ConnectionResetError("reset"), AmbiguousChannelError, None, None),
+        (aiohttp.ConnectionTimeoutError("connect"), TransientChannelError, None, None),
+        (aiohttp.SocketTimeoutError("read"), AmbiguousChannelError, None, None),
+        (TimeoutError(), AmbiguousChannelError, None, None),
+        (aiohttp.ServerDisconnectedError(), AmbiguousChannelError, None, None),
+        (aiohttp.ClientOSError(104, "reset"), AmbiguousChannelError, None, None),
+        (aiohttp.ClientPayloadError("cut"), AmbiguousChannelError, None, None),
+        (aiohttp.InvalidURL("x"), TransientChannelError, None, None),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )

@@ -24,7 +24,7 @@ import pytest
 from sqlmodel import col, func, select
 
 from channels.simulators.base import FaultMix
-from notifier.deliveries.models import FINAL_STATUSES, Delivery
+from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange
 from notifier.escalation.models import Escalation, SweepRun
 from notifier.providers.simulated import Simulators
 from tests.support import events
@@ -247,6 +247,55 @@ def test_d_providers_at_30_percent_5xx_with_bursts_of_429(
         bound=0,
         started=started,
     )
+
+
+# -- h. a provider that accepts, then stalls ------------------------------------------------
+
+STALL_DELIVERIES = 300
+STALL_SHARE = 0.2
+"""h: a fifth of the SMS are taken by Twilio and answered after the client gave up."""
+DROP_SHARE = 0.05
+"""h: and one in twenty times out the same way, but Twilio never got it (sent again)."""
+
+
+def test_h_provider_accepts_then_stalls(stack: Stack, fault_sims: Simulators) -> None:
+    started = time.monotonic()
+    twilio = fault_sims.twilio
+    timeout = max(1.0, TIMING.scale)
+    twilio.stall_seconds = 3 * timeout  # past the client's timeout, whatever the scale
+    # Each stalled send is ambiguous: looked up and found, never sent again.
+    worker_env = {
+        "NOTIFIER_TWILIO__TIMEOUT": f"{timeout:.1f}",
+        "NOTIFIER_AMBIGUOUS_WAIT_SECONDS": f"{10 * TIMING.scale:.1f}",
+    }
+    posted, accounts = unpaid_for(STALL_DELIVERIES, email=None, push_tokens=None)
+    try:
+        with stack.worker_with(**worker_env):
+            twilio.faults = FaultMix(stalled=STALL_SHARE, dropped=DROP_SHARE, seed=19)
+            accepted = post_all(stack, posted)
+            rows = audit(
+                stack,
+                fault_sims,
+                f"h. Twilio stalls ({STALL_SHARE:.0%} taken, {DROP_SHARE:.0%} dropped)",
+                event_ids=accepted,
+                accounts=accounts,
+                bound=0,
+                started=started,
+            )
+    finally:
+        twilio.faults = FaultMix()
+        twilio.stall_seconds = 3.0
+    with stack.db() as session:
+        settled = session.exec(
+            select(DeliveryChange.status, DeliveryChange.detail).where(
+                col(DeliveryChange.delivery_id).in_([d.id for d in rows]),
+                col(DeliveryChange.status).in_(["ambiguous", "queued"]),
+            )
+        ).all()
+    went_ambiguous = sum(status == "ambiguous" for status, _ in settled)
+    resent = sum(bool(detail.get("ambiguous_resend")) for _, detail in settled)
+    assert went_ambiguous > resent > 0, "stalls taken (found) and dropped (sent again) both"
+    assert {d.status for d in rows} == {"delivered"}
 
 
 # -- e. callbacks duplicated and out of order ----------------------------------------------

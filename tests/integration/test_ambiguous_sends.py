@@ -1,0 +1,173 @@
+"""Sends whose answer was lost: the provider may have them, so none is sent blindly again.
+
+A stack runs the real adapters against the simulators, with a short client
+timeout and ``NOTIFIER_AMBIGUOUS_WAIT_SECONDS``. Each scenario makes the next
+send stall past the timeout, after the provider took it or not, and counts
+what the provider received: the customer's copies.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlmodel import col, select
+
+from notifier.deliveries.models import DeliveryChange
+from notifier.providers.simulated import Simulators
+from tests.support import events
+from tests.support.stack import Stack, build_stack
+
+WAIT_SECONDS = 6
+
+
+@pytest.fixture(scope="module", params=["sqlite-filesystem", "postgres-redis"])
+def stack(
+    request: pytest.FixtureRequest, simulators: Simulators, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    env = {
+        **simulators.env,
+        "NOTIFIER_PROVIDERS": "{}",  # credentials decide: the real adapters
+        # Shorter than the simulators' stalls (Twilio 3 s, FCM 2 s): the answer is lost.
+        "NOTIFIER_TWILIO__TIMEOUT": "1",
+        "NOTIFIER_FCM__TIMEOUT": "1",
+        "NOTIFIER_AMBIGUOUS_WAIT_SECONDS": str(WAIT_SECONDS),
+    }
+    name = f"{request.param}-ambiguous"
+    built = build_stack(name, tmp_path_factory.mktemp(name), env)
+    yield built
+    built.close()
+
+
+def mobile() -> str:
+    """A number of this test's own, so the provider's records of it are this test's."""
+    return f"+88691{secrets.randbelow(1000):03d}5678"  # a mobile range (not +886 99)
+
+
+def sms_to(simulators: Simulators, phone: str) -> list[dict[str, object]]:
+    with simulators.twilio.lock:
+        return [m for m in simulators.twilio.messages if m["To"] == phone]
+
+
+def test_an_sms_twilio_took_before_stalling_is_found_not_sent_again(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = mobile()
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    simulators.twilio.stall_next(accept=True)
+
+    stack.post(events.unpaid(acct))
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
+
+    [received] = sms_to(simulators, phone)
+    assert sms.provider_id == received["Sid"]
+    assert sms.attempts == 1
+    statuses = [status for status, _ in stack.timeline(sms.id)]
+    assert statuses.count("ambiguous") == 1, statuses
+    assert statuses.count("sending") == 1, "never claimed to be sent again"
+    assert "queued" not in statuses[1:], statuses
+    [found] = [d for s, d in stack.timeline(sms.id) if s == "sent"]
+    assert found["provider_id"] == received["Sid"]
+    assert found["found_by"] in {"lookup", "report"}
+
+
+def test_a_stalled_sms_is_found_by_asking_twilio_before_any_report(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = mobile()
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    simulators.twilio.stall_next(accept=True)
+    simulators.twilio.callbacks_open.clear()  # Twilio reports late: only a lookup can tell
+    try:
+        stack.post(events.unpaid(acct))
+        [sms] = stack.reach(acct["account_no"], [("sms", "sent")])
+    finally:
+        simulators.twilio.callbacks_open.set()
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
+
+    [received] = sms_to(simulators, phone)
+    assert sms.provider_id == received["Sid"] and sms.attempts == 1
+    [found] = [d for s, d in stack.timeline(sms.id) if s == "sent"]
+    assert found["found_by"] == "lookup"
+
+
+def test_a_call_and_an_sms_that_always_stall_are_each_placed_once(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = "+886912340491"  # simulator: every send to it is taken, then answered late
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    twilio = simulators.twilio
+    with twilio.lock:  # the number is shared by this module's stacks: count from here
+        calls_before, sms_before = len(twilio.calls), len(twilio.messages)
+
+    stack.post(events.unpaid(acct, level=2))
+    rows = stack.reach(acct["account_no"], [("sms", "delivered"), ("voice", "delivered")])
+
+    with twilio.lock:
+        calls = [c["Sid"] for c in twilio.calls[calls_before:] if c["To"] == phone]
+        texts = [m["Sid"] for m in twilio.messages[sms_before:] if m["To"] == phone]
+    by_channel = {d.channel: d for d in rows}
+    assert calls == [by_channel["voice"].provider_id]
+    assert texts == [by_channel["sms"].provider_id]
+    for delivery in rows:
+        statuses = [status for status, _ in stack.timeline(delivery.id)]
+        assert "ambiguous" in statuses and statuses.count("sending") == 1, statuses
+
+
+def test_an_sms_twilio_never_got_is_sent_again_after_the_wait_once(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = mobile()
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    simulators.twilio.stall_next(accept=False)
+
+    stack.post(events.unpaid(acct))
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")], timeout=90)
+
+    [received] = sms_to(simulators, phone)
+    assert sms.provider_id == received["Sid"]
+    assert sms.attempts == 2
+    timeline = stack.timeline(sms.id)
+    [(_, ambiguous)] = [(s, d) for s, d in timeline if s == "ambiguous"]
+    [resend] = [
+        i for i, (s, d) in enumerate(timeline) if s == "queued" and d.get("ambiguous_resend")
+    ]
+    assert stack_entry_time(stack, sms.id, resend) >= datetime.fromisoformat(
+        ambiguous["resolve_by"]
+    )
+
+
+def test_a_stalled_push_is_sent_again_once_after_the_wait_under_its_collapse_key(
+    stack: Stack, simulators: Simulators
+) -> None:
+    token = f"device-{secrets.token_hex(6)}"
+    acct = events.account(phone=None, email=None, push_tokens=[token])
+    simulators.fcm.stall_next()
+
+    stack.post(events.unpaid(acct))
+    [push] = stack.reach(acct["account_no"], [("push", "sent")], timeout=90)
+
+    copies = [r for r in simulators.fcm.received if r.token == token]
+    assert len(copies) == 2, "FCM cannot be asked: one resend after the wait, no more"
+    assert copies[0].android["collapse_key"] == copies[1].android["collapse_key"]
+    timeline = stack.timeline(push.id)
+    [(_, ambiguous)] = [(s, d) for s, d in timeline if s == "ambiguous"]
+    [resend] = [
+        i for i, (s, d) in enumerate(timeline) if s == "queued" and d.get("ambiguous_resend")
+    ]
+    assert stack_entry_time(stack, push.id, resend) >= datetime.fromisoformat(
+        ambiguous["resolve_by"]
+    )
+
+
+def stack_entry_time(stack: Stack, delivery_id: int | None, index: int) -> datetime:
+    """When the ``index``-th timeline entry of the delivery was written."""
+    with stack.db() as session:
+        rows = session.exec(
+            select(DeliveryChange.at)
+            .where(DeliveryChange.delivery_id == delivery_id)
+            .order_by(col(DeliveryChange.id))
+        ).all()
+    return rows[index]
