@@ -39,7 +39,7 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
     data_dir = get_settings().data_dir.resolve()
     simulators: Simulators | None = None
     if simulate and not any(
-        provider_for(get_settings(), channel) in {"twilio", "smtp", "fcm"}
+        provider_for(get_settings(), channel) in {"twilio", "mitake", "smtp", "fcm"}
         for channel in ("sms", "email", "push")
     ):
         simulators = Simulators(maildir=data_dir / "mail")
