@@ -13,12 +13,17 @@ plain text, one block per message::
     Duplicate=Y          (only when clientid was seen before)
 
 ``clientid`` is our idempotency key: Mitake keeps it 12 hours and answers a
-repeat with the first answer instead of sending again. It is derived from the
-delivery id and the attempt (:func:`client_id`), so the same send repeated
-after a timeout or a dropped connection reaches the customer once; this
-adapter repeats a send once itself when the connection failed, for that reason.
-Mitake wants the key unique for good, not only for 12 hours: ``client_id_prefix``
-keeps two databases (a rebuilt one, a second site) on one Mitake account apart.
+repeat with the first answer (``Duplicate=Y``) instead of sending again. It is
+derived from the delivery id (:func:`client_id`), the same for every attempt
+of that delivery: a send retried after a timeout or a dropped connection (which
+the retry policy counts as an attempt) reaches the customer once, and so does
+a send repeated by a worker that took over a dead one's row. A request Mitake
+refused sent nothing, so its retry under the same key is a new send. No
+accepted SMS of a delivery is ever meant to go again (a failed or undelivered
+one falls back, or ops retries it, on a new delivery). This adapter repeats a
+send once itself when the connection failed, for that reason. Mitake wants the
+key unique for good, not only for 12 hours: ``client_id_prefix`` keeps two
+databases (a rebuilt one, a second site) on one Mitake account apart.
 
 Status codes of a send (``statuscode``) and what they become here::
 
@@ -169,9 +174,9 @@ def acknowledgement(msgid: str) -> str:
     return f"magicid=sms_gateway_rpack\nmsgid={msgid}\n"
 
 
-def client_id(prefix: str, delivery_id: int, attempt: int) -> str:
-    """Mitake's ``clientid`` for one attempt of one delivery: the same on a repeat."""
-    key = f"{prefix}{delivery_id}-{attempt}"
+def client_id(prefix: str, delivery_id: int) -> str:
+    """Mitake's ``clientid`` for a delivery: the same for every attempt, so never two SMS."""
+    key = f"{prefix}{delivery_id}"
     if len(key) > _CLIENT_ID_MAX:
         raise ValueError(f"clientid {key!r} is longer than Mitake's {_CLIENT_ID_MAX} characters")
     return key
@@ -344,7 +349,7 @@ class MitakeSms(Channel):
         target = urlsplit(base_url)
         if target.scheme not in ("http", "https") or not target.netloc:
             raise ValueError(f"mitake base_url must be an http(s) URL, not {base_url!r}")
-        client_id(client_id_prefix, 2**63 - 1, 99)  # a prefix too long fails now, not per send
+        client_id(client_id_prefix, 2**63 - 1)  # a prefix too long fails now, not per send
         self.username, self._password = username, password
         self.base_url = base_url.rstrip("/")
         self.timeout, self.callback = timeout, callback
@@ -378,7 +383,7 @@ class MitakeSms(Channel):
                 "(NOTIFIER_MITAKE__MAX_LENGTH); Mitake would cut it, so it is not sent",
                 code="mitake:too_long",
             )
-        key = client_id(self.client_id_prefix, message.delivery_id, message.attempt)
+        key = client_id(self.client_id_prefix, message.delivery_id)
         form = {
             "username": self.username,
             "password": self._password,

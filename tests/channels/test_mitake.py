@@ -97,7 +97,7 @@ def test_an_accepted_sms_goes_out_as_mitake_wants_it(sim: MitakeSimulator) -> No
     assert sent["dstaddr"] == "0912345678"  # national form, not E.164
     assert sent["smbody"] == BODY.replace("\n", "\x06")  # Mitake's line break
     assert sent["charset"] == "utf-8"  # CharsetURL=UTF8: the Chinese arrives intact
-    assert sent["clientid"] == "ntf-7-2"
+    assert sent["clientid"] == "ntf-7"
     assert sent["response"] == url
     assert result.detail["segments"] == 1 and result.detail["account_point"] == 99_999
 
@@ -109,18 +109,38 @@ def test_without_callbacks_no_response_url_is_given(sim: MitakeSimulator) -> Non
 
 def test_the_same_send_twice_reaches_the_customer_once(sim: MitakeSimulator) -> None:
     channel = _channel(sim)
-    first = _send(channel, _sms(delivery_id=11, attempt=1))
-    again = _send(channel, _sms(delivery_id=11, attempt=1))
+    first = _send(channel, _sms(delivery_id=11))
+    again = _send(channel, _sms(delivery_id=11))
     assert len(sim.messages) == 1 and len(sim.duplicates) == 1
     assert again.provider_id == first.provider_id
     assert again.detail.get("duplicate") is True and "duplicate" not in first.detail
 
 
-def test_another_attempt_is_another_message(sim: MitakeSimulator) -> None:
+def test_a_retry_after_a_timeout_counted_as_an_attempt_is_still_one_sms(
+    sim: MitakeSimulator,
+) -> None:
+    # The retry policy counts a timed-out send as an attempt; Mitake may have sent it.
     channel = _channel(sim)
-    _send(channel, _sms(delivery_id=12, attempt=1))
-    _send(channel, _sms(delivery_id=12, attempt=2))
-    assert [m["clientid"] for m in sim.messages] == ["ntf-12-1", "ntf-12-2"]
+    first = _send(channel, _sms(delivery_id=12, attempt=1))
+    retried = _send(channel, _sms(delivery_id=12, attempt=2))
+    assert [m["clientid"] for m in sim.messages] == ["ntf-12"]
+    assert retried.provider_id == first.provider_id
+
+
+def test_a_retry_after_a_refusal_is_sent(sim: MitakeSimulator) -> None:
+    # A refused request sent nothing: Mitake has nothing to answer it with again.
+    sim.account_fault = "r"
+    _fails(_channel(sim), _sms(delivery_id=13, attempt=1))
+    sim.account_fault = None
+    _send(_channel(sim), _sms(delivery_id=13, attempt=2))
+    assert [m["clientid"] for m in sim.messages] == ["ntf-13"] and not sim.duplicates
+
+
+def test_other_deliveries_are_other_messages(sim: MitakeSimulator) -> None:
+    channel = _channel(sim)
+    _send(channel, _sms(delivery_id=14))
+    _send(channel, _sms(delivery_id=15))
+    assert [m["clientid"] for m in sim.messages] == ["ntf-14", "ntf-15"]
 
 
 def test_an_answer_that_never_came_is_asked_again_and_sent_once(sim: MitakeSimulator) -> None:
@@ -237,7 +257,7 @@ def test_e164_numbers_become_mitakes_national_form(
 def test_a_client_id_too_long_for_mitake_is_refused_at_construction(sim: MitakeSimulator) -> None:
     with pytest.raises(ValueError, match="36"):
         _channel(sim, client_id_prefix="a-prefix-far-too-long-")
-    assert client_id("ntf-", 123, 4) == "ntf-123-4"
+    assert client_id("ntf-", 123) == "ntf-123"
 
 
 @pytest.mark.parametrize(

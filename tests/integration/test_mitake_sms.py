@@ -70,8 +70,8 @@ def test_an_sms_is_accepted_reported_and_delivered(stack: Stack, simulators: Sim
     reported = [d for s, d in stack.timeline(sms.id) if d.get("report") == "mitake"]
     assert [(d["provider_status"], d["statusstr"]) for d in reported] == [("4", "DELIVRD")]
     # One SMS went out for it (the tally by delivery id would mix this module's two stacks).
-    key = f"{stack.env['NOTIFIER_MITAKE__CLIENT_ID_PREFIX']}{sms.id}-"
-    assert len([m for m in simulators.mitake.messages if m["clientid"].startswith(key)]) == 1
+    key = f"{stack.env['NOTIFIER_MITAKE__CLIENT_ID_PREFIX']}{sms.id}"
+    assert len([m for m in simulators.mitake.messages if m["clientid"] == key]) == 1
 
 
 def test_a_report_again_is_acknowledged_and_recorded_once(
