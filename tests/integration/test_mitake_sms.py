@@ -21,6 +21,7 @@ from tests.support.stack import Stack, build_stack
 
 UNDELIVERED = "+886912300006"  # simulator: report StatusFlag 6, number error
 REFUSED = "+886912399990"  # simulator: statuscode v, invalid number
+STALLS = "+886912377777"  # simulator: accepted and recorded, then the answer stalls 5 s
 
 
 @pytest.fixture(scope="module", params=["sqlite-filesystem", "postgres-redis"])
@@ -37,6 +38,8 @@ def stack(
         # Each stack's database counts deliveries from 1 again: without a prefix of its
         # own, Mitake (here: its simulator) takes delivery 1 for the last stack's delivery 1.
         "NOTIFIER_MITAKE__CLIENT_ID_PREFIX": f"t{secrets.token_hex(3)}-",
+        # Shorter than the simulator's stall: the answer to a stalled send never comes.
+        "NOTIFIER_MITAKE__TIMEOUT": "1",
     }
     name = f"{request.param}-mitake"
     built = build_stack(name, tmp_path_factory.mktemp(name), env)
@@ -135,3 +138,21 @@ def test_a_report_about_another_message_is_refused(stack: Stack, simulators: Sim
     assert answer.status_code == 403
     with stack.db() as session:
         assert session.get(Delivery, sms.id).status == "delivered"  # type: ignore[union-attr]
+
+
+def test_a_send_whose_answer_stalled_reaches_the_customer_once(
+    stack: Stack, simulators: Simulators
+) -> None:
+    # Mitake took it and its answer never came: the repeat under the same clientid is
+    # answered Duplicate=Y with the first msgid, and the report (which may come first) settles it.
+    acct = _sms_only(STALLS)
+    stack.post(events.unpaid(acct))
+    [sms] = stack.reach(str(acct["account_no"]), [("sms", "delivered")])
+    key = f"{stack.env['NOTIFIER_MITAKE__CLIENT_ID_PREFIX']}{sms.id}"
+    with simulators.mitake.lock:
+        sent = [m for m in simulators.mitake.messages if m["clientid"] == key]
+        repeated = [m for m in simulators.mitake.duplicates if m["clientid"] == key]
+    assert len(sent) == 1 and len(repeated) >= 1
+    assert sms.provider_id == sent[0]["msgid"]
+    sends = [d for s, d in stack.timeline(sms.id) if s == "sent"]
+    assert sends and sends[-1].get("duplicate") is True
