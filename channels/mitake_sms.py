@@ -404,8 +404,15 @@ class MitakeSms(Channel):
         if not blocks:
             raise TransientChannelError("Mitake answered nothing we can read", code="mitake:answer")
         answer = blocks[0]
-        if answer.statuscode not in ACCEPTED_CODES or not answer.msgid:
+        if answer.statuscode not in ACCEPTED_CODES:
             raise _status_error(answer.statuscode, to=to)
+        if not answer.msgid:
+            # Accepted, yet no id to follow it by: asking again under the same clientid is
+            # safe (Mitake answers the first msgid) where calling it sent or failed is not.
+            raise TransientChannelError(
+                f"Mitake accepted (statuscode {answer.statuscode}) but named no msgid",
+                code="mitake:answer",
+            )
         detail: dict[str, object] = {
             "segments": sms_segments(body),
             "mitake_status": answer.statuscode,

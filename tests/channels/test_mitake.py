@@ -392,3 +392,31 @@ def test_the_simulator_reads_and_answers_big5_by_default(sim: MitakeSimulator) -
         text = answer.read().decode("big5")
     assert "statuscode=1" in text
     assert sim.messages[0]["smbody"] == "電費" and sim.messages[0]["charset"] == "big5"
+
+
+@pytest.mark.parametrize("text", ["<html>maintenance</html>", "[1]\nstatuscode=1\n"])
+def test_an_answer_that_names_no_message_is_asked_again_later(text: str) -> None:
+    # No msgid to follow: whether it went out is unknown, so it is transient, and the
+    # retry's clientid makes Mitake answer with the first msgid if it did go out.
+    data = text.encode()
+
+    class Fixed(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        error = _fails(MitakeSms(username=USER, password=PASSWORD, base_url=base), _sms())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert isinstance(error, TransientChannelError) and error.code == "mitake:answer"
