@@ -52,6 +52,7 @@ def create(channel: str, provider: str, **options: Any) -> Channel:
 _BUILTIN = (
     "channels.sandbox",
     "channels.twilio_sms",
+    "channels.mitake_sms",
     "channels.twilio_voice",
     "channels.smtp_email",
     "channels.fcm_push",

@@ -24,6 +24,7 @@ from notifier.api import (
     holds,
     ladder,
     metrics,
+    mitake_callbacks,
     producer,
     service_records,
     templates,
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(StatementError, unstorable)
     for module in (
         health, events, deliveries, escalations, holds, ladder, service_records, callbacks,
-        producer, templates, metrics,
+        producer, templates, metrics, mitake_callbacks,
     ):  # fmt: skip
         app.include_router(module.router)
     install_web_pages(app)

@@ -38,8 +38,11 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
     """
     data_dir = get_settings().data_dir.resolve()
     simulators: Simulators | None = None
+    # Mitake is only ever chosen by name: it is real once its credentials are set too.
+    real_mitake = bool(get_settings().mitake.username)
     if simulate and not any(
-        provider_for(get_settings(), channel) in {"twilio", "smtp", "fcm"}
+        (chosen := provider_for(get_settings(), channel)) in {"twilio", "smtp", "fcm"}
+        or (chosen == "mitake" and real_mitake)
         for channel in ("sms", "email", "push")
     ):
         simulators = Simulators(maildir=data_dir / "mail")

@@ -28,6 +28,7 @@ __all__ = [
     "PROJECT_ROOT",
     "ApiRate",
     "IngestSettings",
+    "MitakeSettings",
     "Settings",
     "Voice",
     "VoiceSettings",
@@ -53,6 +54,24 @@ class TwilioSettings(BaseModel):
     X-Twilio-Webhooks-Signature-Settings name a key are signed with it (HMAC-SHA1 or
     HMAC-SHA256, as the header says) instead of the auth token."""
     timeout: float = 10.0
+
+
+class MitakeSettings(BaseModel):
+    """SMS through Mitake (三竹資訊), chosen with ``NOTIFIER_PROVIDERS__SMS=mitake``."""
+
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    base_url: str = "https://smsapi.mitake.com.tw"
+    timeout: float = Field(10.0, gt=0)
+    callback: bool = True
+    """Ask Mitake for delivery reports (``response``, to /v1/callbacks/mitake/status/...);
+    off: no report comes, and a sent SMS becomes ``unknown`` after the receipt timeout."""
+    max_length: int = Field(333, ge=1)
+    """Longest body sent, in characters: the account's long-SMS limit (70 for an account
+    without long-SMS rights, which Mitake would otherwise cut short without a word)."""
+    client_id_prefix: str = Field("ntf-", max_length=12)
+    """Starts every ``clientid`` (Mitake's dedup key, which it wants unique for good): give
+    each database that sends through one Mitake account its own."""
 
 
 class Voice(BaseModel):
@@ -209,7 +228,12 @@ class Settings(BaseSettings):
     push_ttl_hours: float = Field(72, gt=0, le=28 * 24)
     """The longest a push waits for an offline device (FCM keeps one 4 weeks at most);
     a notice about a bill expires sooner, at the end of its due date (flows/push_terms.py)."""
-    rate_limits: dict[str, float] = {"twilio": 30.0, "smtp": 50.0, "fcm": 500.0}
+    rate_limits: dict[str, float] = {
+        "twilio": 30.0,
+        "mitake": 20.0,
+        "smtp": 50.0,
+        "fcm": 500.0,
+    }
     """Messages (or calls) per second per provider, across all workers."""
     rate_limit_url: str = ""
     """Redis URL for the shared rate limiter; empty: the broker if it is Redis, else the database."""
@@ -236,6 +260,7 @@ class Settings(BaseSettings):
     """How long a locked account refuses every sign-in."""
 
     twilio: TwilioSettings = TwilioSettings()
+    mitake: MitakeSettings = MitakeSettings()
     voice: VoiceSettings = VoiceSettings()
     smtp: SmtpSettings = SmtpSettings()
     fcm: FcmSettings = FcmSettings()
@@ -284,6 +309,13 @@ class Settings(BaseSettings):
                 _PLACEHOLDER,
             ):
                 raise ValueError("NOTIFIER_CALLBACK_KEY must be set when deployed with Twilio")
+            # Mitake signs nothing: the key behind its URL tokens is all that vouches.
+            if (
+                self.mitake.username
+                and self.mitake.callback
+                and self.callback_key.get_secret_value() in ("", _PLACEHOLDER)
+            ):
+                raise ValueError("NOTIFIER_CALLBACK_KEY must be set when deployed with Mitake")
         return self
 
     @classmethod

@@ -202,7 +202,7 @@ def simulators(
     latency_ms: Annotated[float, typer.Option(help="each provider answers after this long")] = 0.0,
     maildir: Annotated[str, typer.Option(help="where the SMTP catcher keeps .eml files")] = "",
 ) -> None:
-    """Run the Twilio, FCM and SMTP simulators alone; print the settings that use them.
+    """Run the Twilio, Mitake, FCM and SMTP simulators alone; print the settings that use them.
 
     On SIGUSR1 it prints one line, ``sends [[delivery_id, recipient, count], ...]``:
     the sends accepted so far, which a benchmark compares with the delivery log

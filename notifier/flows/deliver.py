@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-REPORTING_PROVIDERS = frozenset({"twilio"})
+REPORTING_PROVIDERS = frozenset({"twilio", "mitake"})
 MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
 RENEWALS_PER_LEASE = 3
@@ -460,6 +460,13 @@ def _message(
             menu_url = callback_tokens.callback_url(rt.settings, "gather", menu_token)
             machine_token = callback_tokens.issue(key, delivery.id, purpose="machine", now=now)
             machine_url = callback_tokens.callback_url(rt.settings, "machine", machine_token)
+    elif rt.provider(delivery.channel) == "mitake" and rt.settings.mitake.callback:
+        # Mitake signs nothing: this token is all that vouches for its reports.
+        key = callback_tokens.signing_key(rt.settings)
+        token = callback_tokens.issue(key, delivery.id, purpose="status", now=now)
+        callback_url = callback_tokens.public_url(
+            rt.settings, f"/v1/callbacks/mitake/status/{token}"
+        )
     # What the app needs to open the right screen (push) or a printer to sort by.
     data = {
         "delivery_id": str(delivery.id),

@@ -56,6 +56,17 @@ def provider_options(settings: Settings, channel: str, provider: str) -> dict[st
             options["machine_detection"] = settings.voice.machine_detection
             # The voice menu's URL carries a token per call: each Message brings its own.
         return options
+    if provider == "mitake":
+        k = settings.mitake
+        return {
+            "username": k.username,
+            "password": k.password.get_secret_value(),
+            "base_url": k.base_url,
+            "timeout": k.timeout,
+            "callback": k.callback,
+            "max_length": k.max_length,
+            "client_id_prefix": k.client_id_prefix,
+        }
     if provider == "smtp":
         m = settings.smtp
         return {

@@ -99,3 +99,58 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
         code = service.wait(timeout=60)
     assert code == 0, f"notifier up exited {code}"
     assert _leftover_processes(str(data_dir)) == []
+
+
+def test_notifier_up_sends_sms_through_the_mitake_simulator_when_chosen(tmp_path: Path) -> None:
+    data_dir = tmp_path / "embedded-mitake"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(
+        NOTIFIER_DATA_DIR=str(data_dir),
+        NOTIFIER_QUIET_HOURS="off",
+        NOTIFIER_PROVIDERS__SMS="mitake",
+    )
+    service = subprocess.Popen(
+        [sys.executable, "-m", "notifier", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = ""
+        assert service.stdout is not None
+        for line in service.stdout:
+            banner += line
+            if "Ctrl-C" in line:
+                break
+        assert "sms → mitake" in banner and "(local simulators)" in banner, banner
+        key = re.search(r"producer key \(shown once\): (ntf_\S+)", banner)
+        assert key, f"no producer key in:\n{banner}"
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{base}/healthz"), timeout=30, what="the API")
+        acct = events.account(email=None, push_tokens=None)
+        headers = {"Authorization": f"Bearer {key.group(1)}"}
+        answer = httpx.post(f"{base}/v1/events", json=events.unpaid(acct), headers=headers)
+        assert answer.status_code == 202, answer.text
+        ops_key = subprocess.run(
+            [sys.executable, "-m", "notifier", "keys", "create", "--role", "ops"],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+        def delivered() -> bool:
+            page = httpx.get(
+                f"{base}/v1/deliveries",
+                params={"account_no": acct["account_no"]},
+                headers={"Authorization": f"Bearer {ops_key}"},
+            ).json()
+            seen = [(item["channel"], item["provider"], item["status"]) for item in page["items"]]
+            return seen == [("sms", "mitake", "delivered")]
+
+        # Mitake's report came back to the embedded API.
+        wait_until(delivered, timeout=60, what="the SMS through the Mitake simulator")
+    finally:
+        service.send_signal(signal.SIGINT)
+        code = service.wait(timeout=60)
+    assert code == 0, f"notifier up exited {code}"
+    assert _leftover_processes(str(data_dir)) == []

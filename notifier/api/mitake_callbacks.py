@@ -1,0 +1,107 @@
+"""Mitake delivery reports: ``GET|POST /v1/callbacks/mitake/status/{token}``.
+
+Mitake calls the ``response`` URL a send gave it, by GET (its usual way) or
+POST, with ``msgid``, ``dstaddr``, ``dlvtime``, ``donetime``, ``statusstr``,
+``statuscode`` and ``StatusFlag`` (the delivery status: 4 delivered, 5-9
+failed, 0-2 progress; see :func:`channels.mitake_sms.report_for`), and wants
+``magicid=sms_gateway_rpack`` and the msgid back, else it reports again.
+
+Mitake signs nothing. The only authentication is the URL's token
+(:mod:`notifier.deliveries.callback_tokens`, the same signed and dated
+per-delivery token as Twilio's, purpose ``status``): a token not ours, or
+older than ``NOTIFIER_CALLBACK_WINDOW_HOURS``, is refused with 403, and so is
+a report about a msgid the delivery did not send. Anyone who holds a URL can
+report on that one delivery's message until the window ends; a replayed report
+is recorded once (flows/reports.py). Refusals are logged with the reason, never
+the parameters (they carry the customer's number).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated, NoReturn
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+
+from channels.mitake_sms import acknowledgement, report_for
+from notifier.api.deps import RuntimeDep
+from notifier.api.errors import error_responses
+from notifier.deliveries import callback_tokens
+from notifier.deliveries.callback_tokens import TokenRefused
+from notifier.flows.reports import ForeignReport, record_report
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+router = APIRouter(
+    prefix="/v1/callbacks/mitake",
+    tags=["callbacks"],
+    responses=error_responses(400, 403, 413, 422),
+)
+
+
+async def report_fields(request: Request) -> dict[str, str]:
+    """The report's parameters: the query string, and a POST's form over it."""
+    fields = {key: str(value) for key, value in request.query_params.items()}
+    if request.method == "POST":
+        form = await request.form()
+        fields |= {key: str(value) for key, value in form.items()}
+    return fields
+
+
+@router.api_route("/status/{token}", methods=["GET", "POST"], response_class=Response)
+def status_callback(
+    token: str, fields: Annotated[dict[str, str], Depends(report_fields)], rt: RuntimeDep
+) -> Response:
+    """A delivery report from Mitake, answered with Mitake's acknowledgement."""
+    try:
+        delivery_id = callback_tokens.read(
+            callback_tokens.signing_key(rt.settings),
+            token,
+            purpose="status",
+            now=rt.clock(),
+            window=timedelta(hours=rt.settings.callback_window_hours),
+        ).delivery_id
+    except TokenRefused as exc:
+        _refuse(exc.reason, exc.delivery_id)
+    msgid = fields.get("msgid", "").strip().lstrip("#")
+    # StatusFlag is Mitake's status; statuscode alone (older reports) means the same.
+    flag = (fields.get("StatusFlag") or fields.get("statuscode") or "").strip()
+    if not msgid or not flag:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "msgid and StatusFlag are required"
+        )
+    report = report_for(flag)
+    detail = {"statusstr": fields["statusstr"]} if fields.get("statusstr") else {}
+    if report in ("failed", "undelivered"):
+        detail["error_code"] = f"mitake:{flag}"
+    if fields.get("donetime"):
+        detail["donetime"] = fields["donetime"]
+    try:
+        outcome = record_report(
+            rt,
+            delivery_id,
+            report,
+            provider="mitake",
+            sid=msgid,
+            provider_status=flag,
+            **detail,
+        )
+    except ForeignReport as exc:
+        _refuse(str(exc), delivery_id)
+    if outcome.enqueue:
+        rt.dispatcher.deliver(outcome.enqueue)  # a fallback the report started
+    if outcome.retry_in is not None and outcome.channel:
+        rt.dispatcher.deliver([(delivery_id, outcome.channel)], countdown=outcome.retry_in)
+    return Response(content=acknowledgement(msgid), media_type="text/plain")
+
+
+def _refuse(reason: str, delivery_id: int | None) -> NoReturn:
+    log.warning(
+        "refused a Mitake report%s: %s",
+        f" for delivery {delivery_id}" if delivery_id is not None else "",
+        reason,
+        extra={"delivery_id": delivery_id} if delivery_id is not None else {},
+    )
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid or expired callback URL")
