@@ -196,7 +196,7 @@ class SmtpCatcher:
         bounce_to: tuple[str, int] | None = None,
         dead_domain: str = "dead.example",
         slow_domain: str = "slow.example",
-        dsn_tries: int = 50,
+        dsn_tries: int = 300,
         dsn_retry_seconds: float = 0.2,
     ) -> None:
         """``keep_last`` bounds ``messages`` for a long-running embedded catcher;
@@ -273,17 +273,20 @@ class SmtpCatcher:
         for _ in range(self.dsn_tries):
             try:
                 with smtplib.SMTP(host, port, timeout=30) as client:
+                    client.ehlo_or_helo_if_needed()
                     # The null reverse-path: nobody answers a DSN (RFC 5321 §4.5.5).
-                    client.sendmail("", [to], raw)
-                reply = "250"
-                break
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()))
-                reply = f"{code} {_text(text)}"
+                    code, said = client.mail("")
+                    if code < 400:
+                        code, said = client.rcpt(to)
+                    if code < 400:
+                        code, said = client.data(raw)
+                    reply = f"{code} {_text(said)}"
             except smtplib.SMTPResponseException as exc:
                 reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
             except OSError as exc:
                 reply = f"network: {exc}"
+            if reply[:1] == "2":
+                break
             if reply[:1] == "5":
                 break  # refused for good: a real MTA drops a DSN it cannot deliver
             time.sleep(self.dsn_retry_seconds)

@@ -1,0 +1,169 @@
+"""Email bounces through the whole service: the real SMTP adapter sends with a VERP address,
+the SMTP simulator answers for a dead (or slow) domain with a DSN as a real MTA would, and
+the bounce receiver applies it.
+
+One stack per database (SQLite with the filesystem broker, PostgreSQL with Redis) runs
+its worker against the simulators; the receiver runs in the test process on the stack's
+settings, and the simulator sends its DSNs there (standing in for the bounce domain's MX).
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from notifier.accounts.models import Account
+from notifier.auth import keys
+from notifier.cli.bounces import BounceReceiver
+from notifier.deliveries.models import Delivery
+from notifier.providers.simulated import Simulators
+from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
+from tests.support import events
+from tests.support.stack import Stack, build_stack, wait_until
+
+BOUNCE_DOMAIN = "bounces.localhost"
+REPORTS = Path(__file__).resolve().parents[1] / "unit" / "bounces" / "reports"
+
+
+@pytest.fixture(scope="module", params=["sqlite-filesystem", "postgres-redis"])
+def bouncing(
+    request: pytest.FixtureRequest,
+    simulators: Simulators,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Stack, BounceReceiver]]:
+    env = {
+        **simulators.env,
+        "NOTIFIER_PROVIDERS": "{}",  # credentials decide: the real adapters
+        "NOTIFIER_BOUNCES__DOMAIN": BOUNCE_DOMAIN,
+        "NOTIFIER_CALLBACK_KEY": "a-key-for-the-bounce-tests",
+    }
+    name = f"{request.param}-bounces"
+    stack = build_stack(name, tmp_path_factory.mktemp(name), env)
+    receiver = BounceReceiver(stack.runtime, host="127.0.0.1", port=0)
+    simulators.smtp.bounce_to = receiver.start()
+    yield stack, receiver
+    simulators.smtp.bounce_to = None
+    receiver.stop()
+    stack.close()
+
+
+def an_email_only_account(domain: str) -> dict[str, Any]:
+    acct = events.account(phone=None, push_tokens=None)
+    acct["email"] = f"c{acct['account_no']}@{domain}"
+    return acct
+
+
+def dsn_to(simulators: Simulators, bounce_address: str) -> int:
+    """The index of the DSN the simulator sent to ``bounce_address``."""
+
+    def found() -> list[int]:
+        return [i for i, (to, _) in enumerate(simulators.smtp.dsns) if to == bounce_address]
+
+    [index] = wait_until(found, timeout=60, what=f"a DSN to {bounce_address}")
+    return index
+
+
+def dsn_entries(stack: Stack, delivery_id: int | None) -> list[tuple[str, dict[str, Any]]]:
+    return [(s, d) for s, d in stack.timeline(delivery_id) if d.get("report") == "dsn"]
+
+
+def producer_with_a_callback_url(stack: Stack) -> tuple[int, dict[str, str]]:
+    """A producer key with a callback URL (that nothing answers: the callbacks stay owed)."""
+    with stack.db() as session:
+        key, secret = keys.create_key(session, role="producer", name="billing with callbacks")
+        assert key.id is not None
+        session.add(ProducerEndpoint(key_id=key.id, url="http://127.0.0.1:9/cb", secret="s"))
+    return key.id, {"Authorization": f"Bearer {secret}"}
+
+
+def test_a_dead_address_bounces_the_email_marks_it_and_falls_back_once(
+    bouncing: tuple[Stack, BounceReceiver], simulators: Simulators
+) -> None:
+    stack, _ = bouncing
+    key_id, producer = producer_with_a_callback_url(stack)
+    acct = an_email_only_account("dead.example")
+    answer = stack.client.post("/v1/events", json=events.unpaid(acct), headers=producer)
+    assert answer.status_code == 202, answer.text
+
+    email, card = stack.reach(acct["account_no"], [("email", "undelivered"), ("postcard", "sent")])
+
+    envelope = next(
+        e for e in simulators.smtp.envelopes if acct["email"] in e.rcpt_tos
+    )  # the mail went out from its own bounce address
+    assert envelope.mail_from.startswith("bounces+")
+    assert envelope.mail_from.endswith(f"@{BOUNCE_DOMAIN}")
+    assert card.fallback_of == email.id
+    [(status, entry)] = dsn_entries(stack, email.id)
+    assert (status, entry["action"], entry["dsn_status"]) == ("undelivered", "failed", "5.1.1")
+    assert acct["email"] not in str(entry)  # masked in the timeline
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+        assert account is not None
+        assert account.invalid_email == acct["email"]
+        assert account.email_invalid_reason == "bounce 5.1.1"
+        owed = session.exec(select(ProducerCallback).where(ProducerCallback.key_id == key_id))
+        told = {(c.type, c.body.get("delivery_id")) for c in owed}
+    # The producer hears of the bounce as of any undelivered notice, and of the address.
+    assert ("delivery.undelivered", email.id) in told
+    assert ("account.contact_invalid", None) in told
+
+    # The same DSN again, as an MTA that lost our 250 would send it: nothing more happens.
+    reply = simulators.smtp.resend_dsn(dsn_to(simulators, envelope.mail_from))
+    assert reply.startswith("250") and "duplicate" in reply
+    assert len(dsn_entries(stack, email.id)) == 1
+    assert len(stack.deliveries(acct["account_no"])) == 2  # one fallback, not two
+
+    # The next notice skips the address, as routing skips a wrong phone.
+    stack.client.post("/v1/events", json=events.unpaid(acct, level=2), headers=producer)
+    later = stack.settled(acct["account_no"], count=3)[2:]
+    assert [d.channel for d in later] == ["postcard"]
+
+
+def test_a_delayed_dsn_leaves_the_email_sent_with_a_timeline_entry(
+    bouncing: tuple[Stack, BounceReceiver], simulators: Simulators
+) -> None:
+    stack, _ = bouncing
+    acct = an_email_only_account("slow.example")
+    stack.post(events.unpaid(acct))
+    [email] = stack.reach(acct["account_no"], [("email", "sent")])
+
+    [(status, entry)] = wait_until(
+        lambda: dsn_entries(stack, email.id), timeout=60, what="the delayed DSN in the timeline"
+    )
+
+    assert (status, entry["action"], entry["dsn_status"]) == ("report", "delayed", "4.4.1")
+    assert "retries it itself" in entry["note"]
+    assert [(d.channel, d.status) for d in stack.deliveries(acct["account_no"])] == [
+        ("email", "sent")
+    ]
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+    assert account is not None and account.invalid_email is None
+
+
+def test_a_report_with_a_forged_token_or_for_no_email_of_ours_is_dropped(
+    bouncing: tuple[Stack, BounceReceiver],
+) -> None:
+    stack, receiver = bouncing
+    report = (REPORTS / "postfix-user-unknown.eml").read_bytes().replace(b"\n", b"\r\n")
+    forged = f"bounces+AQAAAAAAAAAqAAAAAGkYvWC3T7BfHP7XnQJ6Rz1m9yYk@{BOUNCE_DOMAIN}"
+    before = stack.runtime.clock()
+    with smtplib.SMTP(receiver.host, receiver.port, timeout=30) as client:
+        client.ehlo()
+        client.mail("")
+        assert client.rcpt(forged)[0] == 250  # accepted (a refusal would be backscatter) ...
+        code, said = client.data(report)
+        assert (code, said.split()[-1]) == (250, b"unmatched")  # ... and dropped
+        client.mail("")
+        code, said = client.rcpt(f"postmaster@{BOUNCE_DOMAIN}")  # not a bounce address
+        assert code == 550
+    with stack.db() as session:
+        touched = session.exec(
+            select(Delivery).where(col(Delivery.updated_at) >= before, Delivery.channel == "email")
+        ).all()
+    assert not any(d.status == "undelivered" for d in touched)
