@@ -10,6 +10,8 @@ settings, and the simulator sends its DSNs there (standing in for the bounce dom
 from __future__ import annotations
 
 import smtplib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +169,74 @@ def test_a_report_with_a_forged_token_or_for_no_email_of_ours_is_dropped(
             select(Delivery).where(col(Delivery.updated_at) >= before, Delivery.channel == "email")
         ).all()
     assert not any(d.status == "undelivered" for d in touched)
+
+
+def report_to(receiver: BounceReceiver, bounce_address: str, fixture: str) -> str:
+    """Send a fixture's report to ``bounce_address``, as the remote MTA would; the reply."""
+    raw = (REPORTS / fixture).read_bytes().replace(b"\n", b"\r\n")
+    with smtplib.SMTP(receiver.host, receiver.port, timeout=30) as client:
+        client.ehlo()
+        client.mail("")
+        code, said = client.rcpt(bounce_address)
+        if code == 250:
+            code, said = client.data(raw)
+    return f"{code} {said.decode()}"
+
+
+def sent_email(stack: Stack, simulators: Simulators) -> tuple[dict[str, Any], Any, str]:
+    """An email-only account's notice, sent; the account, the delivery, its bounce address."""
+    acct = an_email_only_account("example.com")
+    stack.post(events.unpaid(acct))
+    [email] = stack.reach(acct["account_no"], [("email", "sent")])
+    envelope = next(e for e in simulators.smtp.envelopes if acct["email"] in e.rcpt_tos)
+    return acct, email, envelope.mail_from
+
+
+def test_a_final_4xx_failure_falls_back_but_leaves_the_address_good(
+    bouncing: tuple[Stack, BounceReceiver], simulators: Simulators
+) -> None:
+    stack, receiver = bouncing
+    acct, email, bounce_address = sent_email(stack, simulators)
+
+    # Postfix gave up after its queue lifetime: Action failed, Status 4.4.1.
+    reply = report_to(receiver, bounce_address, "postfix-expired-4xx.eml")
+
+    assert reply.endswith("undelivered"), reply
+    rows = stack.reach(acct["account_no"], [("email", "undelivered"), ("postcard", "sent")])
+    assert rows[0].id == email.id and rows[1].fallback_of == email.id
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+    assert account is not None and account.invalid_email is None  # a dead server, not address
+
+
+def test_a_complaint_opts_the_account_out_of_email_without_a_fallback(
+    bouncing: tuple[Stack, BounceReceiver], simulators: Simulators
+) -> None:
+    stack, receiver = bouncing
+    acct, email, bounce_address = sent_email(stack, simulators)
+
+    reply = report_to(receiver, bounce_address, "rfc5965-abuse.eml")
+    again = report_to(receiver, bounce_address, "rfc5965-abuse.eml")
+
+    assert (reply.split()[-1], again.split()[-1]) == ("opted_out", "duplicate")
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+    assert account is not None and account.opt_outs == ["email"]
+    assert [(d.channel, d.status) for d in stack.deliveries(acct["account_no"])] == [
+        ("email", "sent")
+    ]
+    [complaint] = [d for _, d in stack.timeline(email.id) if d.get("report") == "complaint"]
+    assert (complaint["feedback_type"], complaint["opt_out"]) == ("abuse", True)
+
+
+def test_the_receiver_will_not_start_without_a_bounce_domain(
+    bouncing: tuple[Stack, BounceReceiver],
+) -> None:
+    stack, _ = bouncing
+    env = {k: v for k, v in stack.env_for_cli().items() if k != "NOTIFIER_BOUNCES__DOMAIN"}
+    done = subprocess.run(
+        [sys.executable, "-m", "notifier", "bounces", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "NOTIFIER_BOUNCES__DOMAIN" in done.stderr
