@@ -21,8 +21,12 @@ from sqlmodel import col, select
 
 from notifier.accounts.models import Account
 from notifier.auth import keys
+from notifier.bounces import verp
 from notifier.cli.bounces import BounceReceiver
 from notifier.deliveries.models import Delivery
+from notifier.escalation import proof
+from notifier.events.models import Event
+from notifier.flows.process_event import process_events
 from notifier.providers.simulated import Simulators
 from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
 from tests.support import events
@@ -110,9 +114,12 @@ def test_a_dead_address_bounces_the_email_marks_it_and_falls_back_once(
         assert account.email_invalid_reason == "bounce 5.1.1"
         owed = session.exec(select(ProducerCallback).where(ProducerCallback.key_id == key_id))
         told = {(c.type, c.body.get("delivery_id")) for c in owed}
+        # The service record: the printed postcard may prove the notice, the email never.
+        proven = proof.proofs(session, email.notification_id)
     # The producer hears of the bounce as of any undelivered notice, and of the address.
     assert ("delivery.undelivered", email.id) in told
     assert ("account.contact_invalid", None) in told
+    assert [p.channel for p in proven] == ["postcard"]
 
     # The same DSN again, as an MTA that lost our 250 would send it: nothing more happens.
     reply = simulators.smtp.resend_dsn(dsn_to(simulators, envelope.mail_from))
@@ -240,3 +247,33 @@ def test_the_receiver_will_not_start_without_a_bounce_domain(
     )  # fmt: skip
     assert done.returncode == 2
     assert "NOTIFIER_BOUNCES__DOMAIN" in done.stderr
+
+
+def test_a_report_that_beats_the_workers_record_is_refused_for_now_and_taken_later(
+    bouncing: tuple[Stack, BounceReceiver],
+) -> None:
+    stack, receiver = bouncing
+    acct = an_email_only_account("example.com")
+    stack.stop_worker()
+    try:
+        event = events.unpaid(acct)
+        stack.post(event)
+        with stack.db() as session:
+            pk = session.exec(select(Event.id).where(Event.event_id == event["event_id"])).one()
+        assert pk is not None
+        process_events(stack.runtime, [pk])  # the worker's first task: the email is queued
+        [email] = stack.deliveries(acct["account_no"])
+        assert email.id is not None and email.status == "queued"
+        # The address the worker will give this email (the token names the delivery).
+        bounce_address = verp.bounce_address(stack.settings, email.id, now=stack.runtime.clock())
+        assert bounce_address is not None
+
+        early = report_to(receiver, bounce_address, "postfix-user-unknown.eml")
+    finally:
+        stack.start_worker()
+
+    assert early.startswith("451"), early  # the reporting MTA keeps it and tries again
+    stack.reach(acct["account_no"], [("email", "sent")])
+    later = report_to(receiver, bounce_address, "postfix-user-unknown.eml")
+    assert later.endswith("undelivered"), later
+    stack.reach(acct["account_no"], [("email", "undelivered"), ("postcard", "sent")])
