@@ -48,7 +48,6 @@ class _Handler:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.tokens: dict[int, list[str]] = {}
 
     async def handle_RCPT(
         self,

@@ -164,10 +164,10 @@ def _dsn(rt: Runtime, session: Session, delivery: Delivery, report: Report) -> B
         "reporting_mta": report.reporting_mta,
     }
     if not entry.final:
-        # The remote MTA holds the message and retries it; its last word comes as another DSN.
-        deliveries.record_change(
-            session, delivery.id, _REPORT, **detail, note="remote MTA retries it itself"
-        )
+        if entry.action == "delayed" or entry.status.startswith("4."):
+            # The remote MTA holds the message and retries it; its last word comes as another DSN.
+            detail["note"] = "remote MTA retries it itself"
+        deliveries.record_change(session, delivery.id, _REPORT, **detail)
         return BounceOutcome(result="recorded", delivery_id=delivery.id)
     now = rt.clock()
     previous = delivery.status
