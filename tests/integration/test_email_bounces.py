@@ -120,6 +120,8 @@ def test_a_dead_address_bounces_the_email_marks_it_and_falls_back_once(
     assert ("delivery.undelivered", email.id) in told
     assert ("account.contact_invalid", None) in told
     assert [p.channel for p in proven] == ["postcard"]
+    shown = stack.client.get(f"/v1/accounts/{acct['account_no']}", headers=stack.ops).json()
+    assert (shown["email_bounced"], shown["email"]) == ("bounce 5.1.1", "c***@dead.example")
 
     # The same DSN again, as an MTA that lost our 250 would send it: nothing more happens.
     reply = simulators.smtp.resend_dsn(dsn_to(simulators, envelope.mail_from))
