@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -64,3 +65,11 @@ def test_a_token_signed_under_another_key_or_too_old_is_refused() -> None:
         read_address(other, token, now=NOW)
     with pytest.raises(TokenRefused, match="outside the window"):
         read_address(settings(window_days=30), token, now=NOW + timedelta(days=31))
+
+
+def test_deployed_with_a_bounce_domain_needs_a_callback_key() -> None:
+    deployed: dict[str, Any] = {"mode": "deployed", "pay_link_key": SecretStr("a-real-pay-key")}
+    bounces = BounceSettings(domain="bounces.utility.example")
+    with pytest.raises(ValueError, match=r"NOTIFIER_CALLBACK_KEY .* NOTIFIER_BOUNCES__DOMAIN"):
+        Settings(**deployed, bounces=bounces)
+    Settings(**deployed, bounces=bounces, callback_key=SecretStr("a-real-callback-key"))
