@@ -56,6 +56,9 @@ class Message:
     level replaces the earlier one); the same for every level of one notice."""
     priority: Literal["high", "normal"] = "normal"
     """``high`` wakes the device now (dunning); ``normal`` may wait for it to be awake."""
+    return_path: str | None = None
+    """Email: the envelope sender (MAIL FROM) bounces go back to, one per delivery (VERP);
+    None: the From address."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,23 @@ Vendor and protocol quirks handled:
 * Not every relay offers 8BITMIME: bodies are built under a 7-bit policy
   (base64 for Chinese text, quoted-printable for mostly ASCII), so the
   message never needs downgrading. https://www.rfc-editor.org/rfc/rfc6152
+* The policy is ``email.policy.SMTP`` (CRLF), not ``default`` (LF): text is
+  put in canonical CRLF form *before* it is base64 or quoted-printable
+  encoded, so every part decodes to CRLF lines, as RFC 2045 wants of text;
+  aiosmtplib's own SMTP policy only fixes the line ends it can see.
+  https://www.rfc-editor.org/rfc/rfc2045#section-6.8 ,
+  https://docs.python.org/3/library/email.policy.html#email.policy.SMTP
+* Bounces come back to the envelope sender, not to From: a message with a
+  ``return_path`` (one VERP address per delivery, ``bounces+<token>@domain``)
+  names it in MAIL FROM, so a delivery status notification names its
+  delivery. The receiving MTA writes the ``Return-Path`` header from it; we
+  never write one. https://www.rfc-editor.org/rfc/rfc5321#section-4.4
+* ``Auto-Submitted: auto-generated`` tells vacation responders and other
+  robots not to answer a notice. https://www.rfc-editor.org/rfc/rfc3834#section-5
+* The EHLO name is ``ehlo_name``, else aiosmtplib's default (the machine's
+  FQDN, ``socket.getfqdn()``): in a container that is a random id, which
+  strict receivers and spam scores hold against us.
+  https://www.rfc-editor.org/rfc/rfc5321#section-4.1.1.1
 """
 
 from __future__ import annotations
@@ -94,8 +111,8 @@ from channels.registry import register
 
 __all__ = ["SmtpEmail"]
 
-# Bodies are base64/quoted-printable, never raw 8-bit (see the module docstring).
-_POLICY = email.policy.default.clone(cte_type="7bit")
+# Bodies are base64/quoted-printable, never raw 8-bit, of CRLF text (module docstring).
+_POLICY = email.policy.SMTP.clone(cte_type="7bit")
 _SERVICE_CLOSING = 421
 _ADDRESS_ERRORS = (ValueError, IndexError, email.errors.HeaderParseError)
 
@@ -128,6 +145,7 @@ class SmtpEmail(Channel):
         message_id_domain: str | None = None,
         tls_context: ssl.SSLContext | None = None,
         connections: int = 8,
+        ehlo_name: str = "",
     ) -> None:
         if not host.strip():
             raise ValueError("smtp: the host setting is empty")
@@ -148,6 +166,9 @@ class SmtpEmail(Channel):
         self.timeout = timeout
         self.message_id_domain = message_id_domain or self._from.domain
         self._tls_context = tls_context
+        if ehlo_name and (ehlo_name != ehlo_name.strip() or any(c.isspace() for c in ehlo_name)):
+            raise ValueError(f"smtp: ehlo_name must be one host name, not {ehlo_name!r}")
+        self.ehlo_name = ehlo_name or None
         if connections < 1:
             raise ValueError(f"smtp: connections must be at least 1, not {connections!r}")
         self._lanes = [_Lane() for _ in range(connections)]
@@ -174,7 +195,8 @@ class SmtpEmail(Channel):
         free = self._free_lanes()
         lane = await free.get()
         try:
-            refused, reply = await self._send_with_one_reconnect(lane, mail, to)
+            sender = (message.return_path or self._from.addr_spec).strip()
+            refused, reply = await self._send_with_one_reconnect(lane, mail, sender, to)
         except (SMTPException, OSError, ValueError) as exc:
             raise _map_error(exc, to) from exc
         finally:
@@ -231,19 +253,20 @@ class SmtpEmail(Channel):
             idstring=f"d{message.delivery_id}", domain=self.message_id_domain
         )
         mail["X-Notifier-Delivery"] = str(message.delivery_id)
+        mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(message.body)
         if message.html is not None:
             mail.add_alternative(message.html, subtype="html")
         return mail
 
     async def _send_with_one_reconnect(
-        self, lane: _Lane, mail: EmailMessage, to: tuple[str, ...]
+        self, lane: _Lane, mail: EmailMessage, sender: str, to: tuple[str, ...]
     ) -> tuple[dict[str, SMTPResponse], str]:
         for attempt in (1, 2):
             smtp, reused = await self._connection(lane)
             try:
                 return await smtp.send_message(
-                    mail, sender=self._from.addr_spec, recipients=[a.strip() for a in to]
+                    mail, sender=sender, recipients=[a.strip() for a in to]
                 )
             except BaseException as exc:
                 if _still_in_step(exc):
@@ -274,6 +297,7 @@ class SmtpEmail(Channel):
             start_tls=self.starttls,
             timeout=self.timeout,
             tls_context=self._tls_context,
+            local_hostname=self.ehlo_name,
         )
         await smtp.connect()  # connect, EHLO, STARTTLS, AUTH; closes itself on failure
         lane.smtp = smtp

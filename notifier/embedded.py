@@ -1,14 +1,17 @@
 """``notifier up``: the whole service on one machine with nothing installed.
 
 SQLite in the data dir, kombu's filesystem transport as the broker, sandbox
-providers, one Celery worker (with the scheduler inside) and the message
-bus's consumer (``notifier ingest``) beside the API.
+providers, one Celery worker (with the scheduler inside), the message bus's
+consumer (``notifier ingest``) and the bounce receiver (``notifier bounces``)
+beside the API. With the simulators, mail to a
+``dead.example`` address bounces back to it as a real MTA's would.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -49,6 +52,10 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
         os.environ.update(simulators.start())
     # Where Twilio (here: its simulator) sends status callbacks.
     os.environ.setdefault("NOTIFIER_PUBLIC_URL", f"http://{host}:{port}")
+    # Every email gets a bounce address; the worker (a child) reads the same domain.
+    os.environ.setdefault("NOTIFIER_BOUNCES__DOMAIN", "bounces.localhost")
+    # Only the local simulators send to it: any free port, so two instances never collide.
+    os.environ.setdefault("NOTIFIER_BOUNCES__PORT", str(_free_port()))
     get_settings.cache_clear()
     settings = _absolute(get_settings())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +67,10 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
         _, key = keys.create_key(session, role="producer", name=f"embedded-{stamp}")
     worker = _start_worker(settings)
     ingest = _start_ingest()
+    bounces = _start_bounces()
+    bounce_host, bounce_port = settings.bounces.host, settings.bounces.port
+    if simulators is not None:
+        simulators.smtp.bounce_to = (bounce_host, bounce_port)  # the bounce domain's "MX"
     base = f"http://{host}:{port}"
     providers = ", ".join(f"{c} → {provider_for(settings, c)}" for c in CHANNEL_NAMES)
     typer.echo(
@@ -75,6 +86,8 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
                 f"  data       {settings.data_dir}",
                 f"  sandbox    {settings.sandbox_dir}  (what the recording sandboxes got)",
                 f"  mail       {data_dir / 'mail'}  (what the SMTP catcher got)",
+                f"  bounces    {bounce_host}:{bounce_port}  (DSNs for "
+                f"{settings.bounces.local_part}+*@{settings.bounces.domain})",
                 f"  postcards  {settings.data_dir / 'print'}  (`notifier postcards batch` prints now)",
                 "Ctrl-C stops it.",
             ]
@@ -86,6 +99,7 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
     try:
         uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_config=None)
     finally:
+        _stop(bounces)
         _stop(ingest)
         _stop(worker)
         if simulators is not None:
@@ -118,6 +132,19 @@ def _start_ingest() -> subprocess.Popen[bytes]:
     """``notifier ingest``: events published on the (filesystem) message bus."""
     argv = [sys.executable, "-m", "notifier", "ingest"]
     # As quiet as the worker: dead letters (warnings) still show.
+    env = {**os.environ, "NOTIFIER_LOG_LEVEL": os.environ.get("NOTIFIER_LOG_LEVEL", "WARNING")}
+    return subprocess.Popen(argv, env=env, start_new_session=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_bounces() -> subprocess.Popen[bytes]:
+    """``notifier bounces``: the SMTP receiver of the DSNs for the emails' bounce addresses."""
+    argv = [sys.executable, "-m", "notifier", "bounces"]
     env = {**os.environ, "NOTIFIER_LOG_LEVEL": os.environ.get("NOTIFIER_LOG_LEVEL", "WARNING")}
     return subprocess.Popen(argv, env=env, start_new_session=True)
 

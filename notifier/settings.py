@@ -27,6 +27,7 @@ from pydantic_settings import (
 __all__ = [
     "PROJECT_ROOT",
     "ApiRate",
+    "BounceSettings",
     "IngestSettings",
     "MitakeSettings",
     "Settings",
@@ -109,6 +110,26 @@ class SmtpSettings(BaseModel):
     timeout: float = 10.0
     connections: int = Field(default=8, ge=1, le=100)
     """Connections each worker thread keeps open (SMTP sends one message at a time on each)."""
+    ehlo_name: str = ""
+    """The name we greet the server with (EHLO); empty: this machine's FQDN, as aiosmtplib
+    finds it (in a container, a random id: set the sending host's public name)."""
+
+
+class BounceSettings(BaseModel):
+    """Email bounces: the VERP envelope sender of each email and the receiver of its DSNs."""
+
+    domain: str = ""
+    """The domain bounces come back to (``bounces+<token>@domain``), whose MX points at
+    ``notifier bounces``; empty: no VERP, bounces go to the From address unread."""
+    local_part: str = "bounces"
+    host: str = "127.0.0.1"
+    """Where ``notifier bounces`` listens (``0.0.0.0`` in a container)."""
+    port: int = Field(2525, ge=0, le=65535)
+    window_days: float = Field(30, gt=0)
+    """A bounce naming an email sent longer ago than this is dropped (a remote MTA gives up
+    after about 5 days; a complaint may come weeks later)."""
+    max_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
+    """Largest report accepted (552 beyond); a DSN returns the whole message at most."""
 
 
 class FcmSettings(BaseModel):
@@ -263,6 +284,7 @@ class Settings(BaseSettings):
     mitake: MitakeSettings = MitakeSettings()
     voice: VoiceSettings = VoiceSettings()
     smtp: SmtpSettings = SmtpSettings()
+    bounces: BounceSettings = BounceSettings()
     fcm: FcmSettings = FcmSettings()
     ingest: IngestSettings = IngestSettings()
 
@@ -316,6 +338,11 @@ class Settings(BaseSettings):
                 and self.callback_key.get_secret_value() in ("", _PLACEHOLDER)
             ):
                 raise ValueError("NOTIFIER_CALLBACK_KEY must be set when deployed with Mitake")
+            # The key also signs the token in each email's bounce address.
+            if self.bounces.domain and self.callback_key.get_secret_value() in ("", _PLACEHOLDER):
+                raise ValueError(
+                    "NOTIFIER_CALLBACK_KEY must be set when deployed with NOTIFIER_BOUNCES__DOMAIN"
+                )
         return self
 
     @classmethod

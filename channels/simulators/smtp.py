@@ -11,6 +11,18 @@ Magic recipients (the local part of the address contains):
 * ``smtp-550`` → ``550 5.1.1`` at RCPT (no such user, permanent);
 * ``smtp-552`` → ``552 5.3.4`` after DATA (message too big, permanent).
 
+Dead and slow domains, as a relay that accepts first and reports later:
+
+* a recipient at ``dead_domain`` (``dead.example``) is accepted, then a
+  delivery status notification (RFC 3464, ``Action: failed``, ``5.1.1``) goes
+  to the message's envelope sender (its VERP bounce address) at
+  ``bounce_to``, the (host, port) standing in for the bounce domain's MX;
+* one at ``slow_domain`` (``slow.example``) gets a ``delayed`` DSN (``4.4.1``).
+
+A DSN refused with 4xx is delivered again, as an MTA's queue would, until
+``dsn_tries`` run out; ``dsns`` keeps each DSN sent (``resend_dsn`` sends one
+again: a duplicate), ``dsn_replies`` the receiver's last reply to each.
+
 ``transient_rate`` and ``permanent_rate`` add random 451 / 550 answers, at
 RCPT or after DATA (drawn with ``seed``); ``latency_ms`` delays each DATA
 reply.
@@ -38,9 +50,11 @@ import asyncio
 import email.policy
 import itertools
 import random
+import smtplib
 import socket
 import ssl
 import threading
+import time
 import uuid
 import warnings
 import weakref
@@ -48,13 +62,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["CaughtEnvelope", "SmtpCatcher"]
+__all__ = ["CaughtEnvelope", "SmtpCatcher", "delivery_status_notification"]
 
 _Fault = Literal["transient", "permanent"]
 _REPLIES: dict[tuple[str, _Fault], str] = {
@@ -73,6 +88,8 @@ class CaughtEnvelope:
     rcpt_tos: tuple[str, ...]
     tls: bool
     login: str | None
+    helo: str = ""
+    """The name the client greeted with (EHLO/HELO)."""
 
 
 def _local_part(address: str) -> str:
@@ -124,8 +141,10 @@ class _Handler:
             rcpt_tos=tuple(envelope.rcpt_tos),
             tls=session.ssl is not None,
             login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
+            helo=session.host_name or "",
         )
         number = self.catcher._keep(raw, caught)
+        self.catcher._report_later(raw, caught)
         return f"250 2.0.0 Ok: queued as {number}"
 
 
@@ -174,8 +193,14 @@ class SmtpCatcher:
         starttls: ssl.SSLContext | None = None,
         maildir: Path | str | None = None,
         keep_last: int | None = None,
+        bounce_to: tuple[str, int] | None = None,
+        dead_domain: str = "dead.example",
+        slow_domain: str = "slow.example",
+        dsn_tries: int = 300,
+        dsn_retry_seconds: float = 0.2,
     ) -> None:
-        """``keep_last`` bounds ``messages`` for a long-running embedded catcher."""
+        """``keep_last`` bounds ``messages`` for a long-running embedded catcher;
+        ``bounce_to`` is where DSNs go (None: no DSN is sent)."""
         self.host, self.port = host, port
         self.latency_ms = latency_ms
         self.transient_rate = transient_rate
@@ -192,6 +217,82 @@ class SmtpCatcher:
         self._numbers = itertools.count(1)
         self._probing = False
         self._controller: _Controller | None = None
+        self.bounce_to = bounce_to
+        self.dead_domain, self.slow_domain = dead_domain.lower(), slow_domain.lower()
+        self.dsn_tries, self.dsn_retry_seconds = dsn_tries, dsn_retry_seconds
+        self.dsns: list[tuple[str, bytes]] = []
+        """Each DSN sent: (the envelope sender it went to, its bytes)."""
+        self.dsn_replies: list[str] = []
+        self._reporters: list[threading.Thread] = []
+
+    # --- delivery status notifications -------------------------------------------------------
+
+    def resend_dsn(self, index: int = -1) -> str:
+        """Send DSN number ``index`` again, byte for byte; the receiver's reply."""
+        to, raw = self.dsns[index]
+        return self._deliver_dsn(to, raw)
+
+    def wait_for_reports(self, timeout: float = 60.0) -> None:
+        """Wait until every DSN due so far has been answered (or given up)."""
+        for thread in list(self._reporters):
+            thread.join(timeout)
+
+    def _report_later(self, raw: bytes, envelope: CaughtEnvelope) -> None:
+        if self.bounce_to is None or not envelope.mail_from:
+            return  # a null sender gets no DSN (RFC 3464 §2), nor does one nobody listens for
+        for rcpt in envelope.rcpt_tos:
+            domain = rcpt.rpartition("@")[2].lower()
+            if domain == self.dead_domain:
+                action, status, said = "failed", "5.1.1", "550 5.1.1 <{rcpt}>: User unknown"
+            elif domain == self.slow_domain:
+                action, status, said = "delayed", "4.4.1", "421 4.4.1 Connection timed out"
+            else:
+                continue
+            dsn = delivery_status_notification(
+                original=raw,
+                envelope_sender=envelope.mail_from,
+                recipient=rcpt,
+                action=action,
+                status=status,
+                diagnostic=said.format(rcpt=rcpt),
+                reporting_mta=self._smtp_options()["server_hostname"],
+            )
+            with self._lock:
+                self.dsns.append((envelope.mail_from, dsn))
+            # After the 250, from a thread of its own: the client is not kept waiting.
+            thread = threading.Thread(
+                target=self._deliver_dsn, args=(envelope.mail_from, dsn), daemon=True
+            )
+            self._reporters.append(thread)
+            thread.start()
+
+    def _deliver_dsn(self, to: str, raw: bytes) -> str:
+        assert self.bounce_to is not None
+        host, port = self.bounce_to
+        reply = ""
+        for _ in range(self.dsn_tries):
+            try:
+                with smtplib.SMTP(host, port, timeout=30) as client:
+                    client.ehlo_or_helo_if_needed()
+                    # The null reverse-path: nobody answers a DSN (RFC 5321 §4.5.5).
+                    code, said = client.mail("")
+                    if code < 400:
+                        code, said = client.rcpt(to)
+                    if code < 400:
+                        code, said = client.data(raw)
+                    reply = f"{code} {_text(said)}"
+            except smtplib.SMTPResponseException as exc:
+                reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+            except OSError as exc:
+                reply = f"network: {exc}"
+            if reply[:1] == "2":
+                break
+            if reply[:1] == "5":
+                break  # refused for good: a real MTA drops a DSN it cannot deliver
+            time.sleep(self.dsn_retry_seconds)
+        with self._lock:
+            self.dsn_replies.append(reply)
+        return reply
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -295,3 +396,58 @@ class SmtpCatcher:
             partial.write_bytes(raw)
             partial.replace(self.maildir / name)  # readers never see half a message
         return number
+
+
+def _text(said: bytes | str) -> str:
+    return said.decode(errors="replace") if isinstance(said, bytes) else said
+
+
+def delivery_status_notification(
+    *,
+    original: bytes,
+    envelope_sender: str,
+    recipient: str,
+    action: str,
+    status: str,
+    diagnostic: str,
+    reporting_mta: str,
+) -> bytes:
+    """A DSN as Postfix writes one (RFC 3464): prose, the status fields, the original headers."""
+    headers = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    boundary = f"dsn-{uuid.uuid4().hex}"
+    now = format_datetime(datetime.now().astimezone())
+    human = (
+        "I'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients.\r\n"
+        if action == "failed"
+        else "Your message could not be delivered yet; the mail system will keep trying.\r\n"
+    )
+    text = (
+        f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)\r\n"
+        f"To: {envelope_sender}\r\n"
+        f"Subject: {'Undelivered Mail Returned to Sender' if action == 'failed' else 'Delayed Mail'}\r\n"
+        f"Date: {now}\r\n"
+        f"Message-ID: {make_msgid(domain=reporting_mta)}\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
+        "\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"{human}\r\n<{recipient}>: {diagnostic}\r\n\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; {reporting_mta}\r\n"
+        f"Arrival-Date: {now}\r\n"
+        "\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        f"Original-Recipient: rfc822;{recipient}\r\n"
+        f"Action: {action}\r\n"
+        f"Status: {status}\r\n"
+        f"Remote-MTA: dns; mx.{recipient.rpartition('@')[2]}\r\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\r\n"
+        "\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/rfc822-headers\r\n\r\n"
+    ).encode("ascii")
+    return text + headers + f"\r\n\r\n--{boundary}--\r\n".encode("ascii")

@@ -30,6 +30,12 @@ class Account(SQLModel, table=True):
     """The number a carrier said takes no SMS (a landline, Twilio 30006): calls still go to
     it, SMS do not, while ``phone`` is still it."""
     email: str | None = Field(default=None, max_length=320)
+    invalid_email: str | None = Field(default=None, max_length=320)
+    """The address a hard bounce said takes no mail; while ``email`` is still it, no email
+    goes to it. Kept as the address, so a new one from the producer is good again."""
+    email_invalid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    email_invalid_reason: str | None = Field(default=None, max_length=64)
+    """What said so: ``bounce 5.1.1`` (a delivery status notification's status)."""
     push_tokens: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     address: str | None = Field(default=None, max_length=500)
     area: str | None = Field(default=None, max_length=64, index=True)

@@ -19,6 +19,8 @@ __all__ = [
     "callable_phone",
     "get",
     "is_mobile",
+    "mail_to",
+    "mark_email_invalid",
     "mark_phone_invalid",
     "mark_sms_unable",
     "phone_marked_invalid",
@@ -180,3 +182,27 @@ def texts_to(account: Account) -> str | None:
     if phone is None or phone == account.sms_unable_phone or not is_mobile(phone):
         return None
     return phone
+
+
+def mail_to(account: Account) -> str | None:
+    """The address email goes to: the account's, unless a hard bounce said it takes no mail."""
+    if not account.email or account.email == account.invalid_email:
+        return None
+    return account.email
+
+
+def mark_email_invalid(
+    session: Session, account_no: str, email: str, *, now: datetime, reason: str
+) -> bool:
+    """Mark ``email``, if it is still the account's address, as taking no mail; False if
+    nothing changed (another address now, or marked already)."""
+    account = session.get(Account, account_no, with_for_update=True)
+    if account is None or account.email is None or account.invalid_email == account.email:
+        return False
+    if account.email.strip().lower() != email.strip().lower():
+        return False
+    account.invalid_email, account.email_invalid_at = account.email, now
+    account.email_invalid_reason = reason[:64]
+    account.updated_at = now
+    session.add(account)
+    return True

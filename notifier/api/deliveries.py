@@ -174,6 +174,8 @@ class AccountOut(BaseModel):
     language: str
     phone: str | None
     email: str | None
+    email_bounced: str | None = None
+    """Why no email goes to ``email`` (a hard bounce: ``bounce 5.1.1``); None while it takes mail."""
     push_tokens: int
     address: str | None
     area: str | None
@@ -223,6 +225,11 @@ def get_account(
         language=account.language,
         phone=shown(account.phone or None, mask_phone),
         email=shown(account.email or None, mask_email),
+        email_bounced=(
+            account.email_invalid_reason
+            if accounts.mail_to(account) is None and account.email
+            else None
+        ),
         push_tokens=len(account.push_tokens),
         address=shown(account.address or None, mask_address),
         area=account.area,

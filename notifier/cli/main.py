@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from notifier.cli.audit import audit_command
+from notifier.cli.bounces import bounces_command
 from notifier.cli.escalation import agents_app, calls_app, escalate, visits_app
 from notifier.cli.ingest import events_app, ingest_command
 from notifier.cli.users import users_app
@@ -34,6 +35,7 @@ app.add_typer(visits_app, name="visits")
 app.add_typer(users_app, name="users")
 app.command("audit")(audit_command)
 app.command("ingest")(ingest_command)
+app.command("bounces")(bounces_command)
 app.add_typer(events_app, name="events")
 
 Port = Annotated[int, typer.Option(help="port the API listens on")]

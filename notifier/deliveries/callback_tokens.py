@@ -10,7 +10,8 @@ A status callback or voice-menu URL ends in a token, never in a bare id::
 
 ``version`` is one byte (1), ``delivery_id`` and ``issued_at`` (Unix seconds)
 eight bytes each, big-endian. The purpose (``status``, ``gather`` or ``machine``) is in the
-MAC, so a status token opens no voice menu. Twilio's own ``X-Twilio-Signature``
+MAC, so a status token opens no voice menu. An email's bounce address carries a
+``bounce`` token in its local part (notifier.bounces.verp), under the same key. Twilio's own ``X-Twilio-Signature``
 covers the whole URL, so both checks must pass: a leaked auth token alone
 forges no report, and a captured request replays only inside the window.
 """
@@ -40,7 +41,7 @@ __all__ = [
     "unverified_delivery_id",
 ]
 
-Purpose = Literal["status", "gather", "machine"]
+Purpose = Literal["status", "gather", "machine", "bounce"]
 _VERSION = 1
 _LAYOUT = struct.Struct(">BQQ")
 _MAC_BYTES = 16

@@ -46,6 +46,7 @@ from channels import (
     TransientChannelError,
 )
 from notifier.billing.models import Bill
+from notifier.bounces import verp
 from notifier.deliveries import callback_tokens
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
@@ -475,6 +476,10 @@ def _message(
         **({"bill_no": notification.bill_no} if notification.bill_no else {}),
         **({"usage_period": notification.usage_period} if notification.usage_period else {}),
     }
+    return_path = None
+    if delivery.channel == "email" and rt.provider("email") == "smtp":
+        # Bounces come back to a signed address naming this delivery (notifier.bounces.verp).
+        return_path = verp.bounce_address(rt.settings, delivery.id, now=now)
     terms = None
     if delivery.channel == "push":
         due = due_dates.get(notification.bill_no) if notification.bill_no else None
@@ -495,6 +500,7 @@ def _message(
         expires_at=terms.expires_at if terms else None,
         collapse_key=terms.collapse_key if terms else None,
         priority=terms.priority if terms else "normal",
+        return_path=return_path,
     )
 
 

@@ -119,6 +119,8 @@ _CONTACT_CLEARED: dict[str, Any] = {
     "name": None, "phone": None, "email": None, "address": None, "push_tokens": [],
     "invalid_phone": None, "phone_invalid_at": None,  # a wrong number is a number too
     "phone_invalid_reason": None, "sms_unable_phone": None,
+    "invalid_email": None, "email_invalid_at": None,  # a bounced address is an address too
+    "email_invalid_reason": None,
 }  # fmt: skip
 
 

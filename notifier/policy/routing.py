@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.accounts.models import Account
-from notifier.accounts.service import callable_phone, texts_to
+from notifier.accounts.service import callable_phone, mail_to, texts_to
 from notifier.policy.rules import Policy
 
 __all__ = [
@@ -39,7 +39,7 @@ def recipients_for(account: Account, channel: str) -> tuple[str, ...]:
     if channel == "voice":
         return (phone,) if (phone := callable_phone(account.phone, account.invalid_phone)) else ()
     if channel == "email":
-        return (account.email,) if account.email else ()
+        return (address,) if (address := mail_to(account)) else ()
     if channel == "postcard":
         return (account.address,) if account.address else ()
     raise ValueError(f"unknown channel {channel!r}")

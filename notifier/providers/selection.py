@@ -81,6 +81,7 @@ def provider_options(settings: Settings, channel: str, provider: str) -> dict[st
             "reply_to": m.reply_to,
             "timeout": m.timeout,
             "connections": m.connections,
+            "ehlo_name": m.ehlo_name,
         }
     if provider == "fcm":
         f = settings.fcm

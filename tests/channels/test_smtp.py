@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Iterator
@@ -485,3 +486,67 @@ def test_a_channel_moved_to_a_new_event_loop_reconnects(catcher: SmtpCatcher) ->
 
     assert catcher.connections == 2
     assert len(catcher.messages) == 2
+
+
+# --- bounces come back to a per-delivery address; robots and strict servers are told who we are
+
+
+def test_the_envelope_sender_is_the_messages_bounce_address(catcher: SmtpCatcher) -> None:
+    verp = "bounces+AbC-d_e@bounces.utility.example"
+    send_all(email_channel(catcher), message(return_path=verp), message(delivery_id=43))
+
+    first, second = catcher.envelopes
+    assert first.mail_from == verp  # the receiving MTA writes Return-Path from this
+    assert second.mail_from == FROM  # no bounce address: the From address, as before
+    assert all("Return-Path" not in mail for mail in catcher.messages)  # never ours to write
+    [sender] = catcher.messages[0]["From"].addresses
+    assert sender.addr_spec == FROM  # what the customer sees does not change
+
+
+def test_every_notice_says_it_was_sent_by_a_machine(catcher: SmtpCatcher) -> None:
+    send_all(email_channel(catcher), message(), message(html="<p>電費</p>"))
+
+    assert [mail["Auto-Submitted"] for mail in catcher.messages] == ["auto-generated"] * 2
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"html": "<p>您的電費 <b>1,830</b> 元\n尚未繳納</p>", "body": "第一行\n第二行\n"},
+        {"body": "Your bill of NT$1,830\nis unpaid.\n", "subject": "Bill"},
+    ],
+    ids=["chinese-multipart-base64", "ascii-quoted-printable"],
+)
+def test_every_line_of_every_part_ends_in_crlf(tmp_path: Path, fields: dict[str, Any]) -> None:
+    maildir = tmp_path / "mail"
+    with SmtpCatcher(maildir=maildir) as catcher:
+        send_all(email_channel(catcher), message(**fields))
+
+    [file] = maildir.glob("*.eml")
+    raw = file.read_bytes()
+    assert b"\n" in raw and raw.count(b"\n") == raw.count(b"\r\n")  # on the wire
+    mail = BytesParser(policy=default_policy).parsebytes(raw)
+    parts = [part for part in mail.walk() if part.get_content_maintype() == "text"]
+    assert parts
+    for part in parts:
+        decoded = part.get_payload(decode=True)
+        assert isinstance(decoded, bytes)
+        # Inside base64 and quoted-printable too: text is encoded in its CRLF canonical form.
+        assert decoded.count(b"\n") >= 1 and decoded.count(b"\n") == decoded.count(b"\r\n"), (
+            part.get_content_type(),
+            part["Content-Transfer-Encoding"],
+        )
+
+
+def test_the_ehlo_name_is_the_configured_one(catcher: SmtpCatcher) -> None:
+    send_all(email_channel(catcher, ehlo_name="mail.utility.example"), message())
+    send_all(email_channel(catcher), message())
+
+    named, default = catcher.envelopes
+    assert named.helo == "mail.utility.example"
+    assert default.helo == socket.getfqdn()  # aiosmtplib's own default, unchanged
+
+
+def test_an_ehlo_name_with_a_space_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="ehlo_name"):
+        SmtpEmail(host="127.0.0.1", from_address=FROM, ehlo_name="mail utility")

@@ -94,6 +94,26 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
             timeout=60,
             what="push, SMS and email of the event published on the bus",
         )
+
+        # Mail to a dead address bounces back to `notifier bounces`, as a real MTA's would.
+        assert "bounces    127.0.0.1:" in banner
+        dead = events.account(phone=None, push_tokens=None)
+        dead["email"] = f"c{dead['account_no']}@dead.example"
+        answer = httpx.post(f"{base}/v1/events", json=events.unpaid(dead), headers=headers)
+        assert answer.status_code == 202, answer.text
+
+        def bounced() -> bool:
+            page = httpx.get(
+                f"{base}/v1/deliveries",
+                params={"account_no": dead["account_no"]},
+                headers={"Authorization": f"Bearer {ops_key}"},
+            ).json()
+            return {(i["channel"], i["status"]) for i in page["items"]} >= {
+                ("email", "undelivered"),
+                ("postcard", "queued"),  # the fallback, printed at the day's cut-off
+            }
+
+        wait_until(bounced, timeout=60, what="the bounced email and its fallback postcard")
     finally:
         service.send_signal(signal.SIGINT)
         code = service.wait(timeout=60)

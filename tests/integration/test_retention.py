@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from notifier.accounts.models import Account
+from notifier.accounts.service import mark_email_invalid
 from notifier.audit import service as audit
 from notifier.db import utcnow
 from notifier.deliveries.models import Delivery, DeliveryChange, Notification
@@ -324,6 +325,23 @@ def test_an_idle_account_loses_its_contact_points_until_the_next_event(book: Led
 
     book.post(events.abnormal_usage(idle))  # the producer sends the account again
     assert account(book, idle["account_no"]).phone == idle["phone"]
+
+
+def test_an_idle_accounts_bounced_email_goes_with_its_contact_points(book: Ledger) -> None:
+    idle = events.account(area=book.new_area())
+    book.pay(idle, book.issue(idle, "2026-07", SEP_20), on=SEP_20)
+    now = utcnow()
+    with book.runtime.db.session() as session:
+        assert mark_email_invalid(
+            session, idle["account_no"], idle["email"], now=now, reason="bounce 5.1.1"
+        )
+
+    purge_at(book, now + 91 * DAY)
+
+    cleared = account(book, idle["account_no"])
+    assert (cleared.invalid_email, cleared.email_invalid_at, cleared.email_invalid_reason) == (
+        None, None, None,
+    )  # fmt: skip
 
 
 # -- runs ----------------------------------------------------------------------------------------
