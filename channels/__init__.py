@@ -6,7 +6,9 @@ concurrently and returns each message's result or error instead)::
 
     ChannelError
     ├── TransientChannelError   retry later (timeouts, 5xx, 429, SMTP 4xx)
-    └── PermanentChannelError   never retry; start the fallback channel
+    ├── PermanentChannelError   never retry; start the fallback channel
+    └── ProviderChannelError    our account, credentials or sender: hold the provider's
+                                sends (its circuit opens), blame no recipient
 
 That split drives every retry and fallback in ``notifier``. This package knows
 nothing of the database or of ``notifier``; providers are found through the
@@ -21,6 +23,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendOutcome,
     SendResult,
     TransientChannelError,
@@ -33,6 +36,7 @@ __all__ = [
     "ChannelError",
     "Message",
     "PermanentChannelError",
+    "ProviderChannelError",
     "SendOutcome",
     "SendResult",
     "TransientChannelError",
