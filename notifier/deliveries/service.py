@@ -754,3 +754,19 @@ def expire_unreceipted(
         now=now,
         reason=f"no receipt from the provider within {timeout:.0f} s",
     )
+
+
+def overdue_receipts(session: Session, *, provider: str, older_than: datetime, limit: int) -> int:
+    """How many of ``provider``'s sends, up to ``limit``, wait for a report since before
+    ``older_than`` (the receipt sweep's index answers it)."""
+    overdue = (
+        select(Delivery.id)
+        .where(
+            col(Delivery.status) == DeliveryStatus.SENT,
+            col(Delivery.provider) == provider,
+            col(Delivery.updated_at) < older_than,
+        )
+        .limit(limit)
+        .subquery()
+    )
+    return int(session.exec(select(sa.func.count()).select_from(overdue)).one())
