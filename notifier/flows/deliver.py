@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -55,6 +56,7 @@ from notifier.flows.push_terms import push_terms
 from notifier.flows.reports import apply_report
 from notifier.flows.restate import restate_claims
 from notifier.notices.rendering import TemplateError
+from notifier.privacy.masking import redact_echo
 from notifier.providers.circuits import Verdict
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
@@ -71,6 +73,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio"})
 _CLOSED = Verdict("closed")
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-]{20,}")
 MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
 RENEWALS_PER_LEASE = 3
@@ -334,7 +337,9 @@ def _follow_circuit(
     if ours:
         now = rt.clock().timestamp()
         period = rt.settings.circuit_open_seconds
-        if rt.circuits.trip(provider, str(ours[0]), now=now, open_seconds=period):
+        # The ops pages show the reason: no number, address or credential-like token in it.
+        reason = _TOKEN_LIKE.sub("***", redact_echo(str(ours[0]), ""))
+        if rt.circuits.trip(provider, reason, now=now, open_seconds=period):
             log.error("provider %s circuit open: %s", provider, ours[0])
         return
     # Accepted, or refused for the recipient's sake: either way our account works again.

@@ -20,7 +20,6 @@ to the same provider as before while they stay healthy.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -104,7 +103,7 @@ def _channel_routes(
 
 def _stalled(rt: Runtime, provider: str) -> bool:
     """Whether ``provider``'s receipts stall (read at most every STALL_CHECK_SECONDS)."""
-    now = time.monotonic()
+    now = rt.clock().timestamp()
     with _stalls_lock:
         known = _stalls.setdefault(rt, {}).get(provider)
     if known is not None and now - known[0] < STALL_CHECK_SECONDS:

@@ -75,8 +75,11 @@ class Circuits(Protocol):
         """Close the circuit; True if it was open."""
         ...
 
-    def states(self) -> list[CircuitState]:
-        """Every provider whose circuit ever opened, by name."""
+    def states(self, *, session: Session | None = None) -> list[CircuitState]:
+        """Every provider whose circuit ever opened, by name.
+
+        ``session``: a transaction of the caller's to read in (a page's); Redis ignores it.
+        """
         ...
 
 
@@ -135,20 +138,22 @@ class DatabaseCircuits:
             session.add(row)
         return True
 
-    def states(self) -> list[CircuitState]:
-        with self._db.session() as session:
-            rows = session.exec(select(ProviderCircuit).order_by(col(ProviderCircuit.provider)))
-            return [
-                CircuitState(
-                    provider=row.provider,
-                    open=row.opened_at is not None,
-                    opened_at=row.opened_at,
-                    probe_at=row.probe_at if row.opened_at is not None else None,
-                    reason=row.reason,
-                    openings=row.openings,
-                )
-                for row in rows
-            ]
+    def states(self, *, session: Session | None = None) -> list[CircuitState]:
+        if session is None:
+            with self._db.session() as own:
+                return self.states(session=own)
+        rows = session.exec(select(ProviderCircuit).order_by(col(ProviderCircuit.provider)))
+        return [
+            CircuitState(
+                provider=row.provider,
+                open=row.opened_at is not None,
+                opened_at=row.opened_at,
+                probe_at=row.probe_at if row.opened_at is not None else None,
+                reason=row.reason,
+                openings=row.openings,
+            )
+            for row in rows
+        ]
 
 
 def _locked_row(session: Session, provider: str) -> ProviderCircuit:
@@ -219,7 +224,7 @@ class RedisCircuits:
     def close(self, provider: str) -> bool:
         return bool(self._close(keys=[self._prefix + provider]))
 
-    def states(self) -> list[CircuitState]:
+    def states(self, *, session: Session | None = None) -> list[CircuitState]:
         found: list[CircuitState] = []
         for key in sorted(str(k) for k in self._redis.smembers(self._all)):
             row = {str(k): str(v) for k, v in self._redis.hgetall(key).items()}
