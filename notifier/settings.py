@@ -250,7 +250,7 @@ class Settings(BaseSettings):
     @classmethod
     def _provider_lists(cls, value: dict[str, str]) -> dict[str, str]:
         for channel, chain in value.items():
-            parse_provider_chain(chain, field=f"providers.{channel}")
+            parse_provider_chain(chain, field=f"NOTIFIER_PROVIDERS__{channel.upper()}")
         return value
 
     @field_validator("retention_days")

@@ -26,7 +26,7 @@ def provider_chain(settings: Settings, channel: str) -> list[tuple[str, int]]:
     listed = settings.providers.get(channel)
     if not listed:
         return [(provider_for(settings, channel), 1)]
-    entries = parse_provider_chain(listed, field=f"providers.{channel}")
+    entries = parse_provider_chain(listed, field=f"NOTIFIER_PROVIDERS__{channel.upper()}")
     if all(weight is None for _, weight in entries):
         return [(name, 1 if i == 0 else 0) for i, (name, _) in enumerate(entries)]
     return [(name, 1 if weight is None else weight) for name, weight in entries]
@@ -36,7 +36,7 @@ def provider_for(settings: Settings, channel: str) -> str:
     """The provider name the ``channel`` uses first under ``settings``."""
     forced = settings.providers.get(channel)
     if forced:
-        return parse_provider_chain(forced, field=f"providers.{channel}")[0][0]
+        return parse_provider_chain(forced, field=f"NOTIFIER_PROVIDERS__{channel.upper()}")[0][0]
     twilio, smtp, fcm = settings.twilio, settings.smtp, settings.fcm
     if channel in {"sms", "voice"} and twilio.account_sid and twilio.auth_token.get_secret_value():
         return "twilio"
