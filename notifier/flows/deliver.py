@@ -264,17 +264,23 @@ def _send(
     """Send one channel's claimed messages at their rate slots, then record the outcomes.
 
     ``verdict``: the provider's circuit. Open, nothing is sent (the claims wait
-    for its probe time); the probe, only the first message is sent.
+    for its probe time); the probe, the first message goes alone, and the rest
+    follow if it closed the circuit, or wait for the next probe if not.
     """
     outcome = BatchOutcome()
     if verdict.state == "open":
         return _later(rt, claims, verdict.wait, reason=_circuit_reason(channel.provider, verdict))
     if verdict.state == "probe" and len(claims) > 1:
-        period = rt.settings.circuit_open_seconds
-        outcome.merge(
-            _later(rt, claims[1:], period, reason=_circuit_reason(channel.provider, verdict))
-        )
-        claims, messages = claims[:1], messages[:1]
+        outcome.merge(_send(rt, keeper, channel, claims[:1], messages[:1], seals, verdict))
+        now, period = rt.clock().timestamp(), rt.settings.circuit_open_seconds
+        after = rt.circuits.check(channel.provider, now=now, open_seconds=period)
+        if after.state != "closed":
+            wait = after.wait if after.state == "open" else period
+            rest = _later(rt, claims[1:], wait, reason=_circuit_reason(channel.provider, after))
+        else:
+            rest = _send(rt, keeper, channel, claims[1:], messages[1:], seals)
+        outcome.merge(rest)
+        return outcome
     held = {c.delivery.id for c in keeper.held(claims)}
     if len(held) < len(claims):
         # Another worker owns these now (or may): sending them here would be the second send.

@@ -193,17 +193,20 @@ def test_a_wrong_auth_token_holds_the_sms_without_fallback_until_the_probe_close
     assert rows(ledger, later)[0].status == "queued"
     assert last_detail(ledger, later[0])["reason"].startswith("provider twilio circuit open")
 
-    # The credential is fixed; at the probe time one send goes out and closes the circuit.
-    sim.refuse_account(None)
+    # At the probe time, still broken: one probe is refused, the others wait another period.
     clock(ledger).advance(OPEN_SECONDS)
     everyone = held + later
     deliver_batch(rt, everyone)
-    assert len(sim.messages) == 1, "one probe send"
-    assert [r.status for r in rows(ledger, everyone)].count("sent") == 1
-    assert not rt.circuits.states()[0].open
+    assert sim.refused_requests == 4, "one probe send, not four"
+    assert {r.status for r in rows(ledger, everyone)} == {"queued"}
+    [circuit] = rt.circuits.states()
+    assert (circuit.open, circuit.openings) == (True, 1)
 
+    # The credential is fixed: the next probe goes through, closes it, and the rest follow.
+    sim.refuse_account(None)
     clock(ledger).advance(OPEN_SECONDS)
     deliver_batch(rt, everyone)
+    assert not rt.circuits.states()[0].open
     assert {r.status for r in rows(ledger, everyone)} == {"sent"}
     assert all(r.provider == "twilio" and r.attempts == 1 for r in rows(ledger, everyone))
     assert accepted_sends(ledger, everyone) == dict.fromkeys(everyone, 1)
