@@ -36,16 +36,19 @@ _numbers = itertools.count(1000)
 
 
 class Clock:
-    """The runtime's clock: real time when the test starts, then moved by hand only."""
+    """The runtime's clock: real time, plus however far the test moved it on.
+
+    Real time under it, because rows are created at the real time (their due time).
+    """
 
     def __init__(self) -> None:
-        self.now = utcnow()
+        self.ahead = timedelta(0)
 
     def __call__(self) -> datetime:
-        return self.now
+        return utcnow() + self.ahead
 
     def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        self.ahead += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +278,23 @@ def test_receipts_that_stall_move_the_sms_to_the_next_provider_until_they_clear(
     after = sms_notices(ledger, 1)
     deliver_batch(rt, after)
     assert [r.provider for r in rows(ledger, after)] == ["twilio"]
+
+
+def test_weights_share_the_sms_among_healthy_providers_and_a_dead_ones_share_moves(
+    database: str, tmp_path: Path, sim: TwilioSimulator
+) -> None:
+    sim.reset()
+    ledger = _ledger(database, tmp_path, sim, "twilio:1,sandbox:1")
+    rt = ledger.runtime
+    shared = sms_notices(ledger, 4)
+
+    deliver_batch(rt, shared)
+    providers = [r.provider for r in rows(ledger, shared)]
+    assert sorted(p or "" for p in providers) == ["sandbox", "sandbox", "twilio", "twilio"]
+
+    sim.refuse_account(21606)  # our sender number lost its SMS capability
+    refused = sms_notices(ledger, 4)
+    deliver_batch(rt, refused)  # twilio's half is refused and held, due again at once
+    deliver_batch(rt, refused)
+    assert [r.provider for r in rows(ledger, refused)] == ["sandbox"] * 4
+    assert accepted_sends(ledger, shared + refused) == dict.fromkeys(shared + refused, 1)

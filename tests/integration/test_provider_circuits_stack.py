@@ -102,4 +102,6 @@ def test_a_wrong_token_holds_the_sms_shows_why_and_the_probe_sends_each_once(
     )
     browser = Browser(stack.base_url)
     assert browser.sign_in(new_user(stack, "ops").username, PASSWORD).status_code == 303
-    assert 'id="circuit-twilio"' not in browser.get("/ops").text
+    log = browser.get("/ops", params={"q": accts[0]["account_no"]}).text
+    assert 'id="circuit-twilio"' not in log
+    assert '<td class="provider">twilio</td>' in log, "the log says which provider sent it"
