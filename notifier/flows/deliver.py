@@ -73,7 +73,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio"})
 _CLOSED = Verdict("closed")
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-]{20,}")
+# A credential, a SID or a push token: letters and digits, 20 or more (not a code such as
+# THIRD_PARTY_AUTH_ERROR, which has no digit).
+_TOKEN_LIKE = re.compile(r"\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
 MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
 RENEWALS_PER_LEASE = 3
@@ -333,6 +335,11 @@ def _circuit_reason(provider: str, verdict: Verdict) -> str:
     return f"provider {provider} circuit open: {verdict.reason}"
 
 
+def _provider_reason(exc: ProviderChannelError) -> str:
+    """The error as the ops pages show it: no number, address or credential-like token."""
+    return _TOKEN_LIKE.sub("***", redact_echo(str(exc), ""))
+
+
 def _follow_circuit(
     rt: Runtime, provider: str, verdict: Verdict, sent: Sequence[SendOutcome]
 ) -> None:
@@ -343,10 +350,9 @@ def _follow_circuit(
     if ours:
         now = rt.clock().timestamp()
         period = rt.settings.circuit_open_seconds
-        # The ops pages show the reason: no number, address or credential-like token in it.
-        reason = _TOKEN_LIKE.sub("***", redact_echo(str(ours[0]), ""))
+        reason = _provider_reason(ours[0])
         if rt.circuits.trip(provider, reason, now=now, open_seconds=period):
-            log.error("provider %s circuit open: %s", provider, ours[0])
+            log.error("provider %s circuit open: %s", provider, reason)
         return
     # Accepted, or refused for the recipient's sake: either way our account works again.
     worked = not all(isinstance(r, TransientChannelError) for r in sent)
@@ -635,7 +641,7 @@ def _held_by_circuit(
         now=now,
         available_at=now + timedelta(seconds=delay),
         detail={
-            "reason": f"provider {exc.provider} circuit open: {exc}",
+            "reason": f"provider {exc.provider} circuit open: {_provider_reason(exc)}",
             "code": exc.code,
             "retry_in": round(delay, 1),
         },
