@@ -7,8 +7,10 @@ concurrently and returns each message's result or error instead)::
     ChannelError
     ├── TransientChannelError   retry later (connect timeouts, 5xx, 429, SMTP 4xx)
     ├── PermanentChannelError   never retry; start the fallback channel
-    └── AmbiguousChannelError   the provider may have it (read timeout, reset after
-                                the request left): never resend blindly, look it up
+    ├── AmbiguousChannelError   the provider may have it (read timeout, reset after
+    │                           the request left): never resend blindly, look it up
+    └── ProviderChannelError    our account, credentials or sender: hold the provider's
+                                sends (its circuit opens), blame no recipient
 
 That split drives every retry and fallback in ``notifier``. This package knows
 nothing of the database or of ``notifier``; providers are found through the
@@ -24,6 +26,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendOutcome,
     SendResult,
     TransientChannelError,
@@ -37,6 +40,7 @@ __all__ = [
     "ChannelError",
     "Message",
     "PermanentChannelError",
+    "ProviderChannelError",
     "SendOutcome",
     "SendResult",
     "TransientChannelError",

@@ -17,6 +17,7 @@ __all__ = [
     "ChannelError",
     "Message",
     "PermanentChannelError",
+    "ProviderChannelError",
     "SendOutcome",
     "SendResult",
     "TransientChannelError",
@@ -122,6 +123,21 @@ class AmbiguousChannelError(ChannelError):
     failure before anything reached the provider (refused, connect timeout)
     stays a :class:`TransientChannelError`.
     """
+
+
+class ProviderChannelError(ChannelError):
+    """Our account, credentials or sender are wrong: no send through this provider can succeed.
+
+    Not the recipient's fault: no recipient is blamed, nothing falls back; the
+    service holds the provider's sends until it works again (its circuit).
+    ``provider`` names the provider (the service fills it in when the adapter did not).
+    """
+
+    def __init__(
+        self, reason: str, *, code: str | None = None, provider: str | None = None
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.provider = provider
 
 
 SendOutcome = SendResult | ChannelError

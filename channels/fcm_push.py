@@ -22,21 +22,30 @@ https://developer.apple.com/documentation/usernotifications/sending-notification
 
 Errors, mapped once in :func:`_map_error`::
 
-    UnregisteredError, SenderIdMismatchError,     PermanentChannelError, that token rejected
+    UnregisteredError,                            PermanentChannelError, that token rejected
       InvalidArgumentError about the token
     QuotaExceededError (429), UnavailableError,   TransientChannelError (retry_after from a
       InternalError, other 5xx, timeouts,           429's Retry-After; a 429 without one
       connection errors                             waits at least 60 s, as FCM asks)
-    UnauthenticatedError, PermissionDeniedError,  PermanentChannelError for the whole message
-      InvalidArgumentError about the payload        (configuration or content; no token blamed)
+    UnauthenticatedError, PermissionDeniedError,  ProviderChannelError for the whole message
+      ThirdPartyAuthError, SenderIdMismatchError,   (our project, credentials or APNs key;
+      a credential that cannot be refreshed         no token blamed, none forgotten)
+    InvalidArgumentError about the payload,       PermanentChannelError for the whole message
+      other 4xx                                     (content; no token blamed)
     a read timeout, a reset or a disconnect       AmbiguousChannelError: FCM may have the push
       once the request was written (the SDK's       (a connect timeout or a refused connection
       DeadlineExceededError / UnknownError whose    stays transient: nothing reached FCM)
       cause is httpx's ReadTimeout, ReadError,
       RemoteProtocolError)
 
+SENDER_ID_MISMATCH says the token belongs to another Firebase project than
+the one we send from: when every token of every customer answers it, the
+project id or the credentials are wrong, not the tokens
+(https://firebase.google.com/docs/cloud-messaging/error-codes).
+
 One send is *sent* if any token was accepted (``SendResult.rejected`` names
-the dead tokens); it raises ``PermanentChannelError(rejected=...)`` if every
+the dead tokens); with none accepted it raises the ``ProviderChannelError`` if
+any token met one, else ``PermanentChannelError(rejected=...)`` if every
 token was refused, and ``TransientChannelError`` if none was accepted and at
 least one failed transiently; ``AmbiguousChannelError`` if none was accepted
 and FCM may hold one of them.
@@ -102,6 +111,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendOutcome,
     SendResult,
     TransientChannelError,
@@ -400,7 +410,12 @@ def _result(tokens: Sequence[str], outcomes: dict[str, str | ChannelError]) -> S
         )
     first: ChannelError
     error: ChannelError
-    if ambiguous:
+    ours = [e for e in errors if isinstance(e, ProviderChannelError)]
+    if ours:
+        # Our project or credentials are wrong: the other tokens' answers say nothing of them.
+        first = ours[0]
+        error = ProviderChannelError(f"fcm: no token accepted; {_tally(errors)}", code=first.code)
+    elif ambiguous:
         # FCM may hold one of these pushes: sending again could be the second copy.
         first = ambiguous[0]
         error = AmbiguousChannelError(
@@ -444,8 +459,9 @@ def _map_error(exc: BaseException, token: str | None) -> ChannelError:
             "fcm: app instance unregistered", code="UNREGISTERED", rejected=blame
         )
     elif isinstance(exc, messaging.SenderIdMismatchError):
-        error = PermanentChannelError(
-            "fcm: token belongs to another sender", code="SENDER_ID_MISMATCH", rejected=blame
+        error = ProviderChannelError(
+            "fcm: token belongs to another sender (check the project id and credentials)",
+            code="SENDER_ID_MISMATCH",
         )
     elif isinstance(exc, fb_exceptions.InvalidArgumentError):
         about_token = token is not None and _about_token(exc)
@@ -469,7 +485,7 @@ def _map_error(exc: BaseException, token: str | None) -> ChannelError:
         if getattr(refresh, "retryable", False):
             error = TransientChannelError(f"fcm: credential refresh: {refresh}", code="UNKNOWN")
         else:
-            error = PermanentChannelError(
+            error = ProviderChannelError(
                 f"fcm: credential refresh: {refresh}", code="UNAUTHENTICATED"
             )
     elif isinstance(exc, fb_exceptions.FirebaseError) and isinstance(exc.cause, _AFTER_WRITE):
@@ -481,12 +497,13 @@ def _map_error(exc: BaseException, token: str | None) -> ChannelError:
         code = getattr(exc, "code", None) or "UNAVAILABLE"
         error = TransientChannelError(f"fcm: {exc}", code=str(code), retry_after=_retry_after(exc))
     elif isinstance(exc, messaging.ThirdPartyAuthError):
-        error = PermanentChannelError(
+        error = ProviderChannelError(
             f"fcm: APNs/web push auth: {exc}", code="THIRD_PARTY_AUTH_ERROR"
         )
+    elif isinstance(exc, fb_exceptions.UnauthenticatedError | fb_exceptions.PermissionDeniedError):
+        error = ProviderChannelError(f"fcm: {exc}", code=str(exc.code))
     elif isinstance(exc, fb_exceptions.FirebaseError):
-        # UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND without UNREGISTERED, ...:
-        # configuration, not the token; never blame a token for it.
+        # NOT_FOUND without UNREGISTERED, ...: the message, not the token; never blame one.
         error = PermanentChannelError(f"fcm: {exc}", code=str(exc.code))
     elif isinstance(exc, ValueError):
         error = PermanentChannelError(f"fcm: message refused by SDK: {exc}", code="INVALID_MESSAGE")

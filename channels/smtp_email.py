@@ -12,8 +12,10 @@ one instance per loop, as ``notifier.runtime`` does with one per thread.
 Errors are mapped once, here::
 
     4xx reply (RCPT, DATA, AUTH 454, 421 …)         → TransientChannelError(code="4xx")
+    AUTH 535 (bad credentials), 530 (authentication
+      required) to any command                      → ProviderChannelError (our login)
     5xx reply to RCPT or DATA                       → PermanentChannelError(rejected=to)
-    5xx reply to MAIL/EHLO/banner, 5xx AUTH,
+    5xx reply to MAIL/EHLO/banner, other 5xx AUTH,
       server lacking STARTTLS/AUTH/SMTPUTF8         → PermanentChannelError (configuration)
     refused, timed out, disconnected, OSError       → TransientChannelError
 
@@ -104,6 +106,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendResult,
     TransientChannelError,
 )
@@ -335,6 +338,10 @@ def _closed_by_server(exc: BaseException) -> bool:
     )
 
 
+# RFC 4954 §6: 535 authentication credentials invalid, 530 authentication required.
+_OUR_LOGIN = frozenset({530, 535})
+
+
 def _map_error(exc: BaseException, to: tuple[str, ...]) -> ChannelError:
     """Our error for an aiosmtplib (or socket) error."""
     if isinstance(exc, SMTPRecipientsRefused):
@@ -367,6 +374,12 @@ def _reply_error(exc: SMTPResponseException, to: tuple[str, ...]) -> ChannelErro
     if not 500 <= exc.code < 600:
         # A malformed or unexpected reply (aiosmtplib uses -1): the session is suspect.
         return TransientChannelError(f"smtp: unexpected reply: {reply}", code=str(exc.code))
+    if exc.code in _OUR_LOGIN:
+        # Our username or password (or no login at all), never the recipient's address.
+        return ProviderChannelError(
+            f"smtp: login refused (check the SMTP username and password): {reply}",
+            code=str(exc.code),
+        )
     if isinstance(exc, SMTPAuthenticationError):
         return PermanentChannelError(
             f"smtp: login refused, a configuration error (check the SMTP username and password): {reply}",
@@ -383,6 +396,13 @@ def _reply_error(exc: SMTPResponseException, to: tuple[str, ...]) -> ChannelErro
 
 def _recipients_refused(exc: SMTPRecipientsRefused) -> ChannelError:
     refusals = exc.recipients
+    ours = [r for r in refusals if r.code in _OUR_LOGIN]
+    if ours:
+        return ProviderChannelError(
+            f"smtp: login required (check the SMTP username and password): "
+            f"{ours[0].code} {ours[0].message}",
+            code=str(ours[0].code),
+        )
     deferred = [r for r in refusals if not 500 <= r.code < 600]
     if deferred:
         # A retry may get through for these, so the whole send is retried.

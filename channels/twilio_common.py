@@ -12,7 +12,9 @@ Twilio's errors become ours in one place, :func:`translate_errors`::
     code 21610 (recipient replied STOP)     PermanentChannelError(opt_out=True, rejected=(to,))
     status 429 or code 20429                TransientChannelError(retry_after=Retry-After)
     status >= 500                           TransientChannelError
-    other 4xx (bad auth 20003, ...)         PermanentChannelError
+    code 20003 20005 21212 21606, status    ProviderChannelError (our account, credentials
+      401 or 403                              or sender: no number blamed)
+    other 4xx                               PermanentChannelError
     TwilioServiceException (RFC-9457 body)  the same rules: it is a TwilioException,
                                             not a TwilioRestException
     refused, DNS, connect timeout           TransientChannelError: nothing reached Twilio
@@ -35,7 +37,11 @@ so a reset there is ambiguous too.
 Vendor pages for the quirks handled here:
 
 * error codes: https://www.twilio.com/docs/api/errors (21211, 21610, 21614,
-  21217, 20003, 20429 each at ``/docs/errors/<code>``);
+  21217, 20003, 20429 each at ``/docs/errors/<code>``); ours, not the
+  number's: 20003 "Permission Denied" (wrong SID/token, account suspended or
+  closed), 20005 "Account not active" (out of funds, trial not activated),
+  21212 "Invalid From Number (caller ID)", 21606 "From number is not a valid
+  message-capable Twilio number for this destination/account";
 * 429 handling: https://support.twilio.com/hc/en-us/articles/360044308153
   (Twilio documents no ``Retry-After``; the hint is passed on when present);
 * segments: https://www.twilio.com/docs/glossary/what-sms-character-limit
@@ -70,6 +76,7 @@ from channels.base import (
     AmbiguousChannelError,
     ChannelError,
     PermanentChannelError,
+    ProviderChannelError,
     SendResult,
     TransientChannelError,
 )
@@ -88,6 +95,9 @@ DEFAULT_BASE_URL = "https://api.twilio.com"
 # Codes that say this number will never receive from us (invalid, landline, unreachable).
 BAD_NUMBER_CODES = frozenset({21211, 21614, 21217})
 OPT_OUT_CODES = frozenset({21610})
+# Codes that say our account, credentials or sender are wrong: every send would fail alike.
+PROVIDER_CODES = frozenset({20003, 20005, 21212, 21606})
+PROVIDER_STATUSES = frozenset({401, 403})
 RATE_LIMIT_CODE = 20429
 LOOKUP_LIMIT = 200
 """Newest records read per lookup (in pages of as many): far more than one number gets
@@ -208,6 +218,8 @@ def to_channel_error(exc: BaseException, *, to: str) -> ChannelError | None:
             return PermanentChannelError(reason, code=code_text, rejected=(to,), opt_out=True)
         if code in BAD_NUMBER_CODES:
             return PermanentChannelError(reason, code=code_text, rejected=(to,))
+        if code in PROVIDER_CODES or status in PROVIDER_STATUSES:
+            return ProviderChannelError(f"twilio: {reason}", code=code_text)
         if status == 429 or code == RATE_LIMIT_CODE:
             return TransientChannelError(reason, code=code_text, retry_after=_retry_after.get())
         if status >= 500:

@@ -20,6 +20,7 @@ from notifier.escalation.models import (
     SweepRun,
 )
 from notifier.events.models import Event
+from notifier.providers.circuits import ProviderCircuit
 from notifier.providers.ratelimit import ProviderRate
 from notifier.users.models import User, UserSession
 from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
@@ -43,6 +44,7 @@ __all__ = [
     "Payment",
     "ProducerCallback",
     "ProducerEndpoint",
+    "ProviderCircuit",
     "ProviderRate",
     "SweepRun",
     "User",

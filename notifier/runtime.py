@@ -16,8 +16,9 @@ from channels import Channel
 from notifier.db import Database, utcnow
 from notifier.notices.rendering import Renderer
 from notifier.policy.rules import Policy, load_policy
+from notifier.providers.circuits import Circuits, make_circuits
 from notifier.providers.ratelimit import RateLimiter, make_rate_limiter
-from notifier.providers.selection import provider_for, provider_options
+from notifier.providers.selection import provider_chain, provider_for, provider_options
 from notifier.queues.celery_config import make_celery
 from notifier.queues.dispatch import Dispatcher
 from notifier.settings import Settings
@@ -58,6 +59,14 @@ class Runtime:
         )
 
     @cached_property
+    def circuits(self) -> Circuits:
+        return make_circuits(
+            self.db,
+            redis_url=self.settings.rate_limit_url,
+            broker_url=self.settings.resolved_broker_url,
+        )
+
+    @cached_property
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(make_celery(self.settings))
 
@@ -69,24 +78,28 @@ class Runtime:
         return lambda channel: self.renderer.available(event_type, channel)
 
     def provider(self, channel: str) -> str:
-        """The provider ``channel`` uses (see notifier.providers.selection)."""
+        """The provider ``channel`` uses first (see notifier.providers.selection)."""
         return provider_for(self.settings, channel)
 
-    def channel(self, name: str) -> Channel:
-        """This thread's instance of the channel's provider.
+    def providers(self, channel: str) -> list[tuple[str, int]]:
+        """Every provider of ``channel``, in order, with its weight (0: a standby)."""
+        return provider_chain(self.settings, channel)
+
+    def channel(self, name: str, provider: str | None = None) -> Channel:
+        """This thread's instance of one of the channel's providers (None: the first).
 
         One per thread: async clients (aiohttp sessions, an SMTP connection)
         belong to the event loop of the thread that made them.
         """
-        mine: dict[str, Channel] | None = getattr(self._loops, "channels", None)
+        mine: dict[tuple[str, str], Channel] | None = getattr(self._loops, "channels", None)
         if mine is None:
             mine = self._loops.channels = {}
-        if name not in mine:
-            provider = self.provider(name)
-            mine[name] = channels.create(
+        provider = provider or self.provider(name)
+        if (name, provider) not in mine:
+            mine[name, provider] = channels.create(
                 name, provider, **provider_options(self.settings, name, provider)
             )
-        return mine[name]
+        return mine[name, provider]
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on this thread's own event loop, kept between calls."""
@@ -98,7 +111,7 @@ class Runtime:
 
     def close(self) -> None:
         """Close this thread's channels and loop, and the database pool."""
-        mine: dict[str, Channel] = getattr(self._loops, "channels", {})
+        mine: dict[tuple[str, str], Channel] = getattr(self._loops, "channels", {})
         for channel in mine.values():
             with contextlib.suppress(Exception):  # best effort: the process is ending
                 self.run_async(channel.aclose())

@@ -10,6 +10,7 @@ environment variable wins over a file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -245,7 +246,16 @@ class Settings(BaseSettings):
     """Backoff between POSTs: base × 2^(attempt−1), capped at max, jittered to ½–1×."""
 
     providers: dict[str, str] = {}
-    """Force a provider per channel (``{"sms": "sandbox"}``); otherwise credentials decide."""
+    """The providers of a channel, in order (``NOTIFIER_PROVIDERS__SMS=mitake,twilio``), with
+    optional weights (``mitake:3,twilio:1``); otherwise credentials decide. See
+    notifier/providers/selection.py."""
+    circuit_open_seconds: float = Field(300, gt=0)
+    """How long a provider's circuit stays open (its sends held) before one probe send."""
+    receipt_stall_seconds: float = Field(900, gt=0)
+    """A reporting provider's send still without a report after this long is overdue."""
+    receipt_stall_count: int = Field(20, ge=1)
+    """With this many overdue sends a provider's receipts stall: traffic moves to the
+    channel's next provider until they drop below (reported, or ``unknown``)."""
     push_ttl_hours: float = Field(72, gt=0, le=28 * 24)
     """The longest a push waits for an offline device (FCM keeps one 4 weeks at most);
     a notice about a bill expires sooner, at the end of its due date (flows/push_terms.py)."""
@@ -287,6 +297,13 @@ class Settings(BaseSettings):
     bounces: BounceSettings = BounceSettings()
     fcm: FcmSettings = FcmSettings()
     ingest: IngestSettings = IngestSettings()
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_lists(cls, value: dict[str, str]) -> dict[str, str]:
+        for channel, chain in value.items():
+            parse_provider_chain(chain, field=f"NOTIFIER_PROVIDERS__{channel.upper()}")
+        return value
 
     @field_validator("retention_days")
     @classmethod
@@ -402,6 +419,28 @@ def _secrets(model: BaseModel, prefix: str) -> Iterator[tuple[str, SecretStr]]:
             yield f"{prefix}{name.upper()}", value
         elif isinstance(value, BaseModel):
             yield from _secrets(value, f"{prefix}{name.upper()}__")
+
+
+_PROVIDER_ENTRY = re.compile(r"([a-z][a-z0-9_-]{0,31})(?::(\d{1,4}))?")
+
+
+def parse_provider_chain(chain: str, *, field: str) -> list[tuple[str, int | None]]:
+    """``"mitake:3,twilio"`` → ``[("mitake", 3), ("twilio", None)]``; a clear error naming ``field``."""
+    entries: list[tuple[str, int | None]] = []
+    for raw in chain.split(","):
+        entry = _PROVIDER_ENTRY.fullmatch(raw.strip())
+        if entry is None:
+            raise ValueError(
+                f"{field}: {raw.strip()!r} is not a provider name with an optional weight "
+                f"(e.g. mitake,twilio or mitake:3,twilio:1)"
+            )
+        name, weight = entry.group(1), entry.group(2)
+        if name in (seen[0] for seen in entries):
+            raise ValueError(f"{field}: provider {name!r} is listed twice")
+        entries.append((name, int(weight) if weight is not None else None))
+    if all(weight == 0 for _, weight in entries):
+        raise ValueError(f"{field}: at least one provider needs a weight above 0")
+    return entries
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,11 @@ token contains             answer                                       firebase
 ``unavailable``            503 UNAVAILABLE                              ``UnavailableError``
 ``invalid``                400 INVALID_ARGUMENT, "The registration      ``InvalidArgumentError``
                            token is not a valid FCM registration token"
+``sender-mismatch``        403 PERMISSION_DENIED, errorCode              ``SenderIdMismatchError``
+                           SENDER_ID_MISMATCH (another project's token,
+                           or our project id is wrong)
+``third-party-auth``       401 UNAUTHENTICATED, errorCode                ``ThirdPartyAuthError``
+                           THIRD_PARTY_AUTH_ERROR (our APNs key)
 ``stall``                  accepted (recorded), then the answer waits   a timeout on the client
                            ``stall_seconds``: a push that went out
                            though the sender never heard so
@@ -108,6 +113,10 @@ _QUOTA = _error(
 )
 _UNAVAILABLE = _error(503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE")
 _UNREGISTERED = _error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
+_SENDER_MISMATCH = _error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH")
+_THIRD_PARTY_AUTH = _error(
+    401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR"
+)
 _INVALID_TOKEN = _error(
     400,
     "INVALID_ARGUMENT",
@@ -190,6 +199,10 @@ class _FcmHandler(JsonHandler):
             return 503, _UNAVAILABLE, None
         if "invalid" in token:
             return 400, _INVALID_TOKEN, None
+        if "sender-mismatch" in token:
+            return 403, _SENDER_MISMATCH, None
+        if "third-party-auth" in token:
+            return 401, _THIRD_PARTY_AUTH, None
         notification = message.get("notification") or {}
         received = FcmReceived(
             token,

@@ -29,6 +29,12 @@ Speaks enough of ``https://api.twilio.com/2010-04-01`` for the real twilio SDK:
   accept=False)`` holds the answer of a send it drops: the timeout looks the
   same to the client, and Twilio has no record.
 
+Account-level refusals (our side broken, not the number):
+``refuse_account(20003)`` answers every create as if the credentials were
+wrong (401), ``20005`` as a suspended account (401), ``21212`` / ``21606`` as a
+``From`` number Twilio will not send from (400); ``refuse_account(None)``
+puts the account right again.
+
 Magic ``To`` numbers, like Twilio's test credentials
 (https://www.twilio.com/docs/iam/test-credentials), for Messages and Calls:
 
@@ -108,6 +114,13 @@ _REFUSED = {
     "21610": (21610, "Attempt to send to unsubscribed recipient"),
     "21614": (21614, "'To' number {to} is not a valid mobile number"),
 }
+# Account-level refusals: code → (HTTP status, message).
+_ACCOUNT_REFUSALS = {
+    20003: (401, "Authenticate"),
+    20005: (401, "Account not active"),
+    21212: (400, "The 'From' number is not a valid phone number, shortcode, or alphanumeric ID."),
+    21606: (400, "The 'From' phone number provided is not a valid message-capable number."),
+}
 # To-suffix → how a call ends when nobody answers.
 _CALL_ENDINGS = {"0486": "busy", "0487": "no-answer"}
 # To-suffix → who answering-machine detection says took the call (else a person).
@@ -167,6 +180,13 @@ class _TwilioHandler(JsonHandler):
                 _error(20003, "Authenticate", 401),
                 {"WWW-Authenticate": 'Basic realm="Twilio API"'},
             )
+            return
+        refusal = sim.account_refusal
+        if refusal is not None:
+            status, text = _ACCOUNT_REFUSALS[refusal]
+            with sim.lock:
+                sim.refused_requests += 1
+            self.send_json(status, _error(refusal, text, status))
             return
         fault = sim.faults.draw()
         if fault == "server_error":
@@ -236,6 +256,8 @@ class TwilioSimulator(HttpSimulator):
         self.calls: list[dict[str, Any]] = []
         self.call_updates: list[dict[str, Any]] = []
         self.callbacks_sent: list[dict[str, Any]] = []
+        self.account_refusal: int | None = None
+        self.refused_requests = 0
         self._validator = RequestValidator(auth_token)
         self._callback_threads: list[threading.Thread] = []
         self.callbacks_open = threading.Event()
@@ -249,6 +271,8 @@ class TwilioSimulator(HttpSimulator):
         self.wait_callbacks()
         with self.lock:
             self.faults = faults or FaultMix()
+            self.account_refusal = None
+            self.refused_requests = 0
             self.messages.clear()
             self.calls.clear()
             self.call_updates.clear()
@@ -300,6 +324,13 @@ class TwilioSimulator(HttpSimulator):
             "start": 0,
             "uri": uri,
         }
+
+    def refuse_account(self, code: int | None) -> None:
+        """Answer every create with this account-level error (None: accept again)."""
+        if code is not None and code not in _ACCOUNT_REFUSALS:
+            raise ValueError(f"refuse_account: one of {sorted(_ACCOUNT_REFUSALS)}, not {code!r}")
+        with self.lock:
+            self.account_refusal = code
 
     def authorized(self, header: str | None, path_sid: str) -> bool:
         """Whether the basic credentials are ours and the path names our account."""

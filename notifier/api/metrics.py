@@ -57,6 +57,7 @@ def _registry(request: Request, rt: Runtime) -> CollectorRegistry:
                     rt.db,
                     ttl=rt.settings.metrics_cache_seconds,
                     queue_depths=lambda: _queue_depths(rt),
+                    circuits=rt.circuits.states,
                 )
             )
             request.app.state.metrics_registry = registry

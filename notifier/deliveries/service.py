@@ -799,3 +799,19 @@ def ambiguous_overdue(
         .limit(limit)
     ).all()
     return [(delivery_id, channel) for delivery_id, channel in rows if delivery_id is not None]
+
+
+def overdue_receipts(session: Session, *, provider: str, older_than: datetime, limit: int) -> int:
+    """How many of ``provider``'s sends, up to ``limit``, wait for a report since before
+    ``older_than`` (the receipt sweep's index answers it)."""
+    overdue = (
+        select(Delivery.id)
+        .where(
+            col(Delivery.status) == DeliveryStatus.SENT,
+            col(Delivery.provider) == provider,
+            col(Delivery.updated_at) < older_than,
+        )
+        .limit(limit)
+        .subquery()
+    )
+    return int(session.exec(select(sa.func.count()).select_from(overdue)).one())

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from channels import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendOutcome,
     SendResult,
     TransientChannelError,
@@ -51,11 +53,14 @@ from notifier.deliveries import callback_tokens
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.deliveries.service import Claim
+from notifier.flows import provider_routes
 from notifier.flows.fallback import forget_recipients, record_opt_out, retry_delay, start_fallback
 from notifier.flows.push_terms import push_terms
 from notifier.flows.reports import apply_report
 from notifier.flows.restate import restate_claims
 from notifier.notices.rendering import TemplateError
+from notifier.privacy.masking import redact_echo
+from notifier.providers.circuits import Verdict
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
@@ -70,6 +75,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 REPORTING_PROVIDERS = frozenset({"twilio", "mitake"})
+_CLOSED = Verdict("closed")
+# A credential, a SID or a push token: letters and digits, 20 or more (not a code such as
+# THIRD_PARTY_AUTH_ERROR, which has no digit).
+_TOKEN_LIKE = re.compile(r"\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
 MAX_RATE_WAIT = 10.0
 """Longer than this, a send gives its worker back and is retried at its slot."""
 RENEWALS_PER_LEASE = 3
@@ -236,29 +245,27 @@ def deliver_batch(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
         claims = _hold_back(rt, session, claims, notifications, now, outcome)
         restate_claims(rt, session, claims, notifications, now)
         due_dates = _push_due_dates(session, claims, notifications)
-        messages = [
-            _message(rt, c.delivery, notifications[c.delivery.notification_id], due_dates, now)
-            for c in claims
-        ]
-        seals = {
-            m.delivery_id: seal(rt, c.delivery, content_sha256(m))
-            for c, m in zip(claims, messages, strict=True)
-        }
-    by_channel: dict[str, list[int]] = {}
-    for index, claim in enumerate(claims):
-        by_channel.setdefault(claim.delivery.channel, []).append(index)
+    # After the claim's transaction: a probe taken in the database circuits is a write of its own.
+    routes = provider_routes.routes(rt, claims, reporting=REPORTING_PROVIDERS)
     with LeaseKeeper(rt, claims, claimed_at=claimed_at) as keeper:
-        for name, indexes in by_channel.items():
-            outcome.merge(
-                _send(
+        for route in routes:
+            messages = [
+                _message(
                     rt,
-                    keeper,
-                    rt.channel(name),
-                    [claims[i] for i in indexes],
-                    [messages[i] for i in indexes],
-                    seals,
+                    c.delivery,
+                    notifications[c.delivery.notification_id],
+                    due_dates,
+                    now,
+                    route.provider,
                 )
-            )
+                for c in route.claims
+            ]
+            seals = {
+                m.delivery_id: seal(rt, c.delivery, content_sha256(m))
+                for c, m in zip(route.claims, messages, strict=True)
+            }
+            channel = rt.channel(route.channel, route.provider)
+            outcome.merge(_send(rt, keeper, channel, route.claims, messages, seals, route.verdict))
     return outcome
 
 
@@ -269,9 +276,28 @@ def _send(
     claims: list[Claim],
     messages: list[Message],
     seals: dict[int, dict[str, str]],
+    verdict: Verdict = _CLOSED,
 ) -> BatchOutcome:
-    """Send one channel's claimed messages at their rate slots, then record the outcomes."""
+    """Send one channel's claimed messages at their rate slots, then record the outcomes.
+
+    ``verdict``: the provider's circuit. Open, nothing is sent (the claims wait
+    for its probe time); the probe, the first message goes alone, and the rest
+    follow if it closed the circuit, or wait for the next probe if not.
+    """
     outcome = BatchOutcome()
+    if verdict.state == "open":
+        return _later(rt, claims, verdict.wait, reason=_circuit_reason(channel.provider, verdict))
+    if verdict.state == "probe" and len(claims) > 1:
+        outcome.merge(_send(rt, keeper, channel, claims[:1], messages[:1], seals, verdict))
+        now, period = rt.clock().timestamp(), rt.settings.circuit_open_seconds
+        after = rt.circuits.check(channel.provider, now=now, open_seconds=period)
+        if after.state != "closed":
+            wait = after.wait if after.state == "open" else period
+            rest = _later(rt, claims[1:], wait, reason=_circuit_reason(channel.provider, after))
+        else:
+            rest = _send(rt, keeper, channel, claims[1:], messages[1:], seals)
+        outcome.merge(rest)
+        return outcome
     held = {c.delivery.id for c in keeper.held(claims)}
     if len(held) < len(claims):
         # Another worker owns these now (or may): sending them here would be the second send.
@@ -308,6 +334,7 @@ def _send(
         log.exception("%s: a batch of %d failed as a whole", channel.provider, len(claims))
         error = TransientChannelError(f"{type(exc).__name__}: {exc}", code="unexpected")
         sent = [error] * len(claims)
+    _follow_circuit(rt, channel.provider, verdict, sent)
     # An accepted send's timeline entry says what went out (the service record's proof).
     sent = [
         replace(result, detail={**result.detail, **seals.get(message.delivery_id, {})})
@@ -317,6 +344,35 @@ def _send(
     ]
     outcome.merge(_record_while_leased(rt, list(zip(claims, sent, strict=True))))
     return outcome
+
+
+def _circuit_reason(provider: str, verdict: Verdict) -> str:
+    return f"provider {provider} circuit open: {verdict.reason}"
+
+
+def _provider_reason(exc: ProviderChannelError) -> str:
+    """The error as the ops pages show it: no number, address or credential-like token."""
+    return _TOKEN_LIKE.sub("***", redact_echo(str(exc), ""))
+
+
+def _follow_circuit(
+    rt: Runtime, provider: str, verdict: Verdict, sent: Sequence[SendOutcome]
+) -> None:
+    """Open the provider's circuit on a ProviderChannelError; close it on a probe that worked."""
+    ours = [r for r in sent if isinstance(r, ProviderChannelError)]
+    for error in ours:
+        error.provider = error.provider or provider
+    if ours:
+        now = rt.clock().timestamp()
+        period = rt.settings.circuit_open_seconds
+        reason = _provider_reason(ours[0])
+        if rt.circuits.trip(provider, reason, now=now, open_seconds=period):
+            log.error("provider %s circuit open: %s", provider, reason)
+        return
+    # Accepted, or refused for the recipient's sake: either way our account works again.
+    worked = not all(isinstance(r, TransientChannelError) for r in sent)
+    if verdict.state == "probe" and worked and rt.circuits.close(provider):
+        log.warning("provider %s circuit closed: the probe send went through", provider)
 
 
 def _record_while_leased(rt: Runtime, sends: list[tuple[Claim, SendOutcome]]) -> BatchOutcome:
@@ -447,11 +503,12 @@ def _message(
     notification: Notification,
     due_dates: dict[str, date],
     now: datetime,
+    provider: str,
 ) -> Message:
     assert delivery.id is not None
     content = delivery.content
     callback_url = menu_url = machine_url = None
-    if rt.provider(delivery.channel) == "twilio":
+    if provider == "twilio":
         # Opaque, signed and dated tokens, not the delivery id (callback_tokens.py).
         key = callback_tokens.signing_key(rt.settings)
         status_token = callback_tokens.issue(key, delivery.id, purpose="status", now=now)
@@ -461,7 +518,7 @@ def _message(
             menu_url = callback_tokens.callback_url(rt.settings, "gather", menu_token)
             machine_token = callback_tokens.issue(key, delivery.id, purpose="machine", now=now)
             machine_url = callback_tokens.callback_url(rt.settings, "machine", machine_token)
-    elif rt.provider(delivery.channel) == "mitake" and rt.settings.mitake.callback:
+    elif provider == "mitake" and rt.settings.mitake.callback:
         # Mitake signs nothing: this token is all that vouches for its reports.
         key = callback_tokens.signing_key(rt.settings)
         token = callback_tokens.issue(key, delivery.id, purpose="status", now=now)
@@ -477,7 +534,7 @@ def _message(
         **({"usage_period": notification.usage_period} if notification.usage_period else {}),
     }
     return_path = None
-    if delivery.channel == "email" and rt.provider("email") == "smtp":
+    if delivery.channel == "email" and provider == "smtp":
         # Bounces come back to a signed address naming this delivery (notifier.bounces.verp).
         return_path = verp.bounce_address(rt.settings, delivery.id, now=now)
     terms = None
@@ -570,7 +627,9 @@ def record_outcomes(rt: Runtime, sends: Sequence[tuple[Claim, SendOutcome]]) -> 
         # A provider's report can beat our own record of the send.
         early = deliveries.early_reports(session, reporting)
         for claim, error in sends:
-            if isinstance(error, AmbiguousChannelError):
+            if isinstance(error, ProviderChannelError):
+                _held_by_circuit(rt, session, claim, error, now, outcome)
+            elif isinstance(error, AmbiguousChannelError):
                 _ambiguous(rt, session, claim, error, now, outcome)
             elif isinstance(error, TransientChannelError):
                 _transient(rt, session, claim, error, now, outcome)
@@ -589,6 +648,36 @@ def _detail(result: SendResult) -> dict[str, object]:
     if result.rejected:
         detail["rejected"] = len(result.rejected)
     return detail
+
+
+def _held_by_circuit(
+    rt: Runtime,
+    session: Session,
+    claim: Claim,
+    exc: ProviderChannelError,
+    now: datetime,
+    outcome: BatchOutcome,
+) -> None:
+    """Our provider account failed, not the customer: back to ``queued``, no attempt counted,
+    no fallback, no recipient marked. Due at the probe time, or at once when the channel has
+    another provider to go to (flows/provider_routes.py routes it there)."""
+    alone = len(rt.providers(claim.delivery.channel)) == 1
+    delay = rt.settings.circuit_open_seconds if alone else 0.0
+    moved = deliveries.transition(
+        session,
+        claim,
+        DeliveryStatus.QUEUED,
+        now=now,
+        available_at=now + timedelta(seconds=delay),
+        detail={
+            "reason": f"provider {exc.provider} circuit open: {_provider_reason(exc)}",
+            "code": exc.code,
+            "retry_in": round(delay, 1),
+        },
+    )
+    if moved and claim.delivery.id is not None:
+        outcome.statuses[claim.delivery.id] = DeliveryStatus.QUEUED
+        outcome.retry(claim.delivery, delay)
 
 
 def _transient(

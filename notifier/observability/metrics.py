@@ -58,6 +58,7 @@ from notifier.db import Database
 from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus, Notification
 from notifier.escalation.models import CaseStatus, Escalation
 from notifier.events.models import Event
+from notifier.providers.circuits import CircuitState
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -155,6 +156,7 @@ class Snapshot:
     escalations_open: dict[tuple[str, str], int] = field(default_factory=dict)
     timeline: Timeline = field(default_factory=Timeline)
     queue_depths: dict[str, int | None] = field(default_factory=dict)
+    circuits: list[CircuitState] = field(default_factory=list)
     at: float = 0.0
     seconds: float = 0.0
 
@@ -352,11 +354,13 @@ class DatabaseCollector(Collector):
         *,
         ttl: float,
         queue_depths: Callable[[], Mapping[str, int | None]] | None = None,
+        circuits: Callable[[], Sequence[CircuitState]] | None = None,
         settle: float = SETTLE_SECONDS,
     ) -> None:
         self.db = db
         self.ttl = ttl
         self.queue_depths = queue_depths
+        self.circuits = circuits
         self.timeline = TimelineTotals(settle=settle)
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
@@ -376,6 +380,8 @@ class DatabaseCollector(Collector):
                 snap.timeline = self.timeline.read(session)
             if self.queue_depths is not None:
                 snap.queue_depths = dict(self.queue_depths())
+            if self.circuits is not None:
+                snap.circuits = list(self.circuits())
             snap.seconds = time.perf_counter() - started
             self._snapshot = snap
             return snap
@@ -443,6 +449,23 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         if depth is not None:
             queues.add_metric([queue], depth)
     yield queues
+
+    circuit_open = GaugeMetricFamily(
+        "notifier_provider_circuit_open",
+        "1 while the provider's circuit is open (its sends held: our account, credentials or "
+        "sender were refused), else 0.",
+        labels=["provider"],
+    )
+    openings = CounterMetricFamily(
+        "notifier_provider_circuit_openings",
+        "Times the provider's circuit opened.",
+        labels=["provider"],
+    )
+    for circuit in snap.circuits:
+        circuit_open.add_metric([circuit.provider], 1 if circuit.open else 0)
+        openings.add_metric([circuit.provider], circuit.openings)
+    yield circuit_open
+    yield openings
 
     escalations = GaugeMetricFamily(
         "notifier_escalations_open",

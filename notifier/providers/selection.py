@@ -1,25 +1,42 @@
-"""Which provider each channel uses, and its options, from Settings alone.
+"""Which providers each channel uses, and their options, from Settings alone.
 
 Real providers switch on when their credentials are set; otherwise the
-sandbox records what would have been sent. ``NOTIFIER_PROVIDERS`` can force a
-choice per channel. Postcards always go to the print queue, printed in
-daily batches (``notifier postcards batch``).
+sandbox records what would have been sent. ``NOTIFIER_PROVIDERS`` can name
+the providers of a channel, in order, with weights: ``mitake,twilio`` sends
+everything through mitake and moves to twilio only while mitake is unhealthy
+(no weights: the first is weight 1, the others 0, standbys);
+``mitake:3,twilio:1`` splits the traffic 3:1 among the healthy ones (a
+provider without a weight then weighs 1; weight 0 is a standby). Which one is
+healthy at the moment is decided by the delivery flow (flows/provider_routes.py).
+Postcards always go to the print queue, printed in daily batches
+(``notifier postcards batch``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from notifier.settings import Settings
+from notifier.settings import Settings, parse_provider_chain
 
-__all__ = ["provider_for", "provider_options"]
+__all__ = ["provider_chain", "provider_for", "provider_options"]
+
+
+def provider_chain(settings: Settings, channel: str) -> list[tuple[str, int]]:
+    """The ``channel``'s providers in order, each with its weight (0: a standby)."""
+    listed = settings.providers.get(channel)
+    if not listed:
+        return [(provider_for(settings, channel), 1)]
+    entries = parse_provider_chain(listed, field=f"NOTIFIER_PROVIDERS__{channel.upper()}")
+    if all(weight is None for _, weight in entries):
+        return [(name, 1 if i == 0 else 0) for i, (name, _) in enumerate(entries)]
+    return [(name, 1 if weight is None else weight) for name, weight in entries]
 
 
 def provider_for(settings: Settings, channel: str) -> str:
-    """The provider name the ``channel`` uses under ``settings``."""
+    """The provider name the ``channel`` uses first under ``settings``."""
     forced = settings.providers.get(channel)
     if forced:
-        return forced
+        return parse_provider_chain(forced, field=f"NOTIFIER_PROVIDERS__{channel.upper()}")[0][0]
     twilio, smtp, fcm = settings.twilio, settings.smtp, settings.fcm
     if channel in {"sms", "voice"} and twilio.account_sid and twilio.auth_token.get_secret_value():
         return "twilio"

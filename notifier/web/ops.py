@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from channels import CHANNEL_NAMES
 from notifier.api.deps import RuntimeDep, SessionDep
@@ -34,6 +35,7 @@ from notifier.flows import ops_actions
 from notifier.flows import unreachable as unreachable_flow
 from notifier.privacy.masking import mask_account_no
 from notifier.queues.celery_config import ALL_QUEUES
+from notifier.runtime import Runtime
 from notifier.users.service import actor_of
 from notifier.web import charts
 from notifier.web.deps import LANG_COOKIE, OpsUser, csrf_protect, redirect, render
@@ -44,6 +46,28 @@ __all__ = ["router"]
 router = APIRouter(prefix="/ops", include_in_schema=False)
 PAGE_SIZE = 50
 STATUSES = stats.STATUS_ORDER
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenCircuit:
+    provider: str
+    since: datetime
+    probe_at: datetime | None
+    reason: str
+
+
+def _open_circuits(rt: Runtime, session: Session) -> list[_OpenCircuit]:
+    """The providers whose sends are held now, for the banner (the reason holds no secret)."""
+    return [
+        _OpenCircuit(
+            provider=c.provider,
+            since=datetime.fromtimestamp(c.opened_at, UTC),
+            probe_at=datetime.fromtimestamp(c.probe_at, UTC) if c.probe_at else None,
+            reason=c.reason,
+        )
+        for c in rt.circuits.states(session=session)
+        if c.open and c.opened_at is not None
+    ]
 
 
 def _day(text: str, field: str, problems: list[str]) -> date | None:
@@ -92,6 +116,7 @@ def delivery_log(
     return render(
         request,
         "ops/log.html",
+        circuits=_open_circuits(rt, session),
         rows=rows,
         filters=kept,
         older={**kept, "before": rows[-1].id} if more and rows else None,
@@ -280,6 +305,7 @@ def dashboard(
     return render(
         request,
         "ops/dashboard.html",
+        circuits=_open_circuits(rt, session),
         hourly=hourly,
         daily=daily,
         hourly_svg=charts.stacked_bars(

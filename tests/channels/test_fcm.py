@@ -25,6 +25,7 @@ from channels import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendOutcome,
     SendResult,
     TransientChannelError,
@@ -348,6 +349,21 @@ FAILURES = [
     ),
     ("quota", ("device-quota",), TransientChannelError, "QUOTA_EXCEEDED", None),
     ("unavailable", ("device-unavailable",), TransientChannelError, "UNAVAILABLE", None),
+    # Our project or APNs key, not the tokens: none is rejected (none forgotten).
+    (
+        "sender-mismatch",
+        ("device-sender-mismatch",),
+        ProviderChannelError,
+        "SENDER_ID_MISMATCH",
+        None,
+    ),
+    (
+        "mismatch-and-dead",
+        ("device-sender-mismatch", "device-unregistered"),
+        ProviderChannelError,
+        "SENDER_ID_MISMATCH",
+        None,
+    ),
     # Nothing accepted and one transient: retry the lot rather than give up on push.
     (
         "dead-and-busy",
@@ -377,6 +393,8 @@ def test_failures_map_to_our_errors(
     assert raised.value.code == code  # type: ignore[attr-defined]
     if rejected is not None:
         assert raised.value.rejected == rejected  # type: ignore[attr-defined]
+    else:
+        assert getattr(raised.value, "rejected", ()) == (), "no token blamed"
     assert isinstance(raised.value.__cause__, firebase_admin.exceptions.FirebaseError)
     assert fcm.received == []
     assert fcm.requests == len(tokens), "sdk_retries=False must send each message once"
@@ -389,21 +407,30 @@ def test_quota_passes_on_retry_after(fcm: FcmSimulator) -> None:
     assert raised.value.retry_after == float(FcmSimulator.retry_after_seconds)
 
 
-def test_wrong_access_token_is_a_configuration_error(fcm: FcmSimulator) -> None:
-    with pytest.raises(PermanentChannelError) as raised:
+def test_wrong_access_token_is_the_providers_fault(fcm: FcmSimulator) -> None:
+    with pytest.raises(ProviderChannelError) as raised:
         send(fcm.base_url, notice("device-a", "device-b"), access_token="expired-token")
 
     assert raised.value.code == "UNAUTHENTICATED"
-    assert raised.value.rejected == (), "no token is to blame for our credentials"
+    assert not isinstance(raised.value, PermanentChannelError), "no token is to blame"
     assert isinstance(raised.value.__cause__, firebase_admin.exceptions.UnauthenticatedError)
 
 
-def test_wrong_project_is_a_configuration_error(fcm: FcmSimulator) -> None:
-    with pytest.raises(PermanentChannelError) as raised:
+def test_an_apns_auth_error_is_the_providers_fault(fcm: FcmSimulator) -> None:
+    # A 401 answer: google-auth refreshes the credential and asks again, as for any 401.
+    with pytest.raises(ProviderChannelError) as raised:
+        send(fcm.base_url, notice("device-third-party-auth"))
+
+    assert raised.value.code == "THIRD_PARTY_AUTH_ERROR"
+    assert isinstance(raised.value.__cause__, firebase_admin.messaging.ThirdPartyAuthError)
+    assert fcm.received == []
+
+
+def test_wrong_project_is_the_providers_fault(fcm: FcmSimulator) -> None:
+    with pytest.raises(ProviderChannelError) as raised:
         send(fcm.base_url, notice("device-a"), project_id="someone-elses-project")
 
     assert raised.value.code == "PERMISSION_DENIED"
-    assert raised.value.rejected == ()
 
 
 def test_stopped_simulator_is_transient() -> None:

@@ -22,6 +22,7 @@ from channels import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendOutcome,
     SendResult,
     TransientChannelError,
@@ -155,7 +156,7 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any], type[ChannelError], 
         "a@example.com",
         {"require_auth": ("notifier", "s3cret")},
         {"username": "notifier", "password": "wrong"},
-        PermanentChannelError,
+        ProviderChannelError,
         "535",
     ),
     (
@@ -163,7 +164,7 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any], type[ChannelError], 
         "a@example.com",
         {"require_auth": ("notifier", "s3cret")},
         {},
-        PermanentChannelError,
+        ProviderChannelError,
         "530",
     ),
     (
@@ -204,15 +205,15 @@ def test_a_refusal_maps_to_its_error_class(
         assert caught.value.rejected == (recipient,)
 
 
-def test_a_wrong_password_is_called_a_configuration_error() -> None:
+def test_a_wrong_password_is_the_providers_fault_not_the_address() -> None:
     with SmtpCatcher(require_auth=("notifier", "s3cret")) as catcher:
         channel = email_channel(catcher, username="notifier", password="wrong")
 
-        with pytest.raises(PermanentChannelError) as caught:
+        with pytest.raises(ProviderChannelError) as caught:
             send_all(channel, message())
 
-    assert "configuration" in caught.value.reason
-    assert caught.value.rejected == ()  # the customer's address is not at fault
+    assert "username and password" in caught.value.reason
+    assert not isinstance(caught.value, PermanentChannelError)  # the address is not at fault
 
 
 def test_the_right_password_is_accepted() -> None:

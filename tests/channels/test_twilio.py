@@ -27,6 +27,7 @@ from channels import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendResult,
     TransientChannelError,
     speech,
@@ -211,6 +212,7 @@ class ErrorCase:
     rejected: bool = False
     opt_out: bool = False
     retry_after: float | None = None
+    account_refusal: int | None = None
 
 
 ERROR_CASES = [
@@ -228,15 +230,26 @@ ERROR_CASES = [
     ErrorCase(
         "server error", faults=FaultMix(server_error=1.0), error=TransientChannelError, code="20500"
     ),
+    # Our account, credentials or sender: the provider's fault, never the number's.
+    *(
+        ErrorCase(name, error=ProviderChannelError, code=str(code), account_refusal=code)
+        for name, code in (
+            ("wrong credentials", 20003),
+            ("account not active", 20005),
+            ("invalid From number", 21212),
+            ("From not message-capable", 21606),
+        )
+    ),
 ]
 
 
 @pytest.mark.parametrize("kind", ["sms", "voice"])
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.name)
-def test_twilio_errors_map_to_transient_or_permanent(
+def test_twilio_errors_map_to_transient_permanent_or_the_providers(
     sim: TwilioSimulator, kind: str, case: ErrorCase
 ) -> None:
     sim.reset(case.faults)
+    sim.refuse_account(case.account_refusal)
     channel = sms(sim.base_url) if kind == "sms" else voice(sim.base_url)
 
     error = failure(channel, message(kind, case.to))
@@ -247,17 +260,19 @@ def test_twilio_errors_map_to_transient_or_permanent(
     if isinstance(error, PermanentChannelError):
         assert error.rejected == ((case.to,) if case.rejected else ())
         assert error.opt_out is case.opt_out
-    else:
-        assert isinstance(error, TransientChannelError)
+    elif isinstance(error, TransientChannelError):
         assert error.retry_after == case.retry_after
     assert sim.messages == [] and sim.calls == []
 
 
-def test_a_wrong_auth_token_is_permanent_and_rejects_nobody(sim: TwilioSimulator) -> None:
+def test_a_wrong_auth_token_is_the_providers_fault_and_blames_nobody(
+    sim: TwilioSimulator,
+) -> None:
     error = failure(sms(sim.base_url, auth_token="not-the-token"), message("sms"))
 
-    assert isinstance(error, PermanentChannelError)
-    assert (error.code, error.rejected, error.opt_out) == ("20003", (), False)
+    assert type(error) is ProviderChannelError
+    assert error.code == "20003"
+    assert not isinstance(error, PermanentChannelError), "no fallback, no number blamed"
 
 
 def test_a_twilio_that_refuses_connections_is_transient() -> None:
@@ -419,7 +434,12 @@ def test_a_body_over_twilios_limit_is_refused_before_sending(sim: TwilioSimulato
     [
         (TwilioRestException(400, "/x", "bad", 21211), PermanentChannelError, ("+886",), False),
         (TwilioRestException(400, "/x", "stop", 21610), PermanentChannelError, ("+886",), True),
-        (TwilioRestException(401, "/x", "auth", 20003), PermanentChannelError, (), False),
+        (TwilioRestException(401, "/x", "auth", 20003), ProviderChannelError, None, None),
+        (TwilioRestException(401, "/x", "inactive", 20005), ProviderChannelError, None, None),
+        (TwilioRestException(400, "/x", "from", 21212), ProviderChannelError, None, None),
+        (TwilioRestException(400, "/x", "from", 21606), ProviderChannelError, None, None),
+        (TwilioRestException(403, "/x", "forbidden", 20403), ProviderChannelError, None, None),
+        (TwilioServiceException("t", "auth", 401, 20003), ProviderChannelError, None, None),
         (TwilioRestException(404, "/x", "gone", 20404), PermanentChannelError, (), False),
         (TwilioRestException(429, "/x", "slow", 20429), TransientChannelError, None, None),
         (TwilioRestException(503, "/x", "down", 503), TransientChannelError, None, None),
