@@ -29,7 +29,7 @@ Status codes of a send (``statuscode``) and what they become here::
 
     0 1 2 4                      accepted (scheduled, at the carrier, delivered)
     v                            PermanentChannelError(rejected=(to,)): invalid number
-    c d e f h k m n p s          PermanentChannelError(code="mitake:<c>"): our account
+    c d e f h k m n p s          ProviderChannelError(code="mitake:<c>"): our account
                                  (ACCOUNT_FAULT_CODES: credentials, expired or disabled
                                  account, IP not registered, no HTTP permission, no points)
     * a b l r                    TransientChannelError: Mitake busy or paused
@@ -80,6 +80,7 @@ from channels.base import (
     ChannelError,
     Message,
     PermanentChannelError,
+    ProviderChannelError,
     SendResult,
     TransientChannelError,
 )
@@ -299,8 +300,8 @@ def _status_error(code: str, *, to: str | None) -> ChannelError:
     if code in BAD_NUMBER_CODES and to is not None:
         return PermanentChannelError(reason, code=tagged, rejected=(to,))
     if code in ACCOUNT_FAULT_CODES:
-        return PermanentChannelError(
-            f"{reason} (our Mitake account, not the customer)", code=tagged
+        return ProviderChannelError(
+            f"{reason} (our Mitake account, not the customer)", code=tagged, provider="mitake"
         )
     if code in BUSY_CODES:
         return TransientChannelError(reason, code=tagged)

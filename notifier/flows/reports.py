@@ -21,7 +21,7 @@ and go on down the fallback like a failed call. The detection's own report
 (notifier/escalation/proof.py).
 
 A failed report's ``error_code`` says what is wrong with the number, and is
-acted on before the fallback is chosen: Twilio's 30003/30005 (unreachable,
+acted on before the fallback is chosen: Twilio's 30003/30005 and Mitake's 6 (unreachable,
 unknown destination) mark the phone invalid on the account (no SMS, no call
 to it, and the fallback skips it); 30006 (a landline) marks it as taking no
 SMS, so the fallback and later notices call it instead
@@ -57,7 +57,11 @@ _FINAL = {
     "short_call": DeliveryStatus.UNDELIVERED,
 }
 _TRY_AGAIN = {"busy", "no-answer"}
-UNREACHABLE_CODES = {"30003": "unreachable", "30005": "unknown_destination"}
+UNREACHABLE_CODES = {
+    "30003": "unreachable",
+    "30005": "unknown_destination",
+    "mitake:6": "unknown_destination",  # Mitake's StatusFlag 6: no such subscriber
+}
 """Twilio's codes that say the number reaches nobody, and the reason marked on the account."""
 NO_SMS_CODES = frozenset({"30006"})
 """Twilio: landline or unreachable carrier; the number may still take a call."""

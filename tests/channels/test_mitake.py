@@ -13,7 +13,13 @@ from urllib.request import ProxyHandler, Request, build_opener
 import pytest
 
 import channels
-from channels import Message, PermanentChannelError, SendResult, TransientChannelError
+from channels import (
+    Message,
+    PermanentChannelError,
+    ProviderChannelError,
+    SendResult,
+    TransientChannelError,
+)
 from channels.base import ChannelError
 from channels.mitake_sms import (
     ACCOUNT_FAULT_CODES,
@@ -154,16 +160,16 @@ def test_an_answer_that_never_came_is_asked_again_and_sent_once(sim: MitakeSimul
 @pytest.mark.parametrize(
     ("code", "kind", "rejected"),
     [
-        ("c", PermanentChannelError, False),
-        ("d", PermanentChannelError, False),
-        ("e", PermanentChannelError, False),
-        ("f", PermanentChannelError, False),
-        ("h", PermanentChannelError, False),
-        ("k", PermanentChannelError, False),
-        ("m", PermanentChannelError, False),
-        ("n", PermanentChannelError, False),
-        ("p", PermanentChannelError, False),
-        ("s", PermanentChannelError, False),
+        ("c", ProviderChannelError, False),
+        ("d", ProviderChannelError, False),
+        ("e", ProviderChannelError, False),
+        ("f", ProviderChannelError, False),
+        ("h", ProviderChannelError, False),
+        ("k", ProviderChannelError, False),
+        ("m", ProviderChannelError, False),
+        ("n", ProviderChannelError, False),
+        ("p", ProviderChannelError, False),
+        ("s", ProviderChannelError, False),
         ("*", TransientChannelError, False),
         ("a", TransientChannelError, False),
         ("b", TransientChannelError, False),
@@ -191,8 +197,8 @@ def test_each_refusal_code_maps_to_its_error(
 
 def test_a_wrong_password_is_an_account_fault_not_the_customers(sim: MitakeSimulator) -> None:
     error = _fails(_channel(sim, password="typo"), _sms())
-    assert isinstance(error, PermanentChannelError)
-    assert error.code == "mitake:e" and error.rejected == ()
+    assert isinstance(error, ProviderChannelError)  # the provider's circuit: no fallback
+    assert error.code == "mitake:e" and error.provider == "mitake"
 
 
 def test_a_number_mitake_refuses_is_rejected(sim: MitakeSimulator) -> None:
@@ -377,7 +383,7 @@ def test_a_status_query_with_bad_credentials_is_an_account_fault(sim: MitakeSimu
         finally:
             await channel.aclose()
 
-    with pytest.raises(PermanentChannelError) as caught:
+    with pytest.raises(ProviderChannelError) as caught:
         asyncio.run(run())
     assert caught.value.code == "mitake:e"
 

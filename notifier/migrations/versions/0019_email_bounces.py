@@ -1,7 +1,7 @@
 """email bounces: the address a hard bounce marked as taking no mail, when and why
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-02 14:30:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import notifier.db
 
 revision: str = "0019"
-down_revision: str | None = "0016"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
