@@ -410,7 +410,10 @@ def test_a_postcard_in_a_print_batch_is_served_by_the_batch_and_keeps_its_hashes
     assert card.channel == "postcard" and card.id is not None
     due_now(book, [card.id])
 
-    report = print_postcards(book.runtime, day=utcnow().astimezone(TAIPEI).date())
+    # Tomorrow's batch: a card queued after today's 16:00 cut-off waits for it (the test may
+    # run at any hour).
+    tomorrow = utcnow().astimezone(TAIPEI).date() + timedelta(days=1)
+    report = print_postcards(book.runtime, day=tomorrow)
 
     assert report is not None
     with book.db() as session:
