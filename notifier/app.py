@@ -30,7 +30,7 @@ from notifier.api import (
 )
 from notifier.api.errors import unstorable
 from notifier.api.limits import BodySizeLimit
-from notifier.events.schema import FieldError, error_message, field_path
+from notifier.events.schema import FieldError, capped, error_message, field_path
 from notifier.observability.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
@@ -74,13 +74,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     """422 naming each bad field as ``account.phone``, not as pydantic's ``loc`` lists."""
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldError(
-            field=field_path([part for part in error["loc"] if part != "body"]),
-            message=error_message(error),
-        )
-        for error in exc.errors()
-    ]
+    errors = capped(
+        [
+            FieldError(
+                field=field_path([part for part in error["loc"] if part != "body"]),
+                message=error_message(error),
+            )
+            for error in exc.errors()
+        ]
+    )
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         content={"detail": "invalid request", "errors": [e.model_dump() for e in errors]},

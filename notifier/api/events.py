@@ -13,7 +13,7 @@ from notifier.api.errors import KEYED, error_responses
 from notifier.auth.models import ApiKey
 from notifier.escalation import ladder
 from notifier.events import service as events
-from notifier.events.schema import EventIn, FieldError, field_errors, parse_event
+from notifier.events.schema import MAX_ERRORS, EventIn, FieldError, field_errors, parse_event
 
 __all__ = ["router"]
 
@@ -95,6 +95,7 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
     valid: list[tuple[EventIn, dict[str, Any]]] = []
     seen: set[str] = set()
     parsed: dict[int, EventIn | ValidationError] = {}
+    reported = 0
     for index, raw in enumerate(batch.events):
         try:
             parsed[index] = parse_event(raw)
@@ -111,6 +112,17 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
                 else [FieldError(field=f"events[{index}].{refused[index].field}",
                                  message=refused[index].message)]
             )  # fmt: skip
+            if reported >= MAX_ERRORS:
+                # The request's budget is spent: each further bad item says so in one line.
+                errors = [
+                    FieldError(
+                        field=f"events[{index}]",
+                        message=f"invalid; details left out past {MAX_ERRORS} errors a request",
+                    )
+                ]
+            else:
+                errors = errors[: MAX_ERRORS - reported]
+                reported += len(errors)
             event_id = raw.get("event_id")
             # Echoed back as it came; a lone surrogate (not text) escaped, so the answer encodes.
             if isinstance(event_id, str):
