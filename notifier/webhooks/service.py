@@ -67,6 +67,7 @@ __all__ = [
     "register",
     "signature_header",
     "unreachable_notifications",
+    "with_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,16 @@ def unreachable_notifications(
             )
         )
     return owe(session, callbacks)
+
+
+def with_url(session: Session, key_ids: Sequence[int]) -> list[int]:
+    """The keys among ``key_ids`` that have a callback URL."""
+    if not key_ids:
+        return []
+    rows = session.exec(
+        select(ProducerEndpoint.key_id).where(col(ProducerEndpoint.key_id).in_(key_ids))
+    ).all()
+    return sorted(rows)
 
 
 def producers_of(session: Session, account_nos: Sequence[str]) -> dict[str, list[int]]:
