@@ -29,6 +29,7 @@ from notifier.api import (
     templates,
 )
 from notifier.api.errors import unstorable
+from notifier.api.headers import PrivateAnswers
 from notifier.api.limits import BodySizeLimit
 from notifier.events.schema import FieldError, capped, error_message, field_path
 from notifier.observability.logs import AccessLog, configure_logging
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     install_web_pages(app)
     app.add_middleware(BodySizeLimit, max_bytes=rt.settings.max_body_bytes)
+    app.add_middleware(PrivateAnswers, hsts=rt.settings.mode == "deployed")
     app.add_middleware(AccessLog)  # outermost: one line per request, no query string
     return app
 
