@@ -146,7 +146,9 @@ def notification(
         rows=rows,
         timelines=timelines,
         path_taken=_path_taken(rows),
-        retryable=ops_actions.RETRYABLE,
+        retry_refused={
+            d.id: ops_actions.retry_refusal(d, timelines.get(d.id or 0, []), rows) for d in rows
+        },
         cancellable=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED),
         done=done,
         tz=rt.policy.tz,
