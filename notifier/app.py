@@ -30,8 +30,9 @@ from notifier.api import (
     templates,
 )
 from notifier.api.errors import unstorable
+from notifier.api.headers import PrivateAnswers
 from notifier.api.limits import BodySizeLimit
-from notifier.events.schema import FieldError, error_message, field_path
+from notifier.events.schema import FieldError, capped, error_message, field_path
 from notifier.observability.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     install_web_pages(app)
     app.add_middleware(BodySizeLimit, max_bytes=rt.settings.max_body_bytes)
+    app.add_middleware(PrivateAnswers, hsts=rt.settings.mode == "deployed")
     app.add_middleware(AccessLog)  # outermost: one line per request, no query string
     return app
 
@@ -75,13 +77,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     """422 naming each bad field as ``account.phone``, not as pydantic's ``loc`` lists."""
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldError(
-            field=field_path([part for part in error["loc"] if part != "body"]),
-            message=error_message(error),
-        )
-        for error in exc.errors()
-    ]
+    errors = capped(
+        [
+            FieldError(
+                field=field_path([part for part in error["loc"] if part != "body"]),
+                message=error_message(error),
+            )
+            for error in exc.errors()
+        ]
+    )
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         content={"detail": "invalid request", "errors": [e.model_dump() for e in errors]},

@@ -239,6 +239,9 @@ class Settings(BaseSettings):
 
     webhook_timeout_seconds: float = Field(10, gt=0)
     """How long a producer's callback URL has to answer one POST."""
+    callback_allow_private: bool = False
+    """Let producer callbacks go to loopback and private addresses (local demos and tests
+    only): off, a callback URL must resolve to public addresses only, in every mode."""
     webhook_max_attempts: int = Field(12, ge=1)
     """POSTs of one producer callback (on 5xx, 408, 429, timeouts) before it is failed."""
     webhook_retry_base_seconds: float = Field(10, gt=0)

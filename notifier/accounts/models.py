@@ -16,6 +16,10 @@ class Account(SQLModel, table=True):
     __tablename__ = "accounts"
 
     account_no: str = Field(primary_key=True, max_length=11)
+    producer_key_id: int | None = None
+    """The producer whose events created the account (``events.models.NO_KEY`` for the bus):
+    only its events change the contact data. None for accounts older than the rule: the next
+    producer to post about it takes it."""
     name: str | None = Field(default=None, max_length=200)
     language: str = Field(default="zh-TW", max_length=16)
     phone: str | None = Field(default=None, max_length=20)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import phonenumbers
@@ -19,10 +19,12 @@ __all__ = [
     "callable_phone",
     "get",
     "is_mobile",
+    "kept_by_another",
     "mail_to",
     "mark_email_invalid",
     "mark_phone_invalid",
     "mark_sms_unable",
+    "owners",
     "phone_marked_invalid",
     "texts_to",
     "upsert_locked",
@@ -36,20 +38,31 @@ _EMPTY_LISTS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def upsert_locked(session: Session, account_in: AccountIn) -> Account:
+def upsert_locked(
+    session: Session, account_in: AccountIn, *, producer: int | None = None
+) -> Account:
     """Create or update the account and hold its row lock until commit.
 
     The lock serialises everything done for one account (dedup, escalation),
     so two workers cannot both decide to send the same notice.
     """
-    return upsert_many_locked(session, [account_in])[account_in.account_no]
+    producers = {account_in.account_no: producer} if producer is not None else None
+    return upsert_many_locked(session, [account_in], producers=producers)[account_in.account_no]
 
 
-def upsert_many_locked(session: Session, accounts_in: Sequence[AccountIn]) -> dict[str, Account]:
+def upsert_many_locked(
+    session: Session,
+    accounts_in: Sequence[AccountIn],
+    *,
+    producers: Mapping[str, int] | None = None,
+) -> dict[str, Account]:
     """:func:`upsert_locked` for many accounts in two statements; by account number.
 
     Rows are locked in account-number order, so two batches that share
-    accounts wait for each other instead of deadlocking.
+    accounts wait for each other instead of deadlocking. ``producers`` names the
+    producer of each account's event: an account belongs to the producer that created
+    it (or, for one older than that rule, to the next that posts about it), and another
+    producer's contact data is not applied (:func:`kept_by_another`).
     """
     numbers = sorted({a.account_no for a in accounts_in})
     if not numbers:
@@ -72,6 +85,12 @@ def upsert_many_locked(session: Session, accounts_in: Sequence[AccountIn]) -> di
     }
     for account_in in accounts_in:
         account = found[account_in.account_no]
+        producer = (producers or {}).get(account_in.account_no)
+        if producer is not None and account.producer_key_id is None:
+            account.producer_key_id = producer
+            session.add(account)
+        if kept_by_another(account, producer):
+            continue
         changes = account_in.known_fields()
         if "protections" in changes:
             # The producer's list replaces its own earlier one, never what a supervisor added.
@@ -82,6 +101,28 @@ def upsert_many_locked(session: Session, accounts_in: Sequence[AccountIn]) -> di
             account.updated_at = utcnow()
             session.add(account)
     return found
+
+
+def kept_by_another(account: Account | None, producer: int | None) -> bool:
+    """Whether ``account``'s contact data belongs to a producer other than ``producer``."""
+    return (
+        account is not None
+        and producer is not None
+        and account.producer_key_id is not None
+        and account.producer_key_id != producer
+    )
+
+
+def owners(session: Session, account_nos: Collection[str]) -> dict[str, int | None]:
+    """The producer each existing account belongs to (None: not yet anyone's)."""
+    if not account_nos:
+        return {}
+    rows = session.exec(
+        select(Account.account_no, Account.producer_key_id).where(
+            col(Account.account_no).in_(sorted(account_nos))
+        )
+    ).all()
+    return dict(rows)
 
 
 def _joined(*lists: Sequence[str]) -> list[str]:

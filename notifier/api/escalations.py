@@ -32,7 +32,7 @@ from notifier.escalation.proposal import dry_run
 from notifier.escalation.sweep import queue_run
 from notifier.events.schema import PROTECTIONS, SPOKEN_LANGUAGES, Protection, SpokenLanguage
 from notifier.policy.rules import parse_policy, read_policy_file
-from notifier.privacy.text import StorableStr
+from notifier.privacy.text import Note, PersonName
 from notifier.runtime import Runtime
 
 __all__ = ["router"]
@@ -170,7 +170,7 @@ class OutcomeIn(BaseModel):
         "nobody_home",
         "paid",
     ]
-    note: StorableStr | None = Field(None, max_length=2000)
+    note: Note | None = Field(None, max_length=2000)
     promise_date: date | None = None
 
 
@@ -184,8 +184,8 @@ class AssignIn(BaseModel):
 class AgentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: StorableStr = Field(min_length=1, max_length=200)
-    area: StorableStr = Field(min_length=1, max_length=64)
+    name: PersonName = Field(min_length=1, max_length=200)
+    area: PersonName = Field(min_length=1, max_length=64)
     kind: Literal["caller", "field"]
     daily_capacity: int | None = Field(None, ge=1, le=agents_service.MAX_DAILY_CAPACITY)
     """Cases a business day; null: no limit."""

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from notifier.accounts import service as accounts
 from notifier.api.deps import RuntimeDep, require
 from notifier.api.errors import KEYED, error_responses
 from notifier.auth.models import ApiKey
+from notifier.billing import service as billing
 from notifier.escalation import ladder
 from notifier.events import service as events
-from notifier.events.schema import EventIn, FieldError, field_errors, parse_event
+from notifier.events.schema import MAX_ERRORS, EventIn, FieldError, field_errors, parse_event
 
 __all__ = ["router"]
 
@@ -54,18 +56,40 @@ def _store(
     return created
 
 
-def _refused(rt: RuntimeDep, items: dict[int, EventIn]) -> dict[int, FieldError]:
-    """Confirmations the ladder cannot take (``account.suspended`` for an account that is
-    not ``suspension_due``), by position: 422 naming the account, nothing stored."""
-    confirming = [(i, e) for i, e in items.items() if e.type in ladder.CONFIRMATIONS]
-    if not confirming:
+def _refused(rt: RuntimeDep, caller: ApiKey, items: dict[int, EventIn]) -> dict[int, FieldError]:
+    """What the ledger refuses, by position: 422 naming the field, nothing stored.
+
+    Another producer's bill (``bill.bill_no``) or contact data of an account another
+    producer keeps (the first account field sent); confirmations the ladder cannot take
+    (``account.suspended`` for an account that is not ``suspension_due``).
+    """
+    if not items:
         return {}
+    refused: dict[int, FieldError] = {}
     with rt.db.session() as session:
-        return {
-            i: FieldError(field="account.account_no", message=why)
-            for i, e in confirming
-            if (why := ladder.refusal(session, e.type, e.account.account_no))
-        }
+        bill_owner = billing.owners(session, {e.bill.bill_no for e in items.values() if e.bill})
+        account_owner = accounts.owners(session, {e.account.account_no for e in items.values()})
+        for i, e in items.items():
+            owner = bill_owner.get(e.bill.bill_no) if e.bill else None
+            if owner is not None and owner != caller.id:
+                refused[i] = FieldError(field="bill.bill_no", message=FOREIGN_BILL)
+                continue
+            sent = list(e.account.known_fields())
+            owner = account_owner.get(e.account.account_no)
+            if sent and owner is not None and owner != caller.id:
+                refused[i] = FieldError(field=f"account.{sent[0]}", message=FOREIGN_CONTACT)
+                continue
+            if e.type in ladder.CONFIRMATIONS and (
+                why := ladder.refusal(session, e.type, e.account.account_no)
+            ):
+                refused[i] = FieldError(field="account.account_no", message=why)
+    return refused
+
+
+FOREIGN_BILL = "this bill belongs to another producer"
+FOREIGN_CONTACT = (
+    "this account's contact data is kept by the producer that created it: send account_no alone"
+)
 
 
 @router.post(
@@ -75,7 +99,7 @@ def _refused(rt: RuntimeDep, items: dict[int, EventIn]) -> dict[int, FieldError]
 )
 def post_event(event: EventIn, rt: RuntimeDep, caller: Producer, response: Response) -> EventAnswer:
     """Accept one event; it is committed before the answer."""
-    if refused := _refused(rt, {0: event}):
+    if refused := _refused(rt, caller, {0: event}):
         raise RequestValidationError(
             [{"loc": ("body", *e.field.split(".")), "msg": e.message, "type": "value_error"}
              for e in refused.values()]
@@ -95,12 +119,13 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
     valid: list[tuple[EventIn, dict[str, Any]]] = []
     seen: set[str] = set()
     parsed: dict[int, EventIn | ValidationError] = {}
+    reported = 0
     for index, raw in enumerate(batch.events):
         try:
             parsed[index] = parse_event(raw)
         except ValidationError as exc:
             parsed[index] = exc
-    refused = _refused(rt, {i: e for i, e in parsed.items() if isinstance(e, EventIn)})
+    refused = _refused(rt, caller, {i: e for i, e in parsed.items() if isinstance(e, EventIn)})
     for index, raw in enumerate(batch.events):
         event = parsed[index]
         if isinstance(event, ValidationError) or index in refused:
@@ -111,6 +136,17 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
                 else [FieldError(field=f"events[{index}].{refused[index].field}",
                                  message=refused[index].message)]
             )  # fmt: skip
+            if reported >= MAX_ERRORS:
+                # The request's budget is spent: each further bad item says so in one line.
+                errors = [
+                    FieldError(
+                        field=f"events[{index}]",
+                        message=f"invalid; details left out past {MAX_ERRORS} errors a request",
+                    )
+                ]
+            else:
+                errors = errors[: MAX_ERRORS - reported]
+                reported += len(errors)
             event_id = raw.get("event_id")
             # Echoed back as it came; a lone surrogate (not text) escaped, so the answer encodes.
             if isinstance(event_id, str):
@@ -148,9 +184,10 @@ class EventState(BaseModel):
 @router.get("/{event_id}", responses=error_responses(404))
 def get_event(event_id: str, rt: RuntimeDep, caller: Producer) -> EventState:
     """Where an accepted event stands; a producer sees only its own events."""
+    own = caller.id if caller.role == "producer" else None
     with rt.db.session() as session:
-        event = events.get_by_event_id(session, event_id)
-    if event is None or (caller.role == "producer" and event.producer_key_id != caller.id):
+        event = events.get_by_event_id(session, event_id, producer_key_id=own)
+    if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
     return EventState(
         event_id=event.event_id,

@@ -22,7 +22,7 @@ from notifier.auth import keys
 from notifier.auth.models import ApiKey
 from notifier.escalation import holds
 from notifier.escalation.holds import Hold
-from notifier.privacy.text import StorableStr
+from notifier.privacy.text import FreeText, Note, PersonName
 
 __all__ = ["HoldIn", "HoldOut", "router"]
 
@@ -39,14 +39,14 @@ class HoldIn(BaseModel):
 
     scope: Literal["account", "bill", "area"]
     account_no: AccountNo | None = None
-    bill_no: StorableStr | None = Field(None, min_length=1, max_length=64)
-    area: StorableStr | None = Field(None, min_length=1, max_length=64)
+    bill_no: FreeText | None = Field(None, min_length=1, max_length=64)
+    area: PersonName | None = Field(None, min_length=1, max_length=64)
     reason: Literal["dispute", "payment_plan", "medical", "disaster", "other"]
     starts_on: date | None = None
     """The first business date it applies; today (Asia/Taipei) if left out."""
     ends_on: date | None = None
     """The last business date it applies; null: until released."""
-    note: StorableStr | None = Field(None, max_length=2000)
+    note: Note | None = Field(None, max_length=2000)
     """Why: needed for reason ``other`` and for every area hold."""
 
 

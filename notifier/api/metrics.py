@@ -1,9 +1,10 @@
 """``GET /metrics``: Prometheus text format, for a scraper with a static bearer token.
 
-Open when ``NOTIFIER_METRICS_TOKEN`` is empty (the embedded mode, or a
-network where only Prometheus reaches the API); otherwise the request needs
-``Authorization: Bearer <NOTIFIER_METRICS_TOKEN>``. API keys are not accepted:
-a scraper's token should open nothing else.
+Open in the embedded mode while ``NOTIFIER_METRICS_TOKEN`` is empty; deployed, a
+token is needed (without one set, ``/metrics`` answers 403 saying so: queue depths,
+case counts and provider errors are not for anyone who can reach the port).
+The request carries ``Authorization: Bearer <NOTIFIER_METRICS_TOKEN>``. API keys
+are not accepted: a scraper's token should open nothing else.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _scraper(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     expected = rt.settings.metrics_token.get_secret_value()
+    if not expected and rt.settings.mode == "deployed":
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "set NOTIFIER_METRICS_TOKEN: deployed, /metrics needs a scraper's token",
+        )
     if not expected:
         return
     given = credentials.credentials if credentials is not None else ""

@@ -129,6 +129,7 @@ def put_callback(
             caller.id,
             body.url,
             deployed=rt.settings.mode != "embedded",
+            allow_private=rt.settings.callback_allow_private,
             now=rt.clock(),
             rotate_secret=body.rotate_secret,
         )

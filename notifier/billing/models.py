@@ -35,6 +35,9 @@ class Bill(SQLModel, table=True):
 
     bill_no: str = Field(primary_key=True, max_length=64)
     account_no: str = Field(foreign_key="accounts.account_no", index=True, max_length=11)
+    producer_key_id: int | None = None
+    """The producer whose event created the bill: only its events change or pay it, and its
+    callbacks alone tell of the cases and the ladder over it. None: older than the rule."""
     period: str = Field(max_length=16)
     amount: int
     due_date: date

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -17,6 +17,7 @@ __all__ = [
     "Terms",
     "bills_by_no",
     "is_paid",
+    "owners",
     "pay",
     "payment_of_event",
     "record",
@@ -57,12 +58,15 @@ def record_many(
     bills: Sequence[tuple[str, BillIn, datetime | None]],
     *,
     terms: bool = True,
+    producers: Mapping[str, int] | None = None,
 ) -> Recorded:
     """:func:`record` for many bills, ``(account_no, bill, issued_at)``.
 
     Existing bills are read under their row locks in bill-number order. With
     ``terms=False`` an existing bill keeps its terms: a payment's copy of the
-    bill does not rewrite what was billed.
+    bill does not rewrite what was billed. ``producers`` (by bill number) is who
+    posted: a new bill (or one older than the rule) becomes that producer's; the
+    caller has refused another producer's bill already (:func:`owners`).
     """
     numbers = sorted({bill_in.bill_no for _, bill_in, _ in bills})
     recorded = Recorded()
@@ -82,8 +86,14 @@ def record_many(
     for account_no, bill_in, issued_at in bills:
         bill = found.get(bill_in.bill_no)
         changed = False
+        producer = (producers or {}).get(bill_in.bill_no)
         if bill is None:
-            bill = found[bill_in.bill_no] = Bill(account_no=account_no, **bill_in.model_dump())
+            bill = found[bill_in.bill_no] = Bill(
+                account_no=account_no, producer_key_id=producer, **bill_in.model_dump()
+            )
+            changed = True
+        elif bill.producer_key_id is None and producer is not None:
+            bill.producer_key_id = producer
             changed = True
         elif terms:
             before = Terms(bill.amount, bill.due_date)
@@ -123,6 +133,7 @@ def pay(
     *,
     event_pk: int,
     occurred_at: datetime,
+    producer: int | None = None,
 ) -> tuple[Bill, Payment | None]:
     """Record a payment of the bill; none (``payment_in``) means the rest is paid in full.
 
@@ -130,7 +141,9 @@ def pay(
     bill is settled (``paid_at``) once its payments reach its amount. Returns
     the payment recorded, or None when a "paid in full" found nothing owed.
     """
-    bill = record_many(session, [(account_no, bill_in, None)], terms=False).bills[bill_in.bill_no]
+    producers = {bill_in.bill_no: producer} if producer is not None else None
+    recorded = record_many(session, [(account_no, bill_in, None)], terms=False, producers=producers)
+    bill = recorded.bills[bill_in.bill_no]
     if payment_in is None:
         amount, paid_at, method = bill.owed, occurred_at, None
     else:
@@ -165,6 +178,7 @@ def reverse(
     *,
     event_pk: int,
     now: datetime,
+    producer: int | None = None,
 ) -> tuple[Bill, Payment | None]:
     """Undo the payment ``payment_in`` names (a bounced cheque, a failed auto-debit).
 
@@ -173,7 +187,9 @@ def reverse(
     own time). What it had settled is owed again. Returns None as the payment
     when the ledger holds no such payment: nothing is changed then.
     """
-    bill = record_many(session, [(account_no, bill_in, None)], terms=False).bills[bill_in.bill_no]
+    producers = {bill_in.bill_no: producer} if producer is not None else None
+    recorded = record_many(session, [(account_no, bill_in, None)], terms=False, producers=producers)
+    bill = recorded.bills[bill_in.bill_no]
     candidates = session.exec(
         select(Payment)
         .where(
@@ -201,6 +217,16 @@ def reverse(
 def payment_of_event(session: Session, event_pk: int) -> Payment | None:
     """The payment a ``bill.paid`` event recorded, if it recorded one."""
     return session.exec(select(Payment).where(Payment.event_pk == event_pk)).first()
+
+
+def owners(session: Session, bill_nos: Collection[str]) -> dict[str, int | None]:
+    """The producer each existing bill belongs to (None: older than the rule, anyone's)."""
+    if not bill_nos:
+        return {}
+    rows = session.exec(
+        select(Bill.bill_no, Bill.producer_key_id).where(col(Bill.bill_no).in_(sorted(bill_nos)))
+    ).all()
+    return dict(rows)
 
 
 def is_paid(session: Session, bill_no: str) -> bool:

@@ -434,6 +434,7 @@ def keys_callback(
                 key_id,
                 url,
                 deployed=settings.mode != "embedded",
+                allow_private=settings.callback_allow_private,
                 now=utcnow(),
                 rotate_secret=rotate_secret,
             )

@@ -4,10 +4,14 @@ fix the contact data),
 and the collections ladder's ``collection.stage_changed``, ``collection.suspension_due`` and
 ``collection.reconnection_due`` (:func:`collection`).
 
-Written in the transaction that records the outcome or closes the case, to
-every producer with a URL that posted events about the account (the outbox
-and its publishing are :mod:`notifier.webhooks.service`'s). Bodies carry ids,
-codes and statuses only.
+Written in the transaction that records the outcome or closes the case, to the
+producer that owns the case's bills (``Bill.producer_key_id``) if it has a URL; a
+contact callback to the producer that owns the account. Another producer that
+posted about the same account hears nothing of them: its bills, its cases. Only for
+bills and accounts older than that rule (no owner recorded) do they go, as before,
+to every producer with a URL that posted about the account (the outbox and its
+publishing are :mod:`notifier.webhooks.service`'s). Bodies carry ids, codes and
+statuses only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from notifier.accounts import service as accounts
+from notifier.billing import service as billing
 from notifier.escalation.models import Escalation, EscalationBill
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback
@@ -42,10 +48,10 @@ def escalation_outcome(
 ) -> list[int]:
     """Owe ``escalation.outcome`` (and ``escalation.closed`` if it ended the case)."""
     assert case.id is not None
-    keys = webhooks.producers_of(session, [case.account_no]).get(case.account_no, [])
+    bills = _bills(session, [case.id]).get(case.id, [])
+    keys = _recipients(session, {case.account_no: bills}).get(case.account_no, [])
     if not keys:
         return []
-    bills = _bills(session, [case.id]).get(case.id, [])
     base = _case_body(case, bills, now) | {"outcome": outcome}
     if promise_date is not None:
         base["promise_date"] = promise_date.isoformat()
@@ -73,11 +79,17 @@ def escalations_closed(session: Session, case_ids: Sequence[int], *, now: dateti
             .execution_options(populate_existing=True)  # just closed by an UPDATE
         )
     )
-    producers = webhooks.producers_of(session, sorted({case.account_no for case in cases}))
-    if not producers:
+    bills = _bills(session, [case.id for case in cases if case.id is not None])
+    by_case = {
+        case.id: _recipients(session, {case.account_no: bills.get(case.id, [])}).get(
+            case.account_no, []
+        )
+        for case in cases
+        if case.id is not None
+    }
+    wanted = [case for case in cases if by_case.get(case.id or 0)]
+    if not wanted:
         return []
-    wanted = [case for case in cases if case.account_no in producers and case.id is not None]
-    bills = _bills(session, [case.id for case in wanted if case.id is not None])
     callbacks = [
         ProducerCallback(
             key_id=key,
@@ -91,7 +103,7 @@ def escalations_closed(session: Session, case_ids: Sequence[int], *, now: dateti
             created_at=now,
         )
         for case in wanted
-        for key in producers[case.account_no]
+        for key in by_case[case.id or 0]
     ]
     return webhooks.owe(session, callbacks)
 
@@ -110,7 +122,7 @@ def contact_invalid(
     ``escalation_id`` names the case whose agent found it; None when a provider's
     report did (Twilio: the number is unreachable).
     """
-    keys = webhooks.producers_of(session, [account_no]).get(account_no, [])
+    keys = _recipients(session, {account_no: []}).get(account_no, [])
     body = {
         "type": "account.contact_invalid",
         "occurred_at": now.isoformat(),
@@ -151,10 +163,10 @@ def collection(
     """Owe ladder callbacks (``COLLECTION_TYPES``) about ``case`` at its stage now, to every
     producer that posted about the account (the billing side that owns its bills)."""
     assert case.id is not None and all(kind in COLLECTION_TYPES for kind in kinds)
-    keys = webhooks.producers_of(session, [case.account_no]).get(case.account_no, [])
+    bills = _bills(session, [case.id]).get(case.id, [])
+    keys = _recipients(session, {case.account_no: bills}).get(case.account_no, [])
     if not keys:
         return []
-    bills = _bills(session, [case.id]).get(case.id, [])
     base = _case_body(case, bills, now) | {
         "stage": case.stage,
         "previous_stage": previous,
@@ -187,6 +199,26 @@ def _case_body(case: Escalation, bills: list[str], now: datetime) -> dict[str, A
         "status": case.status,
         "attempts": case.attempts,
     }
+
+
+def _recipients(session: Session, bills_of: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Who hears about each account's case (its bills given) or contact: the owners of the
+    bills, else of the account, that have a URL; for bills and an account that no producer
+    owns yet (older than the rule), every producer with a URL that posted about it."""
+    owners = billing.owners(session, {no for nos in bills_of.values() for no in nos})
+    account_owners = accounts.owners(session, list(bills_of))
+    found: dict[str, list[int]] = {}
+    legacy: list[str] = []
+    for account_no, bill_nos in bills_of.items():
+        keys = {owner for no in bill_nos if (owner := owners.get(no)) is not None}
+        if not keys and (owner := account_owners.get(account_no)) is not None:
+            keys = {owner}
+        if keys:
+            found[account_no] = webhooks.with_url(session, sorted(keys))
+        else:
+            legacy.append(account_no)
+    found.update(webhooks.producers_of(session, legacy))
+    return {account_no: keys for account_no, keys in found.items() if keys}
 
 
 def _bills(session: Session, case_ids: Sequence[int]) -> dict[int, list[str]]:

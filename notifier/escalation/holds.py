@@ -25,6 +25,7 @@ from notifier.audit import service as audit
 from notifier.billing.models import Bill
 from notifier.db import UTCDateTime, utcnow
 from notifier.escalation.models import Agent, Escalation, EscalationBill
+from notifier.privacy.text import clean_note
 
 __all__ = [
     "NOTE_NEEDED",
@@ -320,7 +321,10 @@ def create_hold(
         raise InvalidHold("ends_on", "before starts_on")
     if ends_on is not None and ends_on < today:
         raise InvalidHold("ends_on", f"already past (today is {today.isoformat()})")
-    note = (note or "").strip() or None
+    try:
+        note = clean_note(note or "") or None
+    except ValueError as exc:
+        raise InvalidHold("note", str(exc)) from None
     if note is None and (reason in NOTE_NEEDED or scope == "area"):
         why = f"reason {reason}" if reason in NOTE_NEEDED else "an area hold"
         raise InvalidHold("note", f"{why} needs a note saying why")

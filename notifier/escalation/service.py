@@ -63,6 +63,7 @@ from notifier.escalation.models import (
     EscalationChange,
 )
 from notifier.policy.rules import EscalationPolicy
+from notifier.privacy.text import clean_note
 
 __all__ = [
     "CLOSING_OUTCOMES",
@@ -180,6 +181,10 @@ def record_outcome(
     if outcome not in allowed:
         raise InvalidInput("outcome", f"a {case.kind} case takes one of {', '.join(allowed)}")
     _check_promise(promise_date, outcome=outcome, today=today, policy=policy, actor=actor)
+    try:
+        note = clean_note(note or "") or None  # shown on pages and the service record
+    except ValueError as exc:
+        raise InvalidInput("note", str(exc)) from None
     assert case.id is not None
     # A supervisor's outcome on a case not assigned to them (or to nobody) is audited.
     on_behalf = actor.supervisor and (actor.agent_id is None or case.assignee_id != actor.agent_id)

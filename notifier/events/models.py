@@ -10,7 +10,10 @@ from sqlmodel import Field, SQLModel
 
 from notifier.db import UTCDateTime, utcnow
 
-__all__ = ["Event", "EventStatus"]
+__all__ = ["NO_KEY", "Event", "EventStatus"]
+
+NO_KEY = 0
+"""The producer of events that came with no API key (key ids start at 1)."""
 
 
 class EventStatus:
@@ -23,6 +26,8 @@ class EventStatus:
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = (
+        # An event id is the producer's own: another producer's same id is another event.
+        sa.UniqueConstraint("producer_key_id", "event_id", name="uq_events_producer_event"),
         sa.Index("ix_events_status_received_at", "status", "received_at"),
         # Retention reads the events not purged yet, oldest first; a purged row leaves the index.
         sa.Index(
@@ -35,12 +40,14 @@ class Event(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    event_id: str = Field(unique=True, max_length=128)
+    event_id: str = Field(index=True, max_length=128)
     type: str = Field(max_length=32)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     account_no: str = Field(index=True, max_length=11)
     payload: dict[str, Any] = Field(sa_type=sa.JSON)
-    producer_key_id: int | None = None
+    producer_key_id: int = NO_KEY
+    """The API key that posted it; :data:`NO_KEY` for events from the bus or a file with no
+    key configured (``NOTIFIER_INGEST__PRODUCER_KEY_ID``), one producer of their own."""
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: str = Field(default=EventStatus.RECEIVED, max_length=16)

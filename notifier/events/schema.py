@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
-from typing import Any, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 
 import phonenumbers
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -21,13 +25,16 @@ from pydantic import (
 )
 
 from notifier.privacy.masking import redact_echo
-from notifier.privacy.text import Address, PersonName, storable
+from notifier.privacy.text import Address, FreeText, PersonName, storable
 
 __all__ = [
     "EVENT_TYPES",
     "MAX_AMOUNT",
+    "MAX_ERRORS",
+    "MAX_KWH",
     "PROTECTIONS",
     "SPOKEN_LANGUAGES",
+    "YEARS_AROUND",
     "AccountIn",
     "BillIn",
     "EventIn",
@@ -36,6 +43,7 @@ __all__ = [
     "Protection",
     "SpokenLanguage",
     "UsageIn",
+    "capped",
     "error_message",
     "field_errors",
     "field_path",
@@ -71,12 +79,54 @@ Vietnamese, Indonesian; apart from ``language``, the language notices are writte
 DEFAULT_REGION = "TW"
 MAX_AMOUNT = 2**31 - 1
 """The largest bill amount (NT$) the database's 32-bit column holds."""
+MAX_KWH = 100_000_000
+"""The largest reading taken (kWh): far above any meter's month, and a number every
+notice can print (``1e308`` is finite, and no template can write it)."""
+MAX_ERRORS = 50
+"""Errors reported per event and per request; past it, one line says how many more."""
+YEARS_AROUND = 5
+"""Dates (due dates, usage periods, payments, events) within this many years of today."""
+_TOKEN = r"^[A-Za-z0-9_:.\-]+$"
+"""A push token's alphabet (FCM's and APNs's): no spaces, no control or bidi characters."""
+
+
+def _no_number(value: Any) -> Any:
+    # pydantic reads a number (or a bool) as a Unix time: a producer's bug, not a date.
+    if isinstance(value, bool | int | float):
+        raise ValueError("expected an ISO 8601 date-time with its offset, not a number")
+    return value
+
+
+_D = TypeVar("_D", date, datetime)
+
+
+def _near_today(value: _D) -> _D:
+    day = value.date() if isinstance(value, datetime) else value
+    today = datetime.now(UTC).date()
+    span = timedelta(days=round(365.25 * YEARS_AROUND))
+    if not today - span <= day <= today + span:
+        raise ValueError(f"must be within {YEARS_AROUND} years of today")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_no_number)]
 
 
 class _Strict(BaseModel):
     # Unknown fields are refused, not ignored: a misspelt field is a producer's bug.
     # NaN and infinities are not numbers a JSON column (or a reader) can take.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown(cls, data: Any) -> Any:
+        """Stop at once on a body of many unknown fields: one error for all, not one each."""
+        if isinstance(data, dict) and len(data) > MAX_ERRORS:
+            unknown = [key for key in data if key not in cls.model_fields]
+            if len(unknown) > MAX_ERRORS:
+                first = ", ".join(repr(str(key)[:40]) for key in unknown[:3])
+                raise ValueError(f"{len(unknown)} unknown fields (first: {first})")
+        return data
 
     @field_validator("*", mode="before")
     @classmethod
@@ -97,18 +147,20 @@ class AccountIn(_Strict):
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     phone: str | None = Field(None, description="any format; Taiwan is the default region")
     email: EmailStr | None = None
-    push_tokens: list[str] | None = Field(None, max_length=20)
+    push_tokens: list[Annotated[str, Field(max_length=4096, pattern=_TOKEN)]] | None = Field(
+        None, max_length=20
+    )
     address: Address | None = Field(None, max_length=500)
     area: PersonName | None = Field(None, max_length=64)
-    vulnerable: bool | None = None
+    vulnerable: StrictBool | None = None
     """The old flag, still taken: a visit, with no reason named (``protections`` names it)."""
     protections: list[Protection] | None = Field(None, max_length=len(PROTECTIONS))
     """The whole list the producer knows of; it replaces the producer's earlier one."""
     spoken_language: SpokenLanguage | None = None
-    prefers_paper: bool | None = None
-    prefers_voice: bool | None = None
+    prefers_paper: StrictBool | None = None
+    prefers_voice: StrictBool | None = None
     opt_outs: list[ChannelName] | None = None
-    billing_cycle_months: int | None = Field(None, ge=1, le=12)
+    billing_cycle_months: StrictInt | None = Field(None, ge=1, le=12)
 
     @field_validator("phone")
     @classmethod
@@ -142,9 +194,9 @@ class AccountIn(_Strict):
 
 
 class BillIn(_Strict):
-    bill_no: str = Field(min_length=1, max_length=64)
+    bill_no: FreeText = Field(min_length=1, max_length=64)
     period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
-    amount: int = Field(ge=0, le=MAX_AMOUNT, description="NT$, integer")
+    amount: StrictInt = Field(ge=0, le=MAX_AMOUNT, description="NT$, integer")
     due_date: date = Field(description="YYYY-MM-DD")
     kind: BillKind = Field(
         "regular",
@@ -156,26 +208,41 @@ class BillIn(_Strict):
     def _due_date_iso(cls, value: Any) -> Any:
         return _iso_date(value)
 
+    @field_validator("due_date")
+    @classmethod
+    def _due_date_near(cls, value: date) -> date:
+        return _near_today(value)
+
 
 class PaymentIn(_Strict):
     """One payment of a bill (``bill.paid``), or the one undone (``bill.payment_reversed``)."""
 
-    amount: int = Field(gt=0, le=MAX_AMOUNT, description="NT$, integer")
-    paid_at: AwareDatetime
-    method: str | None = Field(None, min_length=1, max_length=32)
+    amount: StrictInt = Field(gt=0, le=MAX_AMOUNT, description="NT$, integer")
+    paid_at: EventTime
+    method: FreeText | None = Field(None, min_length=1, max_length=32)
+
+    @field_validator("paid_at")
+    @classmethod
+    def _paid_near(cls, value: datetime) -> datetime:
+        return _near_today(value)
 
 
 class UsageIn(_Strict):
     period_start: date
     period_end: date
-    kwh: float = Field(ge=0)
-    baseline_kwh: float = Field(gt=0)
-    reason: str | None = Field(None, max_length=500)
+    kwh: StrictFloat = Field(ge=0, le=MAX_KWH)
+    baseline_kwh: StrictFloat = Field(gt=0, le=MAX_KWH)
+    reason: FreeText | None = Field(None, max_length=500)
 
     @field_validator("period_start", "period_end", mode="before")
     @classmethod
     def _period_iso(cls, value: Any) -> Any:
         return _iso_date(value)
+
+    @field_validator("period_start", "period_end")
+    @classmethod
+    def _period_near(cls, value: date) -> date:
+        return _near_today(value)
 
     @model_validator(mode="after")
     def _period_in_order(self) -> UsageIn:
@@ -189,13 +256,18 @@ class EventIn(_Strict):
 
     event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     type: EventType
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
     account: AccountIn
     bill: BillIn | None = Field(None, validate_default=True)
     usage: UsageIn | None = Field(None, validate_default=True)
     payment: PaymentIn | None = Field(None, validate_default=True)
     """Absent on ``bill.paid``: the bill is paid in full."""
-    level: int = Field(1, ge=1, le=9, description="dunning level of bill.unpaid")
+    level: StrictInt = Field(1, ge=1, le=9, description="dunning level of bill.unpaid")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _occurred_near(cls, value: datetime) -> datetime:
+        return _near_today(value)
 
     @field_validator("bill")
     @classmethod
@@ -245,23 +317,36 @@ def field_path(loc: Sequence[str | int]) -> str:
     """``("account", "push_tokens", 0)`` → ``account.push_tokens[0]``."""
     path = ""
     for part in loc:
-        # A field name is the caller's text: a lone surrogate in it must not break the answer.
-        name = str(part).encode("utf-8", "backslashreplace").decode()
+        # A field name is the caller's text: a lone surrogate in it must not break the
+        # answer, and a name a megabyte long is not repeated whole.
+        name = str(part)[:100].encode("utf-8", "backslashreplace").decode()
         path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path or "(body)"
 
 
+def capped(errors: Sequence[FieldError], *, field: str = "(body)") -> list[FieldError]:
+    """At most :data:`MAX_ERRORS` errors: the first ones, then one saying how many more."""
+    if len(errors) <= MAX_ERRORS:
+        return list(errors)
+    more = len(errors) - (MAX_ERRORS - 1)
+    return [*errors[: MAX_ERRORS - 1], FieldError(field=field, message=f"{more} more errors")]
+
+
 def field_errors(exc: ValidationError, *, strip: tuple[str | int, ...] = ()) -> list[FieldError]:
-    """Pydantic errors as ``account.phone: message`` pairs."""
-    return [
-        FieldError(
-            field=field_path(
-                error["loc"][len(strip) :] if error["loc"][: len(strip)] == strip else error["loc"]
-            ),
-            message=error_message(error),
-        )
-        for error in exc.errors(include_url=False)
-    ]
+    """Pydantic errors as ``account.phone: message`` pairs, at most :data:`MAX_ERRORS`."""
+    return capped(
+        [
+            FieldError(
+                field=field_path(
+                    error["loc"][len(strip) :]
+                    if error["loc"][: len(strip)] == strip
+                    else error["loc"]
+                ),
+                message=error_message(error),
+            )
+            for error in exc.errors(include_url=False)
+        ]
+    )
 
 
 def error_message(error: Mapping[str, Any]) -> str:

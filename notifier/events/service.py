@@ -1,4 +1,4 @@
-"""Accepting events: stored once per ``event_id``, in one transaction."""
+"""Accepting events: stored once per producer and ``event_id``, in one transaction."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from notifier.db import utcnow
-from notifier.events.models import Event
+from notifier.events.models import NO_KEY, Event
 from notifier.events.schema import EventIn
 
 __all__ = ["accept", "get_by_event_id"]
@@ -25,7 +25,9 @@ def accept(
     """Insert the events not seen before; map each ``event_id`` to its new row id or None.
 
     ``INSERT … ON CONFLICT DO NOTHING`` makes the check and the insert one
-    statement, so concurrent posts of one ``event_id`` create it once.
+    statement, so concurrent posts of one ``event_id`` create it once. An event id
+    is the producer's own: another producer's event of the same id is another event
+    (it can neither be dropped as a duplicate nor tell that the id exists).
     """
     if not items:
         return {}
@@ -39,7 +41,7 @@ def accept(
             "occurred_at": event.occurred_at,
             "account_no": event.account.account_no,
             "payload": raw,
-            "producer_key_id": producer_key_id,
+            "producer_key_id": NO_KEY if producer_key_id is None else producer_key_id,
             "received_at": received_at,
             "status": "received",
             "attempts": 0,
@@ -52,12 +54,18 @@ def accept(
     # 3-7x faster for 500 rows on PostgreSQL than compiling a 500-row VALUES each time.
     statement = (
         insert(table)
-        .on_conflict_do_nothing(index_elements=["event_id"])
+        .on_conflict_do_nothing(index_elements=["producer_key_id", "event_id"])
         .returning(table.c.id, table.c.event_id)
     )
     created = {event_id: pk for pk, event_id in session.execute(statement, rows).all()}
     return {event.event_id: created.get(event.event_id) for event, _ in items}
 
 
-def get_by_event_id(session: Session, event_id: str) -> Event | None:
-    return session.exec(select(Event).where(Event.event_id == event_id)).first()
+def get_by_event_id(
+    session: Session, event_id: str, *, producer_key_id: int | None = None
+) -> Event | None:
+    """The producer's event of that id; with no producer, the latest of any producer."""
+    query = select(Event).where(Event.event_id == event_id)
+    if producer_key_id is not None:
+        query = query.where(Event.producer_key_id == producer_key_id)
+    return session.exec(query.order_by(col(Event.id).desc())).first()

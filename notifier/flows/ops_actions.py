@@ -2,24 +2,61 @@
 
 Both leave the original's history as it was (a failed delivery stays failed:
 states only move forward); a retry is a new delivery of the same rendered
-notice, linked both ways in the timelines. Each action is written to the
-audit trail with who did it, in the same transaction.
+notice, linked both ways in the timelines. A delivery is retried once (a double
+click, or two people at once, make one retry: the second waits on the row lock and
+finds the first), and not at all once another delivery of the notice reached the
+customer (the fallback did its work). Each action is written to the audit trail
+with who did it, in the same transaction.
 """
 
 from __future__ import annotations
 
+from sqlmodel import Session, col, select
+
 from notifier.audit import service as audit
 from notifier.deliveries import service as deliveries
-from notifier.deliveries.models import Delivery, DeliveryStatus
+from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus
 from notifier.runtime import Runtime
 
-__all__ = ["RETRYABLE", "ActionRefused", "cancel", "retry"]
+__all__ = ["RETRYABLE", "ActionRefused", "cancel", "retry", "retry_refusal"]
 
 RETRYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED})
+REACHED = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
 
 
 class ActionRefused(Exception):
     """The delivery is not in a state that allows the action."""
+
+
+def retry_refusal(
+    delivery: Delivery, timeline: list[DeliveryChange], siblings: list[Delivery]
+) -> str | None:
+    """Why ``delivery`` may not be retried (its ``timeline``; ``siblings``: every delivery
+    of its notification), or None."""
+    if delivery.purged_at is not None:
+        return f"delivery {delivery.id} is past retention: its notice and address were purged"
+    if delivery.status not in RETRYABLE:
+        return (
+            f"delivery {delivery.id} is {delivery.status}; only failed or undelivered "
+            "deliveries can be retried"
+        )
+    again = next((c.detail["retried_as"] for c in timeline if "retried_as" in c.detail), None)
+    if again is not None:
+        return f"delivery {delivery.id} was retried already, as delivery {again}"
+    reached = next((d for d in siblings if d.id != delivery.id and d.status in REACHED), None)
+    if reached is not None:
+        return f"the notice reached the customer by {reached.channel} (delivery {reached.id})"
+    return None
+
+
+def _siblings(session: Session, delivery: Delivery) -> list[Delivery]:
+    return list(
+        session.exec(
+            select(Delivery)
+            .where(Delivery.notification_id == delivery.notification_id)
+            .order_by(col(Delivery.id))
+        )
+    )
 
 
 def retry(rt: Runtime, delivery_id: int, *, actor: str) -> Delivery:
@@ -29,15 +66,11 @@ def retry(rt: Runtime, delivery_id: int, *, actor: str) -> Delivery:
         failed = session.get(Delivery, delivery_id, with_for_update=True)
         if failed is None:
             raise LookupError(f"no delivery {delivery_id}")
-        if failed.purged_at is not None:
-            raise ActionRefused(
-                f"delivery {delivery_id} is past retention: its notice and address were purged"
-            )
-        if failed.status not in RETRYABLE:
-            raise ActionRefused(
-                f"delivery {delivery_id} is {failed.status}; only failed or undelivered "
-                "deliveries can be retried"
-            )
+        why = retry_refusal(
+            failed, deliveries.timeline(session, delivery_id), _siblings(session, failed)
+        )
+        if why is not None:
+            raise ActionRefused(why)
         again = Delivery(
             notification_id=failed.notification_id, account_no=failed.account_no,
             event_type=failed.event_type, channel=failed.channel, status=DeliveryStatus.QUEUED,

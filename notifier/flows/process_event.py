@@ -109,6 +109,7 @@ def _batch(
             parsed.append((event, parse_event(event.payload)))
         except Exception:
             careful.append(event.id)  # recorded as a failure there
+    parsed = _refuse_foreign_bills(session, parsed, now=rt.clock())
     accounts_seen = Counter(data.account.account_no for _, data in parsed)
     bills_seen = Counter(data.bill.bill_no for _, data in parsed if data.bill)
     simple: list[tuple[Event, EventIn]] = []
@@ -124,7 +125,11 @@ def _batch(
             simple.append((event, data))
     if not simple:
         return [], sorted(careful)
-    found = accounts.upsert_many_locked(session, [data.account for _, data in simple])
+    found = accounts.upsert_many_locked(
+        session,
+        [data.account for _, data in simple],
+        producers={data.account.account_no: event.producer_key_id for event, data in simple},
+    )
     recorded = billing.record_many(
         session,
         [
@@ -132,6 +137,7 @@ def _batch(
             for _, data in simple
             if data.bill is not None
         ],
+        producers={data.bill.bill_no: event.producer_key_id for event, data in simple if data.bill},
     )
     bills = recorded.bills
     now = rt.clock()
@@ -174,10 +180,42 @@ def _batch(
         )
     ]
     created = corrections + _store_notices(rt, session, notices)
-    for event, _ in simple:
+    for event, data in simple:
+        _note_contact_kept(event, data, found[data.account.account_no])
         event.status, event.processed_at = EventStatus.PROCESSED, now
         session.add(event)
     return created, sorted(careful)
+
+
+FOREIGN_BILL = "refused: the bill belongs to another producer; nothing recorded, no notice"
+CONTACT_KEPT = "the account's contact data is kept by the producer that created it: not applied"
+
+
+def _refuse_foreign_bills(
+    session: Session, parsed: list[tuple[Event, EventIn]], *, now: datetime
+) -> list[tuple[Event, EventIn]]:
+    """Settle the events about another producer's bill as refused; the others, to process.
+
+    The API refuses them at once (422); this catches what it cannot see: the bus, and two
+    producers posting about a new bill at the same moment.
+    """
+    owner = billing.owners(session, {data.bill.bill_no for _, data in parsed if data.bill})
+    kept = []
+    for event, data in parsed:
+        bill_owner = owner.get(data.bill.bill_no) if data.bill else None
+        if bill_owner is not None and bill_owner != event.producer_key_id:
+            event.outcome, event.status, event.processed_at = (
+                FOREIGN_BILL, EventStatus.PROCESSED, now,
+            )  # fmt: skip
+            session.add(event)
+        else:
+            kept.append((event, data))
+    return kept
+
+
+def _note_contact_kept(event: Event, data: EventIn, account: Account) -> None:
+    if data.account.known_fields() and accounts.kept_by_another(account, event.producer_key_id):
+        event.outcome = f"{event.outcome}; {CONTACT_KEPT}" if event.outcome else CONTACT_KEPT
 
 
 def _record_failure(rt: Runtime, event_pk: int, exc: Exception) -> None:
@@ -199,8 +237,10 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
     if event is None or event.status != EventStatus.RECEIVED:
         return []  # already processed (a redelivered task) or being processed now
     data = parse_event(event.payload)
-    account = accounts.upsert_locked(session, data.account)
     now = rt.clock()
+    if not _refuse_foreign_bills(session, [(event, data)], now=now):
+        return []
+    account = accounts.upsert_locked(session, data.account, producer=event.producer_key_id)
     bill: Bill | None = None
     payment: Payment | None = None
     notify = True
@@ -226,13 +266,15 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
                 data.payment,
                 event_pk=event.id,
                 occurred_at=data.occurred_at,
+                producer=event.producer_key_id,
             )
             event.outcome = _settled(rt, session, event, bill, payment, now)
         elif data.type == "bill.payment_reversed":
             assert data.payment is not None
             bill, payment = billing.reverse(
-                session, account.account_no, data.bill, data.payment, event_pk=event.id, now=now
-            )
+                session, account.account_no, data.bill, data.payment, event_pk=event.id, now=now,
+                producer=event.producer_key_id,
+            )  # fmt: skip
             event.outcome = (
                 f"payment {payment.id} reversed; NT${bill.owed} owed on {bill.bill_no}"
                 if payment is not None
@@ -241,7 +283,9 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
             payment = None
         else:
             recorded = billing.record_many(
-                session, [(account.account_no, data.bill, _issued_at(data))]
+                session,
+                [(account.account_no, data.bill, _issued_at(data))],
+                producers={data.bill.bill_no: event.producer_key_id},
             )
             bill = recorded.bills[data.bill.bill_no]
             if bill.bill_no in recorded.corrected:
@@ -258,6 +302,7 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
         (hold,) = _holds(rt, session, [(data, account, bill)])
         notice = _plan_notice(rt, event, data, account, bill, key, original, payment, hold=hold)
         created += _store_notices(rt, session, [notice] if notice else [])
+    _note_contact_kept(event, data, account)
     event.status, event.processed_at = EventStatus.PROCESSED, now
     session.add(event)
     return created

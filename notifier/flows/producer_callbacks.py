@@ -7,12 +7,20 @@
     5xx, 408, 429, a timeout, no connection  retried: backoff with jitter, up to
                                              NOTIFIER_WEBHOOK_MAX_ATTEMPTS POSTs, then failed
     any other (4xx, a redirect)              failed at once, never retried
+    a host that no longer resolves, or       retried like no connection (DNS may
+      resolves to a blocked address          come back; a rebinding name may not)
 
 408 and 429 are 4xx that say "later" in so many words, so they are retried
 like a 5xx (a ``Retry-After`` in seconds is honoured, up to the backoff's
 cap). Headers: ``X-Notifier-Signature: t=<unix ts>,v1=<hex HMAC-SHA256(secret,
 "<t>." + body)>`` and ``X-Notifier-Callback-Id``. Every attempt is one log
 line with the callback's id, type, key, answer and what comes next.
+
+The host is resolved and checked again before every POST, and the POST goes to
+the checked address (notifier/webhooks/outbound.py). The producer reads only a
+category of what went wrong (``timeout``, ``refused``, ``tls``, ``http 5xx``, ...):
+never the answer's body or a socket's message, which would let a producer key read
+or scan what this machine can reach.
 """
 
 from __future__ import annotations
@@ -22,11 +30,9 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-import httpx
-
 from notifier.runtime import Runtime
 from notifier.settings import Settings
-from notifier.webhooks import service
+from notifier.webhooks import outbound, service
 from notifier.webhooks.models import CallbackStatus, ProducerEndpoint
 
 __all__ = ["SendOutcome", "retry_delay", "send_callback"]
@@ -82,7 +88,7 @@ def send_callback(rt: Runtime, callback_id: int) -> SendOutcome:
     )
     attempt = callback.attempts + 1
     done = rt.clock()
-    answer = f"HTTP {code}" if code is not None else (error or "no answer")
+    answer = error or f"HTTP {code}"
     if code is not None and 200 <= code < 300:
         status, retry_in = CallbackStatus.SENT, None
     elif (code is None or code >= 500 or code in _RETRYABLE_4XX) and (
@@ -110,7 +116,7 @@ def send_callback(rt: Runtime, callback_id: int) -> SendOutcome:
 def _post(
     url: str, secret: str, body: bytes, callback_id: int, *, timestamp: int, settings: Settings
 ) -> tuple[int | None, str | None, float | None]:
-    """(HTTP status or None, error text, Retry-After seconds) of one signed POST."""
+    """(HTTP status or None, error category, Retry-After seconds) of one signed POST."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -118,21 +124,12 @@ def _post(
         "X-Notifier-Signature": service.signature_header(secret, body, timestamp),
     }
     try:
-        with httpx.Client(timeout=settings.webhook_timeout_seconds) as client:
-            answer = client.post(url, content=body, headers=headers)
-    except httpx.TimeoutException as exc:
-        return None, f"timeout ({type(exc).__name__})", None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        return None, f"{type(exc).__name__}: {exc}", None
-    error = None if answer.is_success else f"HTTP {answer.status_code}: {answer.text[:200]}"
-    return answer.status_code, error, _seconds(answer.headers.get("Retry-After"))
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: our own backoff will do
+        target = outbound.resolve(url, allow_private=settings.callback_allow_private)
+    except outbound.BlockedUrl as exc:
+        log.warning("producer callback %s not sent: %s", callback_id, exc)
+        return None, exc.category, None
+    answer = outbound.post(target, body, headers, timeout=settings.webhook_timeout_seconds)
+    return answer.code, answer.category, answer.retry_after
 
 
 def _log(

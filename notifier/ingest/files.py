@@ -58,6 +58,9 @@ BILL_COLUMNS = ("bill_no", "period", "amount", "due_date")
 EVENT_COLUMNS = ("event_id", "type", "occurred_at", "level")
 CSV_COLUMNS = (*EVENT_COLUMNS, *ACCOUNT_COLUMNS, *BILL_COLUMNS)
 LIST_COLUMNS = ("push_tokens", "opt_outs", "protections")
+INT_COLUMNS = ("amount", "level", "billing_cycle_months")
+BOOL_COLUMNS = ("vulnerable", "prefers_paper", "prefers_voice")
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _COLUMN_OF = {
     **{f"account.{name}": name for name in ACCOUNT_COLUMNS},
     **{f"bill.{name}": name for name in BILL_COLUMNS},
@@ -162,9 +165,19 @@ def _csv_rows(f: Any) -> Iterator[Row]:
         yield row
 
 
+def _typed(name: str, value: str) -> Any:
+    """A cell as the JSON value its field takes (the API takes no number as text); a cell
+    that is not one stays text, and validation names its column."""
+    if name in INT_COLUMNS and value.lstrip("-").isascii() and value.lstrip("-").isdigit():
+        return int(value)
+    if name in BOOL_COLUMNS:
+        return _BOOLS.get(value.lower(), value)
+    return value
+
+
 def _event_of(cells: dict[str, str]) -> dict[str, Any]:
     """A CSV row as an event body; empty cells are left out (stored values are kept)."""
-    present = {name: value.strip() for name, value in cells.items() if value.strip()}
+    present = {name: _typed(name, value.strip()) for name, value in cells.items() if value.strip()}
     account: dict[str, Any] = {}
     for name in ACCOUNT_COLUMNS:
         if name in present:

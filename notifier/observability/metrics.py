@@ -56,7 +56,7 @@ from sqlmodel import Session, col
 
 from notifier.db import Database
 from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus, Notification
-from notifier.escalation.models import CaseStatus, Escalation
+from notifier.escalation.models import Agent, CaseStatus, Escalation
 from notifier.events.models import Event
 from notifier.providers.circuits import CircuitState
 
@@ -73,6 +73,9 @@ __all__ = [
     "read_gauges",
     "read_timeline",
 ]
+
+OTHER_AREA = "other"
+"""The ``area`` label of open cases in an area no agent works (or none)."""
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800,
@@ -177,12 +180,17 @@ def read_gauges(session: Session) -> Snapshot:
     ):
         snap.deliveries[(channel, status)] = int(count)
         snap.retries[channel] = snap.retries.get(channel, 0) + int(retries or 0)
+    # An account's area is the producer's text: as a label it would let a producer add
+    # series without end. Areas some agent works are labels; every other is "other".
+    staffed = set(session.execute(sa.select(col(Agent.area)).distinct()).scalars())
     for kind, area, count in session.execute(
         sa.select(col(Escalation.kind), col(Escalation.area), sa.func.count())
         .where(col(Escalation.status) == CaseStatus.OPEN)
         .group_by(col(Escalation.kind), col(Escalation.area))
     ):
-        snap.escalations_open[(kind, area or "")] = int(count)
+        label = area if area in staffed else OTHER_AREA
+        key = (kind, label)
+        snap.escalations_open[key] = snap.escalations_open.get(key, 0) + int(count)
     return snap
 
 

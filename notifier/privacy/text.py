@@ -13,6 +13,9 @@ notices and postcards, are held to more:
   joiner, BOM) are removed: they make equal names compare unequal;
 - the result is normalised to NFC, so one name has one spelling.
 
+Bill numbers, reasons and other one-line free text (``FreeText``) are held to the
+names' rules; notes (``Note``) too, but keep their line breaks.
+
 Refusals are ``ValueError``s, which pydantic reports as 422 naming the field.
 """
 
@@ -24,13 +27,24 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-__all__ = ["Address", "PersonName", "StorableStr", "clean_address", "clean_name", "storable"]
+__all__ = [
+    "Address",
+    "FreeText",
+    "Note",
+    "PersonName",
+    "StorableStr",
+    "clean_address",
+    "clean_name",
+    "clean_note",
+    "storable",
+]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"))
 _LINE_BREAKS = re.compile(r"[ \t\r\n\v\f]*[\t\r\n\v\f][ \t\r\n\v\f]*")
+_NEWLINES = re.compile(r"\r\n?")
 
 
 def _code(char: str) -> str:
@@ -65,6 +79,16 @@ def clean_address(value: str) -> str:
     return _readable(_LINE_BREAKS.sub(" ", storable(value)))
 
 
+def clean_note(value: str) -> str:
+    """A note of several lines (an agent's, a hold's): a name's rules, but line breaks kept
+    (as ``\n``) and tabs taken as spaces."""
+    lines = _NEWLINES.sub("\n", storable(value)).replace("\t", " ").split("\n")
+    return "\n".join(_readable(line) for line in lines).strip()
+
+
 StorableStr = Annotated[str, BeforeValidator(storable)]
 PersonName = Annotated[str, BeforeValidator(storable), AfterValidator(clean_name)]
 Address = Annotated[str, BeforeValidator(storable), AfterValidator(clean_address)]
+FreeText = Annotated[str, BeforeValidator(storable), AfterValidator(clean_name)]
+"""One line of free text shown to people (a bill number, a reason): a name's rules."""
+Note = Annotated[str, BeforeValidator(storable), AfterValidator(clean_note)]

@@ -10,6 +10,7 @@ delivery with its content, its timeline and the fallback path.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from channels import CHANNEL_NAMES
+from notifier.api.deliveries import shown_text
 from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
 from notifier.deliveries import service as deliveries
@@ -169,7 +171,9 @@ def notification(
         rows=rows,
         timelines=timelines,
         path_taken=_path_taken(rows),
-        retryable=ops_actions.RETRYABLE,
+        retry_refused={
+            d.id: ops_actions.retry_refusal(d, timelines.get(d.id or 0, []), rows) for d in rows
+        },
         cancellable=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED),
         done=done,
         tz=rt.policy.tz,
@@ -251,8 +255,19 @@ def _delivery_counts(session: SessionDep, now: datetime, tz: ZoneInfo) -> _Count
         stats.by_time(session, unit="day", since=month_ago, until=now, tz=tz),
         stats.by_channel(session, since=day_ago, until=now),
         stats.by_channel(session, since=month_ago, until=now),
-        stats.failure_reasons(session, since=month_ago, until=now),
+        _masked_reasons(stats.failure_reasons(session, since=month_ago, until=now, limit=200)),
     )
+
+
+def _masked_reasons(
+    rows: list[tuple[str, str, int]], *, top: int = 10
+) -> list[tuple[str, str, int]]:
+    """The most frequent failure reasons as ops may read them: a provider's text often names
+    the number or address it refused, and reasons that differ only there are one reason."""
+    merged: Counter[tuple[str, str]] = Counter()
+    for channel, reason, n in rows:
+        merged[(channel, shown_text(reason))] += n
+    return [(channel, reason, n) for (channel, reason), n in merged.most_common(top)]
 
 
 class _SlowOnly:

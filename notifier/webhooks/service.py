@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -46,6 +45,7 @@ from sqlmodel import Session, col, select
 
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.events.models import Event
+from notifier.webhooks import outbound
 from notifier.webhooks.models import CallbackStatus, ProducerCallback, ProducerEndpoint
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "register",
     "signature_header",
     "unreachable_notifications",
+    "with_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,15 @@ class InvalidUrl(ValueError):
     """A callback URL we will not POST to."""
 
 
-def check_url(url: str, *, deployed: bool) -> str:
-    """``url`` if it is fit to receive callbacks: https when deployed, no credentials in it."""
+def check_url(
+    url: str,
+    *,
+    deployed: bool,
+    allow_private: bool = False,
+    resolver: outbound.Resolver | None = None,
+) -> str:
+    """``url`` if it is fit to receive callbacks: https when deployed, no credentials in it,
+    a host that resolves to public addresses only (unless ``allow_private``; outbound.py)."""
     url = url.strip()
     if len(url) > _MAX_URL:
         raise InvalidUrl(f"longer than {_MAX_URL} characters")
@@ -111,20 +119,14 @@ def check_url(url: str, *, deployed: bool) -> str:
         raise InvalidUrl("must not have a #fragment")
     if port == 0:
         raise InvalidUrl("has port 0")
-    if deployed and _internal(parts.hostname):
-        raise InvalidUrl("must not point at this machine or a private network")
-    return url
-
-
-def _internal(host: str) -> bool:
-    """A loopback, private or link-local address (names are not resolved here)."""
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_link_local
+        if resolver is None:
+            outbound.resolve(url, allow_private=allow_private)
+        else:
+            outbound.resolve(url, allow_private=allow_private, resolver=resolver)
+    except outbound.BlockedUrl as exc:
+        raise InvalidUrl(f"must not point at this machine or a private network: {exc}") from None
+    return url
 
 
 def get_endpoint(session: Session, key_id: int) -> ProducerEndpoint | None:
@@ -137,11 +139,12 @@ def register(
     url: str,
     *,
     deployed: bool,
+    allow_private: bool = False,
     now: datetime,
     rotate_secret: bool = False,
 ) -> tuple[ProducerEndpoint, str | None]:
     """Set the key's callback URL; the new secret if one was made (first time or rotated)."""
-    url = check_url(url, deployed=deployed)
+    url = check_url(url, deployed=deployed, allow_private=allow_private)
     endpoint = session.get(ProducerEndpoint, key_id, with_for_update=True)
     secret = None
     if endpoint is None:
@@ -247,6 +250,16 @@ def unreachable_notifications(
             )
         )
     return owe(session, callbacks)
+
+
+def with_url(session: Session, key_ids: Sequence[int]) -> list[int]:
+    """The keys among ``key_ids`` that have a callback URL."""
+    if not key_ids:
+        return []
+    rows = session.exec(
+        select(ProducerEndpoint.key_id).where(col(ProducerEndpoint.key_id).in_(key_ids))
+    ).all()
+    return sorted(rows)
 
 
 def producers_of(session: Session, account_nos: Sequence[str]) -> dict[str, list[int]]:

@@ -176,6 +176,93 @@ def test_unknown_fields_are_refused_at_every_level(stack: Stack) -> None:
     assert [e["field"] for e in batch.json()["errors"]] == ["callback"]
 
 
+def test_a_body_of_many_unknown_fields_gets_one_short_answer(stack: Stack) -> None:
+    event: dict[str, Any] = events.unpaid(events.account())
+    event["account"].update({f"k{i:06d}": "x" * 10 for i in range(75_000)})  # 1.8 MB
+
+    answer = stack.post(event)
+
+    assert answer.status_code == 422
+    assert len(answer.content) < 2_000  # was 5.5 MB: one error per unknown field
+    [error] = answer.json()["errors"]
+    assert error["field"] == "account"
+    assert "75000 unknown fields (first: 'k000000'" in error["message"]
+
+
+def test_at_most_50_errors_are_reported_per_event_and_per_batch(stack: Stack) -> None:
+    event: dict[str, Any] = events.unpaid(events.account())
+    event["account"]["push_tokens"] = ["bad token"] * 20  # 20 errors
+    event["account"].update({f"extra{i}": 1 for i in range(40)})  # 40 more
+    single = stack.post(event)
+    assert single.status_code == 422
+    errors = single.json()["errors"]
+    assert len(errors) == 50 and errors[-1]["message"] == "11 more errors"
+
+    batch = stack.client.post(
+        "/v1/events/batch", json={"events": [event] * 10}, headers=stack.producer
+    )
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert [r["status"] for r in results] == ["invalid"] * 10
+    assert len(results[0]["errors"]) == 50
+    assert [len(r["errors"]) for r in results[1:]] == [1] * 9
+    assert "details left out past 50 errors" in results[1]["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "field"),
+    [
+        (("bill", "amount"), True, "bill.amount"),  # was stored as 1
+        (("bill", "amount"), "1830", "bill.amount"),
+        (("bill", "due_date"), 1_764_000_000, "bill.due_date"),
+        (("bill", "due_date"), "2040-01-01", "bill.due_date"),  # past ±5 years
+        (("occurred_at",), 1_764_000_000, "occurred_at"),  # was a Unix time
+        (("level",), True, "level"),
+        (("account", "vulnerable"), "yes", "account.vulnerable"),
+        (("bill", "bill_no"), "B1\r\nX-Injected: 1", "bill.bill_no"),
+        (("bill", "bill_no"), "B1\u202egnp.exe", "bill.bill_no"),
+        (("account", "push_tokens"), ["tok\nen"], "account.push_tokens[0]"),
+        (("account", "push_tokens"), ["tok\u2066en"], "account.push_tokens[0]"),
+    ],
+)
+def test_values_of_the_wrong_type_or_shape_are_refused_naming_the_field(
+    stack: Stack, where: tuple[str, ...], value: Any, field: str
+) -> None:
+    event: dict[str, Any] = events.unpaid(events.account())
+    *parents, leaf = where
+    target = event
+    for name in parents:
+        target = target[name]
+    target[leaf] = value
+
+    answer = stack.post(event)
+
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == [field]
+
+
+def test_a_usage_reading_is_finite_and_bounded(stack: Stack) -> None:
+    acct = events.account()
+    usage = {
+        "event_id": f"u-{acct['account_no']}",
+        "type": "usage.abnormal",
+        "occurred_at": "2026-11-27T09:00:00+08:00",
+        "account": acct,
+        "usage": {
+            "period_start": "2026-10-01",
+            "period_end": "2026-10-31",
+            "kwh": 1e308,  # finite, and no notice can print it
+            "baseline_kwh": 300,
+            "reason": "spike\u0007",
+        },
+    }
+
+    answer = stack.post(usage)
+
+    assert answer.status_code == 422
+    assert sorted(e["field"] for e in answer.json()["errors"]) == ["usage.kwh", "usage.reason"]
+
+
 def test_odd_unicode_in_a_name_is_refused_or_cleaned(stack: Stack) -> None:
     acct = events.account()
     bidi = events.unpaid({**acct, "name": "王小明\u202e"})

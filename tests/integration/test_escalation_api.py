@@ -157,6 +157,11 @@ def test_outcomes_move_the_case_and_only_its_agent_may_record_them(stack: Stack)
     )
     assert far.status_code == 422 and far.json()["errors"][0]["field"] == "promise_date"
 
+    flipped = stack.client.post(
+        url, json={"outcome": "no_answer", "note": "響鈴\u202e無人接"}, headers=mine
+    )  # a bidi override turns what the next reader sees around
+    assert flipped.status_code == 422 and flipped.json()["errors"][0]["field"] == "note"
+
     for outcome in ("no_answer", "no_answer"):  # twice in a moment: one try
         answer = stack.client.post(
             url, json={"outcome": outcome, "note": "響鈴無人接"}, headers=mine

@@ -319,6 +319,8 @@ def test_a_disaster_area_hold_released_at_once_tells_each_account_still_owing_on
         ({"scope": "bill", "reason": "dispute"}, "bill_no", "producer"),
         ({"scope": "account", "area": "toufen", "reason": "dispute"}, "area", "producer"),
         ({"scope": "account", "reason": "dispute", "starts_on": "not a date"}, "starts_on", "producer"),
+        ({"scope": "account", "reason": "other", "note": "客戶\u202e申訴"}, "note", "producer"),
+        ({"scope": "account", "reason": "other", "note": "bell\u0007"}, "note", "producer"),
     ],
 )  # fmt: skip
 def test_a_bad_hold_is_refused_naming_the_field_and_nothing_is_stored(

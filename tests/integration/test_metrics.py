@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,8 @@ from pydantic import SecretStr
 from sqlmodel import col
 
 from notifier.deliveries.models import Delivery
+from notifier.escalation import agents
+from notifier.escalation.models import Escalation
 from notifier.observability.metrics import Timeline, TimelineTotals, read_timeline
 from tests.support import events
 from tests.support.stack import Stack, wait_until
@@ -196,3 +200,44 @@ def test_a_configured_token_is_required(stack: Stack) -> None:
         assert stack.client.get("/metrics", headers=wrong).status_code == 401
         families = scrape(stack, Authorization="Bearer scrape-7c41e2")
         assert "notifier_deliveries" in families
+
+
+def test_deployed_without_a_token_metrics_are_closed(stack: Stack) -> None:
+    settings = stack.runtime.settings
+    stack.runtime.settings = settings.model_copy(update={"mode": "deployed"})
+    try:
+        answer = stack.client.get("/metrics")
+    finally:
+        stack.runtime.settings = settings
+    assert answer.status_code == 403
+    assert "NOTIFIER_METRICS_TOKEN" in answer.json()["detail"]
+
+
+def test_an_area_no_agent_works_is_not_a_label_of_its_own(stack: Stack) -> None:
+    staffed, invented = f"area-{secrets.token_hex(3)}", f"spam-{secrets.token_hex(3)}"
+    accts = [events.account(area=staffed), events.account(area=invented)]
+    for acct in accts:
+        stack.post(events.unpaid(acct))
+        stack.settled(acct["account_no"], count=3)
+    with stack.db() as session:
+        agents.add_agent(session, name="林建宏", area=staffed, kind="caller")
+        for acct in accts:  # a producer may send any area it likes: one case in each
+            session.add(
+                Escalation(
+                    account_no=acct["account_no"],
+                    kind="call",
+                    area=acct["area"],
+                    opened_on=date(2027, 1, 21),
+                )
+            )
+        session.commit()
+
+    # The readings are cached for NOTIFIER_METRICS_CACHE_SECONDS: wait for a fresh one.
+    def areas() -> set[str] | None:
+        found = {
+            dict(labels)["area"] for labels in samples(scrape(stack)["notifier_escalations_open"])
+        }
+        return found if staffed in found else None
+
+    labelled = wait_until(areas, timeout=60, what="the open cases in the metrics")
+    assert invented not in labelled and "other" in labelled

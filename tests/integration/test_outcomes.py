@@ -67,7 +67,7 @@ def test_a_wrong_number_marks_the_phone_tells_the_producer_and_sends_someone_rou
         producer_id = producer.id
         # Nothing listens there: the outbox row is the promise to the producer.
         webhooks.register(
-            session, producer_id, "http://127.0.0.1:9/billing", deployed=False,
+            session, producer_id, "http://127.0.0.1:9/billing", deployed=False, allow_private=True,
             now=taipei(NOV_20, 8),
         )  # fmt: skip
     acct = events.account(area=area)

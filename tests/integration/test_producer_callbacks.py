@@ -24,11 +24,13 @@ from typing import Any, TypeVar
 import pytest
 from sqlmodel import select
 
+from notifier.accounts.models import Account
 from notifier.auth import keys
 from notifier.billing.models import Bill
 from notifier.db import utcnow
 from notifier.escalation import service as cases
 from notifier.escalation.models import Escalation, EscalationBill
+from notifier.events.models import Event
 from notifier.webhooks.models import ProducerCallback, ProducerEndpoint
 from tests.support import events
 from tests.support.stack import Stack, wait_until
@@ -232,10 +234,33 @@ def test_a_4xx_is_never_retried(stack: Stack, receiver: Receiver) -> None:
         what="the callback to fail",
     )
     assert (row["attempts"], row["last_status_code"]) == (1, 400)
-    assert "HTTP 400" in row["last_error"]
+    assert row["last_error"] == "http 4xx"  # a category: never the answer's body
     time.sleep(3)  # longer than the first two backoffs together
     assert len(receiver.at(path)) == 1
     assert _listed(stack, producer, status="pending") == []
+
+
+def test_a_url_that_resolves_to_this_machine_at_send_time_is_not_posted_to(
+    stack: Stack, receiver: Receiver
+) -> None:
+    producer = _producer(stack)
+    path, _ = _register(stack, receiver, producer)  # taken: this stack lets 127.0.0.1 in
+
+    # As deployed: the host is resolved and checked again before each POST (a name
+    # registered while public may resolve to this machine later).
+    with stack.worker_with(
+        NOTIFIER_CALLBACK_ALLOW_PRIVATE="false", NOTIFIER_WEBHOOK_MAX_ATTEMPTS="1"
+    ):
+        acct = events.account(phone=None, push_tokens=None)
+        stack.client.post("/v1/events", json=events.unpaid(acct), headers=producer)
+        [row] = wait_until(
+            lambda: _listed(stack, producer, status="failed") or None,
+            timeout=60,
+            what="the callback to fail",
+        )
+
+    assert (row["last_status_code"], row["last_error"]) == (None, "blocked address")
+    assert receiver.at(path) == []
 
 
 def test_another_producers_events_never_reach_this_url(stack: Stack, receiver: Receiver) -> None:
@@ -304,6 +329,102 @@ def test_an_escalation_outcome_reaches_the_producer_of_the_account(
         )  # fmt: skip
         assert body["account_no"] == acct["account_no"] and body["bill_nos"] == [bill_no]
         assert acct["phone"] not in json.dumps(body, ensure_ascii=False)
+
+
+def test_an_event_id_is_each_producers_own(stack: Stack) -> None:
+    mine, theirs = _producer(stack), _producer(stack)
+    event_id = f"shared-{secrets.token_hex(4)}"
+    my_acct, their_acct = events.account(), events.account()
+
+    first = stack.client.post(
+        "/v1/events", json=events.unpaid(my_acct, event_id=event_id), headers=mine
+    )
+    # Pre-posting the same id cannot make the real event a duplicate, nor reveal it exists.
+    second = stack.client.post(
+        "/v1/events", json=events.unpaid(their_acct, event_id=event_id), headers=theirs
+    )
+
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    assert second.json()["status"] == "accepted"
+    stack.settled(my_acct["account_no"], count=3)
+    stack.settled(their_acct["account_no"], count=3)
+    for key in (mine, theirs):
+        assert stack.client.get(f"/v1/events/{event_id}", headers=key).status_code == 200
+    with stack.db() as session:
+        rows = session.exec(select(Event).where(Event.event_id == event_id)).all()
+    assert sorted(row.account_no for row in rows) == sorted(
+        [my_acct["account_no"], their_acct["account_no"]]
+    )
+
+
+def test_another_producer_may_not_change_the_contact_data_or_the_bills_of_an_account(
+    stack: Stack,
+) -> None:
+    mine, theirs = _producer(stack), _producer(stack)
+    acct = events.account(push_tokens=None, email=None)
+    event = events.unpaid(acct)
+    assert stack.client.post("/v1/events", json=event, headers=mine).status_code == 202
+    stack.settled(acct["account_no"], count=1)
+
+    hijack = events.unpaid({**acct, "phone": "+886987654321"}, period="2026-10")
+    refused = stack.client.post("/v1/events", json=hijack, headers=theirs)
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "account.name" and "send account_no alone" in error["message"]
+    their_copy = events.unpaid({"account_no": acct["account_no"]})
+    their_copy["bill"] = {**their_copy["bill"], "bill_no": event["bill"]["bill_no"], "amount": 1}
+    refused = stack.client.post("/v1/events", json=their_copy, headers=theirs)
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["bill.bill_no"]
+
+    # Its own bill of the same account, with account_no alone, is taken.
+    own = events.unpaid({"account_no": acct["account_no"]}, period="2026-10")
+    assert stack.client.post("/v1/events", json=own, headers=theirs).status_code == 202
+    stack.settled(acct["account_no"], count=2)
+    with stack.db() as session:
+        account = session.get(Account, acct["account_no"])
+        first, second = (session.get(Bill, e["bill"]["bill_no"]) for e in (event, own))
+    assert account is not None and account.phone == acct["phone"]
+    assert first is not None and first.amount == event["bill"]["amount"]
+    assert second is not None and second.producer_key_id != first.producer_key_id
+
+
+def test_a_case_is_told_only_to_the_producer_of_its_bills(stack: Stack, receiver: Receiver) -> None:
+    mine, theirs = _producer(stack), _producer(stack)
+    my_path, _ = _register(stack, receiver, mine)
+    their_path, _ = _register(stack, receiver, theirs)
+    acct = events.account(email=None, push_tokens=None)
+    event = events.unpaid(acct)
+    stack.client.post("/v1/events", json=event, headers=mine)
+    theirs_too = events.unpaid({"account_no": acct["account_no"]}, period="2026-10")
+    assert stack.client.post("/v1/events", json=theirs_too, headers=theirs).status_code == 202
+    stack.settled(acct["account_no"], count=2)
+    with stack.db() as session:
+        case = Escalation(account_no=acct["account_no"], kind="visit", opened_on=date(2027, 1, 21))
+        session.add(case)
+        session.flush()
+        assert case.id is not None
+        bill_no = event["bill"]["bill_no"]
+        session.add(EscalationBill(escalation_id=case.id, bill_no=bill_no, added_on=case.opened_on))
+        case_id = case.id
+    with stack.db() as session:
+        cases.record_outcome(
+            session,
+            case_id,
+            cases.Actor(name="test supervisor", supervisor=True),
+            outcome="notice_delivered",
+            today=date(2027, 1, 21),
+            policy=stack.runtime.policy.escalation,
+            now=utcnow(),
+        )
+
+    def about_cases(path: str) -> list[Seen]:
+        return [r for r in receiver.at(path) if r.json()["type"].startswith("escalation.")]
+
+    seen = wait_until(_at_least(2, lambda: about_cases(my_path)), timeout=60, what="the callbacks")
+    assert {r.json()["escalation_id"] for r in seen} == {case_id}
+    time.sleep(1)  # the other producer's, were any owed, would be out by now
+    assert about_cases(their_path) == []
 
 
 def test_a_wrong_number_tells_the_producer_the_phone_is_invalid(

@@ -65,7 +65,7 @@ def a_producer(ledger: Ledger, area: str) -> int:
         producer, _ = keys.create_key(session, role="producer", name=f"billing {area}")
         assert producer.id is not None
         webhooks.register(
-            session, producer.id, "http://127.0.0.1:9/billing", deployed=False,
+            session, producer.id, "http://127.0.0.1:9/billing", deployed=False, allow_private=True,
             now=ledger.runtime.clock(),
         )  # fmt: skip
         return producer.id
@@ -105,7 +105,9 @@ def test_a_proposed_policy_is_seen_before_it_is_made(ledger: Ledger) -> None:
     b09 = events.unpaid(acct, period="2026-09", due=NOV_20)
     ledger.post(b05, b07, b09, producer_key_id=producer)
     ledger.sweep(NOV_20)
-    ledger.pay(acct, b05["bill"], on=NOV_21)  # B07 and B09 (NT$3,660) still owed: the case stands
+    ledger.pay(
+        acct, b05["bill"], on=NOV_21, producer_key_id=producer
+    )  # B07 and B09 (NT$3,660) still owed: the case stands
     assert ledger.open_case(acct["account_no"]) is not None
     stricter = ledger.policy.model_copy(update={"min_arrears": 5000})
     before = snapshot(ledger)

@@ -80,11 +80,19 @@ class Ledger:
         bill: dict[str, Any] = event["bill"]
         return bill
 
-    def pay(self, acct: dict[str, Any], bill: dict[str, Any], on: date) -> None:
+    def pay(
+        self,
+        acct: dict[str, Any],
+        bill: dict[str, Any],
+        on: date,
+        *,
+        producer_key_id: int | None = None,
+    ) -> None:
+        """``bill.paid`` from the producer that owns the bill (another's would be refused)."""
         event = events.paid(acct)
         event["bill"] = bill
         event["occurred_at"] = f"{on.isoformat()}T10:00:00+08:00"
-        self.post(event)
+        self.post(event, producer_key_id=producer_key_id)
 
     # -- the service ----------------------------------------------------------------------
 

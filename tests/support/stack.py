@@ -145,6 +145,8 @@ class Stack:
             # Producer callbacks retried after ½–1 s, then 1–2 s, …
             "NOTIFIER_WEBHOOK_RETRY_BASE_SECONDS": "1",
             "NOTIFIER_PUBLIC_URL": self.base_url,
+            # The tests' callback receivers listen on 127.0.0.1, which a deployment refuses.
+            "NOTIFIER_CALLBACK_ALLOW_PRIVATE": "true",
             # The recording sandboxes, whose magic recipients script failures;
             # postcards still go through the print batch.
             "NOTIFIER_PROVIDERS": json.dumps(

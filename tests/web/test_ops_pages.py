@@ -75,6 +75,9 @@ def test_a_failed_delivery_is_retried_and_the_audit_says_who(stack: Stack) -> No
         done = browser.post(f"/ops/deliveries/{failed.id}/retry", data={"csrf_token": token})
         assert done.status_code == 303, done.text
         assert "done=retried" in done.headers["location"]
+        twice = browser.post(f"/ops/deliveries/{failed.id}/retry", data={"csrf_token": token})
+        assert twice.status_code == 409  # a double click: one retry, not two sends
+        assert "retried already" in twice.text
 
         again = browser.get(f"/ops/notifications/{failed.notification_id}")
         assert "retried_as" in again.text
@@ -91,7 +94,28 @@ def test_a_failed_delivery_is_retried_and_the_audit_says_who(stack: Stack) -> No
             select(AuditEntry).where(AuditEntry.target == f"delivery {failed.id}")
         ).one()
     assert retry is not None and retry.id != failed.id and retry.channel == failed.channel
+    with stack.db() as session:
+        copies = session.exec(
+            select(Delivery).where(Delivery.notification_id == failed.notification_id)
+        ).all()
+    assert len(copies) == 2  # the failed one and its one retry
     assert entry.action == "delivery.retry" and entry.actor.startswith("user ")
+
+
+def test_no_retry_is_offered_once_the_fallback_reached_the_customer(stack: Stack) -> None:
+    acct = events.account(phone=FAILS_FOR_GOOD, push_tokens=None, email=None)
+    stack.post(events.unpaid(acct))
+    rows = stack.settled(acct["account_no"], count=2)  # SMS refused, the postcard printed
+    failed = next(d for d in rows if d.status == "failed")
+    assert any(d.status in {"sent", "delivered"} for d in rows)
+
+    with signed_in(stack) as browser:
+        story = browser.get(f"/ops/notifications/{failed.notification_id}")
+        assert f'action="/ops/deliveries/{failed.id}/retry"' not in story.text
+        token = csrf_token(story.text)
+        refused = browser.post(f"/ops/deliveries/{failed.id}/retry", data={"csrf_token": token})
+
+    assert refused.status_code == 409 and "reached the customer" in refused.text
 
 
 def test_the_dashboard_draws_its_charts(stack: Stack) -> None:

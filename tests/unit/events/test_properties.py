@@ -9,7 +9,7 @@ trip; numbers are not dates; zh-TW Minguo dates read back to the same day.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from notifier.events.schema import MAX_AMOUNT, AccountIn, BillIn
+from notifier.events.schema import MAX_AMOUNT, YEARS_AROUND, AccountIn, BillIn
 from notifier.notices.rendering import format_date, format_period
 
 # The same examples on every run (CI must not find a new failure by chance), a few hundred each.
@@ -107,10 +107,27 @@ def test_a_fraction_of_a_dollar_is_refused(amount: float) -> None:
         _bill(amount=amount)
 
 
+NEAR = timedelta(days=round(365.25 * YEARS_AROUND))
+
+
 @prop
-@given(st.dates())
+@given(
+    st.dates(
+        min_value=date.today() - NEAR + timedelta(days=1),
+        max_value=date.today() + NEAR - timedelta(days=1),
+    )
+)
 def test_an_iso_due_date_reads_back_as_the_same_day(day: date) -> None:
     assert _bill(due_date=day.isoformat()).due_date == day
+
+
+@prop
+@given(st.dates().filter(lambda day: abs(day - date.today()) > NEAR + timedelta(days=1)))
+@example(date(1970, 1, 1))
+@example(date(9999, 12, 31))
+def test_a_due_date_far_from_today_is_refused(day: date) -> None:
+    with pytest.raises(ValidationError, match="within 5 years"):
+        _bill(due_date=day.isoformat())
 
 
 @prop
