@@ -35,9 +35,20 @@ class Authenticator:
     secret: str
     last_step: int
 
+    def code_of_last_step(self) -> str:
+        self.last_step += 1
+        return pyotp.TOTP(self.secret).at(self.last_step * totp.STEP_SECONDS)
+
     def code(self) -> str:
-        """A code the service has not seen yet: this step's, or the next one's if used."""
-        step = max(int(time.time()) // totp.STEP_SECONDS, self.last_step + 1)
+        """A code the service has not seen yet: this step's, else the next one's.
+
+        The service takes a code of one step either side of its own, once; a
+        third sign-in inside one step waits for the step to turn, as its user would.
+        """
+        now_step = int(time.time()) // totp.STEP_SECONDS
+        step = max(now_step, self.last_step + 1)
+        if step > now_step + 1:
+            time.sleep((step - 1) * totp.STEP_SECONDS - time.time() + 0.5)
         self.last_step = step
         return pyotp.TOTP(self.secret).at(step * totp.STEP_SECONDS)
 
@@ -76,11 +87,10 @@ class Browser:
         """Answer the TOTP page at ``page_url`` with ``code``."""
         page = self.client.get(page_url)
         assert page.status_code == 200, page.text
-        nxt = re.search(r'name="next" value="([^"]*)"', page.text)
         form = {
             "code": code,
             "csrf_token": csrf_token(page.text),
-            "next": nxt.group(1) if nxt else "",
+            "next": httpx.URL(page_url).params.get("next", ""),
         }
         return self.client.post("/sign-in/totp", data=form)
 
@@ -120,8 +130,10 @@ def enrol(stack: Stack, user: User) -> Authenticator:
         row = session.get(User, user.id)
         assert row is not None
         secret = totp.begin_enrolment(session, row)
-        phone = Authenticator(secret=secret, last_step=0)
-        assert totp.confirm(session, row, phone.code(), now=datetime.now(UTC))
+        # The code of the step just gone, which the service still takes: it
+        # leaves this step and the next to the sign-ins that follow.
+        phone = Authenticator(secret=secret, last_step=int(time.time()) // totp.STEP_SECONDS - 2)
+        assert totp.confirm(session, row, phone.code_of_last_step(), now=datetime.now(UTC))
     AUTHENTICATORS[user.username] = phone
     return phone
 
