@@ -170,6 +170,7 @@ class Stack:
                 host="127.0.0.1",
                 port=port,
                 log_config=None,
+                proxy_headers=False,  # as `notifier api` runs it
             )
         )
         threading.Thread(target=self.api.run, name=f"api-{self.name}", daemon=True).start()
