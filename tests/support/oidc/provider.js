@@ -4,8 +4,12 @@
 // package's development login and consent forms (any login of ACCOUNTS signs in,
 // no password). Started by tests/web/test_oidc.py:
 //   OIDC_PORT=... OIDC_CLIENT_ID=... OIDC_CLIENT_SECRET=... OIDC_REDIRECT_URI=...
-//   OIDC_ACCOUNTS='{"alice": {"groups": ["notifier-ops"]}}' node provider.js
+//   OIDC_ACCOUNTS_FILE=accounts.json node provider.js
+// where accounts.json is {"alice": {"groups": ["notifier-ops"], "name": "..."}}, read
+// again at each sign-in (a test changes someone's groups between two sign-ins).
 // It prints "ready <issuer>" once it listens on 127.0.0.1.
+import { readFileSync } from 'node:fs';
+
 import Provider from 'oidc-provider';
 
 const env = (name) => {
@@ -16,7 +20,7 @@ const env = (name) => {
 
 const port = Number(env('OIDC_PORT'));
 const issuer = `http://127.0.0.1:${port}`;
-const accounts = JSON.parse(env('OIDC_ACCOUNTS'));
+const accountsFile = env('OIDC_ACCOUNTS_FILE');
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -34,7 +38,7 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'profile', 'groups'],
   // Stable keys are not needed: each test run starts a new provider.
   async findAccount(ctx, id) {
-    const account = accounts[id];
+    const account = JSON.parse(readFileSync(accountsFile, 'utf8'))[id];
     if (!account) return undefined;
     return {
       accountId: id,
