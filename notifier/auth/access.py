@@ -295,6 +295,20 @@ GROUPS: tuple[Group, ...] = (
         credentials="none",
     ),
     Group(
+        # Each needs the pending session of a right password, or the directory's answer.
+        "sign-in steps: TOTP code, TOTP enrolment, the directory",
+        PUBLIC,
+        (
+            ("GET", "/sign-in/totp"),
+            ("POST", "/sign-in/totp"),
+            ("GET", "/sign-in/enrol"),
+            ("POST", "/sign-in/enrol"),
+            ("GET", "/sign-in/oidc"),
+            ("GET", "/sign-in/oidc/callback"),
+        ),
+        credentials="none",
+    ),
+    Group(
         "health, API docs, static files",
         PUBLIC,
         (
