@@ -289,6 +289,12 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group("sign out", SIGNED_IN, (("POST", "/sign-out"),), credentials="user"),
     Group(
+        "one's own TOTP key",
+        SIGNED_IN,
+        (("GET", "/account/totp"), ("POST", "/account/totp")),
+        credentials="user",
+    ),
+    Group(
         "home, sign in, language",
         PUBLIC,
         (("GET", "/"), ("GET", "/sign-in"), ("POST", "/sign-in"), ("POST", "/language")),

@@ -228,7 +228,15 @@ def enrol_page(request: Request, rt: RuntimeDep, next: str = "") -> Response:
         assert user is not None
         secret = totp.begin_enrolment(session, user)
         uri = totp.provisioning_uri(user, secret)
-    response = _code_form(request, "sign_in_enrol.html", pending, next=next, uri=uri, secret=secret)
+    response = _code_form(
+        request,
+        "sign_in_enrol.html",
+        pending,
+        next=next,
+        uri=uri,
+        secret=secret,
+        action="/sign-in/enrol",
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -295,6 +303,42 @@ def _code_form(
         name=pending.user.display_name,
         **context,
     )
+
+
+@router.get("/account/totp")
+def account_totp_page(request: Request, rt: RuntimeDep, user: WebUser) -> Response:
+    """A signed-in password user (ops, agent) sets up a TOTP key of their own accord."""
+    if user.directory_subject is not None or user.totp_confirmed_at is not None:
+        return render(request, "account_totp.html", done=user.totp_confirmed_at is not None)
+    with rt.db.session() as session:
+        row = session.get(User, user.id, with_for_update=True)
+        assert row is not None
+        secret = totp.begin_enrolment(session, row)
+        uri = totp.provisioning_uri(row, secret)
+    response = render(
+        request,
+        "sign_in_enrol.html",
+        action="/account/totp",
+        next="",
+        problem=request.query_params.get("problem", ""),
+        name=user.display_name,
+        uri=uri,
+        secret=secret,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/account/totp", dependencies=[Depends(csrf_protect)])
+def account_totp_confirm(rt: RuntimeDep, user: WebUser, code: FormText = "") -> Response:
+    """The first code confirms the key; from the next sign-in on, a code is asked for."""
+    with rt.db.session() as session:
+        row = session.get(User, user.id, with_for_update=True)
+        assert row is not None
+        confirmed = totp.confirm(session, row, code, now=rt.clock())
+    if not confirmed:
+        return redirect("/account/totp?problem=wrong_code")
+    return redirect("/account/totp")
 
 
 @router.get("/sign-in/oidc")

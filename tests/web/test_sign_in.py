@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ from notifier.audit.models import AuditEntry
 from notifier.db import utcnow
 from notifier.escalation.agents import add_agent, disable_agent
 from notifier.users import service as users
+from notifier.users import totp
 from notifier.users.models import User, UserSession
 from tests.support.stack import Stack
 from tests.support.web import AUTHENTICATORS, PASSWORD, Browser, audit_of, csrf_token, new_user
@@ -424,3 +426,28 @@ def test_x_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
             session, action="user.sign_in_failed", target=users.actor_of(user), limit=1
         ).entries
     assert refusal.detail is not None and refusal.detail["client"] == "127.0.0.1"
+
+
+def test_an_ops_user_may_set_up_a_key_and_is_then_asked_for_its_code(
+    stack: Stack, browser: Browser
+) -> None:
+    user = new_user(stack, "ops")
+    assert browser.sign_in(user.username, PASSWORD).headers["location"] == "/ops"
+    page = browser.get("/account/totp")
+    assert page.headers["cache-control"] == "no-store"
+    secret = totp_secret_on(page.text)
+
+    done = browser.post(
+        "/account/totp", {"code": pyotp.TOTP(secret).now(), "csrf_token": csrf_token(page.text)}
+    )
+
+    assert done.headers["location"] == "/account/totp"
+    assert secret not in browser.get("/account/totp").text  # shown once, never again
+    with Browser(stack.base_url) as later:
+        form = {"username": user.username, "password": PASSWORD}
+        token = csrf_token(later.get("/sign-in").text)
+        answer = later.client.post("/sign-in", data={**form, "csrf_token": token})
+        assert answer.headers["location"] == "/sign-in/totp"
+        code = pyotp.TOTP(secret).at(time.time() + totp.STEP_SECONDS)  # the step after enrolment's
+        assert later.give_code("/sign-in/totp", code).headers["location"] == "/ops"
+    assert "user.totp_enrolled" in audit_of(stack, user)
