@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete
 
 from notifier.users.models import SignInThrottle
@@ -45,8 +46,16 @@ def record_failure(session: Session, client: str, *, now: datetime, window: time
     if row is None:
         # Rows of windows long over are dropped here rather than by a job.
         session.exec(delete(SignInThrottle).where(col(SignInThrottle.window_start) <= now - window))
-        row = SignInThrottle(client=_key(client), window_start=now, failures=0)
-    elif row.window_start + window <= now:
+        try:
+            with session.begin_nested():  # another replica may add this client's row meanwhile
+                session.add(SignInThrottle(client=_key(client), window_start=now, failures=0))
+        except IntegrityError:
+            pass
+        row = session.get(
+            SignInThrottle, _key(client), with_for_update=True, populate_existing=True
+        )
+        assert row is not None
+    if row.window_start + window <= now:
         row.window_start = now
         row.failures = 0
     row.failures += 1
