@@ -97,7 +97,13 @@ def run_embedded(*, host: str, port: int, simulate: bool = True) -> None:
     # SIGTERM unwind like Ctrl-C does, so the worker is stopped too.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_config=None)
+        uvicorn.run(
+            create_app(settings, runtime=runtime),
+            host=host,
+            port=port,
+            log_config=None,
+            proxy_headers=False,  # NOTIFIER_TRUST_FORWARDED_HEADERS decides, not uvicorn
+        )
     finally:
         _stop(bounces)
         _stop(ingest)

@@ -168,6 +168,53 @@ class IngestSettings(BaseModel):
     """The API key the bus's events are stored under (its GET /v1/events and callbacks)."""
 
 
+_PERSON_ROLES = ("ops", "agent", "supervisor", "admin")
+
+
+class OidcSettings(BaseModel):
+    """Staff sign-in through the utility's directory (OpenID Connect); off while ``issuer`` is empty."""
+
+    issuer: str = ""
+    """The directory's issuer URL; its ``/.well-known/openid-configuration`` tells the rest."""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    name: str = "directory"
+    """What the sign-in page's button calls the directory ("Sign in with <name>")."""
+    scopes: list[str] = ["openid", "profile"]
+    """Asked for at sign-in; add the one that releases ``roles_claim`` (often ``groups``)."""
+    roles_claim: str = "groups"
+    """The claim (a string or a list of strings) whose values ``role_map`` maps to roles."""
+    role_map: dict[str, str] = {}
+    """Claim value → ``ops``, ``agent``, ``supervisor`` or ``admin``; the highest one wins."""
+    only: bool = False
+    """Refuse password sign-in (local accounts) altogether: the directory is the only way in."""
+    timeout_seconds: float = Field(10, gt=0)
+
+    @field_validator("role_map")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for claim, role in value.items():
+            if role not in _PERSON_ROLES:
+                raise ValueError(
+                    f"role_map[{claim!r}]: {role!r} is not one of {', '.join(_PERSON_ROLES)}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if self.issuer and not self.client_id:
+            raise ValueError("oidc.client_id: needed when oidc.issuer is set")
+        if self.issuer and "openid" not in self.scopes:
+            raise ValueError("oidc.scopes: must include 'openid'")
+        if self.only and not self.issuer:
+            raise ValueError("oidc.only: needs oidc.issuer (nobody could sign in)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
 class ApiRate(BaseModel):
     """Requests per second one API key may make, and how many at once after a pause."""
 
@@ -288,10 +335,17 @@ class Settings(BaseSettings):
 
     session_hours: float = Field(8, gt=0)
     """A web sign-in ends after this long without a request."""
+    session_max_hours: float = Field(12, gt=0)
+    """A web sign-in ends this long after it began, however busy."""
     login_max_failures: int = Field(5, ge=1)
     """Wrong passwords in a row that lock a user's account."""
     login_lockout_minutes: float = Field(15, gt=0)
     """How long a locked account refuses every sign-in."""
+    login_throttle_failures: int = Field(20, ge=1)
+    """Failed sign-ins from one client address that make it wait (429) ..."""
+    login_throttle_minutes: float = Field(10, gt=0)
+    """... until this long after its first failure of the window."""
+    oidc: OidcSettings = OidcSettings()
 
     twilio: TwilioSettings = TwilioSettings()
     mitake: MitakeSettings = MitakeSettings()

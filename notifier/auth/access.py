@@ -289,9 +289,29 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group("sign out", SIGNED_IN, (("POST", "/sign-out"),), credentials="user"),
     Group(
+        "one's own TOTP key",
+        SIGNED_IN,
+        (("GET", "/account/totp"), ("POST", "/account/totp")),
+        credentials="user",
+    ),
+    Group(
         "home, sign in, language",
         PUBLIC,
         (("GET", "/"), ("GET", "/sign-in"), ("POST", "/sign-in"), ("POST", "/language")),
+        credentials="none",
+    ),
+    Group(
+        # Each needs the pending session of a right password, or the directory's answer.
+        "sign-in steps: TOTP code, TOTP enrolment, the directory",
+        PUBLIC,
+        (
+            ("GET", "/sign-in/totp"),
+            ("POST", "/sign-in/totp"),
+            ("GET", "/sign-in/enrol"),
+            ("POST", "/sign-in/enrol"),
+            ("GET", "/sign-in/oidc"),
+            ("GET", "/sign-in/oidc/callback"),
+        ),
         credentials="none",
     ),
     Group(

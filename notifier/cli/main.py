@@ -93,6 +93,9 @@ def api(
         workers=workers,
         root_path=root_path,
         log_config=None,
+        # Which X-Forwarded-* to believe is NOTIFIER_TRUST_FORWARDED_HEADERS' call
+        # (sign-in throttle, audit trail, callback URLs), not uvicorn's.
+        proxy_headers=False,
     )
 
 

@@ -1,4 +1,4 @@
-"""``notifier users add|list|disable|passwd``: the people who sign in to the web pages."""
+"""``notifier users add|list|disable|passwd|reset-totp``: the people who sign in to the web pages."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 __all__ = ["users_app"]
 
 users_app = typer.Typer(
-    help="People who sign in to the web pages: add, list, disable, passwd.", no_args_is_help=True
+    help="People who sign in to the web pages: add, list, disable, passwd, reset-totp.",
+    no_args_is_help=True,
 )
 
 PasswordStdin = Annotated[
@@ -88,15 +89,22 @@ def users_list() -> None:
 
     now = utcnow()
     with _database().session() as session:
-        typer.echo("id\tusername\tname\trole\tagent\tlanguage\tstate\tlast sign-in")
+        typer.echo("id\tusername\tname\trole\tagent\tlanguage\tstate\tlast sign-in\tsigns in with")
         for u in list_users(session):
             state = "disabled" if not u.active else "active"
             if u.active and u.locked_until is not None and u.locked_until > now:
                 state = f"locked until {u.locked_until:%Y-%m-%d %H:%M} UTC"
             last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
             agent = u.agent_id if u.agent_id is not None else "-"
+            how = (
+                "directory"
+                if u.directory_subject is not None
+                else "password+totp"
+                if u.totp_confirmed_at is not None
+                else "password"
+            )
             typer.echo(
-                f"{u.id}\t{u.username}\t{u.display_name}\t{u.role}\t{agent}\t{u.language}\t{state}\t{last}"
+                f"{u.id}\t{u.username}\t{u.display_name}\t{u.role}\t{agent}\t{u.language}\t{state}\t{last}\t{how}"
             )
 
 
@@ -127,3 +135,26 @@ def users_passwd(user_id: UserId, password_stdin: PasswordStdin = False) -> None
     except InvalidInput as exc:
         raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
     typer.echo(f"user {user.id} ({user.username}): password changed; their sessions have ended")
+
+
+@users_app.command("reset-totp")
+def users_reset_totp(user_id: UserId) -> None:
+    """Remove a user's TOTP key (a lost phone); their sessions end, and they enrol again."""
+    from notifier.audit.service import CLI
+    from notifier.users import totp
+    from notifier.users.service import InvalidInput, get_user
+
+    try:
+        with _database().session() as session:
+            user = get_user(session, user_id)
+            totp.reset(session, user, actor=CLI)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
+    typer.echo(
+        f"user {user.id} ({user.username}): TOTP key removed; their sessions have ended"
+        + (
+            "; they set up a new one at their next sign-in"
+            if user.role in ("supervisor", "admin")
+            else ""
+        )
+    )

@@ -7,6 +7,13 @@ whether the username is unknown, the password wrong, or the account disabled
 or locked, so that the answer tells nothing about which accounts exist; the
 reason goes to the log and the audit trail. ``max_failures`` wrong passwords
 in a row lock the account for ``lockout``; an admin's new password unlocks it.
+Besides, one client address that fails too often waits (``throttle``).
+
+A new password must pass :mod:`notifier.users.passwords`. A password
+account with a confirmed TOTP key gives its code after the password (the
+session starts at stage ``totp``); a supervisor or admin without one is sent
+to enrol first (stage ``enrol``): see :mod:`notifier.users.totp`. A directory
+user (``directory_subject`` set) has no password and never signs in with one.
 """
 
 from __future__ import annotations
@@ -26,30 +33,36 @@ from sqlmodel import Session, col, select
 from notifier.audit import service as audit
 from notifier.auth.keys import ROLES as KEY_ROLES
 from notifier.escalation.models import Agent
-from notifier.users import sessions
+from notifier.users import passwords, sessions, throttle
 from notifier.users.models import User, UserSession
 
 __all__ = [
     "LANGUAGES",
     "MIN_PASSWORD_LENGTH",
     "ROLES",
+    "TOTP_REQUIRED_ROLES",
     "InvalidInput",
+    "SignInRules",
     "SignedIn",
+    "Throttled",
     "actor_of",
     "create_user",
     "disable_user",
     "get_user",
     "list_users",
+    "refuse_client",
     "set_password",
     "sign_in",
     "sign_out",
+    "start_session",
 ]
 
 ROLES: tuple[str, ...] = tuple(role for role in KEY_ROLES if role != "producer")
 """A person's roles: the API key roles but ``producer`` (a program)."""
 LANGUAGES: tuple[str, ...] = ("zh-TW", "en")
-MIN_PASSWORD_LENGTH = 10
-_MAX_PASSWORD_LENGTH = 1024
+MIN_PASSWORD_LENGTH = passwords.MIN_LENGTH
+TOTP_REQUIRED_ROLES: frozenset[str] = frozenset({"supervisor", "admin"})
+"""Password accounts of these roles must have a TOTP key before they open any page."""
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 _hasher = PasswordHasher()
 log = logging.getLogger(__name__)
@@ -64,12 +77,37 @@ class InvalidInput(ValueError):
         self.message = message
 
 
+class Throttled(Exception):
+    """This client failed too many sign-ins; it may try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SignInRules:
+    """The settings a sign-in is checked against (from ``notifier.settings``)."""
+
+    idle: timedelta
+    max_age: timedelta
+    max_failures: int
+    lockout: timedelta
+    throttle_failures: int
+    throttle_window: timedelta
+
+
 @dataclass(frozen=True)
 class SignedIn:
     user: User
     token: str
     """The session cookie's value; only its hash is stored."""
     session: UserSession
+
+    @property
+    def stage(self) -> str:
+        """``full``: signed in; ``totp``: a code is owed; ``enrol``: a TOTP key must be set up."""
+        return self.session.stage
 
 
 def actor_of(user: User) -> str:
@@ -112,7 +150,7 @@ def create_user(
     user = User(
         username=name,
         display_name=shown,
-        password_hash=_hash(password),
+        password_hash=_hash(password, user_inputs=(name, shown)),
         role=role,
         agent_id=agent_id,
         language=language,
@@ -154,7 +192,9 @@ def disable_user(session: Session, user_id: int, *, actor: str) -> User:
 def set_password(session: Session, user_id: int, password: str, *, actor: str) -> User:
     """A new password; it ends the user's sessions and lifts a lock."""
     user = get_user(session, user_id)
-    user.password_hash = _hash(password)
+    if user.directory_subject is not None:
+        raise InvalidInput("password", "a directory user signs in through the directory")
+    user.password_hash = _hash(password, user_inputs=(user.username, user.display_name))
     user.failed_logins = 0
     user.locked_until = None
     session.add(user)
@@ -169,44 +209,96 @@ def sign_in(
     password: str,
     *,
     now: datetime,
-    idle: timedelta,
-    max_failures: int,
-    lockout: timedelta,
+    rules: SignInRules,
     client: str | None = None,
 ) -> SignedIn | None:
-    """A new session if the password is right and the account may sign in, else None."""
+    """A new session if the password is right and the account may sign in, else None.
+
+    Raises ``Throttled``, before checking anything, when ``client`` failed too often.
+    """
+    if client is not None:
+        wait = throttle.retry_after(
+            session, client, now=now, limit=rules.throttle_failures, window=rules.throttle_window
+        )
+        if wait is not None:
+            log.warning("sign-in refused: client throttled for %d s", wait)
+            raise Throttled(wait)
     user = session.exec(
         select(User).where(User.username == username.strip().lower()).with_for_update()
     ).first()
     # Exactly one verification on every path: the time taken names no reason.
-    matches = _verify(user.password_hash if user else _dummy_hash(), password)
+    stored = user.password_hash if user and user.password_hash else _dummy_hash()
+    matches = _verify(stored, password) and user is not None and bool(user.password_hash)
     where: dict[str, Any] = {"client": client} if client else {}
     if user is None:
-        _refuse(session, None, "unknown username", where)
+        _refuse(session, None, "unknown username", where, client=client, now=now, rules=rules)
         return None
     if not user.active:
-        _refuse(session, user, "disabled", where)
+        _refuse(session, user, "disabled", where, client=client, now=now, rules=rules)
+        return None
+    if user.directory_subject is not None:
+        _refuse(session, user, "directory user", where, client=client, now=now, rules=rules)
         return None
     if user.locked_until is not None and user.locked_until > now:
-        _refuse(session, user, "locked", {**where, "locked_until": user.locked_until.isoformat()})
+        detail = {**where, "locked_until": user.locked_until.isoformat()}
+        _refuse(session, user, "locked", detail, client=client, now=now, rules=rules)
         return None
     if not matches:
         user.failed_logins += 1
-        _refuse(session, user, "wrong password", {**where, "failures": user.failed_logins})
-        if user.failed_logins >= max_failures:
-            _lock(session, user, until=now + lockout)
+        detail = {**where, "failures": user.failed_logins}
+        _refuse(session, user, "wrong password", detail, client=client, now=now, rules=rules)
+        if user.failed_logins >= rules.max_failures:
+            _lock(session, user, until=now + rules.lockout)
         session.add(user)
         return None
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hash(password)
+        user.password_hash = _hasher.hash(password)
     user.failed_logins = 0
     user.locked_until = None
+    session.add(user)
+    if user.totp_confirmed_at is not None:
+        stage = "totp"
+    elif user.role in TOTP_REQUIRED_ROLES:
+        stage = "enrol"
+    else:
+        return start_session(session, user, now=now, rules=rules, client=client, method="password")
+    token, row = sessions.start(session, user, now=now, idle=rules.idle, stage=stage)
+    audit.record(
+        session,
+        actor=actor_of(user),
+        action="user.password_accepted",
+        detail={**where, "next": stage},
+    )
+    return SignedIn(user=user, token=token, session=row)
+
+
+def start_session(
+    session: Session,
+    user: User,
+    *,
+    now: datetime,
+    rules: SignInRules,
+    client: str | None,
+    method: str,
+) -> SignedIn:
+    """A ``full`` session for ``user``, who has proved who they are by ``method``."""
     user.last_login_at = now
     session.add(user)
-    token, row = sessions.start(session, user, now=now, idle=idle)
-    audit.record(session, actor=actor_of(user), action="user.sign_in", detail=where or None)
-    log.info("%s signed in", actor_of(user))
+    token, row = sessions.start(session, user, now=now, idle=rules.idle)
+    detail: dict[str, Any] = {"method": method}
+    if client:
+        detail["client"] = client
+    audit.record(session, actor=actor_of(user), action="user.sign_in", detail=detail)
+    log.info("%s signed in (%s)", actor_of(user), method)
     return SignedIn(user=user, token=token, session=row)
+
+
+def refuse_client(
+    session: Session, client: str | None, *, now: datetime, rules: SignInRules
+) -> None:
+    """Count one failed sign-in step (a wrong TOTP code, say) against ``client``."""
+    if client is not None:
+        throttle.record_failure(session, client, now=now, window=rules.throttle_window)
 
 
 def sign_out(session: Session, token: str) -> User | None:
@@ -218,7 +310,17 @@ def sign_out(session: Session, token: str) -> User | None:
     return user
 
 
-def _refuse(session: Session, user: User | None, reason: str, detail: dict[str, Any]) -> None:
+def _refuse(
+    session: Session,
+    user: User | None,
+    reason: str,
+    detail: dict[str, Any],
+    *,
+    client: str | None,
+    now: datetime,
+    rules: SignInRules,
+) -> None:
+    refuse_client(session, client, now=now, rules=rules)
     who = actor_of(user) if user else "an unknown username"
     log.warning("sign-in refused for %s: %s", who, reason)
     audit.record(
@@ -244,11 +346,10 @@ def _lock(session: Session, user: User, *, until: datetime) -> None:
     )
 
 
-def _hash(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput("password", f"use at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > _MAX_PASSWORD_LENGTH:
-        raise InvalidInput("password", f"use at most {_MAX_PASSWORD_LENGTH} characters")
+def _hash(password: str, *, user_inputs: tuple[str, ...]) -> str:
+    problem = passwords.problem(password, user_inputs=user_inputs)
+    if problem is not None:
+        raise InvalidInput("password", problem)
     return _hasher.hash(password)
 
 

@@ -59,6 +59,7 @@ Its texts go in ``notifier/web/locales/zh-TW/<module>.json`` (see
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -92,6 +93,7 @@ __all__ = [
     "SignInRequired",
     "SupervisorUser",
     "WebUser",
+    "client_address",
     "cookie_options",
     "csrf_protect",
     "home_of",
@@ -171,8 +173,9 @@ def _signed_in(request: Request, rt: RuntimeDep) -> _SignedIn | None:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         idle = timedelta(hours=rt.settings.session_hours)
+        max_age = timedelta(hours=rt.settings.session_max_hours)
         with rt.db.session() as session:
-            live = sessions.resume(session, token, now=rt.clock(), idle=idle)
+            live = sessions.resume(session, token, now=rt.clock(), idle=idle, max_age=max_age)
         if live is not None:
             found = _SignedIn(user=live[0], csrf_token=live[1].csrf_token)
     request.state.web = found
@@ -287,6 +290,24 @@ def local_path(target: str | None) -> str | None:
 
 def sign_in_url(next_path: str | None) -> str:
     return "/sign-in" + (f"?{urlencode({'next': next_path})}" if next_path else "")
+
+
+def client_address(request: Request, settings: Settings) -> str | None:
+    """The browser's address for the sign-in throttle and the audit trail.
+
+    The peer of the connection, unless ``trust_forwarded_headers`` says a
+    proxy of ours is in front: then the last address of ``X-Forwarded-For``,
+    the one our nearest proxy appended (anything before it the client wrote).
+    """
+    peer = request.client.host if request.client else None
+    if not settings.trust_forwarded_headers:
+        return peer
+    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    nearest = hops[-1] if hops else ""
+    try:
+        return str(ipaddress.ip_address(nearest))
+    except ValueError:
+        return peer
 
 
 def cookie_options(settings: Settings) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -40,6 +41,7 @@ from notifier.flows.deliver import deliver_batch
 from notifier.flows.postcards import print_postcards
 from notifier.flows.reports import record_report
 from notifier.users import service as users
+from notifier.users import totp
 from notifier.webhooks import service as webhooks
 from notifier.webhooks.models import ProducerCallback
 from tests.support import events
@@ -596,17 +598,26 @@ def test_supervisors_see_the_ladder_and_print_the_final_demand(
     assert [(p["how"], p["channel"]) for p in row["proofs"]] == [("delivered", "sms")]
 
     # The page shows the same, in Chinese.
+    now = ledger.runtime.clock()  # the calendar's: the TOTP codes are of its time
     with ledger.db() as session:
         user = users.create_user(
             session, username=f"sup-{secrets.token_hex(3)}", password=PASSWORD,
             role="supervisor", actor="test",
         )  # fmt: skip
+        phone = pyotp.TOTP(totp.begin_enrolment(session, user))  # a supervisor needs a key
+        assert totp.confirm(session, user, phone.at(now - timedelta(seconds=30)), now=now)
     form = api.get("/sign-in")
     signed = api.post(
         "/sign-in",
         data={"username": user.username, "password": PASSWORD, "next": "",
               "csrf_token": csrf_token(form.text)},
     )  # fmt: skip
+    assert signed.headers["location"] == "/sign-in/totp", signed.text
+    code_page = api.get("/sign-in/totp")
+    signed = api.post(
+        "/sign-in/totp",
+        data={"code": phone.at(now), "csrf_token": csrf_token(code_page.text), "next": ""},
+    )
     assert signed.status_code == 303, signed.text
     page = api.get("/agent/ladder", params={"stage": "final_demand"})
     assert page.status_code == 200, page.text

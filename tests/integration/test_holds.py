@@ -9,12 +9,14 @@ the release work runs as the worker runs it. Bimonthly bills fall due on the
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, func, select
@@ -369,7 +371,7 @@ def test_a_supervisor_places_and_releases_a_hold_on_the_page(
     ledger.sweep(NOV_20)
     case = ledger.open_case(acct["account_no"])
     assert case is not None
-    user = new_user(ledger, "supervisor")  # type: ignore[arg-type]
+    user = new_user(ledger, "supervisor", enrol_totp=False)  # type: ignore[arg-type]
     browser = TestClient(create_app(runtime=ledger.runtime), follow_redirects=False)
     page = browser.get("/sign-in")
     signed = browser.post(
@@ -377,6 +379,15 @@ def test_a_supervisor_places_and_releases_a_hold_on_the_page(
         data={"username": user.username, "password": PASSWORD, "next": "",
               "csrf_token": csrf_token(page.text)},
     )  # fmt: skip
+    assert signed.headers["location"] == "/sign-in/enrol", signed.text
+    # A supervisor sets up a TOTP key first; its code is of the calendar's time.
+    enrol = browser.get("/sign-in/enrol")
+    key = re.search(r"secret=([A-Z2-7]+)", enrol.text)
+    assert key is not None, enrol.text
+    code = pyotp.TOTP(key.group(1)).at(ledger.runtime.clock())
+    signed = browser.post(
+        "/sign-in/enrol", data={"code": code, "csrf_token": csrf_token(enrol.text), "next": ""}
+    )
     assert signed.status_code == 303, signed.text
 
     page = browser.get("/agent/holds")

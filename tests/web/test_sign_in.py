@@ -8,11 +8,14 @@ does not follow redirects) against the stack's API, and makes its users with
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
+import pyotp
 import pytest
 from sqlmodel import select
 
@@ -21,9 +24,10 @@ from notifier.audit.models import AuditEntry
 from notifier.db import utcnow
 from notifier.escalation.agents import add_agent, disable_agent
 from notifier.users import service as users
+from notifier.users import totp
 from notifier.users.models import User, UserSession
 from tests.support.stack import Stack
-from tests.support.web import PASSWORD, Browser, audit_of, csrf_token, new_user
+from tests.support.web import AUTHENTICATORS, PASSWORD, Browser, audit_of, csrf_token, new_user
 
 pytestmark = pytest.mark.parametrize(
     "stack", ["sqlite-filesystem", "postgres-redis"], indirect=True
@@ -265,3 +269,185 @@ def test_the_password_never_reaches_the_logs(
     with stack.db() as session:
         entries = session.exec(select(AuditEntry)).all()
     assert not [e for e in entries if typo in str(e.detail) or PASSWORD in str(e.detail)]
+
+
+def test_an_open_session_ends_at_its_absolute_lifetime(stack: Stack, browser: Browser) -> None:
+    user = new_user(stack)
+    browser.sign_in(user.username, PASSWORD)
+    assert browser.get("/").headers["location"] == "/ops"
+    with stack.db() as session:
+        (row,) = session.exec(select(UserSession).where(UserSession.user_id == user.id))
+        # Busy all day: seen a moment ago, but begun 12 hours ago.
+        row.created_at = utcnow() - timedelta(hours=stack.settings.session_max_hours)
+        session.add(row)
+    assert browser.get("/").headers["location"] == "/sign-in"
+
+
+def totp_secret_on(page: str) -> str:
+    found = re.search(r"otpauth://totp/[^<\s]*secret=([A-Z2-7]+)", page)
+    assert found, f"no otpauth URI on the page:\n{page}"
+    return found.group(1)
+
+
+def test_a_supervisor_without_a_key_enrols_before_any_page_opens(
+    stack: Stack, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    user = new_user(stack, "supervisor", enrol_totp=False)
+    browser.post("/language", {"lang": "en", "next": "/sign-in"})
+
+    answer = browser.sign_in(user.username, PASSWORD, next="/agent")
+
+    assert answer.headers["location"] == "/sign-in/enrol?next=%2Fagent"
+    assert browser.get("/agent").headers["location"].startswith("/sign-in")  # no page yet
+    page = browser.get(answer.headers["location"])
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    first = totp_secret_on(page.text)
+    token = csrf_token(page.text)
+    wrong = browser.post(
+        "/sign-in/enrol", {"code": "000000", "csrf_token": token, "next": "/agent"}
+    )
+    assert wrong.headers["location"].startswith("/sign-in/enrol")
+    again = browser.get(wrong.headers["location"])
+    assert "did not match" in again.text
+    second = totp_secret_on(again.text)
+    assert second != first  # a wrong code gets a new key, not a second look at the old one
+
+    done = browser.post(
+        "/sign-in/enrol",
+        {"code": pyotp.TOTP(second).now(), "csrf_token": csrf_token(again.text), "next": "/agent"},
+    )
+
+    assert (done.status_code, done.headers["location"]) == (303, "/agent")
+    assert browser.get("/agent").status_code == 200
+    actions = audit_of(stack, user)
+    assert actions.index("user.password_accepted") < actions.index("user.totp_enrolled")
+    assert actions.index("user.totp_enrolled") < actions.index("user.sign_in")
+    with stack.db() as session:
+        entries = session.exec(select(AuditEntry)).all()
+    assert not [e for e in entries if second in str(e.detail) or first in str(e.detail)]
+    assert second not in caplog.text and first not in caplog.text
+
+
+def test_a_totp_code_signs_in_once_and_a_replay_is_refused(stack: Stack) -> None:
+    user = new_user(stack, "ops", enrol_totp=True)
+    phone = AUTHENTICATORS[user.username]
+    code = phone.code()
+    with Browser(stack.base_url) as first, Browser(stack.base_url) as second:
+        second.post("/language", {"lang": "en", "next": "/sign-in"})
+        step = first  # the code page answered by hand, with the code kept for the replay
+        answer = step.client.post(
+            "/sign-in",
+            data={
+                "username": user.username,
+                "password": PASSWORD,
+                "csrf_token": csrf_token(step.get("/sign-in").text),
+            },
+        )
+        assert answer.headers["location"] == "/sign-in/totp"
+        assert step.give_code("/sign-in/totp", code).headers["location"] == "/ops"
+        page = second.get("/sign-in")
+        answer = second.client.post(
+            "/sign-in",
+            data={
+                "username": user.username,
+                "password": PASSWORD,
+                "csrf_token": csrf_token(page.text),
+            },
+        )
+        assert answer.headers["location"] == "/sign-in/totp"
+
+        replayed = second.give_code("/sign-in/totp", code)
+
+        assert replayed.status_code == 200 and "used already" in replayed.text
+        assert "notifier_session" in second.client.cookies  # still only the pending session
+        assert second.get("/ops").headers["location"].startswith("/sign-in")
+        assert second.give_code("/sign-in/totp", phone.code()).headers["location"] == "/ops"
+    actions = audit_of(stack, user)
+    assert actions.count("user.sign_in") == 2 and actions.count("user.sign_in_failed") == 1
+
+
+@pytest.fixture
+def throttled_stack(stack: Stack) -> Iterator[Stack]:
+    """The stack with the default throttle (20 failures in 10 minutes), behind a trusted proxy."""
+    settings = stack.runtime.settings
+    stack.runtime.settings = settings.model_copy(
+        update={"login_throttle_failures": 20, "trust_forwarded_headers": True}
+    )
+    yield stack
+    stack.runtime.settings = settings
+
+
+def test_a_client_failing_twenty_times_waits_and_others_do_not(
+    throttled_stack: Stack, browser: Browser
+) -> None:
+    stack = throttled_stack
+    user = new_user(stack)
+    stranger = f"203.0.113.{secrets.randbelow(250) + 1}"
+    proxy = {"X-Forwarded-For": f"10.9.9.9, {stranger}"}  # what the client wrote, then our proxy
+    page = browser.get("/sign-in")
+    form = {"username": user.username, "csrf_token": csrf_token(page.text)}
+    for n in range(20):
+        name = user.username if n < 3 else f"nobody-{n}"  # the account itself stays unlocked
+        answer = browser.client.post(
+            "/sign-in", data={**form, "username": name, "password": "wrong"}, headers=proxy
+        )
+        assert answer.status_code == 200, n
+
+    held = browser.client.post("/sign-in", data={**form, "password": PASSWORD}, headers=proxy)
+
+    assert held.status_code == 429 and 0 < int(held.headers["retry-after"]) <= 600
+    assert "Too many failed sign-ins" in held.text or "登入失敗次數過多" in held.text
+    assert "notifier_session" not in browser.client.cookies
+    # The same account from another address signs in: the stranger locked nobody out.
+    other = {"X-Forwarded-For": f"{stranger}, 198.51.100.{secrets.randbelow(250) + 1}"}
+    ok = browser.client.post("/sign-in", data={**form, "password": PASSWORD}, headers=other)
+    assert ok.status_code == 303
+    with stack.db() as session:
+        (refusal,) = audit.list_entries(
+            session, action="user.sign_in_failed", target=users.actor_of(user), limit=1
+        ).entries
+    assert refusal.detail is not None and refusal.detail["client"] == stranger
+
+
+def test_x_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
+    stack: Stack, browser: Browser
+) -> None:
+    assert not stack.settings.trust_forwarded_headers
+    user = new_user(stack)
+    page = browser.get("/sign-in")
+    browser.client.post(
+        "/sign-in",
+        data={"username": user.username, "password": "wrong", "csrf_token": csrf_token(page.text)},
+        headers={"X-Forwarded-For": "192.0.2.66"},
+    )
+    with stack.db() as session:
+        (refusal,) = audit.list_entries(
+            session, action="user.sign_in_failed", target=users.actor_of(user), limit=1
+        ).entries
+    assert refusal.detail is not None and refusal.detail["client"] == "127.0.0.1"
+
+
+def test_an_ops_user_may_set_up_a_key_and_is_then_asked_for_its_code(
+    stack: Stack, browser: Browser
+) -> None:
+    user = new_user(stack, "ops")
+    assert browser.sign_in(user.username, PASSWORD).headers["location"] == "/ops"
+    page = browser.get("/account/totp")
+    assert page.headers["cache-control"] == "no-store"
+    secret = totp_secret_on(page.text)
+
+    done = browser.post(
+        "/account/totp", {"code": pyotp.TOTP(secret).now(), "csrf_token": csrf_token(page.text)}
+    )
+
+    assert done.headers["location"] == "/account/totp"
+    assert secret not in browser.get("/account/totp").text  # shown once, never again
+    with Browser(stack.base_url) as later:
+        form = {"username": user.username, "password": PASSWORD}
+        token = csrf_token(later.get("/sign-in").text)
+        answer = later.client.post("/sign-in", data={**form, "csrf_token": token})
+        assert answer.headers["location"] == "/sign-in/totp"
+        code = pyotp.TOTP(secret).at(time.time() + totp.STEP_SECONDS)  # the step after enrolment's
+        assert later.give_code("/sign-in/totp", code).headers["location"] == "/ops"
+    assert "user.totp_enrolled" in audit_of(stack, user)

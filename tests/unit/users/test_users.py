@@ -20,9 +20,20 @@ from notifier.users import sessions
 from notifier.users.models import User
 
 PASSWORD = "correct horse battery"
+NEW_PASSWORD = "lantern orbit pebble"
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 IDLE = timedelta(hours=8)
-RULES: dict[str, Any] = {"idle": IDLE, "max_failures": 5, "lockout": timedelta(minutes=15)}
+MAX_AGE = timedelta(hours=12)
+RULES: dict[str, Any] = {
+    "rules": users.SignInRules(
+        idle=IDLE,
+        max_age=MAX_AGE,
+        max_failures=5,
+        lockout=timedelta(minutes=15),
+        throttle_failures=20,
+        throttle_window=timedelta(minutes=10),
+    )
+}
 
 
 @pytest.fixture
@@ -133,27 +144,104 @@ def test_disabled_users_and_new_passwords_end_sessions(db: Database) -> None:
         first = users.sign_in(session, "alice", PASSWORD, now=T0, **RULES)
         second = users.sign_in(session, "bob", PASSWORD, now=T0, **RULES)
         assert first is not None and second is not None
-        users.set_password(session, alice.id, "another good one", actor="cli")
-        assert sessions.resume(session, first.token, now=T0, idle=IDLE) is None
+        users.set_password(session, alice.id, NEW_PASSWORD, actor="cli")
+        assert sessions.resume(session, first.token, now=T0, idle=IDLE, max_age=MAX_AGE) is None
         assert users.sign_in(session, "alice", PASSWORD, now=T0, **RULES) is None
-        assert users.sign_in(session, "alice", "another good one", now=T0, **RULES) is not None
+        assert users.sign_in(session, "alice", NEW_PASSWORD, now=T0, **RULES) is not None
         users.disable_user(session, bob.id, actor="cli")
-        assert sessions.resume(session, second.token, now=T0, idle=IDLE) is None
+        assert sessions.resume(session, second.token, now=T0, idle=IDLE, max_age=MAX_AGE) is None
         assert users.sign_in(session, "bob", PASSWORD, now=T0, **RULES) is None
 
 
 def test_a_session_ends_after_the_idle_timeout_and_lives_while_used(db: Database) -> None:
+    days = timedelta(days=2)  # the absolute lifetime is not what this test is about
     with db.session() as session:
         add(session)
         signed_in = users.sign_in(session, "alice", PASSWORD, now=T0, **RULES)
         assert signed_in is not None
+        token = signed_in.token
         seven = T0 + timedelta(hours=7)  # each use pushes the end 8 hours on
-        assert sessions.resume(session, signed_in.token, now=seven, idle=IDLE) is not None
+        assert sessions.resume(session, token, now=seven, idle=IDLE, max_age=days) is not None
         fourteen = seven + timedelta(hours=7)
-        assert sessions.resume(session, signed_in.token, now=fourteen, idle=IDLE) is not None
-        assert sessions.resume(session, signed_in.token, now=fourteen + IDLE, idle=IDLE) is None
-        assert sessions.resume(session, signed_in.token, now=fourteen, idle=IDLE) is None  # gone
-        assert sessions.resume(session, "not a token", now=T0, idle=IDLE) is None
+        assert sessions.resume(session, token, now=fourteen, idle=IDLE, max_age=days) is not None
+        assert sessions.resume(session, token, now=fourteen + IDLE, idle=IDLE, max_age=days) is None
+        assert (
+            sessions.resume(session, token, now=fourteen, idle=IDLE, max_age=days) is None
+        )  # gone
+        assert sessions.resume(session, "not a token", now=T0, idle=IDLE, max_age=days) is None
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_busy(db: Database) -> None:
+    with db.session() as session:
+        add(session)
+        signed_in = users.sign_in(session, "alice", PASSWORD, now=T0, **RULES)
+        assert signed_in is not None
+        at = T0
+        while at + timedelta(hours=1) < T0 + MAX_AGE:  # a request every hour, never idle
+            at += timedelta(hours=1)
+            live = sessions.resume(session, signed_in.token, now=at, idle=IDLE, max_age=MAX_AGE)
+            assert live is not None, at
+        assert (
+            sessions.resume(session, signed_in.token, now=T0 + MAX_AGE, idle=IDLE, max_age=MAX_AGE)
+            is None
+        )
+        assert (
+            sessions.resume(session, signed_in.token, now=at, idle=IDLE, max_age=MAX_AGE) is None
+        )  # deleted, not merely refused
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        (" " * 10, "more than blanks"),
+        ("1234567890", "most common passwords"),
+        ("password123", "most common passwords"),
+        ("qwertyuiop", "most common passwords"),
+        ("aaaaaaaaaaaa", "too easy to guess"),
+        ("aliceAlice123", "too easy to guess"),
+        ("Password2026", "too easy to guess"),
+    ],
+)
+def test_weak_passwords_are_refused_naming_the_field(
+    db: Database, password: str, message: str
+) -> None:
+    with db.session() as session:
+        with pytest.raises(users.InvalidInput, match=message) as refused:
+            add(session, password=password)
+        assert refused.value.field == "password"
+        user = add(session, "carol")
+        assert user.id is not None
+        with pytest.raises(users.InvalidInput, match=message):
+            users.set_password(session, user.id, password, actor="cli")
+
+
+def test_one_client_failing_too_often_waits_whatever_account_it_tries(db: Database) -> None:
+    rules = RULES["rules"]
+    with db.session() as session:
+        add(session)
+        add(session, "bob")
+        for n in range(20):  # spread over accounts: no account lock is reached
+            name = ("alice", "bob")[n] if n < 2 else f"nobody{n}"
+            assert (
+                users.sign_in(
+                    session, name, "wrong password", now=T0, rules=rules, client="203.0.113.9"
+                )
+                is None
+            )
+        with pytest.raises(users.Throttled) as throttled:
+            users.sign_in(
+                session,
+                "alice",
+                PASSWORD,
+                now=T0 + timedelta(minutes=4),
+                **RULES,
+                client="203.0.113.9",
+            )
+        assert throttled.value.retry_after == 6 * 60
+        # Another address is not held up, and the right password still works there.
+        assert users.sign_in(session, "alice", PASSWORD, now=T0, **RULES, client="198.51.100.7")
+        later = T0 + timedelta(minutes=10)
+        assert users.sign_in(session, "bob", PASSWORD, now=later, **RULES, client="203.0.113.9")
 
 
 def test_the_audit_trail_filters_and_pages_newest_first(db: Database) -> None:
