@@ -1,7 +1,7 @@
 """sign-in hardening: directory users, TOTP, session stages, the per-client throttle
 
 Revision ID: 0021
-Revises: 0016
+Revises: 0019
 Create Date: 2026-12-02 14:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import notifier.db
 
 revision: str = "0021"
-down_revision: str | None = "0016"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """producers apart: event ids per producer, accounts and bills owned by their producer
 
 Revision ID: 0022
-Revises: 0016
+Revises: 0021
 Create Date: 2026-12-02 14:30:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022"
-down_revision: str | None = "0016"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
