@@ -109,13 +109,14 @@ DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 NOT_FINAL = ("queued", "sending", "deferred")
 SENT = ("sent", "delivered")
-REPORTING_PROVIDERS = ("twilio",)
+REPORTING_PROVIDERS = ("twilio", "mitake")
 """Providers whose status reports come in after the send (they write rows too)."""
 SIMULATOR_SETTINGS = [
     f"NOTIFIER_{name}"
     for name in (
         "TWILIO__ACCOUNT_SID", "TWILIO__AUTH_TOKEN", "TWILIO__FROM_NUMBER", "TWILIO__BASE_URL",
         "FCM__PROJECT_ID", "FCM__ACCESS_TOKEN", "FCM__BASE_URL", "SMTP__HOST", "SMTP__PORT",
+        "MITAKE__USERNAME", "MITAKE__PASSWORD", "MITAKE__BASE_URL",
     )
 ]  # fmt: skip
 """What the bench itself uses of the settings `notifier simulators` prints (it takes them all)."""
@@ -150,6 +151,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sends/s allowed per provider, held in Redis (0: no provider rate limit)",
     )
     add("--rate-redis", default="redis://127.0.0.1:6379/11", help="where the rate limits live")
+    add(
+        "--sms-providers",
+        default="twilio",
+        help="NOTIFIER_PROVIDERS__SMS: e.g. mitake,twilio (Mitake first, Twilio when its "
+        "circuit opens)",
+    )
+    add(
+        "--mitake-points",
+        type=int,
+        default=100_000,
+        help="SMS Mitake's simulated prepaid account pays for; past them it refuses with "
+        "'s' (no points left: an account fault), e.g. half of --events",
+    )
     add("--batch-size", type=int, default=1000, help="events per POST /v1/events/batch")
     add("--clients", type=int, default=4, help="concurrent HTTP clients posting batches")
     add(
@@ -281,6 +295,11 @@ def print_parameters(args: argparse.Namespace) -> None:
     print(f"  database server {args.database}; broker {args.broker}")
     rate = f"{args.provider_rate:g}/s each, in {args.rate_redis}" if args.provider_rate else "off"
     print(f"  provider rate limits: {rate}; API rate limits: off")
+    if args.sms_providers != "twilio":
+        print(
+            f"  SMS providers: {args.sms_providers}; Mitake's simulated account pays for "
+            f"{args.mitake_points} SMS, then answers 's' (no points left)"
+        )
     if args.skip_baselines:
         print("  baselines skipped")
     else:
@@ -302,7 +321,10 @@ def print_logs(procs: Processes) -> None:
 
 def start_simulators(setup: Setup) -> dict[str, str]:
     """``notifier simulators`` in its own process; the settings it prints."""
-    argv = [*NOTIFIER, "simulators", "--latency-ms", str(setup.args.latency_ms)]
+    argv = [
+        *NOTIFIER, "simulators", "--latency-ms", str(setup.args.latency_ms),
+        "--mitake-points", str(setup.args.mitake_points),
+    ]  # fmt: skip
     # Unbuffered: its stdout is a pipe, and it prints once then sleeps.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = setup.procs.start("simulators", argv, env, stdout=subprocess.PIPE)
@@ -346,8 +368,9 @@ def notifier_env(setup: Setup, api_url: str) -> dict[str, str]:
         "NOTIFIER_PUBLIC_URL": api_url,  # where Twilio's status callbacks go
         "NOTIFIER_QUIET_HOURS": "off",
         "NOTIFIER_LOG_LEVEL": "WARNING",
+        "NOTIFIER_PROVIDERS__SMS": setup.args.sms_providers,
         "NOTIFIER_RATE_LIMITS": json.dumps(
-            dict.fromkeys(("twilio", "smtp", "fcm"), setup.args.provider_rate)
+            dict.fromkeys(("twilio", "mitake", "smtp", "fcm"), setup.args.provider_rate)
             if setup.args.provider_rate
             else {}
         ),
@@ -669,6 +692,12 @@ _FAILURES = """
 """
 
 
+_BY_PROVIDER = """
+SELECT channel, coalesce(provider, '-'), count(*) FROM deliveries
+GROUP BY channel, provider ORDER BY channel, provider
+"""
+
+
 def report_e2e(engine: sa.Engine, accept: AcceptResult, expected: int) -> E2eResult:
     with engine.connect() as conn:
         times = {"sent": list(SENT), "not_final": list(NOT_FINAL)}
@@ -682,6 +711,12 @@ def report_e2e(engine: sa.Engine, accept: AcceptResult, expected: int) -> E2eRes
         f"from the first event accepted to the last delivery final)"
     )
     print(f"  statuses: {_counts(Progress.read(engine).deliveries)}")
+    with engine.connect() as conn:
+        by_provider = conn.execute(sa.text(_BY_PROVIDER)).all()
+    print(
+        "  sent by: "
+        + ", ".join(f"{channel} {provider} {count}" for channel, provider, count in by_provider)
+    )
     for channel, status, error, count in failures:
         print(f"  {count} {channel} {status}: {error}")
     print("  seconds from an event accepted to its delivery's first sent/delivered:")

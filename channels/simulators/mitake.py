@@ -169,6 +169,8 @@ class MitakeSimulator(HttpSimulator):
             return "d"
         if (form["username"], form["password"]) != (self.username, self.password):
             return "e"
+        if self.account_fault is None and self.account_points <= 0:
+            return "s"  # a prepaid account whose points ran out: Mitake sends nothing more
         return self.account_fault
 
     def sm_send(self, form: dict[str, str], charset: str) -> tuple[int, str, bool]:

@@ -50,7 +50,10 @@ async def report_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-@router.api_route("/status/{token}", methods=["GET", "POST"], response_class=Response)
+# Two routes, not one of two methods: each operation has its own id in the OpenAPI
+# document (one route of GET and POST gives both the same id, in no fixed order).
+@router.get("/status/{token}", response_class=Response, operation_id="mitake_report_by_get")
+@router.post("/status/{token}", response_class=Response, operation_id="mitake_report_by_post")
 def status_callback(
     token: str, fields: Annotated[dict[str, str], Depends(report_fields)], rt: RuntimeDep
 ) -> Response:

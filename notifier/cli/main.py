@@ -206,6 +206,9 @@ def purge(
 def simulators(
     latency_ms: Annotated[float, typer.Option(help="each provider answers after this long")] = 0.0,
     maildir: Annotated[str, typer.Option(help="where the SMTP catcher keeps .eml files")] = "",
+    mitake_points: Annotated[
+        int, typer.Option(help="SMS Mitake's prepaid account pays for; then it refuses (s)")
+    ] = 100_000,
 ) -> None:
     """Run the Twilio, Mitake, FCM and SMTP simulators alone; print the settings that use them.
 
@@ -219,7 +222,11 @@ def simulators(
 
     from notifier.providers.simulated import Simulators
 
-    sims = Simulators(maildir=Path(maildir) if maildir else None, latency_ms=latency_ms)
+    sims = Simulators(
+        maildir=Path(maildir) if maildir else None,
+        latency_ms=latency_ms,
+        mitake_points=mitake_points,
+    )
 
     def tally(_signum: int, _frame: object) -> None:
         rows = [[delivery_id, to, n] for (delivery_id, to), n in sorted(sims.sends().items())]

@@ -33,6 +33,8 @@ class Simulators:
     maildir: Path | None = None
     latency_ms: float = 0.0
     callback_delay: float = 0.05
+    mitake_points: int = 100_000
+    """Messages Mitake's prepaid account pays for; past them it answers ``s`` (no points)."""
     twilio: TwilioSimulator = field(init=False)
     mitake: MitakeSimulator = field(init=False)
     fcm: FcmSimulator = field(init=False)
@@ -54,6 +56,7 @@ class Simulators:
             username="notifier-simulated",
             password=self.mitake_password,
             callback_delay=self.callback_delay,
+            account_points=self.mitake_points,
             faults=FaultMix(latency_ms=self.latency_ms),
         )
         self.fcm = FcmSimulator(

@@ -1,7 +1,10 @@
 """bench/e2e.py runs from start to end on a small load.
 
-Only that it works is asserted: every delivery final and no duplicate send
-(exit 0; no worker dies here, so the bound is 0) and one summary line last. The figures are printed, even when the test passes, so that CI's
+SMS go through two providers: Mitake first, whose prepaid account runs out half
+way (it answers ``s``, no points left: its circuit opens), then Twilio. Only that
+it works is asserted: every delivery final and no duplicate send (exit 0; no
+worker dies here, so the bound is 0), SMS sent by both providers, and one
+summary line last. The figures are printed, even when the test passes, so that CI's
 log shows them; they are not judged, as timings on a shared 2-core machine
 are noise.
 """
@@ -23,6 +26,7 @@ ARGS = [
     "--events", "600", "--latency-ms", "5", "--timeout", "150",
     "--ceiling-events", "300", "--floor-count", "100",
     "--database", PG_ADMIN_URL, "--broker", RABBIT_URL,
+    "--sms-providers", "mitake,twilio", "--mitake-points", "300",
 ]  # fmt: skip
 DEADLINE = 240
 """Seconds before the bench is stopped; under pytest's 300 s timeout with room for cleanup."""
@@ -40,6 +44,8 @@ def test_bench_e2e_runs_to_its_summary(capsys: pytest.CaptureFixture[str]) -> No
     assert returncode == 0, f"bench/e2e.py exited {returncode}; its output is printed above"
     assert output.strip().splitlines()[-1].startswith("summary:")
     assert "  duplicate sends: 0 (" in output, "the bench did not count duplicate sends"
+    sent_by = next(line for line in output.splitlines() if line.startswith("  sent by: "))
+    assert "sms mitake" in sent_by and "sms twilio" in sent_by, sent_by
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
