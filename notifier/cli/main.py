@@ -23,6 +23,17 @@ __all__ = ["app"]
 app = typer.Typer(
     help="Multichannel customer notifications for an electric utility.", no_args_is_help=True
 )
+PRIVATE_UMASK = 0o077
+"""Files this service writes hold personal data (the SQLite database, print PDFs and their
+manifests, outboxes, the file broker's messages): readable by its own user only."""
+
+
+@app.callback()
+def _private_files() -> None:
+    # Every process (up, api, worker, bounces, the commands) starts here; its children inherit.
+    os.umask(PRIVATE_UMASK)
+
+
 keys_app = typer.Typer(help="API keys: create, list, revoke, rotate.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 postcards_app = typer.Typer(help="Printed postcards: the daily print batch.", no_args_is_help=True)
@@ -191,8 +202,9 @@ def purge(
                 reported[kind] = done
 
         report = run_purge(
-            _database(), days=keep, now=utcnow(), actor=CLI, dry_run=dry_run, progress=progress
-        )
+            _database(), days=keep, now=utcnow(), actor=CLI, dry_run=dry_run, progress=progress,
+            print_dir=get_settings().data_dir / "print",
+        )  # fmt: skip
     verb = "would purge (dry run, nothing changed)" if dry_run else "purged"
     typer.echo(
         f"{verb}: personal data older than {keep} days (before {report.cutoff:%Y-%m-%d %H:%M} "

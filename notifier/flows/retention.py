@@ -54,9 +54,11 @@ trail, which is append-only.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -92,6 +94,7 @@ KINDS: tuple[str, ...] = (
     "notes",
     "accounts",
     "callbacks",
+    "print files",
 )
 PURGED_CONTENT: dict[str, Any] = {"purged": True}
 """What a purged delivery's ``content`` holds: the notice is gone, and says so."""
@@ -138,6 +141,9 @@ class PurgeReport:
     accounts: int = 0
     callbacks: int = 0
     """Producer callbacks sent or failed for good, deleted (the producer has them, or gave up)."""
+    print_files: int = 0
+    """Files of print batches (postcard PDFs and their manifests: names, addresses, amounts)
+    of days before the cutoff, deleted with their day's folder."""
 
     def counts(self) -> dict[str, int]:
         """Rows per kind, in :data:`KINDS` order."""
@@ -148,6 +154,7 @@ class PurgeReport:
             "notes": self.notes,
             "accounts": self.accounts,
             "callbacks": self.callbacks,
+            "print files": self.print_files,
         }
 
 
@@ -182,8 +189,13 @@ def purge(
     dry_run: bool = False,
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    print_dir: Path | None = None,
 ) -> PurgeReport:
-    """Purge the personal data older than ``days`` days before ``now``; returns the counts."""
+    """Purge the personal data older than ``days`` days before ``now``; returns the counts.
+
+    ``print_dir``: where the print batches are kept (``<data dir>/print``, a folder per day):
+    the days before the cutoff are deleted whole.
+    """
     if days < 1:
         raise ValueError(f"retention must be at least 1 day, not {days}")
     report = PurgeReport(days=days, cutoff=now - timedelta(days=days), dry_run=dry_run)
@@ -193,6 +205,8 @@ def purge(
     step.notes()
     step.accounts()
     step.callbacks()
+    if print_dir is not None:
+        report.print_files = _old_print_days(print_dir, report.cutoff.date(), dry_run=dry_run)
     if not dry_run:
         with db.session() as session:
             audit.record(
@@ -204,11 +218,31 @@ def purge(
             )
     log.info(
         "retention%s: %s deliveries, %s timeline entries, %s events, %s notes, %s accounts, "
-        "%s callbacks older than %s days",
+        "%s callbacks, %s print files older than %s days",
         " (dry run)" if dry_run else "", report.deliveries, report.timeline_entries,
-        report.events, report.notes, report.accounts, report.callbacks, days,
+        report.events, report.notes, report.accounts, report.callbacks, report.print_files,
+        days,
     )  # fmt: skip
     return report
+
+
+def _old_print_days(print_dir: Path, before: date, *, dry_run: bool) -> int:
+    """Delete (dry: count) the files of the print batches of days before ``before``."""
+    if not print_dir.is_dir():
+        return 0
+    old = []
+    for folder in print_dir.iterdir():
+        try:
+            day = date.fromisoformat(folder.name)
+        except ValueError:
+            continue  # not a day's batch folder: not ours to delete
+        if folder.is_dir() and day < before:
+            old.append(folder)
+    files = sum(1 for folder in old for path in folder.rglob("*") if path.is_file())
+    if not dry_run:
+        for folder in old:
+            shutil.rmtree(folder)
+    return files
 
 
 class _Step:

@@ -189,7 +189,13 @@ def release_hold(hold_id: int) -> dict[str, object]:
 def purge() -> dict[str, int]:
     """Purge personal data older than ``NOTIFIER_RETENTION_DAYS`` (daily, from beat)."""
     rt = runtime()
-    report = purge_flow(rt.db, days=rt.settings.retention_days, now=rt.clock(), actor="beat")
+    report = purge_flow(
+        rt.db,
+        days=rt.settings.retention_days,
+        now=rt.clock(),
+        actor="beat",
+        print_dir=rt.settings.data_dir / "print",
+    )
     return report.counts()
 
 

@@ -14,7 +14,8 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -486,3 +487,24 @@ def test_beat_purges_daily_at_half_past_three_on_the_maintenance_queue(tmp_path:
     assert entry["schedule"] == crontab(hour=3, minute=30)
     assert app.conf.task_routes["notifier.purge"] == {"queue": "maintenance"}
     assert Settings.model_fields["retention_days"].default == 90
+
+
+def test_print_batches_of_days_past_retention_are_deleted_with_their_files(
+    book: Ledger, tmp_path: Path
+) -> None:
+    now = datetime(2027, 3, 1, 2, tzinfo=UTC)  # 90 days: the cutoff is 1 Dec 2026, 02:00 UTC
+    print_dir = tmp_path / "print"
+    for day in ("2026-11-30", "2026-12-01", "2027-02-28"):  # one day before the cutoff's
+        folder = print_dir / day
+        folder.mkdir(parents=True)
+        (folder / f"PC-{day}.pdf").write_bytes(b"%PDF-1.7 names and addresses")
+        (folder / f"PC-{day}.csv").write_text("account_no,address\n")
+    (print_dir / "README").write_text("not a day: left alone")
+
+    counted = purge_at(book, now, dry_run=True, print_dir=print_dir)
+    assert counted.print_files == 2 and (print_dir / "2026-11-30").is_dir()
+
+    report = purge_at(book, now, print_dir=print_dir)
+
+    assert report.print_files == 2
+    assert sorted(p.name for p in print_dir.iterdir()) == ["2026-12-01", "2027-02-28", "README"]
