@@ -54,7 +54,7 @@ Role = Literal["producer", "ops", "agent", "supervisor", "admin"]
 ROLES: tuple[Role, ...] = ("producer", "ops", "agent", "supervisor", "admin")
 USER_ROLES: tuple[Role, ...] = ("ops", "agent", "supervisor", "admin")
 """A person's roles: all but ``producer`` (a program)."""
-Gate = Literal["roles", "public", "signed-in", "twilio-signature", "metrics-token"]
+Gate = Literal["roles", "public", "signed-in", "twilio-signature", "url-token", "metrics-token"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ SIGNED_IN = Rule(gate="signed-in")
 TWILIO_SIGNATURE = Rule(gate="twilio-signature")
 """Twilio's ``X-Twilio-Signature`` over the URL and form (and the URL's own token); no key or
 user opens it."""
+URL_TOKEN = Rule(gate="url-token")
+"""The signed, dated per-delivery token in the URL alone (Mitake signs nothing); no key or user
+opens it."""
 METRICS_TOKEN = Rule(gate="metrics-token")
 """``Authorization: Bearer <NOTIFIER_METRICS_TOKEN>`` (open while it is unset); no key opens it."""
 
@@ -216,6 +219,15 @@ GROUPS: tuple[Group, ...] = (
             ("POST", "/v1/callbacks/twilio/status/{token}"),
             ("POST", "/v1/callbacks/twilio/gather/{token}"),
             ("POST", "/v1/callbacks/twilio/machine/{token}"),
+        ),
+        credentials="none",
+    ),
+    Group(
+        "Mitake delivery reports",
+        URL_TOKEN,
+        (
+            ("GET", "/v1/callbacks/mitake/status/{token}"),
+            ("POST", "/v1/callbacks/mitake/status/{token}"),
         ),
         credentials="none",
     ),
@@ -359,6 +371,7 @@ _GATE_TEXT = {
     "public": "nothing",
     "signed-in": "signed in",
     "twilio-signature": "Twilio's signature",
+    "url-token": "the URL's signed token",
     "metrics-token": "`NOTIFIER_METRICS_TOKEN`",
 }
 

@@ -313,7 +313,7 @@ def expected(rule: access.Rule, caller: Caller) -> bool:
         return True
     if rule.gate == "signed-in":
         return caller.kind == "user"
-    if rule.gate in ("twilio-signature", "metrics-token"):
+    if rule.gate in ("twilio-signature", "url-token", "metrics-token"):
         return False
     return caller.role is not None and rule.admits(caller.role)
 
