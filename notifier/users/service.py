@@ -46,6 +46,7 @@ __all__ = [
     "SignedIn",
     "Throttled",
     "actor_of",
+    "client_wait",
     "create_user",
     "disable_user",
     "get_user",
@@ -216,13 +217,10 @@ def sign_in(
 
     Raises ``Throttled``, before checking anything, when ``client`` failed too often.
     """
-    if client is not None:
-        wait = throttle.retry_after(
-            session, client, now=now, limit=rules.throttle_failures, window=rules.throttle_window
-        )
-        if wait is not None:
-            log.warning("sign-in refused: client throttled for %d s", wait)
-            raise Throttled(wait)
+    wait = client_wait(session, client, now=now, rules=rules)
+    if wait is not None:
+        log.warning("sign-in refused: client throttled for %d s", wait)
+        raise Throttled(wait)
     user = session.exec(
         select(User).where(User.username == username.strip().lower()).with_for_update()
     ).first()
@@ -291,6 +289,17 @@ def start_session(
     audit.record(session, actor=actor_of(user), action="user.sign_in", detail=detail)
     log.info("%s signed in (%s)", actor_of(user), method)
     return SignedIn(user=user, token=token, session=row)
+
+
+def client_wait(
+    session: Session, client: str | None, *, now: datetime, rules: SignInRules
+) -> int | None:
+    """Seconds ``client`` must wait before its next sign-in step, or None (no address: None)."""
+    if client is None:
+        return None
+    return throttle.retry_after(
+        session, client, now=now, limit=rules.throttle_failures, window=rules.throttle_window
+    )
 
 
 def refuse_client(

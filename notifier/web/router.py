@@ -34,7 +34,7 @@ from sqlmodel import Session
 from notifier.api.deps import RuntimeDep
 from notifier.audit import service as audit
 from notifier.settings import Settings
-from notifier.users import directory, sessions, throttle, totp
+from notifier.users import directory, sessions, totp
 from notifier.users import service as users
 from notifier.users.models import User, UserSession
 from notifier.web.deps import (
@@ -181,17 +181,7 @@ def totp_check(
                 request, "sign_in_totp.html", pending, next=next, problem="expired", status_code=403
             )
         rules = rules_of(settings)
-        wait = (
-            throttle.retry_after(
-                session,
-                client,
-                now=now,
-                limit=rules.throttle_failures,
-                window=rules.throttle_window,
-            )
-            if client
-            else None
-        )
+        wait = users.client_wait(session, client, now=now, rules=rules)
         if wait is not None:
             return _throttled(request, rt, next=next, retry_after=wait)
         user = session.get(User, pending.user.id, with_for_update=True)
@@ -228,7 +218,7 @@ def enrol_page(request: Request, rt: RuntimeDep, next: str = "") -> Response:
         assert user is not None
         secret = totp.begin_enrolment(session, user)
         uri = totp.provisioning_uri(user, secret)
-    response = _code_form(
+    return _code_form(
         request,
         "sign_in_enrol.html",
         pending,
@@ -237,8 +227,6 @@ def enrol_page(request: Request, rt: RuntimeDep, next: str = "") -> Response:
         secret=secret,
         action="/sign-in/enrol",
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @router.post("/sign-in/enrol")
@@ -315,7 +303,7 @@ def account_totp_page(request: Request, rt: RuntimeDep, user: WebUser) -> Respon
         assert row is not None
         secret = totp.begin_enrolment(session, row)
         uri = totp.provisioning_uri(row, secret)
-    response = render(
+    return render(
         request,
         "sign_in_enrol.html",
         action="/account/totp",
@@ -325,8 +313,6 @@ def account_totp_page(request: Request, rt: RuntimeDep, user: WebUser) -> Respon
         uri=uri,
         secret=secret,
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @router.post("/account/totp", dependencies=[Depends(csrf_protect)])
@@ -378,17 +364,7 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
     with rt.db.session() as session:
         rules = rules_of(settings)
         now = rt.clock()
-        wait = (
-            throttle.retry_after(
-                session,
-                client,
-                now=now,
-                limit=rules.throttle_failures,
-                window=rules.throttle_window,
-            )
-            if client
-            else None
-        )
+        wait = users.client_wait(session, client, now=now, rules=rules)
         if wait is not None:
             return _throttled(request, rt, next="", retry_after=wait)
         try:
