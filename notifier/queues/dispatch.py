@@ -44,23 +44,19 @@ class Dispatcher:
         self, deliveries: Iterable[tuple[int, str]], *, countdown: float | None = None
     ) -> bool:
         """Enqueue ``(delivery_id, channel)`` pairs on their channels' queues, in batches."""
-        by_channel: dict[str, list[int]] = {}
-        for delivery_id, channel in deliveries:
-            by_channel.setdefault(channel, []).append(delivery_id)
-        ok = True
-        for channel, ids in by_channel.items():
-            for start in range(0, len(ids), DELIVERIES_PER_TASK):
-                chunk = ids[start : start + DELIVERIES_PER_TASK]
-                ok &= self._send(
-                    "notifier.deliver_batch", [chunk], queue=channel, countdown=countdown
-                )
-        return ok
+        return self._per_channel("notifier.deliver_batch", deliveries, countdown=countdown)
 
     def resolve_ambiguous(
         self, deliveries: Iterable[tuple[int, str]], *, countdown: float | None = None
     ) -> bool:
         """Enqueue resolving ``ambiguous`` sends on their channels' queues (they ask the
         provider, as a send would)."""
+        return self._per_channel("notifier.resolve_ambiguous", deliveries, countdown=countdown)
+
+    def _per_channel(
+        self, task: str, deliveries: Iterable[tuple[int, str]], *, countdown: float | None
+    ) -> bool:
+        """``task`` for the deliveries of each channel on its queue, DELIVERIES_PER_TASK a task."""
         by_channel: dict[str, list[int]] = {}
         for delivery_id, channel in deliveries:
             by_channel.setdefault(channel, []).append(delivery_id)
@@ -68,9 +64,7 @@ class Dispatcher:
         for channel, ids in by_channel.items():
             for start in range(0, len(ids), DELIVERIES_PER_TASK):
                 chunk = ids[start : start + DELIVERIES_PER_TASK]
-                ok &= self._send(
-                    "notifier.resolve_ambiguous", [chunk], queue=channel, countdown=countdown
-                )
+                ok &= self._send(task, [chunk], queue=channel, countdown=countdown)
         return ok
 
     def voicemail(self, delivery_id: int, call_sid: str) -> bool:
