@@ -17,9 +17,9 @@ class Account(SQLModel, table=True):
 
     account_no: str = Field(primary_key=True, max_length=11)
     producer_key_id: int | None = None
-    """The producer whose events created the account (``events.models.NO_KEY`` for the bus):
-    only its events change the contact data. None for accounts older than the rule: the next
-    producer to post about it takes it."""
+    """The producer that first sent the account's contact data (``events.models.NO_KEY`` for
+    the bus): only its events change it. None until one does (an account named by
+    ``account_no`` alone, or older than the rule)."""
     name: str | None = Field(default=None, max_length=200)
     language: str = Field(default="zh-TW", max_length=16)
     phone: str | None = Field(default=None, max_length=20)

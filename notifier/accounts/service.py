@@ -60,9 +60,9 @@ def upsert_many_locked(
 
     Rows are locked in account-number order, so two batches that share
     accounts wait for each other instead of deadlocking. ``producers`` names the
-    producer of each account's event: an account belongs to the producer that created
-    it (or, for one older than that rule, to the next that posts about it), and another
-    producer's contact data is not applied (:func:`kept_by_another`).
+    producer of each account's event: an account belongs to the producer that first sent
+    its contact data (for one older than that rule too), and another producer's contact
+    data is not applied (:func:`kept_by_another`).
     """
     numbers = sorted({a.account_no for a in accounts_in})
     if not numbers:
@@ -86,12 +86,14 @@ def upsert_many_locked(
     for account_in in accounts_in:
         account = found[account_in.account_no]
         producer = (producers or {}).get(account_in.account_no)
-        if producer is not None and account.producer_key_id is None:
+        changes = account_in.known_fields()
+        # Contact data claims the account, not an event that names it alone: another
+        # producer's `account_no`-only event processed first must not take it over.
+        if producer is not None and account.producer_key_id is None and changes:
             account.producer_key_id = producer
             session.add(account)
         if kept_by_another(account, producer):
             continue
-        changes = account_in.known_fields()
         if "protections" in changes:
             # The producer's list replaces its own earlier one, never what a supervisor added.
             changes["protections"] = _joined(changes["protections"], account.protections_added)
