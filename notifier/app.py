@@ -36,6 +36,7 @@ from notifier.events.schema import FieldError, capped, error_message, field_path
 from notifier.observability.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
+from notifier.web import apidocs
 from notifier.web import install as install_web_pages
 
 __all__ = ["create_app"]
@@ -57,6 +58,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         summary="Customer notifications for an electric utility: SMS, voice, email, push, postcard.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc are served from local assets by notifier.web.apidocs instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = rt
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -67,6 +71,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         producer, templates, metrics, mitake_callbacks,
     ):  # fmt: skip
         app.include_router(module.router)
+    apidocs.mount(app)  # before install_web_pages: its /static mount would take /static/apidocs
     install_web_pages(app)
     app.add_middleware(BodySizeLimit, max_bytes=rt.settings.max_body_bytes)
     app.add_middleware(PrivateAnswers, hsts=rt.settings.mode == "deployed")

@@ -239,6 +239,8 @@ def refused(answer: httpx.Response) -> bool:
 def url_of(world: World, template: str) -> str:
     if template == "/static":
         return "/static/app.css"
+    if template == "/static/apidocs":
+        return "/static/apidocs/swagger-ui.css"
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
