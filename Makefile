@@ -2,6 +2,7 @@
 # make test    install, start local PostgreSQL/Redis/RabbitMQ if stopped, run the tests
 # make check   the inner loop: lint, then the unit, channel and web tests (a few minutes)
 # make lint    ruff check, ruff format --check, mypy
+# make docs    build the docs site (docs/, mkdocs-material) into build/site, failing on any warning
 # make install create .venv and install the project with its dev extra, as the lock pins it
 # make lock    re-pin requirements.lock / requirements-dev.lock after pyproject.toml changed
 
@@ -17,7 +18,7 @@ LOCK_ARGS ?=
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command 'make lock' $(LOCK_ARGS)
 
-.PHONY: install run test check lint lock
+.PHONY: install run test check lint lock docs
 
 install: $(STAMP)
 
@@ -46,7 +47,7 @@ run: $(STAMP)
 
 # scripts/test.sh runs the suite in two parts (see there); pytest's exit code is kept (and written to $$PYTEST_EXIT_FILE when set, for
 # .ci/run); exit code 5, "no tests collected", is reported as the failure it is.
-test: lint
+test: lint docs
 	bash scripts/services.sh up
 	@rc=0; PYTEST=$(BIN)/pytest bash scripts/test.sh $(PYTEST_ARGS) || rc=$$?; \
 	if [ -n "$${PYTEST_EXIT_FILE:-}" ]; then echo $$rc > "$$PYTEST_EXIT_FILE"; fi; \
@@ -57,6 +58,10 @@ test: lint
 # use the simulators on 127.0.0.1, the web tests SQLite; `make test` runs the rest.
 check: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile tests/unit tests/channels tests/web $(PYTEST_ARGS)
+
+# --strict: a broken link, a page missing from the nav or an unknown anchor fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -47,24 +47,34 @@ class TwilioSettings(BaseModel):
     """SMS and voice; on when ``account_sid`` and ``auth_token`` are set."""
 
     account_sid: str = ""
+    """The account SID (``AC…``)."""
     auth_token: SecretStr = SecretStr("")
+    """The account's auth token: it authenticates each request and signs Twilio's callbacks."""
     from_number: str = ""
+    """The E.164 number SMS and calls come from (unless ``messaging_service_sid`` is set, for SMS)."""
     messaging_service_sid: str = ""
+    """A Messaging Service (``MG…``) that picks the sender of each SMS; empty: ``from_number``."""
     base_url: str = "https://api.twilio.com"
+    """Twilio's API; a simulator's address in tests and the embedded mode."""
     webhook_shared_key: SecretStr = SecretStr("")
     """The secret of a Twilio Webhooks SharedKey: callbacks whose
     X-Twilio-Webhooks-Signature-Settings name a key are signed with it (HMAC-SHA1 or
     HMAC-SHA256, as the header says) instead of the auth token."""
     timeout: float = 10.0
+    """Seconds a request may take; past it the send is held ``ambiguous`` and looked up."""
 
 
 class MitakeSettings(BaseModel):
     """SMS through Mitake (三竹資訊), chosen with ``NOTIFIER_PROVIDERS__SMS=mitake``."""
 
     username: str = ""
+    """The Mitake account."""
     password: SecretStr = SecretStr("")
+    """The Mitake account's password."""
     base_url: str = "https://smsapi.mitake.com.tw"
+    """Mitake's API; a simulator's address in tests."""
     timeout: float = Field(10.0, gt=0)
+    """Seconds a request may take."""
     callback: bool = True
     """Ask Mitake for delivery reports (``response``, to /v1/callbacks/mitake/status/...);
     off: no report comes, and a sent SMS becomes ``unknown`` after the receipt timeout."""
@@ -91,6 +101,7 @@ class VoiceSettings(BaseModel):
         "zh-TW": Voice(voice="Google.cmn-TW-Standard-A", language="cmn-TW"),
         "en": Voice(voice="Polly.Joanna-Neural", language="en-US"),
     }
+    """Per notice language, the ``voice`` and ``language`` of Twilio's ``<Say>``, as JSON; a language not listed takes the first one."""
     machine_detection: Literal["DetectMessageEnd", "Enable", ""] = "DetectMessageEnd"
     """``DetectMessageEnd``: a machine is told once its greeting ended (after the beep);
     ``Enable``: as soon as it is recognised; empty: no detection (no call is then served)."""
@@ -100,15 +111,25 @@ class SmtpSettings(BaseModel):
     """Email; on when ``host`` is set."""
 
     host: str = ""
+    """The SMTP server; empty: email goes to the recording sandbox."""
     port: int = 587
+    """Its port (587 for STARTTLS, 465 for TLS)."""
     username: str = ""
+    """Login name; empty: no AUTH."""
     password: SecretStr = SecretStr("")
+    """Login password."""
     starttls: bool = True
+    """Upgrade the connection with STARTTLS."""
     use_tls: bool = False
+    """TLS from the first byte (port 465) instead of STARTTLS."""
     from_address: str = "notices@utility.example"
+    """The From address of every notice."""
     from_name: str = ""
+    """The display name beside the From address."""
     reply_to: str = ""
+    """A Reply-To address; empty: none."""
     timeout: float = 10.0
+    """Seconds one SMTP exchange may take."""
     connections: int = Field(default=8, ge=1, le=100)
     """Connections each worker thread keeps open (SMTP sends one message at a time on each)."""
     ehlo_name: str = ""
@@ -123,9 +144,11 @@ class BounceSettings(BaseModel):
     """The domain bounces come back to (``bounces+<token>@domain``), whose MX points at
     ``notifier bounces``; empty: no VERP, bounces go to the From address unread."""
     local_part: str = "bounces"
+    """The envelope sender is ``<local_part>+<token>@<domain>`` (VERP)."""
     host: str = "127.0.0.1"
     """Where ``notifier bounces`` listens (``0.0.0.0`` in a container)."""
     port: int = Field(2525, ge=0, le=65535)
+    """The port ``notifier bounces`` listens on (the MX forwards port 25 here)."""
     window_days: float = Field(30, gt=0)
     """A bounce naming an email sent longer ago than this is dropped (a remote MTA gives up
     after about 5 days; a complaint may come weeks later)."""
@@ -137,11 +160,15 @@ class FcmSettings(BaseModel):
     """Push; on when ``project_id`` and a credential (file or static token) are set."""
 
     project_id: str = ""
+    """The Firebase project that owns the app."""
     credentials_file: Path | None = None
+    """A service account's JSON key file."""
     access_token: SecretStr = SecretStr("")
     """A static bearer token: for simulators and tests, not for Google."""
     base_url: str = "https://fcm.googleapis.com"
+    """FCM's API; a simulator's address in tests and the embedded mode."""
     timeout: float = 10.0
+    """Seconds a send may take; past it the push is held ``ambiguous``."""
     sdk_retries: bool = False
     """firebase-admin's own retries (5xx, and a re-sent POST after a read timeout):
     off, so that a push that may have reached FCM is never sent again blindly."""
@@ -155,7 +182,9 @@ class IngestSettings(BaseModel):
     exchange: str = "notifier.events"
     """Direct, durable: the one entity a producer account may write to."""
     routing_key: str = "event"
+    """The routing key producers publish with."""
     queue: str = "notifier.events.ingest"
+    """The durable queue the consumer reads."""
     dlq: str = "notifier.events.dead"
     """The dead-letter queue (and its direct exchange, of the same name)."""
     batch_size: int = Field(500, ge=1, le=5000)
@@ -177,7 +206,9 @@ class OidcSettings(BaseModel):
     issuer: str = ""
     """The directory's issuer URL; its ``/.well-known/openid-configuration`` tells the rest."""
     client_id: str = ""
+    """This service's client at the directory (confidential, code flow with PKCE)."""
     client_secret: SecretStr = SecretStr("")
+    """That client's secret."""
     name: str = "directory"
     """What the sign-in page's button calls the directory ("Sign in with <name>")."""
     scopes: list[str] = ["openid", "profile"]
@@ -189,6 +220,7 @@ class OidcSettings(BaseModel):
     only: bool = False
     """Refuse password sign-in (local accounts) altogether: the directory is the only way in."""
     timeout_seconds: float = Field(10, gt=0)
+    """Each call to the directory (discovery, token, JWKS, userinfo)."""
 
     @field_validator("role_map")
     @classmethod
@@ -219,7 +251,9 @@ class ApiRate(BaseModel):
     """Requests per second one API key may make, and how many at once after a pause."""
 
     per_second: float = Field(gt=0)
+    """Requests per second, sustained."""
     burst: int = Field(ge=1)
+    """Requests at once after a pause."""
 
 
 class Settings(BaseSettings):
@@ -230,17 +264,23 @@ class Settings(BaseSettings):
     )
 
     mode: Literal["embedded", "deployed"] = "embedded"
+    """``embedded`` (one machine, nothing installed) or ``deployed``, which refuses placeholder secrets."""
     data_dir: Path = Path("var")
+    """The SQLite database, the filesystem broker, beat's schedule, print batches, sandbox output."""
     database_url: str = ""
     """Empty: SQLite in the data dir."""
     broker_url: str = ""
     """Empty: kombu's filesystem transport in the data dir."""
     policy_file: Path = PROJECT_ROOT / "config" / "policy.yaml"
+    """The routing policy (channels, fallbacks, quiet hours, escalation)."""
     templates_dir: Path = PROJECT_ROOT / "templates"
+    """Notice templates, ``<event>/<channel>.<lang>.j2``."""
     quiet_hours: str = ""
     """``HH:MM-HH:MM`` in the business time zone, ``off``, or empty for the policy's."""
     timezone: str = "Asia/Taipei"
+    """The scheduler's time zone (quiet hours use the policy's ``timezone``)."""
     minguo_dates: bool = True
+    """Write zh-TW dates in the Minguo calendar (115年 for 2026)."""
 
     service_phone: str = "1911"
     """The service line printed and read out in notices (a short code is fine there)."""
@@ -248,6 +288,7 @@ class Settings(BaseSettings):
     """E.164 number the voice menu's "press 2" connects to (Twilio dials E.164 only,
     never a short code such as 1911); empty: the menu offers no transfer."""
     pay_url: str = "https://pay.utility.example/bill"
+    """Base of each notice's payment link; the bill's signed reference is appended."""
     pay_link_key: SecretStr = SecretStr(_EMBEDDED_PAY_LINK_KEY)
     """Signs the opaque bill reference in pay links; share it with the pay site."""
     public_url: str = "http://127.0.0.1:8000"
@@ -265,6 +306,7 @@ class Settings(BaseSettings):
     redispatch_after_seconds: float = Field(60, gt=0)
     """A queued row untouched this long is assumed lost by the broker and sent again."""
     reconcile_interval_seconds: float = Field(15, gt=0)
+    """How often beat runs the reconciler."""
     ambiguous_wait_seconds: float = Field(60, gt=0)
     """A send that may have reached its provider (a timeout after the request left) is
     ``ambiguous``: looked up at the provider (Twilio), and sent again only if, this long
@@ -276,7 +318,9 @@ class Settings(BaseSettings):
     reports within minutes when it reports at all; hours leave room for a slow
     carrier without leaving a notice unproven for a day."""
     filesystem_polling_interval: float = 0.05
+    """Seconds between polls of the filesystem broker (embedded mode)."""
     publish_timeout_seconds: float = 2.0
+    """Broker connection timeout when publishing: with the broker down, the API waits no longer."""
     metrics_token: SecretStr = SecretStr("")
     """Bearer token a Prometheus scraper sends to ``GET /metrics``; empty: /metrics is open."""
     metrics_cache_seconds: float = Field(10, ge=0)
@@ -292,6 +336,7 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(12, ge=1)
     """POSTs of one producer callback (on 5xx, 408, 429, timeouts) before it is failed."""
     webhook_retry_base_seconds: float = Field(10, gt=0)
+    """Backoff base between a producer callback's POSTs: a random ½ to 1 × base × 2^(attempt−1)."""
     webhook_retry_max_seconds: float = Field(3600, gt=0)
     """Backoff between POSTs: base × 2^(attempt−1), capped at max, jittered to ½–1×."""
 

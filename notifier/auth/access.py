@@ -106,7 +106,7 @@ _LINKED = {
 
 @dataclass(frozen=True)
 class Group:
-    """Routes that share one rule, as the README's table shows them."""
+    """Routes that share one rule, as the Roles table of docs/security.md shows them."""
 
     name: str
     rule: Rule
@@ -377,7 +377,7 @@ _GATE_TEXT = {
 
 
 def markdown_table() -> str:
-    """The README's "Roles" table: route groups × roles, from :data:`GROUPS`."""
+    """The "Roles" table of docs/security.md: route groups × roles, from :data:`GROUPS`."""
     head = ["what", "routes", "needs", *ROLES]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for group in GROUPS:

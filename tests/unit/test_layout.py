@@ -1,4 +1,4 @@
-"""The house rules of the tree (README, "Layout"), read from the code's own imports.
+"""The house rules of the tree (docs/architecture.md, "Layout"), read from the code's own imports.
 
 - ``notifier/`` root holds only the process wiring; every other module lives
   in a package named for its domain, with a docstring saying what it holds
@@ -6,7 +6,7 @@
 - Imports point one way: no two rooms (a package, or a root module) import
   each other, directly or round a loop, and no flow or domain imports a way in.
 - ``channels/`` never imports ``notifier``.
-- The README's layout names every package and every root module.
+- The layout in docs/architecture.md names every package and every root module.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def test_the_root_holds_only_the_wiring() -> None:
     loose = {path.name for path in PACKAGE.glob("*.py")}
     assert loose <= WIRING, (
         f"move {sorted(loose - WIRING)} into the package of its domain "
-        "(README, Layout); the root is for the process wiring only"
+        "(docs/architecture.md, Layout); the root is for the process wiring only"
     )
 
 
@@ -167,11 +167,11 @@ def test_channels_never_import_notifier() -> None:
     assert not wrong, "channels/ must know nothing of notifier/:\n" + "\n".join(wrong)
 
 
-def test_the_readme_layout_names_every_room() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+def test_the_architecture_page_layout_names_every_room() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layout = page.split("## Layout", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"^\s{2}(\S+)", layout, flags=re.MULTILINE))
     rooms = {f"{path.name}/" for path in _packages()}
     rooms |= {path.name for path in PACKAGE.glob("*.py")} - {"__init__.py"}
     missing = sorted(room for room in rooms if not any(room in entry for entry in named))
-    assert not missing, f"README, Layout: no line for {missing}"
+    assert not missing, f"docs/architecture.md, Layout: no line for {missing}"

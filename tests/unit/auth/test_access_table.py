@@ -1,5 +1,5 @@
 """The one role model: every route has a rule, the pages' sections and user roles agree, and
-the README's "Roles" table is the one ``notifier.auth.access`` makes."""
+the security model's "Roles" table (docs/security.md) is the one ``notifier.auth.access`` makes."""
 
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ def test_people_have_every_role_but_producer() -> None:
     assert set(access.ROLES) - set(access.USER_ROLES) == {"producer"}
 
 
-def test_the_readme_shows_the_table() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    assert access.markdown_table() in readme, (
-        "README.md's Roles table differs from notifier.auth.access.markdown_table(); paste:\n"
+def test_the_security_model_shows_the_table() -> None:
+    page = (PROJECT_ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    assert access.markdown_table() in page, (
+        "docs/security.md's Roles table differs from notifier.auth.access.markdown_table(); paste:\n"
         + access.markdown_table()
     )
