@@ -1,6 +1,6 @@
 """Escalation cases: outcomes agents record, reassignment, closing when the ledger says so.
 
-Outcomes (DESIGN.md, README "Escalation"):
+Outcomes (DESIGN.md; docs/agents.md, "Escalation"):
 
 - ``promised`` keeps the case open but off the lists until the day after the
   promised date, which may be at most ``max_promise_days`` business days ahead

@@ -71,7 +71,7 @@ ChannelName = Literal["push", "sms", "email", "voice", "postcard"]
 Protection = Literal["life_support", "low_income", "disabled", "elderly"]
 PROTECTIONS: tuple[Protection, ...] = ("life_support", "low_income", "disabled", "elderly")
 """Why an account is protected: 維生器材 (life-support equipment at home), 低收入戶,
-身心障礙, 高齡. Any protection means a visit, as ``vulnerable`` does (README, "Escalation")."""
+身心障礙, 高齡. Any protection means a visit, as ``vulnerable`` does (docs/agents.md, "Escalation")."""
 SpokenLanguage = Literal["zh-TW", "nan", "hak", "en", "vi", "id"]
 SPOKEN_LANGUAGES: tuple[SpokenLanguage, ...] = ("zh-TW", "nan", "hak", "en", "vi", "id")
 """What a person speaks with the customer: 華語, 台語 (``nan``), 客語 (``hak``), English,

@@ -49,7 +49,7 @@ class ProducerCallback(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key_id: int = Field(foreign_key="api_keys.id")
     type: str = Field(max_length=32)
-    """``delivery.delivered`` … ``escalation.closed`` (README: producer callbacks)."""
+    """``delivery.delivered`` … ``escalation.closed`` (docs/callbacks.md)."""
     body: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     """What is POSTed, but ``id`` (added when sent): ids, codes and statuses only."""
     status: str = Field(default=CallbackStatus.PENDING, max_length=16)

@@ -9,7 +9,7 @@ concerned has a URL). Once the transaction commits, the ids are handed to the
 publisher registered for the session's engine (the Runtime's dispatcher); a
 publish lost with the broker is sent by the reconciler (:func:`owed_again`).
 
-Types (README, "Producer callbacks"): ``delivery.delivered``,
+Types (docs/callbacks.md): ``delivery.delivered``,
 ``delivery.undelivered``, ``delivery.failed``, ``delivery.sent`` (the final
 state of sends nobody reports on: email, push, postcards; an SMS or call
 through Twilio reports ``delivered`` or not later), ``escalation.outcome``

@@ -54,7 +54,7 @@ def test_notifier_up_delivers_an_unpaid_bill_and_stops_cleanly(tmp_path: Path) -
         answer = httpx.post(f"{base}/v1/events", json=event, headers=headers)
         assert answer.status_code == 202, answer.text
 
-        # An ops key made beside the running service, as the README shows.
+        # An ops key made beside the running service, as the quickstart shows.
         ops_key = subprocess.run(
             [sys.executable, "-m", "notifier", "keys", "create", "--role", "ops"],
             env=env, capture_output=True, text=True, check=True,

@@ -149,7 +149,7 @@ def _visit_delivered(stack: Stack, account_no: str, bill_no: str) -> int:
 
 
 def _verify(secret: str, seen: Seen, *, tolerance: float = 120) -> dict[str, Any]:
-    """The README's recipe: check the signature and the timestamp, then parse."""
+    """The recipe of docs/callbacks.md: check the signature and the timestamp, then parse."""
     parts = dict(item.split("=", 1) for item in seen.headers["X-Notifier-Signature"].split(","))
     timestamp = int(parts["t"])
     expected = hmac.new(

@@ -1,4 +1,4 @@
-"""Who is given a case first when agents' room is short (README, "Escalation": capacity)."""
+"""Who is given a case first when agents' room is short (docs/agents.md, "Escalation": capacity)."""
 
 from __future__ import annotations
 
