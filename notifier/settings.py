@@ -428,6 +428,10 @@ class Settings(BaseSettings):
     """Redis URL for the shared rate limiter; empty: the broker if it is Redis, else the database."""
     postcard_cutoff: str = "16:00"
     """Business-day time (in ``timezone``) at which the day's postcards go to print."""
+    postcard_sealed: Literal["dunning", "all", "none"] = "dunning"
+    """Which cards print as sealed mailers (the outside shows no amount; the inside the
+    notice and its payment QR code): ``dunning`` (cards stating an amount owed), ``all``,
+    or ``none`` (open cards, and so no payment code)."""
     retention_days: int = 90
     """Days the personal data of finished deliveries, events and closed cases is kept."""
 
