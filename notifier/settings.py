@@ -274,7 +274,9 @@ class IdentitySettings(BaseModel):
             field = f"NOTIFIER_IDENTITY__{(info.field_name or '').upper()}"
             raise ValueError(f"{field} must be an https:// address, not {value!r}")
         if info.field_name == "website" and not value:
-            raise ValueError("NOTIFIER_IDENTITY__WEBSITE: every notice names it; it cannot be empty")
+            raise ValueError(
+                "NOTIFIER_IDENTITY__WEBSITE: every notice names it; it cannot be empty"
+            )
         return value
 
     @field_validator("sender_address")

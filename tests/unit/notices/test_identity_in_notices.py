@@ -107,7 +107,7 @@ def test_the_old_service_phone_setting_and_the_identity_s_are_one() -> None:
     assert Settings(service_phone="0800111222").identity.service_phone == "0800111222"
     assert Settings(identity={"service_phone": "0800333444"}).service_phone == "0800333444"
     assert Settings().identity.service_phone == Settings().service_phone == "1911"
-    with pytest.raises(ValueError, match="NOTIFIER_SERVICE_PHONE .* disagree"):
+    with pytest.raises(ValueError, match=r"NOTIFIER_SERVICE_PHONE .* disagree"):
         Settings(service_phone="0800111222", identity={"service_phone": "0800333444"})
 
 
