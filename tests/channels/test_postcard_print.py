@@ -7,7 +7,7 @@ import csv
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pypdf
@@ -357,3 +357,46 @@ def test_print_queue_accepts_an_addressed_postcard_for_the_next_batch() -> None:
 def test_print_queue_refuses_a_postcard_without_an_address(to: tuple[str, ...]) -> None:
     with pytest.raises(PermanentChannelError, match="no postal address"):
         asyncio.run(PrintQueue().send(postcard(*to)))
+
+
+# --- sealed mailers -------------------------------------------------------------------------
+
+
+def test_a_sealed_mailer_shows_no_amount_outside_and_the_notice_and_its_code_inside(
+    tmp_path: Path,
+) -> None:
+    from datetime import date
+
+    from PIL import Image
+
+    from channels.postcard_print import PaymentCode
+
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (120, 120), (11, 92, 171)).save(logo)
+    code = PaymentCode("01234567890", (("B202605-01234567890", 1830, date(2026, 7, 20)),))
+    card = Card(101, "王小明", "35159苗栗縣頭份市中正路123號", THREE_BILLS, "zh-TW",
+                "01-23-****-89-0", sealed=True, payment=code)  # fmt: skip
+
+    batch = write_batch([card], out_dir=tmp_path / "out", batch_id="sealed", logo=logo, **IDENTITY)
+
+    outside, inside = pdf_text(batch.pdf_path)
+    assert "王小明" in outside and "彌封郵件" in outside
+    assert "NT$" not in outside and "1,830" not in outside and "5,945" not in outside
+    assert "NT$1,830" in squeezed(inside) and "合計應繳：NT$5,945" in squeezed(inside)
+    assert pypdf.PdfReader(batch.pdf_path).pages[0].images, "the logo is not on the outside"
+
+
+def test_a_long_letter_runs_over_a_sealed_mailer_s_inside_pages_but_never_off_an_open_card(
+    tmp_path: Path,
+) -> None:
+    letter = "\n\n".join([THREE_BILLS] * 3)  # a household's reminder, correction and usage alert
+    sealed = Card(5, "王小明", "35159苗栗縣頭份市中正路123號", letter, "zh-TW", "x", sealed=True)
+
+    batch = write_batch([sealed], out_dir=tmp_path / "a", batch_id="long", **IDENTITY)
+
+    assert 3 <= batch.pages <= 4  # the outside, and two or three inside pages
+    assert squeezed("".join(pdf_text(batch.pdf_path)[1:])).count("合計應繳：NT$5,945") == 3
+    with pytest.raises(CardError, match="does not fit the card"):
+        write_batch(
+            [replace(sealed, sealed=False)], out_dir=tmp_path / "b", batch_id="long", **IDENTITY
+        )
