@@ -187,3 +187,22 @@ def test_a_reprint_prints_the_same_cards_and_sends_no_delivery_again(
     assert {(d.status, d.attempts) for d in rows} == {("sent", 1)}
     assert sorted(after) == sorted(before)  # nothing recorded: the same mailing, not a send
     assert reprint_batch(ledger.runtime, report.batch_id).batch_id == f"{report.batch_id}-R2"
+
+
+def test_a_usage_alert_and_a_reminder_of_one_household_share_its_card(ledger: Ledger) -> None:
+    owing = paper_only(name="林志豪")
+    ledger.post(events.unpaid(owing, period="2026-09", amount=1830, due=date(2026, 11, 20)))
+    ledger.post(events.abnormal_usage(owing))
+    ours = postcards_of(ledger, owing["account_no"])
+    assert len(ours) == 2
+
+    report = print_postcards(ledger.runtime, day=(utcnow() + timedelta(days=1)).date())
+
+    assert report is not None
+    card = card_of(report, ours[0])
+    assert sorted(int(i) for i in card.row["deliveries"].split()) == ours
+    assert card.row["layout"] == "sealed"
+    inside = squeezed("".join(card.texts[1:]))
+    assert "電費繳費通知" in inside and "用電異常" in inside
+    assert "913度" in inside and "NT$1,830" in inside
+    assert "NT$" not in card.texts[0]
