@@ -6,10 +6,24 @@ and leaves it waiting; the service's batch job claims the waiting postcards at
 the day's cut-off and calls :func:`write_batch`, which writes
 ``<batch_id>.pdf`` and ``<batch_id>.manifest.csv`` for the printer.
 
-Each card is two A6 landscape pages (148 x 105 mm): the address side, then
-the message side. Nothing is cut silently: a card whose text cannot fit, or
-that uses a character the font lacks (a printed box instead of a name), fails
-the batch with a :class:`CardError` naming the delivery.
+A card stands for one household's notices of the batch (the caller groups
+them; see notifier/flows/postcards.py) and comes in two layouts, each of A6
+landscape pages (148 x 105 mm):
+
+- open (``sealed=False``): two pages, the address side, then the message side;
+- sealed mailer (``sealed=True``, the default for dunning): the outside page
+  carries only the recipient's address, the sender and the sorting reference,
+  never an amount; the inside pages (one to three) carry the notice. It is
+  printed as a pressure-sealed double card: nobody but the addressee reads
+  what is owed.
+
+A card with a :class:`PaymentCode` gets a QR code beside its message that
+encodes exactly that code's account, bills, amounts owed and due dates (what
+the ledger said when the notice was rendered), nothing else.
+
+Nothing is cut silently: a card whose text cannot fit, or that uses a
+character the font lacks (a printed box instead of a name), fails the batch
+with a :class:`CardError` naming the card's delivery.
 
 The font is a Traditional Chinese one, cut down to the characters of the
 batch and embedded in the PDF so that it prints the same on any machine; the
@@ -25,9 +39,11 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import ClassVar
 
+import segno
 from fontTools.ttLib import TTFont
 
 from channels.base import Channel, Message, PermanentChannelError, SendResult
@@ -51,6 +67,7 @@ __all__ = [
     "FONT_ENV",  # the font is print_layout's; named here too, where postcards were first
     "Card",
     "CardError",
+    "PaymentCode",
     "PrintBatch",
     "PrintQueue",
     "find_cjk_font",
@@ -60,6 +77,10 @@ __all__ = [
 CARD_W, CARD_H = 148.0, 105.0  # mm, A6 landscape
 MARGIN = 8.0
 PAGES_PER_CARD = 2
+"""Pages of an open card, and the fewest of a sealed mailer (outside, one inside page)."""
+MAX_INSIDE_PAGES = 3
+INSIDE_PT = 8.0  # the size a sealed mailer's text runs over several inside pages at
+QR_SIZE = 26.0  # mm: about 0.5 mm a module for five bills, which any phone reads
 BODY_MAX_PT, BODY_MIN_PT = 11.0, 7.0
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _POSTCODE = re.compile(r"^\s*(?P<code>\d{3}(?:\d{2,3})?)(?!\d)\s*(?P<rest>.*)$", re.S)
@@ -69,16 +90,50 @@ _wrap_paragraph = wrap_paragraph
 
 
 @dataclass(frozen=True)
+class PaymentCode:
+    """What a card's payment QR code says: the account, each bill owed (number, amount left,
+    due date) and their total, as the ledger stated them when the notice was rendered."""
+
+    account_no: str
+    bills: tuple[tuple[str, int, date], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(owed for _, owed, _ in self.bills)
+
+    def payload(self) -> str:
+        """The text in the QR code: one ``KEY:value`` a line, documented in docs/identity.md."""
+        return "\n".join(
+            [
+                "NOTIFIER-PAY/1",
+                f"ACCT:{self.account_no}",
+                *(f"BILL:{no};{owed};{due.isoformat()}" for no, owed, due in self.bills),
+                f"TOTAL:{self.total}",
+            ]
+        )
+
+
+@dataclass(frozen=True)
 class Card:
-    """One postcard to print: who it goes to and the rendered notice."""
+    """One postcard to print: who it goes to and the rendered notice(s)."""
 
     delivery_id: int
+    """The card's reference (printed and barcoded): the delivery whose notice leads it."""
     recipient_name: str | None
     address: str
     body: str
     language: str
     account_ref: str
     """The account number, masked."""
+    sealed: bool = False
+    """A sealed mailer: the outside page shows no amount (module docstring)."""
+    payment: PaymentCode | None = None
+    delivery_ids: tuple[int, ...] = ()
+    """Every delivery this card stands for (a household's notices); empty: ``delivery_id``."""
+
+    @property
+    def stands_for(self) -> tuple[int, ...]:
+        return self.delivery_ids or (self.delivery_id,)
 
 
 @dataclass(frozen=True)
@@ -132,17 +187,37 @@ class _Labels:
     phone: str
     no_name: str
     honorific: str
+    sealed: str
+    pay_code: str
+    page: str
 
 
 _POSTAGE = "國內郵資已付"  # printed under the sender's bulk-mail permit
 _GAP = "\u3000"  # ideographic space
-_ZH = _Labels(account="電號", ref="參考編號", phone="客服專線", no_name="用電戶", honorific="台啟")
+_ZH = _Labels(
+    account="電號",
+    ref="參考編號",
+    phone="客服專線",
+    no_name="用電戶",
+    honorific="台啟",
+    sealed="彌封郵件　限收件人拆閱",
+    pay_code="繳費資訊條碼",
+    page="（續）",
+)
 _EN = _Labels(
-    account="Account", ref="Ref.", phone="Service line", no_name="The Account Holder", honorific=""
+    account="Account",
+    ref="Ref.",
+    phone="Service line",
+    no_name="The Account Holder",
+    honorific="",
+    sealed="Sealed: for the addressee only",
+    pay_code="Payment code",
+    page="(continued)",
 )
 
 
 _LABEL_TEXT = [text for labels in (_ZH, _EN) for text in vars(labels).values()]
+LOGO_W = 11.0  # mm, the logo's square beside the sender
 
 
 def _labels(language: str) -> _Labels:
@@ -165,10 +240,15 @@ class _Printer(Typesetter):
         sender: str,
         return_address: str,
         phone: str,
+        website: str,
+        logo: Path | None,
     ) -> None:
         self.batch_id = batch_id
         self.total = total
         self.phone = phone
+        self.website = website
+        self.logo = logo
+        self.pages = 0
         super().__init__(
             font_file,
             width=CARD_W,
@@ -177,9 +257,11 @@ class _Printer(Typesetter):
             language="zh-TW",
         )
         # The same on every card: fitted once, and a misfit fails the batch, not a card.
-        self.sender = self._fit(None, "sender", sender, width=80, height=5, sizes=(9, 7))
+        self.sender_x = MARGIN + (LOGO_W + 2 if logo else 0)
+        sender_w = 80 - (self.sender_x - MARGIN)
+        self.sender = self._fit(None, "sender", sender, width=sender_w, height=5, sizes=(9, 7))
         self.return_address = self._fit(
-            None, "return address", return_address, width=80, height=6.5, sizes=(7.5, 6)
+            None, "return address", return_address, width=sender_w, height=6.5, sizes=(7.5, 6)
         )
 
     def _fit(
@@ -201,19 +283,30 @@ class _Printer(Typesetter):
             raise ValueError(reason)
         raise CardError(card.delivery_id, f"{reason}; it is never cut, so shorten it")
 
-    def add(self, card: Card, sequence: int) -> None:
-        """The card's two pages: address side, then message side."""
+    def add(self, card: Card, sequence: int) -> int:
+        """The card's pages: address side (outside), then message side(s); how many."""
         labels = _labels(card.language)
+        # Fitted before anything is drawn: a card that fails leaves no half-drawn pages.
+        message = self._message_pages(card)
         self._address_side(card, labels, sequence)
-        self._message_side(card, labels)
+        for page, lines in enumerate(message):
+            self._message_side(card, labels, lines, first=page == 0)
+        self.pages += 1 + len(message)
+        return 1 + len(message)
 
     def _address_side(self, card: Card, labels: _Labels, sequence: int) -> None:
+        """The outside: sender, postage, recipient, sorting reference; never the notice."""
         pdf = self.pdf
         pdf.add_page()
-        # Sender, top left; postage paid under the sender's permit, top right.
-        y = self.block(MARGIN, MARGIN, 80, self.sender)
-        y = self.block(MARGIN, y, 80, self.return_address)
-        self.line(MARGIN, y, 80, f"{labels.phone} {self.phone}", 7.5)
+        # Sender (after the logo, if any), top left; postage paid under the sender's permit, top right.
+        if self.logo is not None:
+            pdf.image(
+                str(self.logo), x=MARGIN, y=MARGIN, w=LOGO_W, h=LOGO_W, keep_aspect_ratio=True
+            )
+        width = 80 - (self.sender_x - MARGIN)
+        y = self.block(self.sender_x, MARGIN, width, self.sender)
+        y = self.block(self.sender_x, y, width, self.return_address)
+        self.line(self.sender_x, y, width, f"{labels.phone} {self.phone}", 7.5)
         pdf.set_line_width(0.3)
         pdf.rect(CARD_W - MARGIN - 22, MARGIN, 22, 15)
         self.line(CARD_W - MARGIN - 22, MARGIN + 2.5, 22, _POSTAGE[:2], 7.5, align="C")
@@ -258,31 +351,93 @@ class _Printer(Typesetter):
         self.line(MARGIN, bottom_line, 60, f"{labels.ref} {reference}", 7)
         where = f"{self.batch_id}  {sequence}/{self.total}"
         self.line(CARD_W / 2, bottom_line, CARD_W / 2 - MARGIN, where, 6.5, align="R")
+        if card.sealed:
+            self.line(CARD_W / 2, bottom_line - 4, CARD_W / 2 - MARGIN, labels.sealed, 7, align="R")
 
-    def _message_side(self, card: Card, labels: _Labels) -> None:
+    def _body_box(self, card: Card) -> tuple[float, float]:
+        """Width and height (mm) of the message on a message page: beside the QR code, if any."""
+        width = CARD_W - 2 * MARGIN - (QR_SIZE + 3 if card.payment else 0)
+        return width, (CARD_H - MARGIN - 4) - (MARGIN + 6)
+
+    def _message_pages(self, card: Card) -> list[tuple[float, list[str]]]:
+        """The message's fitted lines per page: one page, or for a sealed mailer up to three."""
+        width, height = self._body_box(card)
+        one = self.fit(card.body, width=width, height=height, sizes=(BODY_MAX_PT, BODY_MIN_PT))
+        if one is not None:
+            return [one]
+        if card.sealed:
+            size, lines = self.fit(
+                card.body, width=width, height=1e6, sizes=(INSIDE_PT, INSIDE_PT)
+            ) or (
+                INSIDE_PT,
+                [],
+            )
+            per_page = int((height - line_height(7)) // line_height(size))
+            pages = [lines[i : i + per_page] for i in range(0, len(lines), per_page)]
+            if len(pages) <= MAX_INSIDE_PAGES:
+                return [(size, page) for page in pages]
+        room = f"{MAX_INSIDE_PAGES} inside pages" if card.sealed else "the card"
+        raise CardError(
+            card.delivery_id,
+            f"the message does not fit {room} even at {BODY_MIN_PT:g} pt; "
+            "it is never cut, so shorten it",
+        )
+
+    def _message_side(
+        self, card: Card, labels: _Labels, fitted: tuple[float, list[str]], *, first: bool
+    ) -> None:
+        """A message page (a sealed mailer's inside): the notice, the payment code beside it."""
         pdf = self.pdf
         pdf.add_page()
         width = CARD_W - 2 * MARGIN
         sender_pt, sender_lines = self.sender
-        self.line(MARGIN, MARGIN - 2, width, "".join(sender_lines), sender_pt)
+        heading = "".join(sender_lines) + ("" if first else f" {labels.page}")
+        self.line(MARGIN, MARGIN - 2, width, heading, sender_pt)
         account = f"{labels.account} {card.account_ref}"
         self.line(MARGIN, MARGIN - 1.5, width, account, 8, align="R")
         pdf.set_line_width(0.3)
         pdf.line(MARGIN, MARGIN + 3.5, CARD_W - MARGIN, MARGIN + 3.5)
         top, bottom = MARGIN + 6, CARD_H - MARGIN - 4
-        body_fit = self._fit(
-            card,
-            "message",
-            card.body,
-            width=width,
-            height=bottom - top,
-            sizes=(BODY_MAX_PT, BODY_MIN_PT),
-        )
-        self.block(MARGIN, top, width, body_fit)
+        body_w, _ = self._body_box(card)
+        self.block(MARGIN, top, body_w, fitted)
+        if card.payment is not None and first:
+            x = CARD_W - MARGIN - QR_SIZE
+            self._qr(card.payment.payload(), x=x, y=top, size=QR_SIZE)
+            self.line(x - 2, top + QR_SIZE + 0.5, QR_SIZE + 4, labels.pay_code, 6.5, align="C")
         pdf.set_line_width(0.2)
         pdf.line(MARGIN, bottom + 0.5, CARD_W - MARGIN, bottom + 0.5)
-        footer = f"{labels.phone} {self.phone}{_GAP}{labels.ref} {_reference(card.delivery_id)}"
+        footer = _GAP.join(
+            [
+                f"{labels.phone} {self.phone}",
+                self.website,
+                f"{labels.ref} {_reference(card.delivery_id)}",
+            ]
+        )
         self.line(MARGIN, bottom + 1, width, footer, 7)
+
+    def _qr(self, payload: str, *, x: float, y: float, size: float) -> None:
+        """A QR code of ``payload`` in a ``size`` mm square, its quiet zone included."""
+        code = segno.make(payload, error="m", micro=False)
+        matrix = [list(row) for row in code.matrix]
+        border = 4  # modules of quiet zone, as the standard asks
+        module = size / (len(matrix) + 2 * border)
+        self.pdf.set_fill_color(0)
+        for r, row in enumerate(matrix):
+            c = 0
+            while c < len(row):  # one rectangle per run of dark modules
+                if not row[c]:
+                    c += 1
+                    continue
+                start = c
+                while c < len(row) and row[c]:
+                    c += 1
+                self.pdf.rect(
+                    x + (border + start) * module,
+                    y + (border + r) * module,
+                    (c - start) * module,
+                    module,
+                    style="F",
+                )
 
     def _code128(self, digits: str, *, x: float, y: float, module: float, height: float) -> None:
         """A Code 128 barcode (code set C) of an even number of digits."""
@@ -324,11 +479,17 @@ def write_batch(
     *,
     out_dir: Path,
     batch_id: str,
-    sender: str = "台灣電力公司 客服中心",
-    return_address: str = "",
-    service_phone: str = "1911",
+    sender: str,
+    return_address: str,
+    service_phone: str,
+    website: str = "",
+    logo: Path | None = None,
 ) -> PrintBatch:
-    """Write ``<batch_id>.pdf`` (two A6 pages a card) and ``<batch_id>.manifest.csv``.
+    """Write ``<batch_id>.pdf`` (A6 pages, two or more a card) and ``<batch_id>.manifest.csv``.
+
+    The sender, its return address (postal code first), service line, website
+    and logo are the utility's identity (``Settings.identity``), the same on
+    every card.
 
     The manifest appears last, so a batch is complete once its manifest
     exists; files are written under temporary names and linked into place,
@@ -348,11 +509,14 @@ def write_batch(
             raise FileExistsError(f"batch {batch_id} was already written: {path}")
 
     sender, return_address = plain_text(sender).strip(), plain_text(return_address).strip()
+    website = plain_text(website).strip()
+    if not sender or not return_address:
+        raise ValueError("a postcard needs its sender and return address (Settings.identity)")
     cards = [_as_printed(card) for card in cards]
     font_path = find_cjk_font()
     font = open_font(font_path)
     fixed = " ".join(
-        [sender, return_address, service_phone, _POSTAGE, _GAP, batch_id, *_LABEL_TEXT]
+        [sender, return_address, service_phone, website, _POSTAGE, _GAP, batch_id, *_LABEL_TEXT]
     )
     missing = missing_glyphs(font, fixed)
     if missing:
@@ -371,14 +535,15 @@ def write_batch(
                 sender=sender,
                 return_address=return_address,
                 phone=service_phone,
+                website=website,
+                logo=logo,
             )
-            for sequence, card in enumerate(cards, start=1):
-                printer.add(card, sequence)
+            pages = [printer.add(card, sequence) for sequence, card in enumerate(cards, start=1)]
             # Staged under hidden names in out_dir, so that publishing is a link, not a copy.
             staged.append(_staging_name(out_dir, batch_id, ".pdf"))
             printer.output(staged[-1])
         staged.append(_staging_name(out_dir, batch_id, ".csv"))
-        _write_manifest(staged[-1], batch_id, cards)
+        _write_manifest(staged[-1], batch_id, cards, pages)
         for path in staged:
             _fsync(path)
         _publish(staged[0], pdf_path)
@@ -395,7 +560,7 @@ def write_batch(
         pdf_path=pdf_path,
         manifest_path=manifest_path,
         cards=len(cards),
-        pages=PAGES_PER_CARD * len(cards),
+        pages=sum(pages),
     )
 
 
@@ -425,7 +590,7 @@ def _check_card(card: Card, font: TTFont, font_path: Path) -> None:
         raise CardError(card.delivery_id, f"the font {font_path.name} has no glyph for {missing}")
 
 
-def _write_manifest(path: Path, batch_id: str, cards: Sequence[Card]) -> None:
+def _write_manifest(path: Path, batch_id: str, cards: Sequence[Card], pages: list[int]) -> None:
     # UTF-8 with a BOM: Excel then opens the Chinese names and addresses correctly.
     with path.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
@@ -438,9 +603,11 @@ def _write_manifest(path: Path, batch_id: str, cards: Sequence[Card]) -> None:
                 "address",
                 "language",
                 "pages",
+                "layout",
+                "deliveries",
             ]
         )
-        for sequence, card in enumerate(cards, start=1):
+        for sequence, (card, count) in enumerate(zip(cards, pages, strict=True), start=1):
             writer.writerow(
                 [
                     batch_id,
@@ -449,7 +616,9 @@ def _write_manifest(path: Path, batch_id: str, cards: Sequence[Card]) -> None:
                     _cell(card.recipient_name or ""),
                     _cell(card.address),
                     card.language,
-                    PAGES_PER_CARD,
+                    count,
+                    "sealed" if card.sealed else "open",
+                    " ".join(str(i) for i in card.stands_for),
                 ]
             )
 

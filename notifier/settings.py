@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Literal
 
 import phonenumbers
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -29,6 +36,7 @@ __all__ = [
     "PROJECT_ROOT",
     "ApiRate",
     "BounceSettings",
+    "IdentitySettings",
     "IngestSettings",
     "MitakeSettings",
     "Settings",
@@ -247,6 +255,107 @@ class OidcSettings(BaseModel):
         return bool(self.issuer)
 
 
+_POSTAL_CODE = re.compile(r"\d{3}(?:\d{2}|\d{3})?")
+_LOGO_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+
+
+class IdentitySettings(BaseModel):
+    """Who the notices come from: one place for the name every email, card, page and call says.
+
+    An email from a bare address with no footer reads like phishing; every
+    notice names the utility, its service line and website, and says how to
+    tell a genuine message (templates/_layout/). The defaults are the embedded
+    demo's made-up utility: a deployment sets its own.
+    """
+
+    name: str = Field("示範電力公司", min_length=1, max_length=40)
+    """The utility's name as zh-TW notices and the pages' header write it."""
+    name_en: str = Field("Demo Power Company", min_length=1, max_length=60)
+    """The name English notices say."""
+    sender_name: str = Field("示範電力公司 客服中心", min_length=1, max_length=60)
+    """The sender printed on postcards and notices, and the From name of emails."""
+    sender_address: str = "notices@utility.example"
+    """The From address of emails (``NOTIFIER_SMTP__FROM_ADDRESS`` overrides it)."""
+    postal_code: str = "351"
+    """The return address's postal code (3, 5 or 6 digits, 郵遞區號), printed before it."""
+    return_address: str = Field("苗栗縣頭份市中正路100號", min_length=1, max_length=80)
+    """Where undeliverable cards come back to (without the postal code)."""
+    service_phone: str = Field("1911", min_length=1, max_length=20)
+    """The service line every notice prints and every call reads out (a short code is fine)."""
+    website: str = "https://www.utility.example"
+    """The utility's own site, named in every notice as the way to check a message (https)."""
+    logo_file: Path | None = None
+    """A PNG, JPEG or SVG logo printed top left on postcards and notices; none: the name alone."""
+    logo_url: str = ""
+    """An https image URL shown at the top of HTML emails; empty: the name alone (no image
+    that a mail client blocks, and nothing fetched that tracks the reader)."""
+
+    @field_validator("postal_code")
+    @classmethod
+    def _postal_code(cls, value: str) -> str:
+        if not _POSTAL_CODE.fullmatch(value):
+            raise ValueError(
+                f"NOTIFIER_IDENTITY__POSTAL_CODE must be 3, 5 or 6 digits (郵遞區號), not {value!r}"
+            )
+        return value
+
+    @field_validator("website", "logo_url")
+    @classmethod
+    def _https(cls, value: str, info: ValidationInfo) -> str:
+        if value and not re.fullmatch(r"https://[A-Za-z0-9.-]+(?::\d+)?(?:/\S*)?", value):
+            field = f"NOTIFIER_IDENTITY__{(info.field_name or '').upper()}"
+            raise ValueError(f"{field} must be an https:// address, not {value!r}")
+        if info.field_name == "website" and not value:
+            raise ValueError(
+                "NOTIFIER_IDENTITY__WEBSITE: every notice names it; it cannot be empty"
+            )
+        return value
+
+    @field_validator("sender_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+            raise ValueError(
+                f"NOTIFIER_IDENTITY__SENDER_ADDRESS must be an email address, not {value!r}"
+            )
+        return value
+
+    @field_validator("logo_file")
+    @classmethod
+    def _logo(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if value.suffix.lower() not in _LOGO_SUFFIXES:
+            raise ValueError(
+                f"NOTIFIER_IDENTITY__LOGO_FILE must be a {', '.join(_LOGO_SUFFIXES)} file, "
+                f"not {value.name!r}"
+            )
+        if not value.is_file():
+            raise ValueError(f"NOTIFIER_IDENTITY__LOGO_FILE: no file at {value}")
+        return value
+
+    @property
+    def website_host(self) -> str:
+        """The website as people type it: ``www.utility.example``."""
+        return self.website.removeprefix("https://").rstrip("/")
+
+    def name_in(self, language: str) -> str:
+        """The name a notice in ``language`` says."""
+        return self.name if language.lower().startswith("zh") else self.name_en
+
+    def context(self) -> dict[str, str]:
+        """What templates see as ``utility`` (notifier.notices.rendering)."""
+        return {
+            "name": self.name,
+            "name_en": self.name_en,
+            "sender_name": self.sender_name,
+            "phone": self.service_phone,
+            "website": self.website,
+            "website_host": self.website_host,
+            "logo_url": self.logo_url,
+        }
+
+
 class ApiRate(BaseModel):
     """Requests per second one API key may make, and how many at once after a pause."""
 
@@ -283,7 +392,8 @@ class Settings(BaseSettings):
     """Write zh-TW dates in the Minguo calendar (115年 for 2026)."""
 
     service_phone: str = "1911"
-    """The service line printed and read out in notices (a short code is fine there)."""
+    """The service line printed and read out in notices: ``identity.service_phone``, kept
+    under its first name too (``NOTIFIER_SERVICE_PHONE`` still sets it)."""
     service_dial_number: str = ""
     """E.164 number the voice menu's "press 2" connects to (Twilio dials E.164 only,
     never a short code such as 1911); empty: the menu offers no transfer."""
@@ -365,6 +475,10 @@ class Settings(BaseSettings):
     """Redis URL for the shared rate limiter; empty: the broker if it is Redis, else the database."""
     postcard_cutoff: str = "16:00"
     """Business-day time (in ``timezone``) at which the day's postcards go to print."""
+    postcard_sealed: Literal["dunning", "all", "none"] = "dunning"
+    """Which cards print as sealed mailers (the outside shows no amount; the inside the
+    notice and its payment QR code): ``dunning`` (cards stating an amount owed), ``all``,
+    or ``none`` (open cards, and so no payment code)."""
     retention_days: int = 90
     """Days the personal data of finished deliveries, events and closed cases is kept."""
 
@@ -391,6 +505,7 @@ class Settings(BaseSettings):
     login_throttle_minutes: float = Field(10, gt=0)
     """... until this long after its first failure of the window."""
     oidc: OidcSettings = OidcSettings()
+    identity: IdentitySettings = IdentitySettings()
 
     twilio: TwilioSettings = TwilioSettings()
     mitake: MitakeSettings = MitakeSettings()
@@ -435,6 +550,27 @@ class Settings(BaseSettings):
                 f"+886223456789 (Twilio dials nothing else), not {value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Settings:
+        # One service phone, two names for it: NOTIFIER_SERVICE_PHONE came first.
+        top, nested = self.service_phone, self.identity.service_phone
+        top_set = "service_phone" in self.model_fields_set
+        nested_set = "service_phone" in self.identity.model_fields_set
+        if top_set and nested_set and top != nested:
+            raise ValueError(
+                f"NOTIFIER_SERVICE_PHONE ({top!r}) and NOTIFIER_IDENTITY__SERVICE_PHONE "
+                f"({nested!r}) disagree: set one of them"
+            )
+        phone = top if top_set else nested
+        self.service_phone = phone
+        self.identity.service_phone = phone
+        # The From of emails is the identity's unless the SMTP settings name another.
+        if not self.smtp.from_name:
+            self.smtp.from_name = self.identity.sender_name
+        if "from_address" not in self.smtp.model_fields_set:
+            self.smtp.from_address = self.identity.sender_address
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

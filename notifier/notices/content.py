@@ -148,6 +148,7 @@ def build_context(
         "correction": dict(correction) if correction is not None else None,
         "usage": usage,
         "service_phone": settings.service_phone,
+        "utility": settings.identity.context(),
         "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),
     }
 
@@ -178,6 +179,7 @@ def collection_context(
         "correction": None,
         "usage": None,
         "service_phone": settings.service_phone,
+        "utility": settings.identity.context(),
         "pay_url": pay_link(settings, bill.bill_no if bill is not None else account.account_no),
     }
     if kind == "collection.final_demand":
@@ -209,6 +211,7 @@ def visit_notice_context(
         "total": sum(int(b["amount"]) for b in bills),
         "usage": None,
         "service_phone": settings.service_phone,
+        "utility": settings.identity.context(),
         "pay_url": pay_link(settings, str(oldest["bill_no"]) if oldest else account_no),
         "visit": {"date": visit_date, "agent_name": agent_name},
     }

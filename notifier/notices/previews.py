@@ -50,6 +50,7 @@ def preview(
     """Render one notice as it would go out; raises TemplateError or UnknownAccount."""
     context: dict[str, Any] = sample_context(event_type, level=level)
     context["service_phone"] = settings.service_phone
+    context["utility"] = settings.identity.context()
     if account_no is not None:
         account = session.get(Account, account_no)
         if account is None:

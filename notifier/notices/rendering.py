@@ -40,6 +40,9 @@ The context (what the caller, the routing code, passes)::
             ratio: float (kwh/baseline - 1, e.g. 0.85), reason: str | None,
             urgent: bool (a suspected leak: say what to do now)} | None
     service_phone: str                 # e.g. "1911"
+    utility: {name, name_en, sender_name, phone, website, website_host, logo_url}
+          (who the notice is from: Settings.identity; ``phone`` is ``service_phone``,
+          ``website_host`` the website as typed, "www.utility.example"; ``logo_url`` may be "")
     pay_url: str                       # e.g. "https://pay.utility.example/bill/B202609-01234567890"
     visit: {date: date, agent_name: str}   # escalation.visit only: the field agent's visit
     demand: {issued_on: date, deadline: date}
@@ -104,6 +107,7 @@ from channels.speech import cardinal
 
 __all__ = [
     "DOCUMENTS",
+    "SAMPLE_UTILITY",
     "SAMPLE_VARIANTS",
     "RenderedContent",
     "Renderer",
@@ -653,6 +657,16 @@ _SAMPLE_NAMES: dict[str, str | None] = {
     "minimal": None,
     "upcoming": "歐陽志明",
 }
+SAMPLE_UTILITY: Mapping[str, str] = {
+    "name": "示範電力公司",
+    "name_en": "Demo Power Company",
+    "sender_name": "示範電力公司 客服中心",
+    "phone": "1911",
+    "website": "https://www.utility.example",
+    "website_host": "www.utility.example",
+    "logo_url": "",
+}
+"""The samples' ``utility``: the embedded demo's (Settings.identity's defaults)."""
 _SAMPLE_TODAY = date(2026, 11, 27)
 _SAMPLE_TODAY_UPCOMING = date(2026, 11, 10)
 
@@ -745,6 +759,7 @@ def sample_context(event_type: str, *, level: int = 1, variant: str = "long") ->
         "correction": correction,
         "usage": usage_or_none,
         "service_phone": "1911",
+        "utility": dict(SAMPLE_UTILITY),
         "pay_url": (
             "https://pay.example.com/b/ABC"
             if minimal

@@ -246,6 +246,8 @@ def render(
         "sections": sections_of(user),
         "path": request.url.path,
         "here": _here(request) or "/",
+        # The header's brand: the utility's name (Settings.identity), as its notices say it.
+        "utility": request.app.state.runtime.settings.identity,
         **context,
     }
     return HTMLResponse(templates.get_template(template).render(page), status_code=status_code)

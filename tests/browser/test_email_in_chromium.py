@@ -276,3 +276,51 @@ def test_nothing_scrolls_sideways(
             assert box["left"] >= 0 and box["right"] <= box["innerWidth"] + 1, (
                 f"{where}: {text!r} lies outside the page width {box}"
             )
+
+
+# --- who the email is from -----------------------------------------------------------------
+
+_GENUINE = {
+    "zh-TW": "本公司絕不會以電子郵件向您索取信用卡號",
+    "en": "We never ask for card numbers",
+}
+
+
+@ALL_EMAILS
+def test_the_text_part_names_the_utility_and_how_to_tell_a_genuine_email(email: Email) -> None:
+    context = sample_context(email.event_type, level=email.level, variant="long")
+    body = Renderer(TEMPLATES_DIR).render(email.event_type, "email", email.language, context).body
+    utility = context["utility"]
+    name = utility["name"] if email.language == "zh-TW" else utility["name_en"]
+    footer = body[body.rindex("\n--") :] if email.language == "en" else body[body.rindex("——") :]
+    for text in (name, utility["phone"], utility["website"], _GENUINE[email.language]):
+        assert text in footer, f"{email.id}: the text part's footer lacks {text!r}"
+
+
+@pytest.mark.parametrize("viewport", [PHONE], ids=lambda v: v.name)
+@ALL_EMAILS
+def test_the_utility_heads_every_email_and_its_footer_says_how_to_check_it(
+    driver: Any,
+    screenshot: Any,
+    tmp_path: Path,
+    email: Email,
+    viewport: Viewport,
+) -> None:
+    """The name above the heading, the footer (service line, website, the genuine check) readable."""
+    from selenium.webdriver.common.by import By
+
+    _open(driver, email, viewport, tmp_path)
+    screenshot(f"email-{email.id}-{viewport.name}")
+    utility = sample_context(email.event_type)["utility"]
+    name = utility["name"] if email.language == "zh-TW" else utility["name_en"]
+    where = f"{email.id} at {viewport.name}"
+    first_row = driver.find_element(By.XPATH, "(//table//table//td)[1]")
+    assert first_row.text.strip() == name, f"{where}: the email does not open with {name!r}"
+    for text in (utility["website_host"], _GENUINE[email.language]):
+        for element in _elements_showing(driver, text, where):
+            box = driver.execute_script(_INSPECT, element)
+            assert element.is_displayed() and box["height"] > 0, f"{where}: {text!r} not shown"
+            assert box["right"] <= box["innerWidth"] + 1, f"{where}: {text!r} runs off the page"
+            assert _contrast(_rgb(box["color"]), _rgb(box["background"])) >= 4.5, (
+                f"{where}: {text!r} is too faint: {box['color']} on {box['background']}"
+            )

@@ -7,7 +7,7 @@ import csv
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pypdf
@@ -83,6 +83,14 @@ CARDS = [
 ]
 
 
+IDENTITY = {
+    "sender": "示範電力公司 客服中心",
+    "return_address": "351苗栗縣頭份市中華路1000號",
+    "service_phone": "1911",
+    "website": "www.utility.example",
+}
+
+
 @dataclass(frozen=True)
 class Written:
     batch: PrintBatch
@@ -96,7 +104,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Written:
         CARDS,
         out_dir=out_dir,
         batch_id="PC-20261127-1",
-        return_address="351苗栗縣頭份市中華路1000號",
+        **IDENTITY,
     )
     return Written(batch, out_dir)
 
@@ -234,7 +242,7 @@ def test_the_same_batch_is_never_written_twice(written: Written) -> None:
     before = written.batch.pdf_path.read_bytes(), written.batch.manifest_path.read_bytes()
 
     with pytest.raises(FileExistsError, match="PC-20261127-1"):
-        write_batch(CARDS, out_dir=written.out_dir, batch_id="PC-20261127-1")
+        write_batch(CARDS, out_dir=written.out_dir, batch_id="PC-20261127-1", **IDENTITY)
 
     after = written.batch.pdf_path.read_bytes(), written.batch.manifest_path.read_bytes()
     assert after == before
@@ -244,7 +252,7 @@ def test_a_body_too_long_for_a_card_fails_the_batch_naming_the_delivery(tmp_path
     overlong = Card(9, "王小明", "苗栗縣頭份市中正路123號", "電費尚未繳納。" * 300, "zh-TW", "x")
 
     with pytest.raises(ValueError, match="delivery 9") as raised:
-        write_batch([CARDS[0], overlong], out_dir=tmp_path, batch_id="too-long")
+        write_batch([CARDS[0], overlong], out_dir=tmp_path, batch_id="too-long", **IDENTITY)
 
     assert isinstance(raised.value, CardError) and raised.value.delivery_id == 9
     assert list(tmp_path.iterdir()) == []  # nothing half written is left behind
@@ -254,10 +262,10 @@ def test_a_long_body_shrinks_to_fit_and_is_printed_whole(tmp_path: Path) -> None
     body = "您的電費帳單尚未繳納，請儘速繳納。" * 40 + "最後一句在這裡。"
     card = Card(5, "王小明", "苗栗縣頭份市中正路123號", body, "zh-TW", "x")
 
-    batch = write_batch([card], out_dir=tmp_path, batch_id="long")
+    batch = write_batch([card], out_dir=tmp_path, batch_id="long", **IDENTITY)
 
     assert squeezed(pdf_text(batch.pdf_path)[1]).endswith(
-        "最後一句在這裡。客服專線1911參考編號0000000005"
+        "最後一句在這裡。客服專線1911www.utility.example參考編號0000000005"
     )
 
 
@@ -270,20 +278,25 @@ def test_a_font_without_chinese_is_refused_rather_than_printing_boxes(
     monkeypatch.setenv(FONT_ENV, str(latin_only))
 
     with pytest.raises(ValueError, match=r"DejaVuSans\.ttf has no glyph for"):
-        write_batch(CARDS, out_dir=tmp_path, batch_id="latin")
+        write_batch(CARDS, out_dir=tmp_path, batch_id="latin", **IDENTITY)
 
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_card_without_an_address_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CardError, match="delivery 7: no postal address"):
-        write_batch([Card(7, "王小明", "  ", "您好", "zh-TW", "x")], out_dir=tmp_path, batch_id="b")
+        write_batch(
+            [Card(7, "王小明", "  ", "您好", "zh-TW", "x")],
+            out_dir=tmp_path,
+            batch_id="b",
+            **IDENTITY,
+        )
 
 
 @pytest.mark.parametrize("batch_id", ["", "../escape", "a/b", ".hidden"])
 def test_a_batch_id_must_be_a_plain_file_name(tmp_path: Path, batch_id: str) -> None:
     with pytest.raises(ValueError, match="batch id"):
-        write_batch(CARDS, out_dir=tmp_path, batch_id=batch_id)
+        write_batch(CARDS, out_dir=tmp_path, batch_id=batch_id, **IDENTITY)
 
 
 # --- the font -------------------------------------------------------------------------------
@@ -344,3 +357,46 @@ def test_print_queue_accepts_an_addressed_postcard_for_the_next_batch() -> None:
 def test_print_queue_refuses_a_postcard_without_an_address(to: tuple[str, ...]) -> None:
     with pytest.raises(PermanentChannelError, match="no postal address"):
         asyncio.run(PrintQueue().send(postcard(*to)))
+
+
+# --- sealed mailers -------------------------------------------------------------------------
+
+
+def test_a_sealed_mailer_shows_no_amount_outside_and_the_notice_and_its_code_inside(
+    tmp_path: Path,
+) -> None:
+    from datetime import date
+
+    from PIL import Image
+
+    from channels.postcard_print import PaymentCode
+
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (120, 120), (11, 92, 171)).save(logo)
+    code = PaymentCode("01234567890", (("B202605-01234567890", 1830, date(2026, 7, 20)),))
+    card = Card(101, "王小明", "35159苗栗縣頭份市中正路123號", THREE_BILLS, "zh-TW",
+                "01-23-****-89-0", sealed=True, payment=code)  # fmt: skip
+
+    batch = write_batch([card], out_dir=tmp_path / "out", batch_id="sealed", logo=logo, **IDENTITY)
+
+    outside, inside = pdf_text(batch.pdf_path)
+    assert "王小明" in outside and "彌封郵件" in outside
+    assert "NT$" not in outside and "1,830" not in outside and "5,945" not in outside
+    assert "NT$1,830" in squeezed(inside) and "合計應繳：NT$5,945" in squeezed(inside)
+    assert pypdf.PdfReader(batch.pdf_path).pages[0].images, "the logo is not on the outside"
+
+
+def test_a_long_letter_runs_over_a_sealed_mailer_s_inside_pages_but_never_off_an_open_card(
+    tmp_path: Path,
+) -> None:
+    letter = "\n\n".join([THREE_BILLS] * 3)  # a household's reminder, correction and usage alert
+    sealed = Card(5, "王小明", "35159苗栗縣頭份市中正路123號", letter, "zh-TW", "x", sealed=True)
+
+    batch = write_batch([sealed], out_dir=tmp_path / "a", batch_id="long", **IDENTITY)
+
+    assert 3 <= batch.pages <= 4  # the outside, and two or three inside pages
+    assert squeezed("".join(pdf_text(batch.pdf_path)[1:])).count("合計應繳：NT$5,945") == 3
+    with pytest.raises(CardError, match="does not fit the card"):
+        write_batch(
+            [replace(sealed, sealed=False)], out_dir=tmp_path / "b", batch_id="long", **IDENTITY
+        )

@@ -125,6 +125,7 @@ def test_abnormal_usage_reaches_a_paper_account_by_postcard(
     assert "http" not in body
 
     # Printed as the batch prints it: the PDF renders to a page with text on it.
+    identity = ledger.runtime.settings.identity
     batch = write_batch(
         [
             Card(
@@ -138,6 +139,9 @@ def test_abnormal_usage_reaches_a_paper_account_by_postcard(
         ],
         out_dir=tmp_path,
         batch_id="usage-test",
+        sender=identity.sender_name,
+        return_address=f"{identity.postal_code}{identity.return_address}",
+        service_phone=identity.service_phone,
     )
     if shutil.which("pdftoppm") is None:
         pytest.skip("pdftoppm (Debian poppler-utils) is not installed")
