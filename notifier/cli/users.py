@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from notifier.settings import get_settings
-
-if TYPE_CHECKING:
-    from notifier.db import Database
+from notifier.cli.common import database
 
 __all__ = ["users_app"]
 
@@ -26,13 +23,6 @@ PasswordStdin = Annotated[
     ),
 ]
 UserId = Annotated[int, typer.Argument(help="the user's id (notifier users list)")]
-
-
-def _database() -> Database:
-    import notifier.models  # noqa: F401  (every table: foreign keys span domains)
-    from notifier.db import Database
-
-    return Database(get_settings().resolved_database_url)
 
 
 def _password(from_stdin: bool) -> str:
@@ -64,7 +54,7 @@ def users_add(
 
     password = _password(password_stdin)
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = create_user(
                 session,
                 username=username,
@@ -88,7 +78,7 @@ def users_list() -> None:
     from notifier.users.service import list_users
 
     now = utcnow()
-    with _database().session() as session:
+    with database().session() as session:
         typer.echo("id\tusername\tname\trole\tagent\tlanguage\tstate\tlast sign-in\tsigns in with")
         for u in list_users(session):
             state = "disabled" if not u.active else "active"
@@ -115,7 +105,7 @@ def users_disable(user_id: UserId) -> None:
     from notifier.users.service import InvalidInput, disable_user
 
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = disable_user(session, user_id, actor=CLI)
     except InvalidInput as exc:
         raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
@@ -130,7 +120,7 @@ def users_passwd(user_id: UserId, password_stdin: PasswordStdin = False) -> None
 
     password = _password(password_stdin)
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = set_password(session, user_id, password, actor=CLI)
     except InvalidInput as exc:
         raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
@@ -145,7 +135,7 @@ def users_reset_totp(user_id: UserId) -> None:
     from notifier.users.service import InvalidInput, get_user
 
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = get_user(session, user_id)
             totp.reset(session, user, actor=CLI)
     except InvalidInput as exc:
