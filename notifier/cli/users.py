@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from notifier.cli.common import database
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 __all__ = ["users_app"]
 
@@ -47,14 +50,29 @@ def users_add(
     name: Annotated[str, typer.Option(help="the name the pages show (default: username)")] = "",
     language: Annotated[str, typer.Option(help="zh-TW or en")] = "zh-TW",
     password_stdin: PasswordStdin = False,
+    allow_duplicate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate",
+            help="add them even if a user of the same area has the same name",
+        ),
+    ] = False,
 ) -> None:
-    """Add a user; the password is asked for twice, or read from stdin."""
+    """Add a user; the password is asked for twice, or read from stdin.
+
+    A name (--name, else the username) that a user of the same area has already is
+    refused: the area of their agent, or none for users who are no agent.
+    """
     from notifier.audit.service import CLI
     from notifier.users.service import InvalidInput, create_user
 
+    db = database()  # before the password prompt: no typing it for a database that is not there
+    if not allow_duplicate:
+        with db.session() as session:
+            _refuse_duplicate(session, (name or username).strip(), agent)
     password = _password(password_stdin)
     try:
-        with database().session() as session:
+        with db.session() as session:
             user = create_user(
                 session,
                 username=username,
@@ -69,6 +87,27 @@ def users_add(
         raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
     typer.echo(user.id)
     typer.echo(f"user {user.id}: {user.username} ({user.role}) added", err=True)
+
+
+def _refuse_duplicate(session: Session, name: str, agent_id: int | None) -> None:
+    """Refuse ``name`` if an active user of the same area has it (the area of their agent)."""
+    from notifier.escalation.models import Agent
+    from notifier.users.service import list_users
+
+    def area(of: int | None) -> str | None:
+        agent = session.get(Agent, of) if of is not None else None
+        return agent.area if agent is not None else None
+
+    mine = area(agent_id)
+    for user in list_users(session):
+        same = user.display_name.casefold() == name.casefold()
+        if user.active and same and area(user.agent_id) == mine:
+            where = f"in {mine}" if mine else "among the users who are no agent"
+            raise typer.BadParameter(
+                f"user {user.id} ({user.username}, {user.display_name}) has that name {where} "
+                "already; give --allow-duplicate for another person of the same name",
+                param_hint="--name",
+            )
 
 
 @users_app.command("list")
