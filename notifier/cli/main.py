@@ -198,7 +198,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 4,
     pool: str = "prefork",
 ) -> None:
-    """Run a Celery worker on some queues; extra options go to ``celery worker``."""
+    """Run a Celery worker on some queues; extra options go to `celery worker`."""
     argv = [
         sys.executable, "-m", "celery", "-A", "notifier.worker.app", "worker",
         "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO", *ctx.args,
