@@ -41,7 +41,10 @@ class _Commands(TyperGroup):
 
                 why = no_database(get_settings())
                 reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-                fail(why or f"the database refused: {reason}", EXIT_NO_DATABASE)
+                fail(
+                    why or f"the database refused: {reason} (an older schema? `notifier migrate`)",
+                    EXIT_NO_DATABASE,
+                )
             raise
 
 
