@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from notifier.settings import get_settings
+from notifier.cli.common import database
+from notifier.cli.common import settings as get_settings
 
 __all__ = ["audit_command"]
 
@@ -30,9 +31,7 @@ def audit_command(
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many")] = 100,
 ) -> None:
     """Print the audit trail newest first: id, time (UTC), actor, action, target, detail."""
-    import notifier.models  # noqa: F401  (every table: foreign keys span domains)
     from notifier.audit.service import list_entries
-    from notifier.db import Database
     from notifier.policy.rules import load_policy
 
     settings = get_settings()
@@ -40,7 +39,7 @@ def audit_command(
     if since is not None:
         tz = load_policy(settings.policy_file).tz
         start = since.replace(tzinfo=tz)
-    with Database(settings.resolved_database_url).session() as session:
+    with database().session() as session:
         page = list_entries(session, action=action, actor=actor, since=start, limit=limit)
     typer.echo("id\tat (UTC)\tactor\taction\ttarget\tdetail")
     for e in page.entries:

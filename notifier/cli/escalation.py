@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from notifier.settings import get_settings
+from notifier.cli.common import runtime
 
 if TYPE_CHECKING:
     from notifier.escalation.models import SweepRun
@@ -50,13 +50,6 @@ Output = Annotated[
 ]
 
 
-def _runtime() -> Runtime:
-    import notifier.models  # noqa: F401  (every table: foreign keys span domains)
-    from notifier.runtime import Runtime
-
-    return Runtime(get_settings())
-
-
 def escalate(
     as_of: AsOf = None,
     quiet: Annotated[bool, typer.Option(help="no progress, only the summary")] = False,
@@ -82,7 +75,7 @@ def escalate(
         raise typer.BadParameter(
             "goes with --dry-run", param_hint="--policy" if proposed else "--json"
         )
-    rt = _runtime()
+    rt = runtime()
     day = as_of.date() if as_of else rt.policy.business_date(rt.clock())
     if dry_run:
         _dry_run(rt, day, proposed, as_json=as_json)
@@ -168,14 +161,33 @@ def agents_add(
     kind: Annotated[str, typer.Option(help="caller (phone calls) or field (home visits)")],
     capacity: Capacity = None,
     languages: Languages = "",
+    allow_duplicate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate", help="add them even if an agent of the area has the same name"
+        ),
+    ] = False,
 ) -> None:
-    """Add an agent and print their id."""
+    """Add an agent and print their id; a name the area has already is refused."""
     from notifier.audit import service as audit
-    from notifier.escalation.agents import add_agent
+    from notifier.escalation.agents import add_agent, list_agents
     from notifier.escalation.service import InvalidInput
 
     try:
-        with _runtime().db.session() as session:
+        with runtime().db.session() as session:
+            same = [
+                a
+                for a in list_agents(session, area=area.strip())
+                if a.active and a.name.casefold() == name.strip().casefold()
+            ]
+            if same and not allow_duplicate:
+                # A script or a guide run twice would otherwise give cases to two of them.
+                raise typer.BadParameter(
+                    f"agent {same[0].id} ({same[0].name}, {same[0].kind}) has that name in "
+                    f"{same[0].area} already; use that id, or give --allow-duplicate for "
+                    "another person of the same name",
+                    param_hint="--name",
+                )
             agent = add_agent(
                 session, name=name, area=area, kind=kind, daily_capacity=capacity,
                 languages=languages.split(","),
@@ -214,7 +226,7 @@ def agents_update(
             "give --capacity or --unlimited, not both", param_hint="--capacity"
         )
     try:
-        with _runtime().db.session() as session:
+        with runtime().db.session() as session:
             agent = update_agent(
                 session, agent_id, actor=audit.CLI,
                 **({"daily_capacity": capacity} if capacity is not None or unlimited else {}),
@@ -235,7 +247,7 @@ def agents_list(area: Annotated[str | None, typer.Option(help="only this area")]
     """List agents with their open cases."""
     from notifier.escalation.agents import list_agents, open_cases_by_agent
 
-    with _runtime().db.session() as session:
+    with runtime().db.session() as session:
         load = open_cases_by_agent(session)
         typer.echo("id\tname\tarea\tkind\tstate\topen cases\tcapacity\tlanguages")
         for a in list_agents(session, area=area):
@@ -252,7 +264,7 @@ def agents_disable(agent_id: Annotated[int, typer.Argument(help="the agent's id"
     from notifier.escalation.agents import disable_agent
     from notifier.escalation.service import InvalidInput
 
-    rt = _runtime()
+    rt = runtime()
     try:
         with rt.db.session() as session:
             moved, waiting = disable_agent(
@@ -276,7 +288,7 @@ def _pull(kind: str, agent: int, fmt: str, output: str) -> None:
         raise typer.BadParameter(f"use one of {', '.join(exports.FORMATS)}", param_hint="--format")
     if output == "-" and fmt != "csv" and sys.stdout.isatty():
         raise typer.BadParameter(f"a {fmt} file is binary: give -o FILE", param_hint="--output")
-    rt = _runtime()
+    rt = runtime()
     today = rt.policy.business_date(rt.clock())
     with rt.db.session() as session:
         if session.get(Agent, agent) is None:
@@ -326,7 +338,7 @@ def visits_notices(
     from notifier.escalation.lists import agent_list
     from notifier.escalation.notices import notices_pdf
 
-    rt = _runtime()
+    rt = runtime()
     today = rt.policy.business_date(rt.clock())
     visit: date = day.date() if day else today
     with rt.db.session() as session:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from notifier.settings import get_settings
+from notifier.cli.common import settings as get_settings
 
 if TYPE_CHECKING:
     from notifier.events.schema import EventIn
@@ -55,12 +55,12 @@ def ingest_command(
 ) -> None:
     """Store the events published on the message bus (runs until SIGTERM or Ctrl-C)."""
     import notifier.models  # noqa: F401  (every table: foreign keys span domains)
+    from notifier.cli.common import runtime
     from notifier.ingest.consumer import IngestConsumer
     from notifier.observability.logs import configure_logging
-    from notifier.runtime import Runtime
 
     configure_logging()
-    rt = Runtime(get_settings())
+    rt = runtime()
     consumer = IngestConsumer(rt, url=broker, batch_size=batch_size)
 
     def stop(_signum: int, _frame: object) -> None:

@@ -6,22 +6,53 @@ import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from notifier.cli.audit import audit_command
 from notifier.cli.bounces import bounces_command
+from notifier.cli.common import CONTEXT, EXIT_NO_DATABASE, database, fail, runtime
+from notifier.cli.common import settings as get_settings
 from notifier.cli.escalation import agents_app, calls_app, escalate, visits_app
 from notifier.cli.ingest import events_app, ingest_command
 from notifier.cli.users import users_app
-from notifier.db import Database
-from notifier.settings import get_settings
 
 __all__ = ["app"]
 
+
+class _Commands(TyperGroup):
+    """The root group: a database that is missing or not migrated is one line, not a traceback.
+
+    Commands check for their database first (notifier.cli.common); this catches
+    what reaches one some other way.
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own click.Context is a private module's
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ in (
+                "OperationalError",
+                "ProgrammingError",
+            ):
+                from notifier.cli.common import no_database
+
+                why = no_database(get_settings())
+                reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+                fail(
+                    why or f"the database refused: {reason} (an older schema? `notifier migrate`)",
+                    EXIT_NO_DATABASE,
+                )
+            raise
+
+
 app = typer.Typer(
-    help="Multichannel customer notifications for an electric utility.", no_args_is_help=True
+    help="Multichannel customer notifications for an electric utility.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+    cls=_Commands,
 )
 PRIVATE_UMASK = 0o077
 """Files this service writes hold personal data (the SQLite database, print PDFs and their
@@ -38,6 +69,11 @@ keys_app = typer.Typer(help="API keys: create, list, revoke, rotate.", no_args_i
 app.add_typer(keys_app, name="keys")
 postcards_app = typer.Typer(help="Printed postcards: the daily print batch.", no_args_is_help=True)
 app.add_typer(postcards_app, name="postcards")
+producer_key_app = typer.Typer(
+    help="The embedded mode's producer key, kept in NOTIFIER_DATA_DIR: show, rotate.",
+    no_args_is_help=True,
+)
+app.add_typer(producer_key_app, name="producer-key")
 
 app.command()(escalate)
 app.add_typer(agents_app, name="agents")
@@ -71,11 +107,57 @@ def up(
     simulators: Annotated[
         bool, typer.Option(help="run the provider simulators (off: recording sandboxes)")
     ] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="show Celery's banner, INFO logs and warnings"),
+    ] = False,
+    new_producer_key: Annotated[
+        bool,
+        typer.Option(
+            "--new-producer-key", help="replace the kept producer key (the old one stops working)"
+        ),
+    ] = False,
 ) -> None:
-    """Run everything in one process group: API, worker and scheduler (embedded mode)."""
+    """Run everything in one process group: API, worker and scheduler (embedded mode).
+
+    The producer key is kept in NOTIFIER_DATA_DIR and is the same at every start.
+    """
     from notifier.embedded import run_embedded
 
-    run_embedded(host=host, port=port, simulate=simulators)
+    run_embedded(
+        host=host,
+        port=port,
+        simulate=simulators,
+        verbose=verbose,
+        new_producer_key=new_producer_key,
+    )
+
+
+@producer_key_app.command("show")
+def producer_key_show() -> None:
+    """Print the embedded producer key kept in NOTIFIER_DATA_DIR (what `notifier up` showed)."""
+    from notifier.embedded import KEY_FILE
+
+    path = get_settings().data_dir.resolve() / KEY_FILE
+    if not path.is_file():
+        fail(f"no producer key kept in {path}; `notifier up` makes one")
+    typer.echo(path.read_text(encoding="utf-8").strip())
+
+
+@producer_key_app.command("rotate")
+def producer_key_rotate() -> None:
+    """Make a new embedded producer key and print it; the old one stops working at once."""
+    from notifier.embedded import KEY_FILE, producer_key
+
+    settings = get_settings()
+    if settings.mode != "embedded":
+        fail("the kept producer key is the embedded mode's; rotate a deployed one with "
+             "`notifier keys rotate KEY_ID`")  # fmt: skip
+    db = database()
+    data_dir = settings.data_dir.resolve()
+    key, note = producer_key(db, data_dir, new=True)
+    typer.echo(key)
+    typer.echo(f"{note}; kept in {data_dir / KEY_FILE}", err=True)
 
 
 @app.command()
@@ -119,7 +201,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 4,
     pool: str = "prefork",
 ) -> None:
-    """Run a Celery worker on some queues; extra options go to ``celery worker``."""
+    """Run a Celery worker on some queues; extra options go to `celery worker`."""
     argv = [
         sys.executable, "-m", "celery", "-A", "notifier.worker.app", "worker",
         "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO", *ctx.args,
@@ -150,9 +232,8 @@ def beat() -> None:
 def reconcile() -> None:
     """Re-enqueue, once, whatever the database says is owed."""
     from notifier.flows.reconcile import reconcile as run
-    from notifier.runtime import Runtime
 
-    report = run(Runtime(get_settings()))
+    report = run(runtime())
     typer.echo(
         f"enqueued again: {report.events} events, {report.deliveries} deliveries, "
         f"{report.callbacks} producer callbacks"
@@ -173,7 +254,6 @@ def purge(
     """Purge personal data of old finished deliveries, events, case notes and idle accounts."""
     import contextlib
     import time
-    from typing import Any
 
     from notifier.audit.service import CLI
     from notifier.db import utcnow
@@ -202,7 +282,7 @@ def purge(
                 reported[kind] = done
 
         report = run_purge(
-            _database(), days=keep, now=utcnow(), actor=CLI, dry_run=dry_run, progress=progress,
+            database(), days=keep, now=utcnow(), actor=CLI, dry_run=dry_run, progress=progress,
             print_dir=get_settings().data_dir / "print",
         )  # fmt: skip
     verb = "would purge (dry run, nothing changed)" if dry_run else "purged"
@@ -308,9 +388,8 @@ def postcards_batch(
 ) -> None:
     """Print now the postcards queued before the day's cut-off: one PDF and a manifest."""
     from notifier.flows.postcards import print_postcards
-    from notifier.runtime import Runtime
 
-    report = print_postcards(Runtime(get_settings()), day=day.date() if day else None)
+    report = print_postcards(runtime(), day=day.date() if day else None)
     if report is None:
         typer.echo("no postcards waiting")
         return
@@ -333,7 +412,7 @@ def keys_create(
         raise typer.BadParameter(
             f"unknown role {role!r}; roles: {', '.join(keys.ROLES)}", param_hint="--role"
         )
-    db = _database()
+    db = database()
     try:
         with db.session() as session:
             row, key = keys.create_key(
@@ -359,7 +438,7 @@ def keys_list() -> None:
         return f"{at:%Y-%m-%d %H:%M}" if at else never
 
     now = utcnow()
-    with _database().session() as session:
+    with database().session() as session:
         typer.echo("id\tprefix\tname\trole\tagent\tcreated\texpires\tlast used\tstate")
         for row in keys.list_keys(session):
             state = keys.state_of(row, now)
@@ -381,7 +460,7 @@ def keys_revoke(key_id: KeyId) -> None:
     """Revoke a key at once."""
     from notifier.auth import keys
 
-    with _database().session() as session:
+    with database().session() as session:
         if keys.revoke(session, key_id) is None:
             raise typer.BadParameter(f"no active key {key_id}", param_hint="KEY_ID")
     typer.echo(f"key {key_id} revoked")
@@ -401,7 +480,7 @@ def keys_rotate(
     from notifier.auth import keys
 
     try:
-        with _database().session() as session:
+        with database().session() as session:
             new, key, old = keys.rotate(
                 session,
                 key_id,
@@ -436,7 +515,7 @@ def keys_callback(
     from notifier.webhooks import service as webhooks
 
     settings = get_settings()
-    with _database().session() as session:
+    with database().session() as session:
         key = session.get(ApiKey, key_id)
         if key is None or key.role not in ("producer", "admin"):
             raise typer.BadParameter(f"no producer key {key_id}", param_hint="KEY_ID")
@@ -475,13 +554,6 @@ def keys_callback(
         typer.echo(shown, err=True)
     else:
         typer.echo(f"key {key_id}: callbacks go to {endpoint.url} (same secret)", err=True)
-
-
-def _database() -> Database:
-    """The configured database, with every table known (foreign keys span domains)."""
-    import notifier.models  # noqa: F401
-
-    return Database(get_settings().resolved_database_url)
 
 
 def _safe_url(url: str) -> str:

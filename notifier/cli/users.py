@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from notifier.settings import get_settings
+from notifier.cli.common import database
 
 if TYPE_CHECKING:
-    from notifier.db import Database
+    from sqlmodel import Session
 
 __all__ = ["users_app"]
 
@@ -26,13 +26,6 @@ PasswordStdin = Annotated[
     ),
 ]
 UserId = Annotated[int, typer.Argument(help="the user's id (notifier users list)")]
-
-
-def _database() -> Database:
-    import notifier.models  # noqa: F401  (every table: foreign keys span domains)
-    from notifier.db import Database
-
-    return Database(get_settings().resolved_database_url)
 
 
 def _password(from_stdin: bool) -> str:
@@ -57,14 +50,29 @@ def users_add(
     name: Annotated[str, typer.Option(help="the name the pages show (default: username)")] = "",
     language: Annotated[str, typer.Option(help="zh-TW or en")] = "zh-TW",
     password_stdin: PasswordStdin = False,
+    allow_duplicate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate",
+            help="add them even if a user of the same area has the same name",
+        ),
+    ] = False,
 ) -> None:
-    """Add a user; the password is asked for twice, or read from stdin."""
+    """Add a user; the password is asked for twice, or read from stdin.
+
+    A name (--name, else the username) that a user of the same area has already is
+    refused: the area of their agent, or none for users who are no agent.
+    """
     from notifier.audit.service import CLI
     from notifier.users.service import InvalidInput, create_user
 
+    db = database()  # before the password prompt: no typing it for a database that is not there
+    if not allow_duplicate:
+        with db.session() as session:
+            _refuse_duplicate(session, (name or username).strip(), agent)
     password = _password(password_stdin)
     try:
-        with _database().session() as session:
+        with db.session() as session:
             user = create_user(
                 session,
                 username=username,
@@ -81,6 +89,27 @@ def users_add(
     typer.echo(f"user {user.id}: {user.username} ({user.role}) added", err=True)
 
 
+def _refuse_duplicate(session: Session, name: str, agent_id: int | None) -> None:
+    """Refuse ``name`` if an active user of the same area has it (the area of their agent)."""
+    from notifier.escalation.models import Agent
+    from notifier.users.service import list_users
+
+    def area(of: int | None) -> str | None:
+        agent = session.get(Agent, of) if of is not None else None
+        return agent.area if agent is not None else None
+
+    mine = area(agent_id)
+    for user in list_users(session):
+        same = user.display_name.casefold() == name.casefold()
+        if user.active and same and area(user.agent_id) == mine:
+            where = f"in {mine}" if mine else "among the users who are no agent"
+            raise typer.BadParameter(
+                f"user {user.id} ({user.username}, {user.display_name}) has that name {where} "
+                "already; give --allow-duplicate for another person of the same name",
+                param_hint="--name",
+            )
+
+
 @users_app.command("list")
 def users_list() -> None:
     """List users (never their passwords)."""
@@ -88,7 +117,7 @@ def users_list() -> None:
     from notifier.users.service import list_users
 
     now = utcnow()
-    with _database().session() as session:
+    with database().session() as session:
         typer.echo("id\tusername\tname\trole\tagent\tlanguage\tstate\tlast sign-in\tsigns in with")
         for u in list_users(session):
             state = "disabled" if not u.active else "active"
@@ -115,7 +144,7 @@ def users_disable(user_id: UserId) -> None:
     from notifier.users.service import InvalidInput, disable_user
 
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = disable_user(session, user_id, actor=CLI)
     except InvalidInput as exc:
         raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
@@ -130,7 +159,7 @@ def users_passwd(user_id: UserId, password_stdin: PasswordStdin = False) -> None
 
     password = _password(password_stdin)
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = set_password(session, user_id, password, actor=CLI)
     except InvalidInput as exc:
         raise typer.BadParameter(exc.message, param_hint=_hint(exc.field)) from None
@@ -145,7 +174,7 @@ def users_reset_totp(user_id: UserId) -> None:
     from notifier.users.service import InvalidInput, get_user
 
     try:
-        with _database().session() as session:
+        with database().session() as session:
             user = get_user(session, user_id)
             totp.reset(session, user, actor=CLI)
     except InvalidInput as exc:

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from notifier.accounts.models import Account
 from notifier.auth import keys
 from notifier.bounces import verp
-from notifier.cli.bounces import BounceReceiver
+from notifier.cli.bounce_receiver import BounceReceiver
 from notifier.deliveries.models import Delivery
 from notifier.escalation import proof
 from notifier.events.models import Event
