@@ -29,7 +29,7 @@ from jinja2.runtime import Context
 from notifier.api.deliveries import shown_text
 from notifier.policy import local_time
 from notifier.settings import get_settings
-from notifier.web.i18n import Translations
+from notifier.web.i18n import LANGUAGE_NAMES, Translations
 
 __all__ = ["GROUPS", "area_name", "area_names", "details", "install", "word"]
 
@@ -106,6 +106,15 @@ GROUPS: dict[str, dict[str, str]] = {
         "segments": "SMS segments", "price": "price", "carrier": "carrier",
         "to": "to", "from": "from", "role": "role", "username": "user",
         "ip": "address", "target": "target", "count": "count",
+        "template": "template", "template_sha256": "template checksum",
+        "transient": "temporary failure", "twilio_status": "provider status",
+        "provider_status": "provider status", "mitake_status": "provider status",
+        "smtp_response": "mail server reply", "error_code": "error code",
+        "awaiting_batch": "waiting for the print batch", "attempt_began": "attempt began",
+        "hold": "hold", "correction": "correction", "level": "level", "kind": "kind",
+        "accepted": "accepted", "rejected": "refused", "msgid": "provider id",
+        "message_id": "provider id", "language": "language", "urgent": "urgent",
+        "deadline": "deadline", "resolve_by": "resolve by", "at": "at",
     },
 }  # fmt: skip
 """Each group's codes and their English words (the catalog's source text)."""
@@ -166,6 +175,10 @@ def _value(t: Translations, key: str, value: Any, tz: ZoneInfo) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_value(t, key, v, tz) for v in value)
     if isinstance(value, str):
+        if key == "template":
+            return _template(t, value)
+        if key.endswith("sha256"):
+            return value[:12] + "…"  # enough to compare by eye; the whole one is in the API
         if key in _DETAIL_VALUE_GROUPS:
             return word(t, _DETAIL_VALUE_GROUPS[key], shown_text(value, key))
         try:
@@ -175,6 +188,17 @@ def _value(t: Translations, key: str, value: Any, tz: ZoneInfo) -> str:
         if at is not None and at.tzinfo is not None:
             return local_time.shown(at, tz)
     return shown_text(value, key)
+
+
+def _template(t: Translations, path: str) -> str:
+    """``bill.unpaid/sms.zh-TW.j2`` as "unpaid bill · sms · 中文"."""
+    event, _, rest = path.partition("/")
+    channel, _, language = rest.removesuffix(".j2").partition(".")
+    if not (event and channel and language):
+        return path
+    return " · ".join(
+        (word(t, "event", event), word(t, "channel", channel), LANGUAGE_NAMES.get(language, language))
+    )
 
 
 def details(
