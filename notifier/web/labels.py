@@ -15,6 +15,7 @@ It may import settings and the privacy masking, nothing of the pages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
@@ -51,6 +52,15 @@ GROUPS: dict[str, dict[str, str]] = {
         "twilio": "Twilio", "mitake": "Mitake", "fcm": "Firebase",
     },
     "trigger": {"beat": "daily schedule", "cli": "command line"},
+    "role": {
+        "ops": "Operations", "agent": "Agent", "supervisor": "Supervisor",
+        "admin": "Administrator", "producer": "producer system",
+    },
+    "word": {
+        "none left": "no channel left", "password+totp": "password and authenticator",
+        "password": "password", "totp": "authenticator code", "oidc": "single sign-on",
+        "report": "provider report",
+    },
     "event": {
         "bill.issued": "bill issued", "bill.unpaid": "unpaid bill", "bill.paid": "bill paid",
         "bill.payment_reversed": "payment reversed", "usage.abnormal": "abnormal usage",
@@ -115,6 +125,9 @@ GROUPS: dict[str, dict[str, str]] = {
         "accepted": "accepted", "rejected": "refused", "msgid": "provider id",
         "message_id": "provider id", "language": "language", "urgent": "urgent",
         "deadline": "deadline", "resolve_by": "resolve by", "at": "at",
+        "method": "how", "client": "from address", "next": "next step",
+        "agent_id": "agent", "expires_at": "expires", "name": "name", "area": "area",
+
     },
 }  # fmt: skip
 """Each group's codes and their English words (the catalog's source text)."""
@@ -122,8 +135,12 @@ GROUPS: dict[str, dict[str, str]] = {
 _DETAIL_VALUE_GROUPS = {
     "status": "status", "was": "status", "channel": "channel", "fallback": "channel",
     "reason": "reason", "note": "reason", "provider": "provider",
+    "role": "role", "method": "word", "next": "word",
+    "found_by": "word",
 }  # fmt: skip
 """Detail keys whose values are codes of a group."""
+_FALLBACK = re.compile(r"([a-z]+) delivery (\d+)")
+"""``flows.fallback``'s note of the delivery it created next."""
 _LINKED = {"retry_of": "/ops/deliveries/{}", "retried_as": "/ops/deliveries/{}",
            "new_delivery": "/ops/deliveries/{}"}  # fmt: skip
 
@@ -179,6 +196,15 @@ def _value(t: Translations, key: str, value: Any, tz: ZoneInfo) -> str:
             return _template(t, value)
         if key.endswith("sha256"):
             return value[:12] + "…"  # enough to compare by eye; the whole one is in the API
+        if key == "area":
+            return area_name(t.language, value)
+        if key == "fallback" and value in GROUPS["word"]:
+            return word(t, "word", value)
+        if key == "fallback" and (chain := _FALLBACK.fullmatch(value)):
+            return t.gettext("%(channel)s delivery %(id)s") % {
+                "channel": word(t, "channel", chain[1]),
+                "id": chain[2],
+            }
         if key in _DETAIL_VALUE_GROUPS:
             return word(t, _DETAIL_VALUE_GROUPS[key], shown_text(value, key))
         try:
@@ -197,7 +223,11 @@ def _template(t: Translations, path: str) -> str:
     if not (event and channel and language):
         return path
     return " · ".join(
-        (word(t, "event", event), word(t, "channel", channel), LANGUAGE_NAMES.get(language, language))
+        (
+            word(t, "event", event),
+            word(t, "channel", channel),
+            LANGUAGE_NAMES.get(language, language),
+        )
     )
 
 

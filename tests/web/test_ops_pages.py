@@ -11,13 +11,11 @@ from zoneinfo import ZoneInfo
 from sqlmodel import select
 
 from notifier.accounts.models import Account
-from notifier.web.ops import page_links
-from tests.support.stack import wait_until
-
 from notifier.audit.models import AuditEntry
 from notifier.deliveries.models import Delivery
+from notifier.web.ops import page_links
 from tests.support import events
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_until
 from tests.support.web import PASSWORD, Browser, csrf_token, new_user
 
 FAILS_FOR_GOOD = "+886900000001"  # the sandbox refuses this number permanently
@@ -239,9 +237,7 @@ def test_a_bulk_retry_asks_first_and_then_retries_each_with_its_audit_entry(
             data={"csrf_token": token, "action": "retry", "ids": picked[:2]},
         )
         assert done.status_code == 200 and "已完成 2 筆發送。" in done.text
-        refused = browser.post(
-            "/ops/bulk/confirm", data={"action": "retry", "ids": picked[:2]}
-        )
+        refused = browser.post("/ops/bulk/confirm", data={"action": "retry", "ids": picked[:2]})
         assert refused.status_code == 403  # no CSRF token: nothing done
 
     with stack.db() as session:
@@ -264,8 +260,9 @@ def test_send_now_releases_a_delivery_quiet_hours_deferred(stack: Stack) -> None
         acct = events.account(push_tokens=None, email=None, address=None)
         stack.post(events.unpaid(acct))
         [deferred] = wait_until(
-            lambda: [d for d in stack.deliveries(acct["account_no"]) if d.status == "deferred"]
-            or None,
+            lambda: (
+                [d for d in stack.deliveries(acct["account_no"]) if d.status == "deferred"] or None
+            ),
             timeout=30,
             what="the SMS deferred by quiet hours",
         )
