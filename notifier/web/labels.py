@@ -125,7 +125,7 @@ GROUPS: dict[str, dict[str, str]] = {
         "accepted": "accepted", "rejected": "refused", "msgid": "provider id",
         "message_id": "provider id", "language": "language", "urgent": "urgent",
         "deadline": "deadline", "resolve_by": "resolve by", "at": "at",
-        "method": "how", "client": "from address", "next": "next step",
+        "recipients": "recipients", "method": "how", "client": "from address", "next": "next step",
         "agent_id": "agent", "expires_at": "expires", "name": "name", "area": "area",
 
     },
