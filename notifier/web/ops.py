@@ -1,5 +1,8 @@
-"""Ops pages: the delivery log, one notification's story, retry/cancel, dashboard, audit, and
-the customers no notice reached (with their export).
+"""Ops pages: the delivery log (numbered pages, search by account, provider id, phone or
+email, its CSV), one notification's story, retry/cancel/send now and the same in bulk
+after a confirmation, dashboard, audit, the customers no notice reached (with their
+export), print batches (reprint one), sweep runs and the bus's dead letters. Codes are
+shown as words of the page's language (:mod:`notifier.web.labels`).
 
 The question these pages answer many times a day is "did this customer get
 the notice, when, on which channel, and what did the provider say?": the log
