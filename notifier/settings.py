@@ -9,6 +9,8 @@ environment variable wins over a file.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Iterator
@@ -388,6 +390,13 @@ class Settings(BaseSettings):
     """``HH:MM-HH:MM`` in the business time zone, ``off``, or empty for the policy's."""
     timezone: str = "Asia/Taipei"
     """The scheduler's time zone (quiet hours use the policy's ``timezone``)."""
+    areas_file: Path = PROJECT_ROOT / "config" / "areas.yaml"
+    """Service areas' display names per language (pages, exports); a missing file: codes."""
+    lookup_key: SecretStr = SecretStr("")
+    """Keys the hashes of phone numbers and emails the delivery log searches by (HMAC of
+    the normalised value), so no plain personal data is indexed; empty: derived from
+    ``pay_link_key``. A new key leaves the stored hashes matching nothing until
+    ``alembic`` migration 0023's backfill (``privacy.lookup``) is run again."""
     minguo_dates: bool = True
     """Write zh-TW dates in the Minguo calendar (115年 for 2026)."""
 
@@ -623,6 +632,15 @@ class Settings(BaseSettings):
             str(name): rate for name, rate in self.api_rate_limits.items()
         }
         return limits.get(role) or limits.get("default")
+
+    @property
+    def resolved_lookup_key(self) -> bytes:
+        """``lookup_key``, else one derived from ``pay_link_key`` (never a key in the code)."""
+        own = self.lookup_key.get_secret_value()
+        if own:
+            return own.encode()
+        base = self.pay_link_key.get_secret_value().encode()
+        return hmac.new(base, b"notifier contact lookup", hashlib.sha256).digest()
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,6 +4,6 @@
 the reads channels need (a usable mobile, the push tokens), and the
 protections supervisors add; ``labels`` the names of protections and spoken
 languages as pages and exports show them. May import the
-wiring's floor (``db``), ``events`` (the contract's account fields) and ``audit``;
+wiring's floor (``db``), ``events`` (the contract's account fields), ``audit`` and ``privacy``;
 never a flow, the runtime or a way in.
 """

@@ -40,6 +40,10 @@ class Account(SQLModel, table=True):
     email_invalid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     email_invalid_reason: str | None = Field(default=None, max_length=64)
     """What said so: ``bounce 5.1.1`` (a delivery status notification's status)."""
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)
+    email_hash: str | None = Field(default=None, max_length=64, index=True)
+    """Keyed hashes of ``phone`` and ``email`` (``privacy.lookup``): the delivery log's
+    search by phone or email uses these, so no plain personal data is indexed."""
     push_tokens: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     address: str | None = Field(default=None, max_length=500)
     area: str | None = Field(default=None, max_length=64, index=True)

@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import phonenumbers
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -13,9 +14,11 @@ from notifier.accounts.models import Account
 from notifier.audit import service as audit
 from notifier.db import utcnow
 from notifier.events.schema import PROTECTIONS, AccountIn
+from notifier.privacy import lookup
 
 __all__ = [
     "add_protections",
+    "by_contact",
     "callable_phone",
     "get",
     "is_mobile",
@@ -39,7 +42,7 @@ _EMPTY_LISTS: dict[str, list[str]] = {
 
 
 def upsert_locked(
-    session: Session, account_in: AccountIn, *, producer: int | None = None
+    session: Session, account_in: AccountIn, *, lookup_key: bytes, producer: int | None = None
 ) -> Account:
     """Create or update the account and hold its row lock until commit.
 
@@ -47,7 +50,9 @@ def upsert_locked(
     so two workers cannot both decide to send the same notice.
     """
     producers = {account_in.account_no: producer} if producer is not None else None
-    return upsert_many_locked(session, [account_in], producers=producers)[account_in.account_no]
+    return upsert_many_locked(session, [account_in], producers=producers, lookup_key=lookup_key)[
+        account_in.account_no
+    ]
 
 
 def upsert_many_locked(
@@ -55,6 +60,7 @@ def upsert_many_locked(
     accounts_in: Sequence[AccountIn],
     *,
     producers: Mapping[str, int] | None = None,
+    lookup_key: bytes,
 ) -> dict[str, Account]:
     """:func:`upsert_locked` for many accounts in two statements; by account number.
 
@@ -62,7 +68,8 @@ def upsert_many_locked(
     accounts wait for each other instead of deadlocking. ``producers`` names the
     producer of each account's event: an account belongs to the producer that first sent
     its contact data (for one older than that rule too), and another producer's contact
-    data is not applied (:func:`kept_by_another`).
+    data is not applied (:func:`kept_by_another`). ``lookup_key`` keys the phone and email
+    hashes the delivery log searches by (``privacy.lookup``).
     """
     numbers = sorted({a.account_no for a in accounts_in})
     if not numbers:
@@ -99,10 +106,28 @@ def upsert_many_locked(
             changes["protections"] = _joined(changes["protections"], account.protections_added)
         for field, value in changes.items():
             setattr(account, field, value)
+        if "phone" in changes:
+            account.phone_hash = lookup.phone_hash(account.phone, lookup_key)
+        if "email" in changes:
+            account.email_hash = lookup.email_hash(account.email, lookup_key)
         if changes:
             account.updated_at = utcnow()
             session.add(account)
     return found
+
+
+def by_contact(session: Session, text: str, *, lookup_key: bytes) -> tuple[str, ...]:
+    """The accounts whose phone or email is ``text`` (normalised, found by its keyed hash)."""
+    phone, email = lookup.query_hashes(text, lookup_key)
+    wanted = [
+        c == h for c, h in ((col(Account.phone_hash), phone), (col(Account.email_hash), email)) if h
+    ]
+    if not wanted:
+        return ()
+    numbers = session.exec(
+        select(Account.account_no).where(sa.or_(*wanted)).order_by(col(Account.account_no))
+    )
+    return tuple(numbers)
 
 
 def kept_by_another(account: Account | None, producer: int | None) -> bool:

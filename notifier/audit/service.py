@@ -61,6 +61,7 @@ def list_entries(
     action: str | None = None,
     target: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     before: int | None = None,
     limit: int = 100,
 ) -> AuditPage:
@@ -74,6 +75,8 @@ def list_entries(
         query = query.where(AuditEntry.target == target)
     if since is not None:
         query = query.where(col(AuditEntry.at) >= since)
+    if until is not None:
+        query = query.where(col(AuditEntry.at) < until)
     if before is not None:
         query = query.where(col(AuditEntry.id) < before)
     rows = list(session.exec(query))

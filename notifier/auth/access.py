@@ -251,6 +251,23 @@ GROUPS: tuple[Group, ...] = (
         credentials="user",
     ),
     Group(
+        "ops pages: the log's CSV, send now, reprint, bulk actions (confirmed), print batches, "
+        "sweep runs, dead letters",
+        roles("ops", "supervisor"),
+        (
+            ("GET", "/ops/deliveries.csv"),
+            ("POST", "/ops/deliveries/{delivery_id}/send-now"),
+            ("POST", "/ops/deliveries/{delivery_id}/reprint"),
+            ("POST", "/ops/bulk"),
+            ("POST", "/ops/bulk/confirm"),
+            ("GET", "/ops/print-batches"),
+            ("GET", "/ops/print-batches/{batch_id}"),
+            ("GET", "/ops/sweeps"),
+            ("GET", "/ops/dead-letters"),
+        ),
+        credentials="user",
+    ),
+    Group(
         "agent pages: today's list (supervisors: any area)",
         roles("agent", "supervisor", agent="own list", **_AUDITED),
         (("GET", "/agent"),),

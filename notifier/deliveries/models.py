@@ -131,6 +131,9 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=1000)
     available_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     """When the row may next be claimed (retry backoff, quiet hours, redispatch)."""
+    quiet_hours_waived: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    """Someone in ops chose "send now" for this deferred delivery: quiet hours no longer
+    hold it (``flows.ops_actions.send_now``, written to the audit trail)."""
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     claim_token: str | None = Field(default=None, max_length=64)
     fallback_of: int | None = None

@@ -34,6 +34,7 @@ __all__ = [
     "cancel_pending",
     "cancel_pending_for_bill",
     "claim_many",
+    "count_deliveries",
     "early_reports",
     "expire_unreceipted",
     "finish",
@@ -582,25 +583,24 @@ class DeliveryFilter:
     until: datetime | None = None
     search: str | None = None
     """An account number or its first digits, or a provider's message id."""
+    search_accounts: tuple[str, ...] = ()
+    """Accounts the search text names another way (their phone or email, found by its
+    hash in ``accounts``): their deliveries match too."""
 
 
-def _search(text: str) -> Any:
+def _search(text: str, accounts: tuple[str, ...]) -> Any:
     text = text.strip()
-    by_provider = col(Delivery.provider_id) == text
+    found = [col(Delivery.provider_id) == text]
     if text.isdigit() and len(text) <= 11:
         # A prefix of the 11-digit account number as a range: it uses the index.
         low, high = text.ljust(11, "0"), text.ljust(11, "9")
-        return sa.or_(col(Delivery.account_no).between(low, high), by_provider)
-    return by_provider
+        found.append(col(Delivery.account_no).between(low, high))
+    if accounts:
+        found.append(col(Delivery.account_no).in_(accounts))
+    return sa.or_(*found)
 
 
-def list_deliveries(
-    session: Session, filters: DeliveryFilter, *, before_id: int | None, limit: int
-) -> list[Delivery]:
-    """Newest first, keyset-paged on id so deep pages stay as fast as the first."""
-    query = select(Delivery).order_by(col(Delivery.id).desc()).limit(limit)
-    if before_id is not None:
-        query = query.where(col(Delivery.id) < before_id)
+def _filtered(query: Any, filters: DeliveryFilter) -> Any:
     for field in ("account_no", "status", "channel", "event_type"):
         value = getattr(filters, field)
         if value is not None:
@@ -610,8 +610,30 @@ def list_deliveries(
     if filters.until is not None:
         query = query.where(col(Delivery.created_at) < filters.until)
     if filters.search:
-        query = query.where(_search(filters.search))
-    return list(session.exec(query))
+        query = query.where(_search(filters.search, filters.search_accounts))
+    return query
+
+
+def list_deliveries(
+    session: Session,
+    filters: DeliveryFilter,
+    *,
+    before_id: int | None,
+    limit: int,
+    offset: int = 0,
+) -> list[Delivery]:
+    """Newest first; keyset-paged on id (``before_id``) so deep pages stay as fast as the
+    first, or by ``offset`` where a page number is asked for."""
+    query = select(Delivery).order_by(col(Delivery.id).desc()).limit(limit).offset(offset)
+    if before_id is not None:
+        query = query.where(col(Delivery.id) < before_id)
+    return list(session.exec(_filtered(query, filters)))
+
+
+def count_deliveries(session: Session, filters: DeliveryFilter) -> int:
+    """How many deliveries ``filters`` match (the log's page count)."""
+    query = _filtered(select(sa.func.count()).select_from(Delivery), filters)
+    return int(session.exec(query).one())
 
 
 def timeline(session: Session, delivery_id: int) -> list[DeliveryChange]:

@@ -462,6 +462,7 @@ def _hold_back(
             c
             for c in claims
             if c.delivery.id not in held
+            and not c.delivery.quiet_hours_waived
             and rt.policy.holds_in_quiet_hours(
                 c.delivery.channel, urgent=notifications[c.delivery.notification_id].urgent
             )

@@ -129,6 +129,7 @@ def _batch(
         session,
         [data.account for _, data in simple],
         producers={data.account.account_no: event.producer_key_id for event, data in simple},
+        lookup_key=rt.settings.resolved_lookup_key,
     )
     recorded = billing.record_many(
         session,
@@ -240,7 +241,12 @@ def _process_one(rt: Runtime, session: Session, event_pk: int) -> list[tuple[int
     now = rt.clock()
     if not _refuse_foreign_bills(session, [(event, data)], now=now):
         return []
-    account = accounts.upsert_locked(session, data.account, producer=event.producer_key_id)
+    account = accounts.upsert_locked(
+        session,
+        data.account,
+        producer=event.producer_key_id,
+        lookup_key=rt.settings.resolved_lookup_key,
+    )
     bill: Bill | None = None
     payment: Payment | None = None
     notify = True

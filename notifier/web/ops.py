@@ -1,5 +1,8 @@
-"""Ops pages: the delivery log, one notification's story, retry/cancel, dashboard, audit, and
-the customers no notice reached (with their export).
+"""Ops pages: the delivery log (numbered pages, search by account, provider id, phone or
+email, its CSV), one notification's story, retry/cancel/send now and the same in bulk
+after a confirmation, dashboard, audit, the customers no notice reached (with their
+export), print batches (reprint one), sweep runs and the bus's dead letters. Codes are
+shown as words of the page's language (:mod:`notifier.web.labels`).
 
 The question these pages answer many times a day is "did this customer get
 the notice, when, on which channel, and what did the provider say?": the log
@@ -18,11 +21,13 @@ from time import monotonic
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from channels import CHANNEL_NAMES
+from notifier.accounts import service as accounts
 from notifier.api.deliveries import shown_text
 from notifier.api.deps import RuntimeDep, SessionDep
 from notifier.audit import service as audit
@@ -30,17 +35,29 @@ from notifier.deliveries import service as deliveries
 from notifier.deliveries import stats
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification
 from notifier.escalation import lists
+from notifier.escalation.models import SweepRun
 from notifier.events.models import Event
 from notifier.events.schema import EVENT_TYPES
 from notifier.exports import tables as exports
 from notifier.flows import ops_actions
+from notifier.flows import print_batches as print_batch_views
 from notifier.flows import unreachable as unreachable_flow
+from notifier.ingest import dlq
+from notifier.policy import local_time
 from notifier.privacy.masking import mask_account_no
 from notifier.queues.celery_config import ALL_QUEUES
 from notifier.runtime import Runtime
 from notifier.users.service import actor_of
-from notifier.web import charts
-from notifier.web.deps import LANG_COOKIE, OpsUser, csrf_protect, redirect, render
+from notifier.web import charts, labels
+from notifier.web.deps import (
+    LANG_COOKIE,
+    OpsUser,
+    csrf_protect,
+    local_path,
+    redirect,
+    render,
+    templates,
+)
 from notifier.web.i18n import pick_language, translations
 
 __all__ = ["router"]
@@ -48,6 +65,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/ops", include_in_schema=False)
 PAGE_SIZE = 50
 STATUSES = stats.STATUS_ORDER
+labels.install(templates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,64 @@ def _day(text: str, field: str, problems: list[str]) -> date | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _LogQuery:
+    """The log's filters as the URL holds them, and what they select."""
+
+    kept: dict[str, str]
+    filters: deliveries.DeliveryFilter
+    problems: list[str]
+
+
+def _log_query(
+    rt: Runtime,
+    session: Session,
+    *,
+    q: str,
+    status_: str,
+    channel: str,
+    event_type: str,
+    since: str,
+    until: str,
+) -> _LogQuery:
+    problems: list[str] = []
+    tz = rt.policy.tz
+    first, last = _day(since, "since", problems), _day(until, "until", problems)
+    text = q.strip()
+    filters = deliveries.DeliveryFilter(
+        status=status_ if status_ in STATUSES else None,
+        channel=channel if channel in CHANNEL_NAMES else None,
+        event_type=event_type if event_type in EVENT_TYPES else None,
+        since=datetime.combine(first, time(0), tzinfo=tz) if first else None,
+        until=datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz) if last else None,
+        search=text or None,
+        # A phone or an email is looked up by its keyed hash: no plain one is indexed.
+        search_accounts=accounts.by_contact(
+            session, text, lookup_key=rt.settings.resolved_lookup_key
+        ) if text else (),
+    )  # fmt: skip
+    kept = {
+        "q": q, "status": status_, "channel": channel, "event_type": event_type,
+        "since": since, "until": until,
+    }  # fmt: skip
+    return _LogQuery(kept={k: v for k, v in kept.items() if v}, filters=filters, problems=problems)
+
+
+def page_links(page: int, pages: int) -> list[int | None]:
+    """The page numbers the pager links: the first, the last, and two either side of
+    ``page``; None where numbers are skipped."""
+    shown = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
+    out: list[int | None] = []
+    for n in shown:
+        if out and n - (out[-1] or 0) > 1:
+            out.append(None)
+        out.append(n)
+    return out
+
+
+templates.globals["page_links"] = page_links
+
+
 @router.get("", response_class=HTMLResponse)
 def delivery_log(
     request: Request,
@@ -94,40 +170,85 @@ def delivery_log(
     event_type: str = "",
     since: str = "",
     until: str = "",
-    before: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
 ) -> HTMLResponse:
-    """The delivery log, newest first: filters, free-text search, keyset paging."""
-    problems: list[str] = []
-    tz = rt.policy.tz
-    first, last = _day(since, "since", problems), _day(until, "until", problems)
-    filters = deliveries.DeliveryFilter(
-        status=status_ if status_ in STATUSES else None,
-        channel=channel if channel in CHANNEL_NAMES else None,
-        event_type=event_type if event_type in EVENT_TYPES else None,
-        since=datetime.combine(first, time(0), tzinfo=tz) if first else None,
-        until=datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz) if last else None,
-        search=q.strip() or None,
+    """The delivery log, newest first: filters kept in the URL, search by account, provider
+    id, phone or email, numbered pages, a CSV of what is selected."""
+    found = _log_query(
+        rt, session, q=q, status_=status_, channel=channel, event_type=event_type,
+        since=since, until=until,
+    )  # fmt: skip
+    total = deliveries.count_deliveries(session, found.filters)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(page, pages)
+    rows = deliveries.list_deliveries(
+        session, found.filters, before_id=None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
-    rows = deliveries.list_deliveries(session, filters, before_id=before, limit=PAGE_SIZE + 1)
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    kept = {
-        "q": q, "status": status_, "channel": channel, "event_type": event_type,
-        "since": since, "until": until,
-    }  # fmt: skip
     return render(
         request,
         "ops/log.html",
         circuits=_open_circuits(rt, session),
         rows=rows,
-        filters=kept,
-        older={**kept, "before": rows[-1].id} if more and rows else None,
-        paged=before is not None,
-        problems=problems,
+        filters=found.kept,
+        total=total,
+        page=page,
+        pages=pages,
+        problems=found.problems,
         statuses=STATUSES,
         channels=CHANNEL_NAMES,
         event_types=EVENT_TYPES,
-        tz=tz,
+        tz=rt.policy.tz,
+    )
+
+
+CSV_LIMIT = 50_000
+
+
+@router.get("/deliveries.csv")
+def delivery_log_csv(
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+    q: Annotated[str, Query(max_length=128)] = "",
+    status_: Annotated[str, Query(alias="status")] = "",
+    channel: str = "",
+    event_type: str = "",
+    since: str = "",
+    until: str = "",
+) -> Response:
+    """The log as the same filters select it, as CSV: addresses and errors masked as on the
+    page, times in the business time zone."""
+    found = _log_query(
+        rt, session, q=q, status_=status_, channel=channel, event_type=event_type,
+        since=since, until=until,
+    )  # fmt: skip
+    tz = rt.policy.tz
+    rows = deliveries.list_deliveries(session, found.filters, before_id=None, limit=CSV_LIMIT)
+    headers = [
+        f"created ({tz.key})", "account", "event", "channel", "status", "to", "provider",
+        "provider id", "attempts", f"updated ({tz.key})", "last error", "delivery", "notification",
+    ]  # fmt: skip
+    table = [
+        [
+            local_time.shown(d.created_at, tz), d.account_no, d.event_type, d.channel, d.status,
+            d.address_masked, d.provider or "", d.provider_id or "", d.attempts,
+            local_time.shown(d.updated_at, tz), shown_text(d.last_error or ""), d.id,
+            d.notification_id,
+        ]
+        for d in rows
+    ]  # fmt: skip
+    today = rt.policy.business_date(rt.clock())
+    audit.record(
+        session,
+        actor=actor_of(user),
+        action="log.export",
+        target="delivery log",
+        detail={"format": "csv", "rows": len(rows), **found.kept},
+    )
+    return Response(
+        exports.write_table(headers, table, "csv"),
+        media_type=exports.MEDIA_TYPES["csv"],
+        headers={"Content-Disposition": f'attachment; filename="deliveries-{today}.csv"'},
     )
 
 
@@ -224,6 +345,18 @@ def retry(rt: RuntimeDep, user: OpsUser, delivery_id: int) -> Response:
 def cancel(rt: RuntimeDep, user: OpsUser, delivery_id: int) -> Response:
     """Cancel a delivery still waiting to go out."""
     return _act(rt, delivery_id, ops_actions.cancel, actor_of(user), "cancelled")
+
+
+@router.post("/deliveries/{delivery_id}/send-now", dependencies=[Depends(csrf_protect)])
+def send_now(rt: RuntimeDep, user: OpsUser, delivery_id: int) -> Response:
+    """Send a deferred delivery now: quiet hours no longer hold it."""
+    return _act(rt, delivery_id, ops_actions.send_now, actor_of(user), "sent_now")
+
+
+@router.post("/deliveries/{delivery_id}/reprint", dependencies=[Depends(csrf_protect)])
+def reprint(rt: RuntimeDep, user: OpsUser, delivery_id: int) -> Response:
+    """Queue a printed postcard again for the next print batch."""
+    return _act(rt, delivery_id, ops_actions.reprint, actor_of(user), "reprinted")
 
 
 def _act(
@@ -362,18 +495,34 @@ def audit_trail(
     user: OpsUser,
     action: str = "",
     actor: str = "",
+    since: str = "",
+    until: str = "",
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
-    """Who did what: sign-ins, retries, cancellations, reassignments, key and user changes."""
+    """Who did what: sign-ins, retries, cancellations, reassignments, key and user changes;
+    filtered by action, person and dates (in the business time zone)."""
+    tz = rt.policy.tz
+    problems: list[str] = []
+    first, last = _day(since, "since", problems), _day(until, "until", problems)
     page = audit.list_entries(
-        session, action=action or None, actor=actor or None, before=before, limit=PAGE_SIZE
+        session,
+        action=action or None,
+        actor=actor or None,
+        since=datetime.combine(first, time(0), tzinfo=tz) if first else None,
+        until=datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz) if last else None,
+        before=before,
+        limit=PAGE_SIZE,
     )
+    kept = {"action": action, "actor": actor, "since": since, "until": until}
     return render(
         request,
         "ops/audit.html",
         page=page,
-        filters={"action": action, "actor": actor},
-        tz=rt.policy.tz,
+        filters={k: v for k, v in kept.items() if v},
+        actions=sorted(labels.GROUPS["action"]),
+        problems=problems,
+        paged=before is not None,
+        tz=tz,
     )
 
 
@@ -427,3 +576,183 @@ def unreachable_export(rt: RuntimeDep, session: SessionDep, user: OpsUser, fmt: 
             "Content-Disposition": f'attachment; filename="unreachable-{today.isoformat()}.{fmt}"'
         },
     )
+
+
+_BULK_MAX = 200
+
+
+def _ids(form_ids: list[str]) -> list[int]:
+    picked = [int(i) for i in form_ids if i.isdigit()][:_BULK_MAX]
+    return list(dict.fromkeys(picked))
+
+
+@router.post("/bulk", response_class=HTMLResponse, dependencies=[Depends(csrf_protect)])
+def bulk_review(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+    action: Annotated[str, Form()],
+    ids: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
+    back: Annotated[str, Form()] = "/ops",
+) -> HTMLResponse:
+    """The confirmation step of a bulk retry, cancel or send-now: what each ticked delivery
+    would do; nothing changes until it is confirmed."""
+    if action not in ops_actions.ACTIONS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"action: unknown {action!r}")
+    picked = _ids(ids)
+    rows = list(
+        session.exec(
+            select(Delivery).where(col(Delivery.id).in_(picked)).order_by(col(Delivery.id))
+        )
+    )
+    refused = {d.id: ops_actions.refusal(d, action, session) for d in rows}
+    return render(
+        request,
+        "ops/bulk.html",
+        action=action,
+        rows=rows,
+        refused=refused,
+        ready=[d for d in rows if refused[d.id] is None],
+        result=None,
+        back=local_path(back) or "/ops",
+        tz=rt.policy.tz,
+    )
+
+
+@router.post("/bulk/confirm", response_class=HTMLResponse, dependencies=[Depends(csrf_protect)])
+def bulk_confirm(
+    request: Request,
+    rt: RuntimeDep,
+    user: OpsUser,
+    action: Annotated[str, Form()],
+    ids: Annotated[list[str], Form()] = [],  # noqa: B006
+    back: Annotated[str, Form()] = "/ops",
+) -> HTMLResponse:
+    """Do the confirmed bulk action, each delivery in its own audited transaction."""
+    if action not in ops_actions.ACTIONS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"action: unknown {action!r}")
+    result = ops_actions.bulk(rt, action, _ids(ids), actor=actor_of(user))
+    return render(
+        request,
+        "ops/bulk.html",
+        action=action,
+        rows=[],
+        refused={},
+        ready=[],
+        result=result,
+        back=local_path(back) or "/ops",
+        tz=rt.policy.tz,
+    )
+
+
+@router.get("/print-batches", response_class=HTMLResponse)
+def print_batches(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    """The postcard print batches, newest first: when, how many cards, how many came back."""
+    total, batches = print_batch_views.batches(
+        session, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    pages = max(1, -(-total // PAGE_SIZE))
+    return render(
+        request,
+        "ops/print_batches.html",
+        batches=batches,
+        page=min(page, pages),
+        pages=pages,
+        total=total,
+        tz=rt.policy.tz,
+    )
+
+
+@router.get("/print-batches/{batch_id}", response_class=HTMLResponse)
+def print_batch(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+    batch_id: Annotated[str, Path(max_length=128)],
+    done: str = "",
+) -> HTMLResponse:
+    """One print batch's cards: to whom (masked), about what, and a reprint for each."""
+    cards = print_batch_views.cards(session, batch_id)
+    if not cards:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no print batch {batch_id}")
+    return render(
+        request,
+        "ops/print_batch.html",
+        batch_id=batch_id,
+        cards=cards,
+        done=done,
+        tz=rt.policy.tz,
+    )
+
+
+@router.get("/sweeps", response_class=HTMLResponse)
+def sweep_runs(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    user: OpsUser,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    """The escalation sweep's runs, newest first: the date, what opened, closed, stayed
+    unassigned, and any error."""
+    total = int(session.exec(select(sa.func.count()).select_from(SweepRun)).one())
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(page, pages)
+    runs = list(
+        session.exec(
+            select(SweepRun)
+            .order_by(col(SweepRun.id).desc())
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE)
+        )
+    )
+    return render(
+        request, "ops/sweeps.html", runs=runs, page=page, pages=pages, total=total,
+        tz=rt.policy.tz,
+    )  # fmt: skip
+
+
+DLQ_SHOWN = 100
+
+
+@router.get("/dead-letters", response_class=HTMLResponse)
+def dead_letters(request: Request, rt: RuntimeDep, user: OpsUser) -> HTMLResponse:
+    """The bus's dead-letter queue: events the consumer refused and why (bodies not shown:
+    they hold personal data). Replaying or dropping is the CLI's (``notifier events dlq``)."""
+    problem = ""
+    total, letters = 0, list[dlq.DeadLetter]()
+    try:
+        total, letters = dlq.peek(rt.settings, limit=DLQ_SHOWN)
+    except Exception as exc:  # the broker down is a fact to show, not a 500
+        problem = type(exc).__name__
+    return render(
+        request,
+        "ops/dead_letters.html",
+        total=total,
+        letters=[
+            {
+                "message_id": letter.message_id,
+                "errors": [(e.field, shown_text(e.message)) for e in letter.errors],
+                "at": _instant(letter.dead_lettered_at),
+                "replays": letter.replays,
+            }
+            for letter in letters
+        ],
+        problem=problem,
+        tz=rt.policy.tz,
+    )
+
+
+def _instant(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None

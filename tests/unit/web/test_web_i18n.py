@@ -93,13 +93,19 @@ def test_the_cookie_beats_the_users_language_and_zh_tw_is_the_default() -> None:
     assert pick_language("fr", english_user) == "en"
 
 
+_OPS = [
+    "/ops", "/ops/dashboard", "/ops/unreachable", "/ops/print-batches", "/ops/sweeps",
+    "/ops/dead-letters", "/ops/audit",
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("role", "links"),
     [
-        ("ops", ["/ops", "/ops/dashboard"]),
+        ("ops", _OPS),
         ("agent", ["/agent"]),
-        ("supervisor", ["/ops", "/ops/dashboard", "/agent", "/agent/holds", "/agent/ladder"]),
-        ("admin", ["/ops", "/ops/dashboard", "/agent", "/agent/holds", "/agent/ladder"]),
+        ("supervisor", [*_OPS, "/agent", "/agent/holds", "/agent/ladder"]),
+        ("admin", [*_OPS, "/agent", "/agent/holds", "/agent/ladder"]),
     ],
 )
 def test_the_header_links_follow_the_role(role: str, links: list[str]) -> None:
