@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from notifier.settings import IdentitySettings
 from notifier.users.models import User
 from notifier.web.deps import TEMPLATES_DIR, sections_of, templates
 from notifier.web.i18n import (
@@ -119,6 +120,7 @@ def test_the_header_links_follow_the_role(role: str, links: list[str]) -> None:
         sections=sections_of(user),
         path="/ops",
         here="/ops",
+        utility=IdentitySettings(),
     )
     nav = html[html.index("<nav") : html.index("</nav>")]
     assert [part.split('"')[0] for part in nav.split('href="')[1:]] == links
