@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
 from zoneinfo import ZoneInfo
@@ -32,18 +33,33 @@ from notifier.web.ops import STATUSES, _open_circuits
 __all__ = ["router"]
 
 router = APIRouter(prefix="/ops", include_in_schema=False)
+WIDE = 700.0
+"""A full-width chart's drawing on a wider screen (a card at 48rem holds 700 px)."""
 
-_Counts = tuple[stats.Series, stats.Series, stats.Series, stats.Series, list[tuple[str, str, int]]]
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    hourly: stats.Series
+    daily: stats.Series
+    channels_day: stats.Series
+    channels_month: stats.Series
+    failures: list[tuple[str, str, int]]
+    latency_day: dict[str, stats.Latency]
+    latency_month: dict[str, stats.Latency]
 
 
 def _delivery_counts(session: SessionDep, now: datetime, tz: ZoneInfo) -> _Counts:
     day_ago, month_ago = now - timedelta(hours=24), now - timedelta(days=30)
-    return (
-        stats.by_time(session, unit="hour", since=day_ago, until=now, tz=tz),
-        stats.by_time(session, unit="day", since=month_ago, until=now, tz=tz),
-        stats.by_channel(session, since=day_ago, until=now),
-        stats.by_channel(session, since=month_ago, until=now),
-        _masked_reasons(stats.failure_reasons(session, since=month_ago, until=now, limit=200)),
+    return _Counts(
+        hourly=stats.by_time(session, unit="hour", since=day_ago, until=now, tz=tz),
+        daily=stats.by_time(session, unit="day", since=month_ago, until=now, tz=tz),
+        channels_day=stats.by_channel(session, since=day_ago, until=now),
+        channels_month=stats.by_channel(session, since=month_ago, until=now),
+        failures=_masked_reasons(
+            stats.failure_reasons(session, since=month_ago, until=now, limit=200)
+        ),
+        latency_day=stats.latency_to_sent(session, since=day_ago, until=now),
+        latency_month=stats.latency_to_sent(session, since=month_ago, until=now),
     )
 
 
@@ -93,50 +109,88 @@ def dashboard(
     session: SessionDep,
     user: OpsUser,
 ) -> HTMLResponse:
-    """Deliveries by channel and status (24 hours, 30 days), failures ranked, queues, cases."""
+    """Deliveries by channel and status (24 hours, 30 days), failures ranked, latency,
+    what waits now, queues, cases."""
     now, tz = rt.clock(), rt.policy.tz
-    hourly, daily, channels_day, channels_month, failures = _DASHBOARD.get(
-        lambda: _delivery_counts(session, now, tz)
-    )
+    counts = _DASHBOARD.get(lambda: _delivery_counts(session, now, tz))
     today = rt.policy.business_date(now)
     cases = lists.stats(session, since=today, tz=tz)
-    # Not in the cached counts: fixing contact data should show at the next reload.
+    # Not in the cached counts: fixing contact data, or a queue draining, should
+    # show at the next reload.
     unreachable = stats.unreachable_count(session, since=now - timedelta(days=30), until=now)
+    waiting = stats.waiting_by_channel(session)
     # The charts' words in the page's language: statuses and channels.
     words = translations(pick_language(request.cookies.get(LANG_COOKIE), user))
-    names = {word: words.gettext(word) for word in (*STATUSES, *CHANNEL_NAMES)}
+    _ = words.gettext
+    names = {word: _(word) for word in (*STATUSES, *CHANNEL_NAMES)}
+
+    def bars(series: stats.Series, title: str, *, cut: int = 0, every: int = 1) -> str:
+        labels = [label[cut:] for label in series.labels]
+        return charts.either(
+            charts.stacked_bars(
+                labels,
+                series.series,
+                title=_(title),
+                label_every=every,
+                names=names,
+                width=WIDE,
+            ),
+            charts.stacked_bars(
+                labels,
+                series.series,
+                title=_(title),
+                label_every=every * 2,
+                names=names,
+                width=charts.NARROW,
+            ),
+        )
+
+    def by_channel(series: stats.Series, title: str) -> str:
+        return charts.stacked_bars(
+            series.labels, series.series, title=_(title), names=names, width=charts.NARROW
+        )
+
+    failures = [(f"{_(channel)} · {reason}", n) for channel, reason, n in counts.failures]
+    failures_title = _("Failure reasons, last 30 days")
+    latency = [(_(channel), row.p50, row.p95) for channel, row in counts.latency_day.items()]
     return render(
         request,
         "ops/dashboard.html",
         circuits=_open_circuits(rt, session),
-        hourly=hourly,
-        daily=daily,
-        hourly_svg=charts.stacked_bars(
-            [label[-5:] for label in hourly.labels], hourly.series,
-            title="deliveries per hour, last 24 hours", label_every=3, names=names,
-        ),
-        daily_svg=charts.stacked_bars(
-            [label[5:] for label in daily.labels], daily.series,
-            title="deliveries per day, last 30 days", label_every=5, names=names,
-        ),
-        channels_day_svg=charts.stacked_bars(
-            channels_day.labels, channels_day.series, title="last 24 hours by channel",
-            names=names, width=400,
-        ),
-        channels_month_svg=charts.stacked_bars(
-            channels_month.labels, channels_month.series, title="last 30 days by channel",
-            names=names, width=400,
-        ),
-        channels_day=channels_day,
-        channels_month=channels_month,
-        failures=failures,
-        failures_svg=charts.hbars(
-            [(f"{channel} · {reason}", n) for channel, reason, n in failures],
-            title="failure reasons, last 30 days",
+        hourly=counts.hourly,
+        daily=counts.daily,
+        hourly_svg=bars(counts.hourly, "Deliveries per hour, last 24 hours", cut=-5, every=3),
+        daily_svg=bars(counts.daily, "Deliveries per day, last 30 days", cut=5, every=5),
+        channels_day_svg=by_channel(counts.channels_day, "By channel, last 24 hours"),
+        channels_month_svg=by_channel(counts.channels_month, "By channel, last 30 days"),
+        failures=counts.failures,
+        failures_svg=charts.either(
+            charts.hbars(failures, title=failures_title, width=WIDE),
+            charts.hbars(failures, title=failures_title, width=charts.NARROW),
         ) if failures else "",
+        latency_day=counts.latency_day,
+        latency_month=counts.latency_month,
+        latency_svg=charts.latency_bars(
+            latency, title=_("Accepted to sent, last 24 hours"), width=charts.NARROW,
+            caption=lambda p50, p95: f"p50 {duration(p50, _)} · p95 {duration(p95, _)}",
+        ) if latency else "",
+        waiting=waiting,
+        waiting_svg=by_channel(waiting, "Waiting now by channel") if waiting.labels else "",
         queues=rt.dispatcher.queue_depths(ALL_QUEUES),
         cases=cases,
         today=today,
         tz=tz,
         unreachable=unreachable,
+        duration=lambda seconds: duration(seconds, _),
     )  # fmt: skip
+
+
+def duration(seconds: float, gettext: Callable[[str], str]) -> str:
+    """A latency in the unit that reads best: ``"42 s"``, ``"12 min"``, ``"3.5 h"``, ``"1.2 d"``."""
+    if seconds < 90:
+        return gettext("%(n)s s") % {"n": f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"}
+    if seconds < 90 * 60:
+        return gettext("%(n)s min") % {"n": f"{seconds / 60:.0f}"}
+    if seconds < 36 * 3600:
+        return gettext("%(n)s h") % {"n": f"{seconds / 3600:.1f}"}
+    return gettext("%(n)s d") % {"n": f"{seconds / 86400:.1f}"}
