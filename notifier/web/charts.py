@@ -45,8 +45,10 @@ PALETTE: dict[str, str] = {
 _FALLBACK = ("#F0E442", "#000000", "#7F7F7F")
 FONT_PX = 12.0
 """The charts' lettering (``svg.chart text`` in app.css); every width below assumes it."""
-NARROW = 330.0
-"""The width of a chart drawn for a phone: a 390 px screen leaves about 340 px inside a card."""
+NARROW = 300.0
+"""The width of a chart drawn for a phone: a 390 px screen leaves 308 px inside a card."""
+_BAR_MAX = 40.0
+"""The widest bar: two channels' bars in a 300 px chart should not look like a wall."""
 _W, _H, _BOTTOM, _TOP, _RIGHT = 640.0, 200.0, 22.0, 10.0, 8.0
 _LEGEND_ROW = 18.0
 
@@ -83,6 +85,11 @@ def _nice_max(value: int) -> int:
             if m * step >= value:
                 return m * step
         step *= 10
+
+
+def _tick(value: float) -> str:
+    """An axis value as it reads: ``2``, ``2.5``, ``1,000``."""
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
 
 
 def _open(width: float, height: float, title: str, css: str) -> list[str]:
@@ -131,10 +138,10 @@ def stacked_bars(
         raise ValueError("every series needs one value per label")
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     top = _nice_max(max(totals, default=0))
-    left = text_width(f"{top:,}") + 8
+    left = max(text_width(_tick(top * f)) for f in (0.5, 1)) + 8
     plot_w, plot_h = width - left - _RIGHT, _H - _BOTTOM - _TOP
     slot = plot_w / max(1, len(labels))
-    bar_w = max(1.0, slot * 0.8)
+    bar_w = min(max(1.0, slot * 0.8), _BAR_MAX)
     words = [(_colour(name, i), shown.get(name, name)) for i, name in enumerate(series)]
     rows = _legend(words, left=4, width=width)
     parts = _open(width, _H + len(rows) * _LEGEND_ROW + 4, title, css)
@@ -143,7 +150,7 @@ def stacked_bars(
         parts.append(
             f'<line x1="{left:g}" x2="{width - _RIGHT:g}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{left - 4:g}" y="{y + 4:.1f}" text-anchor="end" class="axis">'
-            f"{int(top * fraction):,}</text>"
+            f"{_tick(top * fraction)}</text>"
         )
     widest = max((text_width(shown.get(label, label)) for label in labels), default=0.0)
     every = max(label_every, math.ceil((widest + 6) / slot))
