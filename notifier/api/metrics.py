@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from notifier.api.deps import RuntimeDep
+from notifier.flows.deliver import REPORTING_PROVIDERS
 from notifier.observability.metrics import DatabaseCollector
 from notifier.queues.celery_config import ALL_QUEUES
 from notifier.runtime import Runtime
@@ -64,6 +65,8 @@ def _registry(request: Request, rt: Runtime) -> CollectorRegistry:
                     ttl=rt.settings.metrics_cache_seconds,
                     queue_depths=lambda: _queue_depths(rt),
                     circuits=rt.circuits.states,
+                    reporting=REPORTING_PROVIDERS,
+                    receipt_overdue_seconds=rt.settings.receipt_stall_seconds,
                 )
             )
             request.app.state.metrics_registry = registry

@@ -39,8 +39,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,6 +72,7 @@ __all__ = [
     "error_code",
     "families",
     "read_gauges",
+    "read_receipts",
     "read_timeline",
 ]
 
@@ -160,6 +162,7 @@ class Snapshot:
     timeline: Timeline = field(default_factory=Timeline)
     queue_depths: dict[str, int | None] = field(default_factory=dict)
     circuits: list[CircuitState] = field(default_factory=list)
+    receipts_overdue: dict[str, int] = field(default_factory=dict)
     at: float = 0.0
     seconds: float = 0.0
 
@@ -192,6 +195,27 @@ def read_gauges(session: Session) -> Snapshot:
         key = (kind, label)
         snap.escalations_open[key] = snap.escalations_open.get(key, 0) + int(count)
     return snap
+
+
+def read_receipts(
+    session: Session, *, providers: Collection[str], older_than: float
+) -> dict[str, int]:
+    """Per receipt-reporting provider: its ``sent`` deliveries waiting for a report since
+    before ``older_than`` (epoch seconds). One count per provider, each a range of the
+    receipt sweep's index (status, provider, updated_at); 0 for a provider with none."""
+    cutoff = datetime.fromtimestamp(older_than, UTC)
+    overdue = dict.fromkeys(sorted(providers), 0)
+    for provider, count in session.execute(
+        sa.select(col(Delivery.provider), sa.func.count())
+        .where(
+            col(Delivery.status) == DeliveryStatus.SENT,
+            col(Delivery.provider).in_(list(providers)),
+            col(Delivery.updated_at) < cutoff,
+        )
+        .group_by(col(Delivery.provider))
+    ):
+        overdue[provider] = int(count)
+    return overdue
 
 
 def read_timeline(session: Session, *, after: int = 0, upto: int | None = None) -> Timeline:
@@ -364,11 +388,15 @@ class DatabaseCollector(Collector):
         queue_depths: Callable[[], Mapping[str, int | None]] | None = None,
         circuits: Callable[[], Sequence[CircuitState]] | None = None,
         settle: float = SETTLE_SECONDS,
+        reporting: Collection[str] = (),
+        receipt_overdue_seconds: float = 900.0,
     ) -> None:
         self.db = db
         self.ttl = ttl
         self.queue_depths = queue_depths
         self.circuits = circuits
+        self.reporting = reporting
+        self.receipt_overdue_seconds = receipt_overdue_seconds
         self.timeline = TimelineTotals(settle=settle)
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
@@ -386,6 +414,12 @@ class DatabaseCollector(Collector):
             with self.db.session() as session:
                 snap = read_gauges(session)
                 snap.timeline = self.timeline.read(session)
+                if self.reporting:
+                    snap.receipts_overdue = read_receipts(
+                        session,
+                        providers=self.reporting,
+                        older_than=snap.at - self.receipt_overdue_seconds,
+                    )
             if self.queue_depths is not None:
                 snap.queue_depths = dict(self.queue_depths())
             if self.circuits is not None:
@@ -474,6 +508,17 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         openings.add_metric([circuit.provider], circuit.openings)
     yield circuit_open
     yield openings
+
+    receipts = GaugeMetricFamily(
+        "notifier_receipts_overdue",
+        "Sends of a provider that reports receipts still without a report after "
+        "NOTIFIER_RECEIPT_STALL_SECONDS (from NOTIFIER_RECEIPT_STALL_COUNT of them, traffic "
+        "moves to the channel's other providers).",
+        labels=["provider"],
+    )
+    for provider, count in sorted(snap.receipts_overdue.items()):
+        receipts.add_metric([provider], count)
+    yield receipts
 
     escalations = GaugeMetricFamily(
         "notifier_escalations_open",

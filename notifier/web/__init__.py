@@ -24,12 +24,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from notifier.web import agent, holds, ladder, ops, router
+from notifier.web import agent, dashboard, holds, ladder, ops, router
 from notifier.web.deps import PageForbidden, SignInRequired, redirect, render, sign_in_url
 
 __all__ = ["PAGES", "SECURITY_HEADERS", "install"]
 
-PAGES = (router, ops, agent, holds, ladder)
+PAGES = (router, ops, dashboard, agent, holds, ladder)
 """Modules with a ``router`` of pages."""
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
