@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,7 +118,10 @@ class _ErrorPages:
         assert isinstance(exc, StarletteHTTPException)
         if not self.wants_page(request):
             return await _answer(self.json_http, request, exc)
-        answer = _error_page(request, exc.status_code)
+        # The route's own reason ("this delivery already reached the customer"), not the
+        # status's stock phrase, which the page's heading already says in the page's language.
+        stock = exc.detail == HTTPStatus(exc.status_code).phrase
+        answer = _error_page(request, exc.status_code, detail="" if stock else str(exc.detail))
         answer.headers.update(exc.headers or {})  # 405's Allow, say
         return answer
 
@@ -138,7 +142,9 @@ class _ErrorPages:
             return PlainTextResponse("Internal Server Error", status_code=500)
 
 
-def _error_page(request: Request, code: int, *, fields: Sequence[str] = ()) -> Response:
+def _error_page(
+    request: Request, code: int, *, fields: Sequence[str] = (), detail: str = ""
+) -> Response:
     if not hasattr(request.state, "web"):
         # No route ran (an unknown path): find the signed-in user ourselves, for the header.
         try:
@@ -154,6 +160,7 @@ def _error_page(request: Request, code: int, *, fields: Sequence[str] = ()) -> R
         status_code=code,
         code=code,
         fields=fields,
+        detail=detail,
         back=back if same_site and back != request.url.path else None,
     )
 
