@@ -1,8 +1,13 @@
 """Agent pages: today's call or visit list, outcomes, exports, printed notices; supervisors' view.
 
 An agent signs in on a phone in the field: each case is one card with what
-the call or the visit needs, and one form to record what happened. A
-supervisor sees every case of an area, the unassigned ones, and reassigns.
+the call or the visit needs (the notices already sent to the customer among
+it), and one form to record what happened; or the same list as a table,
+sorted by a column (``ListView``: view and order are in the URL). A refused
+outcome is answered with the list itself, the error and what was typed on the
+case's card (``Draft``). A supervisor sees every case of an area, the
+unassigned ones, each agent's open cases, and reassigns one case or the
+ticked ones (after a confirmation page).
 
 Audited: every list a supervisor opens here (it shows phones and addresses:
 ``pii.view``), every download (``list.export``) and printed notices
