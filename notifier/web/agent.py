@@ -277,7 +277,7 @@ def _cases_page(
         supervisor=supervisor,
         areas=_areas(session) if supervisor else [],
         agents=_agents_by_kind(session) if supervisor else {},
-        loads=_agent_loads(session) if supervisor else [],
+        loads=_agent_loads(session, shown.area) if supervisor else [],
         notices=_recent_notices(session, {r.account_no for r in rows}),
         area=shown.area,
         unassigned=shown.unassigned,
@@ -315,8 +315,11 @@ def _agents_by_kind(session: SessionDep) -> dict[str, list[Agent]]:
     return by_kind
 
 
-def _agent_loads(session: SessionDep) -> list[AgentLoad]:
-    """Every active agent's open cases (none too), then the unassigned ones per kind."""
+def _agent_loads(session: SessionDep, area: str) -> list[AgentLoad]:
+    """Every active agent's open cases (none too), then the unassigned ones per kind; of one
+    area if ``area`` names one."""
+    agents_of = [col(Agent.area) == area] if area else []
+    cases_of = [col(Escalation.area) == area] if area else []
     per_agent = session.execute(
         sa.select(
             col(Agent.id), col(Agent.name), col(Agent.area), col(Agent.kind),
@@ -329,7 +332,7 @@ def _agent_loads(session: SessionDep) -> list[AgentLoad]:
                 col(Escalation.status) == CaseStatus.OPEN,
             ),
         )
-        .where(col(Agent.active))
+        .where(col(Agent.active), *agents_of)
         .group_by(col(Agent.id), col(Agent.name), col(Agent.area), col(Agent.kind))
         .order_by(col(Agent.area), col(Agent.name), col(Agent.id))
     )  # fmt: skip
@@ -339,7 +342,11 @@ def _agent_loads(session: SessionDep) -> list[AgentLoad]:
     ]
     nobodys = session.execute(
         sa.select(col(Escalation.kind), sa.func.count())
-        .where(col(Escalation.status) == CaseStatus.OPEN, col(Escalation.assignee_id).is_(None))
+        .where(
+            col(Escalation.status) == CaseStatus.OPEN,
+            col(Escalation.assignee_id).is_(None),
+            *cases_of,
+        )
         .group_by(col(Escalation.kind))
         .order_by(col(Escalation.kind))
     )

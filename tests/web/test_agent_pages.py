@@ -186,12 +186,16 @@ def test_a_supervisor_sees_each_agents_count_and_reassigns_the_ticked_cases_afte
     with stack.db() as session:
         caller = add_agent(session, name="黃佩君", area=area, kind="caller")
         walker = add_agent(session, name="吳志明", area=area, kind="field")
+        add_agent(session, name="鄭家豪", area=new_area(), kind="caller")  # not in the counts
     supervisor = new_user(stack, "supervisor")
 
     with Browser(stack.base_url) as browser:
         browser.sign_in(supervisor.username, PASSWORD)
         table = browser.get("/agent", params={"area": area, "view": "table"}).text
         assert "各專員未結案件數" in table and "黃佩君" in table
+        loads = re.search(r'<table class="loads">(.*?)</table>', table, re.S)
+        assert loads and set(re.findall(r"area-\d+", loads[1])) == {area}
+        assert "鄭家豪" not in loads[1]
         ticked = [ids[0], ids[1]]
         form = {"csrf_token": csrf_token(table), "agent_id": str(caller.id),
                 "back": f"/agent?area={area}&view=table"}  # fmt: skip
