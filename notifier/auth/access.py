@@ -298,10 +298,11 @@ GROUPS: tuple[Group, ...] = (
         credentials="user",
     ),
     Group(
-        "agent pages: reassigning, adding a protection",
+        "agent pages: reassigning (one case or the ticked ones), adding a protection",
         roles("supervisor", **_AUDITED),
         (
             ("POST", "/agent/cases/{case_id}/assign"),
+            ("POST", "/agent/cases/reassign"),
             ("POST", "/agent/accounts/{account_no}/protections"),
         ),
         credentials="user",

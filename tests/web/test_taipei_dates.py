@@ -1,8 +1,8 @@
 """Dates in the utility's time zone: what a person reads is the Asia/Taipei business date.
 
 An attempt recorded at 20:41 UTC on 2026-12-01 happened at 04:41 on 2026-12-02
-in Taipei: the agent's page, the CSV, XLSX and ODS exports say 2026-12-02, the
-ops pages name the zone of every time they show, and the JSON API keeps UTC.
+in Taipei: the agent's page ("2026-12-02 04:41 Asia/Taipei"), the CSV, XLSX and
+ODS exports say 2026-12-02, the ops pages name the zone of every time they show, and the JSON API keeps UTC.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def test_an_early_morning_attempt_shows_its_taipei_date(stack: Stack, fmt: str) 
         page = browser.get("/agent")
         download = browser.get(f"/agent/export.{fmt}")
     assert page.status_code == 200, page.text
-    assert "2026-12-02 · " in page.text and "2026-12-01 · " not in page.text
+    # The agent's page names the zone too, as the ops pages do.
+    assert "2026-12-02 04:41 Asia/Taipei · " in page.text and "2026-12-01 20:41" not in page.text
     header, *rows = read_table(download.content, fmt)
     [row] = [r for r in rows if r[1] == acct["account_no"]]
     attempts = row[header.index("attempts")]
