@@ -55,6 +55,8 @@ def test_no_page_or_download_shows_ops_a_phone_email_or_address_unmasked(stack: 
         "notification_id": [str(settled[0].notification_id)],
         "account_no": [acct["account_no"]],
         "fmt": ["csv", "xlsx", "ods"],
+        # The postcard's print batch: its page lists the card's address.
+        "batch_id": [d.provider_id for d in settled if d.channel == "postcard" and d.provider_id],
     }
     raw = [PHONE, PHONE.replace("+886", "0"), email, ADDRESS]
 
