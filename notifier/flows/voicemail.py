@@ -26,10 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def voicemail_text(rt: Runtime, language: str) -> str:
-    """The policy's voicemail in ``language`` (else English), the service phone spelled out."""
+    """The policy's voicemail in ``language`` (else English): the utility's name in that
+    language, the service phone spelled out."""
     texts = rt.policy.voice.voicemail
     text = texts.get(language) or texts.get(language.split("-")[0]) or texts.get("en") or ""
-    return text.format(service_phone=spell_digits(rt.settings.service_phone))
+    return text.format(
+        service_phone=spell_digits(rt.settings.service_phone),
+        utility=rt.settings.identity.name_in(language),
+    )
 
 
 def leave_voicemail(rt: Runtime, delivery_id: int, call_sid: str) -> bool:

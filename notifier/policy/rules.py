@@ -248,11 +248,12 @@ class VoicePolicy(BaseModel):
     min_served_seconds: int = Field(20, ge=0)
     """A call a person hung up sooner than this did not hear the notice: not served."""
     voicemail: dict[str, str] = {
-        "zh-TW": "您好，這是電力公司的電費通知，請回電客服專線 {service_phone}。謝謝。",
-        "en": "Hello, this is your electricity company with a notice about your bill. "
+        "zh-TW": "您好，這是{utility}的電費通知，請回電客服專線 {service_phone}。謝謝。",
+        "en": "Hello, this is {utility} with a notice about your bill. "
         "Please call our service line {service_phone}. Thank you.",
     }
-    """Per notice language: what a voicemail hears (``{service_phone}``, digits spelled out).
+    """Per notice language: what a voicemail hears (``{service_phone}``, digits spelled out;
+    ``{utility}``, the identity's name in that language).
     No name, amount or account: anyone at the home may play the tape."""
 
 

@@ -96,6 +96,8 @@ def test_a_machine_gets_the_short_voicemail_and_the_notice_goes_on_to_a_postcard
     [say] = root.findall("Say")
     assert say.get("voice") == "Google.cmn-TW-Standard-A" and say.get("language") == "cmn-TW"
     assert "1 9 1 1" in (say.text or "")
+    # It says who calls, the utility, as the notice would; never whom it calls.
+    assert stack.runtime.settings.identity.name in (say.text or "")
     assert acct["name"] not in (say.text or "") and "元" not in (say.text or "")
     assert root.find("Hangup") is not None
     # The detection report replayed, or the task redelivered: the voicemail is not left twice.
