@@ -70,9 +70,10 @@ def install(app: FastAPI) -> None:
     # too, with the looser Content-Security-Policy of their own that setdefault keeps.
     api = ("/v1/", *(url for url in (app.openapi_url,) if url))
     app.add_middleware(_SecurityHeaders, skip=api)
-    # Errors there stay JSON, as the docs pages' scripts and API callers read them.
+    # Errors there stay JSON, as the docs pages' scripts, API callers, Prometheus and
+    # health probes read them.
     pages = _ErrorPages(
-        api=(*api, "/docs", "/redoc"),
+        api=(*api, "/docs", "/redoc", "/metrics", "/healthz", "/readyz"),
         http=app.exception_handlers[StarletteHTTPException],
         invalid=app.exception_handlers[RequestValidationError],
     )

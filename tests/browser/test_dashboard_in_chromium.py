@@ -24,6 +24,7 @@ from tests.browser.test_pages_in_chromium import (
     page_width,
     shown,
     sign_in,
+    sticking_out,
     viewport,
     visit,
 )
@@ -108,6 +109,7 @@ def test_every_chart_reads_whole_at_11px_or_more(
     visit(driver, stack, "/ops/dashboard")
     shown(driver, "#queues")
     assert driver.find_element("tag name", "html").get_attribute("lang") == language
+    screenshot(f"dashboard-{SCREENS[screen][0]}-{language}")
 
     texts: list[dict[str, Any]] = driver.execute_script(MEASURE)
     charts = {t["chart"] for t in texts}
@@ -118,7 +120,6 @@ def test_every_chart_reads_whole_at_11px_or_more(
     cut = [(t["chart"], t["text"]) for t in texts if not t["inside"]]
     assert cut == [], f"chart text running out of its chart: {cut[:10]}"
     width, inner = page_width(driver)
-    assert width <= inner, f"{width}px of content in a {inner}px window"
+    assert width <= inner, f"{width}px of content in a {inner}px window: {sticking_out(driver)}"
     sizes = sorted({round(t["px"], 1) for t in texts})
     print(f"{screen} {language}: {len(texts)} texts in {len(charts)} charts, sizes {sizes} px")
-    screenshot(f"dashboard-{SCREENS[screen][0]}-{language}")

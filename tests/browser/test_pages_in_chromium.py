@@ -143,6 +143,24 @@ def page_width(driver: WebDriver) -> tuple[int, int]:
     return int(width), int(inner)
 
 
+def sticking_out(driver: WebDriver) -> list[str]:
+    """The elements reaching past the window's right edge (tag, id or class, right edge),
+    the outermost first: what to fix when a page scrolls sideways."""
+    found: list[str] = driver.execute_script(
+        """
+        const inner = window.innerWidth, out = [];
+        for (const el of document.body.querySelectorAll('*')) {
+          const right = el.getBoundingClientRect().right;
+          if (right > inner + 0.5 && !(el.parentElement && out.includes(el.parentElement)))
+            out.push(el);
+        }
+        return out.slice(0, 5).map(el => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ` +
+          `${Math.round(el.getBoundingClientRect().right)}px`);
+        """
+    )
+    return found
+
+
 # --- ops ------------------------------------------------------------------------------------
 
 

@@ -208,6 +208,7 @@ def world(stack: Stack) -> Iterator[World]:
             "fmt": "csv",
             "token": "not-a-callback-token",
             "hold_id": "999999999",  # no such hold: a release changes nothing
+            "batch_id": "no-such-batch",  # a 404 to those let in, as no batch was printed
         }
         try:
             yield World(app, base_url, params, callers, event)

@@ -104,4 +104,4 @@ def test_a_wrong_token_holds_the_sms_shows_why_and_the_probe_sends_each_once(
     assert browser.sign_in(new_user(stack, "ops").username, PASSWORD).status_code == 303
     log = browser.get("/ops", params={"q": accts[0]["account_no"]}).text
     assert 'id="circuit-twilio"' not in log
-    assert '<td class="provider">twilio</td>' in log, "the log says which provider sent it"
+    assert '<td class="provider">Twilio</td>' in log, "the log says which provider sent it"
