@@ -191,6 +191,8 @@ class AgentIn(BaseModel):
     """Cases a business day; null: no limit."""
     languages: list[SpokenLanguage] = Field([], max_length=len(SPOKEN_LANGUAGES))
     """What they speak with customers."""
+    allow_duplicate: bool = False
+    """Add them even if an active agent of the area has the same name (another person)."""
 
 
 class AgentChange(BaseModel):
@@ -655,7 +657,17 @@ def _agent_out(agent: Agent, open_cases: int) -> AgentOut:
 
 @router.post("/agents", status_code=status.HTTP_201_CREATED)
 def add_agent(session: SessionDep, key: Admin, body: AgentIn) -> AgentOut:
-    """Add an agent: area, kind, daily capacity (null: no limit), languages; audited."""
+    """Add an agent: area, kind, daily capacity (null: no limit), languages; audited. A name
+    an active agent of the area has already is a 422 on ``name`` unless ``allow_duplicate``."""
+    same = agents_service.namesake(session, name=body.name, area=body.area)
+    if same and not body.allow_duplicate:
+        raise _case_error(
+            cases.InvalidInput(
+                "name",
+                f"agent {same.id} has that name in {same.area} already; use that id, or send "
+                '"allow_duplicate": true for another person of the same name',
+            )
+        )
     try:
         agent = agents_service.add_agent(
             session, name=body.name, area=body.area, kind=body.kind,

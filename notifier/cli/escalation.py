@@ -170,21 +170,16 @@ def agents_add(
 ) -> None:
     """Add an agent and print their id; a name the area has already is refused."""
     from notifier.audit import service as audit
-    from notifier.escalation.agents import add_agent, list_agents
+    from notifier.escalation.agents import add_agent, namesake
     from notifier.escalation.service import InvalidInput
 
     try:
         with runtime().db.session() as session:
-            same = [
-                a
-                for a in list_agents(session, area=area.strip())
-                if a.active and a.name.casefold() == name.strip().casefold()
-            ]
+            same = namesake(session, name=name, area=area)
             if same and not allow_duplicate:
-                # A script or a guide run twice would otherwise give cases to two of them.
                 raise typer.BadParameter(
-                    f"agent {same[0].id} ({same[0].name}, {same[0].kind}) has that name in "
-                    f"{same[0].area} already; use that id, or give --allow-duplicate for "
+                    f"agent {same.id} ({same.name}, {same.kind}) has that name in "
+                    f"{same.area} already; use that id, or give --allow-duplicate for "
                     "another person of the same name",
                     param_hint="--name",
                 )

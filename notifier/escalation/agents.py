@@ -24,6 +24,7 @@ __all__ = [
     "add_agent",
     "disable_agent",
     "list_agents",
+    "namesake",
     "open_cases_by_agent",
     "update_agent",
 ]
@@ -120,6 +121,23 @@ def open_cases_by_agent(session: Session) -> dict[int, int]:
         .group_by(col(Escalation.assignee_id))
     )
     return {agent_id: n for agent_id, n in rows if agent_id is not None}
+
+
+def namesake(session: Session, *, name: str, area: str) -> Agent | None:
+    """An active agent of ``area`` with ``name`` (any case), if there is one.
+
+    The CLI and the API refuse a second one unless asked: a script or a guide run twice
+    would otherwise split the area's cases between two records of one person.
+    """
+    name = name.strip().casefold()
+    return next(
+        (
+            a
+            for a in list_agents(session, area=area.strip())
+            if a.active and a.name.casefold() == name
+        ),
+        None,
+    )
 
 
 def list_agents(session: Session, *, area: str | None = None) -> list[Agent]:

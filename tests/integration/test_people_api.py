@@ -115,7 +115,16 @@ def test_admins_add_and_change_agents_with_capacity_and_languages(stack: Stack) 
         assert refused.status_code == 422, refused.text
         assert [e["field"] for e in refused.json()["errors"]] == [field]
     assert stack.client.post("/v1/agents", json=body, headers=supervisor).status_code == 403
+    # The same person posted twice (a script run again) is refused; a namesake is let in.
+    again = stack.client.post("/v1/agents", json=body, headers=admin)
+    assert again.status_code == 422 and again.json()["errors"][0]["field"] == "name", again.text
+    assert f"agent {agent['id']} has that name" in again.text
+    namesake = stack.client.post(
+        "/v1/agents", json={**body, "allow_duplicate": True}, headers=admin
+    )
+    assert namesake.status_code == 201, namesake.text
     missing = stack.client.patch("/v1/agents/999999", json={"languages": ["en"]}, headers=admin)
     assert missing.status_code == 404
     with stack.db() as session:
-        assert len(session.exec(select(Agent).where(Agent.area == area)).all()) == 1
+        # The first and the namesake; nothing of the refused posts.
+        assert len(session.exec(select(Agent).where(Agent.area == area)).all()) == 2
