@@ -21,7 +21,7 @@ def browser(stack: Stack) -> Iterator[Browser]:
 @pytest.mark.parametrize(
     ("lang", "name"), [("zh-TW", "示範電力公司"), ("en", "Demo Power Company")]
 )
-def test_the_header_names_the_utility_in_the_page_s_language(
+def test_the_header_and_title_name_the_utility_in_the_page_s_language(
     stack: Stack, browser: Browser, lang: str, name: str
 ) -> None:
     browser.client.cookies.set("lang", lang)
@@ -30,3 +30,5 @@ def test_the_header_names_the_utility_in_the_page_s_language(
 
     assert page.status_code == 200
     assert f'<a class="brand" href="/">{name}</a>' in page.text
+    # A browser tab, a bookmark and the history say whose page it is too.
+    assert f" · {name}</title>" in page.text
