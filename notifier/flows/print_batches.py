@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -52,11 +53,34 @@ def batches(session: Session, *, offset: int, limit: int) -> tuple[int, list[Bat
         .offset(offset)
         .limit(limit)
     ).all()
-    found = []
-    for batch_id, printed_at, n in rows:
-        reprints = sum(card.reprinted_as is not None for card in cards(session, str(batch_id)))
-        found.append(Batch(str(batch_id), printed_at, int(n), reprints))
-    return int(total), found
+    shown = [str(batch_id) for batch_id, _, _ in rows]
+    reprinted: dict[str, set[int]] = {}
+    for batch_id, delivery_id, _ in _retried(session, batch.in_(shown)):
+        reprinted.setdefault(str(batch_id), set()).add(delivery_id)
+    return int(total), [
+        Batch(str(batch_id), printed_at, int(n), len(reprinted.get(str(batch_id), ())))
+        for batch_id, printed_at, n in rows
+    ]
+
+
+def _retried(session: Session, *where: Any) -> list[tuple[str, int, int]]:
+    """(batch id, delivery id, the delivery it was retried as) of the printed cards matching
+    ``where`` that were queued again, in timeline order: one query for a page of batches,
+    however many cards they hold."""
+    return [
+        (str(batch_id), int(delivery_id), int(detail["retried_as"]))
+        for batch_id, delivery_id, detail in session.exec(
+            select(
+                col(Delivery.provider_id),
+                col(DeliveryChange.delivery_id),
+                col(DeliveryChange.detail),
+            )
+            .join(DeliveryChange, col(DeliveryChange.delivery_id) == col(Delivery.id))
+            .where(*_PRINTED, *where)
+            .order_by(col(DeliveryChange.id))
+        )
+        if "retried_as" in detail
+    ]
 
 
 def cards(session: Session, batch_id: str) -> list[Card]:
@@ -68,13 +92,10 @@ def cards(session: Session, batch_id: str) -> list[Card]:
         .order_by(col(Delivery.id))
     ).all()
 
-    ids = [d.id for d, _ in rows]
-    again: dict[int, int] = {}
-    for change in session.exec(
-        select(DeliveryChange).where(col(DeliveryChange.delivery_id).in_(ids))
-    ):
-        if "retried_as" in change.detail:
-            again[change.delivery_id] = int(change.detail["retried_as"])
+    again = {
+        delivery_id: retried_as
+        for _, delivery_id, retried_as in _retried(session, col(Delivery.provider_id) == batch_id)
+    }
     return [
         Card(delivery=d, bill_no=n.bill_no, level=n.level, reprinted_as=again.get(d.id or 0))
         for d, n in rows

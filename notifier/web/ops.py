@@ -136,6 +136,11 @@ def _log_query(
     return _LogQuery(kept={k: v for k, v in kept.items() if v}, filters=filters, problems=problems)
 
 
+def _page_count(total: int) -> int:
+    """Pages of ``PAGE_SIZE`` rows for ``total`` rows; an empty list is one empty page."""
+    return max(1, -(-total // PAGE_SIZE))
+
+
 def page_links(page: int, pages: int) -> list[int | None]:
     """The page numbers the pager links: the first, the last, and two either side of
     ``page``; None where numbers are skipped."""
@@ -172,7 +177,7 @@ def delivery_log(
         since=since, until=until,
     )  # fmt: skip
     total = deliveries.count_deliveries(session, found.filters)
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = _page_count(total)
     page = min(page, pages)
     rows = deliveries.list_deliveries(
         session, found.filters, before_id=None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
@@ -542,7 +547,7 @@ def print_batches(
     total, batches = print_batch_views.batches(
         session, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
     )
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = _page_count(total)
     return render(
         request,
         "ops/print_batches.html",
@@ -588,7 +593,7 @@ def sweep_runs(
     """The escalation sweep's runs, newest first: the date, what opened, closed, stayed
     unassigned, and any error."""
     total = int(session.exec(select(sa.func.count()).select_from(SweepRun)).one())
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = _page_count(total)
     page = min(page, pages)
     runs = list(
         session.exec(

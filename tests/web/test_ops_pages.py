@@ -318,6 +318,10 @@ def test_print_batches_sweep_runs_and_dead_letters_open(stack: Stack) -> None:
         )
         assert again.status_code == 303, again.text
         assert "重印" in browser.get(f"/ops/print-batches/{card.provider_id}").text
+        # The list counts the batch's cards queued again: this one.
+        listed = browser.get("/ops/print-batches").text
+        row = re.search(rf">{re.escape(card.provider_id)}</a>.*?</tr>", listed, re.S)
+        assert row and row.group(0).endswith('<td class="number">1</td></tr>'), row
         assert browser.get("/ops/print-batches/PC-none").status_code == 404
         assert browser.get("/ops/sweeps").status_code == 200
         letters = browser.get("/ops/dead-letters")
