@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import phonenumbers
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from notifier.accounts.models import Account
 from notifier.audit import service as audit
-from notifier.db import utcnow
+from notifier.db import insert_many, utcnow
 from notifier.events.schema import PROTECTIONS, AccountIn
 from notifier.privacy import lookup
 
@@ -74,12 +74,22 @@ def upsert_many_locked(
     numbers = sorted({a.account_no for a in accounts_in})
     if not numbers:
         return {}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Account).on_conflict_do_nothing(index_elements=["account_no"]),
-        [{"account_no": no, **_EMPTY_LISTS} for no in numbers],
-    )
+    # A new account goes in with its contact data (one row written, not an insert and an
+    # update): the first event that names it; later ones in the list apply below, in order.
+    fresh: dict[str, AccountIn] = {}
+    for account_in in accounts_in:
+        fresh.setdefault(account_in.account_no, account_in)
+    table: sa.Table = Account.__table__  # type: ignore[attr-defined]
+    created = {
+        row.account_no
+        for row in insert_many(
+            session,
+            table,
+            [_new_row(fresh[no], (producers or {}).get(no), lookup_key) for no in numbers],
+            conflict=["account_no"],
+            returning=["account_no"],
+        )
+    }
     found = {
         account.account_no: account
         for account in session.exec(
@@ -91,6 +101,8 @@ def upsert_many_locked(
         )
     }
     for account_in in accounts_in:
+        if account_in.account_no in created and fresh[account_in.account_no] is account_in:
+            continue  # inserted with what it says
         account = found[account_in.account_no]
         producer = (producers or {}).get(account_in.account_no)
         changes = account_in.known_fields()
@@ -114,6 +126,21 @@ def upsert_many_locked(
             account.updated_at = utcnow()
             session.add(account)
     return found
+
+
+def _new_row(account_in: AccountIn, producer: int | None, lookup_key: bytes) -> dict[str, Any]:
+    """The row of an account not stored yet, as :func:`upsert_many_locked` would leave it."""
+    changes = account_in.known_fields()
+    if "protections" in changes:
+        changes["protections"] = _joined(changes["protections"])
+    row: dict[str, Any] = {**_EMPTY_LISTS, **changes, "account_no": account_in.account_no}
+    if producer is not None and changes:
+        row["producer_key_id"] = producer
+    if changes.get("phone"):
+        row["phone_hash"] = lookup.phone_hash(changes["phone"], lookup_key)
+    if changes.get("email"):
+        row["email_hash"] = lookup.email_hash(changes["email"], lookup_key)
+    return row
 
 
 def by_contact(session: Session, text: str, *, lookup_key: bytes) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ updates only a row still in the state the caller saw (``status`` and
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from notifier.db import utcnow
+from notifier.db import UTCDateTime, insert_many, utcnow
 from notifier.deliveries.models import (
     Delivery,
     DeliveryChange,
@@ -80,8 +81,9 @@ def record_changes(
     """Append many timeline entries in one statement: ``(delivery_id, status, detail)``."""
     if not changes:
         return
-    session.execute(
-        sa.insert(DeliveryChange),
+    insert_many(
+        session,
+        DeliveryChange.__table__,  # type: ignore[attr-defined]
         [
             {"delivery_id": delivery_id, "status": status, "at": at, "detail": detail}
             for delivery_id, status, detail in changes
@@ -276,39 +278,87 @@ def record_sends(
     """
     if not sends:
         return []
-    ours = set(_still_ours(session, [send[0] for send in sends]))
-    mine = [send for send in sends if send[0].delivery.id in ours]
-    if mine:
-        table = Delivery.__table__  # type: ignore[attr-defined]
-        session.connection().execute(
-            table.update()
-            .where(table.c.id == sa.bindparam("delivery_id"))
-            .values(
-                status=sa.bindparam("new_status"),
-                provider=sa.bindparam("new_provider"),
-                provider_id=sa.bindparam("new_provider_id"),
-                attempts=table.c.attempts + 1,
-                last_error=None,
-                claim_token=None,
-                lease_until=None,
-                updated_at=now,
-            ),
-            [
-                {
-                    "delivery_id": claim.delivery.id,
-                    "new_status": status,
-                    "new_provider": provider,
-                    "new_provider_id": provider_id,
-                }
-                for claim, status, provider, provider_id, _ in mine
-            ],
+    if session.get_bind().dialect.name == "postgresql":
+        ours = set(_record_sends_pg(session, sends, now=now))
+        _log_lost([send[0] for send in sends], ours)
+    else:
+        ours = set(_still_ours(session, [send[0] for send in sends]))
+        _record_sends_each(
+            session, [send for send in sends if send[0].delivery.id in ours], now=now
         )
+    mine = [send for send in sends if send[0].delivery.id in ours]
     record_changes(
         session,
         [(claim.delivery.id or 0, status, detail) for claim, status, _, _, detail in mine],
         at=now,
     )
     return [claim.delivery.id or 0 for claim, *_ in mine]
+
+
+def _record_sends_pg(
+    session: Session,
+    sends: Sequence[tuple[Claim, str, str, str, dict[str, Any]]],
+    *,
+    now: datetime,
+) -> list[int]:
+    """One UPDATE for the whole batch, guarded by each row's claim; the ids it changed.
+
+    The rows travel as one JSON document (``db.insert_many`` says why): the statement
+    is the same for any batch, and the guard in its WHERE both locks and checks, so
+    no SELECT … FOR UPDATE goes first.
+    """
+    rows = [
+        {"id": claim.delivery.id, "token": claim.token, "status": status,
+         "provider": provider, "provider_id": provider_id}
+        for claim, status, provider, provider_id, _ in sends
+    ]  # fmt: skip
+    changed = session.execute(
+        sa.text(
+            "UPDATE deliveries AS d SET status = r.status, provider = r.provider, "
+            "provider_id = r.provider_id, attempts = d.attempts + 1, last_error = NULL, "
+            "claim_token = NULL, lease_until = NULL, updated_at = :now "
+            "FROM json_to_recordset(CAST(:rows AS json)) "
+            "AS r(id integer, token text, status text, provider text, provider_id text) "
+            "WHERE d.id = r.id AND d.status = 'sending' AND d.claim_token = r.token "
+            "RETURNING d.id"
+        ).bindparams(sa.bindparam("now", type_=UTCDateTime())),
+        {"rows": json.dumps(rows), "now": now},
+    ).scalars()
+    return sorted(changed)
+
+
+def _record_sends_each(
+    session: Session,
+    mine: Sequence[tuple[Claim, str, str, str, dict[str, Any]]],
+    *,
+    now: datetime,
+) -> None:
+    if not mine:
+        return
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    session.connection().execute(
+        table.update()
+        .where(table.c.id == sa.bindparam("delivery_id"))
+        .values(
+            status=sa.bindparam("new_status"),
+            provider=sa.bindparam("new_provider"),
+            provider_id=sa.bindparam("new_provider_id"),
+            attempts=table.c.attempts + 1,
+            last_error=None,
+            claim_token=None,
+            lease_until=None,
+            updated_at=now,
+        ),
+        [
+            {
+                "delivery_id": claim.delivery.id,
+                "new_status": status,
+                "new_provider": provider,
+                "new_provider_id": provider_id,
+            }
+            for claim, status, provider, provider_id, _ in mine
+        ],
+    )
 
 
 def _still_ours(session: Session, claims: Sequence[Claim]) -> list[int]:
@@ -331,14 +381,19 @@ def _still_ours(session: Session, claims: Sequence[Claim]) -> list[int]:
                 .with_for_update()
             ).all()
         )
-    lost = {claim.delivery.id for claim in claims} - set(ours)
+    found = [i for i in ours if i is not None]
+    _log_lost(claims, set(found))
+    return found
+
+
+def _log_lost(claims: Sequence[Claim], ours: set[int]) -> None:
+    lost = {claim.delivery.id for claim in claims} - ours
     for delivery_id in sorted(i for i in lost if i is not None):
         log.warning(
             "delivery %s: refused a change, the claim was lost (lease expired or taken over)",
             delivery_id,
             extra={"delivery_id": delivery_id},
         )
-    return [i for i in ours if i is not None]
 
 
 def transition(
@@ -636,14 +691,40 @@ def count_deliveries(session: Session, filters: DeliveryFilter) -> int:
     return int(session.exec(query).one())
 
 
+PLANNED = {"note": "planned by policy"}
+"""What a delivery planned by the policy, the common case, was created with: not stored as
+an entry of its own (a row written per delivery for what the row itself says), but shown
+first by :func:`timeline`."""
+
+
 def timeline(session: Session, delivery_id: int) -> list[DeliveryChange]:
-    """Every change of the delivery, oldest first."""
-    return list(
+    """Every change of the delivery, oldest first, from its creation."""
+    changes = list(
         session.exec(
             select(DeliveryChange)
             .where(DeliveryChange.delivery_id == delivery_id)
             .order_by(col(DeliveryChange.at), col(DeliveryChange.id))
         )
+    )
+    if changes and _is_creation(changes[0]):
+        return changes
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return changes
+    created = DeliveryChange(
+        delivery_id=delivery_id,
+        at=delivery.created_at,
+        status=DeliveryStatus.QUEUED,
+        detail=dict(PLANNED),
+    )
+    return [created, *changes]
+
+
+def _is_creation(change: DeliveryChange) -> bool:
+    """An entry stored when its delivery was made (a fallback, a repeat, a held notice)."""
+    return "note" in change.detail and change.status in (
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SUPPRESSED,
     )
 
 

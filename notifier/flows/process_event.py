@@ -16,6 +16,7 @@ from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.billing import service as billing
 from notifier.billing.models import Bill, Payment
+from notifier.db import insert_many
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
 from notifier.escalation import holds, ladder, stages
@@ -512,7 +513,7 @@ def _store_notices(
     session.flush()
     unpaid = billing.unpaid_bills_of(session, {notice.account.account_no for notice in notices})
     today = rt.policy.business_date(rt.clock())
-    made: list[tuple[_Notice, list[Delivery]]] = []
+    made: list[tuple[_Notice, list[dict[str, Any]]]] = []
     for notice in notices:
         context = build_context(
             rt.settings,
@@ -528,29 +529,48 @@ def _store_notices(
             DeliveryStatus.SUPPRESSED if notice.original or notice.hold else DeliveryStatus.QUEUED
         )
         made.append(
-            (notice, _new_deliveries(rt, notice.notification, notice.planned, context, status))
+            (notice, _delivery_rows(rt, notice.notification, notice.planned, context, status))
         )
-    rows = [row for _, mine in made for row in mine]
-    session.add_all(rows)
-    session.flush()
+    # Rows, not ORM objects: nothing here reads a delivery back, and a batch's deliveries
+    # go in as one statement (db.insert_many).
+    table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+    ids = {
+        (row.notification_id, row.channel): row.id
+        for row in insert_many(
+            session,
+            table,
+            [row for _, mine in made for row in mine],
+            returning=["id", "notification_id", "channel"],
+        )
+    }
+    created: list[tuple[int, str, str]] = [
+        (ids[row["notification_id"], row["channel"]], row["channel"], row["status"])
+        for _, mine in made
+        for row in mine
+    ]
     changes: list[tuple[int, str, dict[str, object]]] = []
     for notice, mine in made:
-        detail: dict[str, object] = {"note": "planned by policy"}
+        detail: dict[str, object]
         if notice.hold is not None:
             detail = {"note": _held_note(notice.hold), "reason": "held", "hold": notice.hold.id}
         elif notice.original:
             detail = {"note": f"repeat of notification {notice.original.id}"}
-        changes.extend((row.id or 0, row.status, detail) for row in mine)
+        else:
+            continue  # planned by policy: the row says so (deliveries.timeline)
+        changes.extend(
+            (ids[row["notification_id"], row["channel"]], row["status"], detail) for row in mine
+        )
+    deliveries.record_changes(session, changes, at=rt.clock())
+    unreachable.report(rt, session, [(notice.notification, notice.account) for notice in notices])
+    # Last, after the statements above: set earlier, the outcome would be flushed by them in
+    # an UPDATE of its own, and the event's status in another.
+    for notice in notices:
         held = f" (held by hold {notice.hold.id})" if notice.hold else ""
         notice.event.outcome = (
             f"notification {notice.notification.id} {notice.notification.status}{held}: "
             f"{len(notice.planned)} deliveries"
         )
-    deliveries.record_changes(session, changes, at=rt.clock())
-    unreachable.report(rt, session, [(notice.notification, notice.account) for notice in notices])
-    return [
-        (d.id, d.channel) for d in rows if d.id is not None and d.status == DeliveryStatus.QUEUED
-    ]
+    return [(i, channel) for i, channel, status in created if status == DeliveryStatus.QUEUED]
 
 
 def _held_note(hold: Hold) -> str:
@@ -613,6 +633,22 @@ def _new_deliveries(
     *,
     fallback_of: int | None = None,
 ) -> list[Delivery]:
+    return [
+        Delivery(**row)
+        for row in _delivery_rows(rt, notification, steps, context, status, fallback_of=fallback_of)
+    ]
+
+
+def _delivery_rows(
+    rt: Runtime,
+    notification: Notification,
+    steps: Sequence[Planned],
+    context: dict[str, object],
+    status: str,
+    *,
+    fallback_of: int | None = None,
+) -> list[dict[str, Any]]:
+    """The notice rendered for each planned channel, as the deliveries' column values."""
     assert notification.id is not None
     language = str(context["language"])
     stated = statement(context)
@@ -620,21 +656,27 @@ def _new_deliveries(
     for step in steps:
         rendered = rt.renderer.render(notification.type, step.channel, language, context)
         rows.append(
-            Delivery(
-                notification_id=notification.id,
-                account_no=notification.account_no,
-                event_type=notification.type,
-                channel=step.channel,
-                status=status,
-                recipients=list(step.recipients),
-                address_masked=", ".join(mask_recipient(step.channel, r) for r in step.recipients),
-                language=rendered.language,
-                language_fallback=rendered.language_fallback,
-                content={"subject": rendered.subject, "body": rendered.body, "html": rendered.html},
-                segments=sms_segments(rendered.body) if step.channel == "sms" else None,
-                stated=stated,
-                fallback_of=fallback_of,
-            )
+            {
+                "notification_id": notification.id,
+                "account_no": notification.account_no,
+                "event_type": notification.type,
+                "channel": step.channel,
+                "status": status,
+                "recipients": list(step.recipients),
+                "address_masked": ", ".join(
+                    mask_recipient(step.channel, r) for r in step.recipients
+                ),
+                "language": rendered.language,
+                "language_fallback": rendered.language_fallback,
+                "content": {
+                    "subject": rendered.subject,
+                    "body": rendered.body,
+                    "html": rendered.html,
+                },
+                "segments": sms_segments(rendered.body) if step.channel == "sms" else None,
+                "stated": stated,
+                "fallback_of": fallback_of,
+            }
         )
     return rows
 

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import col, func, select
 
-from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange
+from notifier.deliveries import service as deliveries
+from notifier.deliveries.models import FINAL_STATUSES, Delivery
 from notifier.events.models import Event
 from tests.support import events
 from tests.support.stack import Stack, wait_until
@@ -26,13 +27,7 @@ ALWAYS_BUSY = "+886900000019"
 
 def timeline(stack: Stack, delivery_id: int) -> list[str]:
     with stack.db() as session:
-        return list(
-            session.exec(
-                select(DeliveryChange.status)
-                .where(DeliveryChange.delivery_id == delivery_id)
-                .order_by(col(DeliveryChange.id))
-            )
-        )
+        return [change.status for change in deliveries.timeline(session, delivery_id)]
 
 
 def test_a_transient_failure_is_retried_until_it_succeeds(stack: Stack) -> None:
