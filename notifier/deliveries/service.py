@@ -168,7 +168,8 @@ def claim_many(
     expired = sa.and_(
         col(Delivery.status) == DeliveryStatus.SENDING, col(Delivery.lease_until) < now
     )
-    won = session.execute(
+    # The rows come back from the UPDATE itself, as loaded objects: no SELECT after it.
+    won = session.scalars(
         sa.update(Delivery)
         .where(
             col(Delivery.id).in_(ids),
@@ -180,18 +181,12 @@ def claim_many(
             lease_until=now + timedelta(seconds=lease_seconds),
             updated_at=now,
         )
-        .returning(col(Delivery.id))
-        .execution_options(synchronize_session=False)
-    ).scalars()
-    claimed = sorted(won)
-    if not claimed:
-        return []
-    rows = session.exec(
-        select(Delivery)
-        .where(col(Delivery.id).in_(claimed))
-        .order_by(col(Delivery.id))
-        .execution_options(populate_existing=True)
+        .returning(Delivery)
+        .execution_options(synchronize_session=False, populate_existing=True)
     ).all()
+    rows = sorted(won, key=lambda row: row.id or 0)
+    if not rows:
+        return []
     record_changes(
         session,
         [
