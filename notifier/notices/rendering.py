@@ -336,6 +336,9 @@ class Renderer:
         self._env.tests["gsm7"] = is_gsm7
         self._env.tests["latin"] = is_latin
         self._identities: dict[tuple[str, str, str], TemplateIdentity] = {}
+        # As the templates are (auto_reload off): a file's presence is looked up once per
+        # process, not with a stat per notice rendered.
+        self._present: dict[str, bool] = {}
 
     @property
     def environment(self) -> Environment:
@@ -386,7 +389,7 @@ class Renderer:
         ctx = {**context, "language": used}
         body, subject = self._render_text(_text_name(event_type, channel, used), channel, ctx)
         html = None
-        if channel == "email" and (self._dir / _html_name(event_type, used)).is_file():
+        if channel == "email" and self._is_file(_html_name(event_type, used)):
             html = self._render_html(_html_name(event_type, used), ctx)
         return RenderedContent(
             body=body,
@@ -461,7 +464,13 @@ class Renderer:
             raise TemplateError(f"unknown channel {channel!r}; known: {', '.join(_KINDS)}")
 
     def _exists(self, event_type: str, channel: str, language: str) -> bool:
-        return (self._dir / _text_name(event_type, channel, language)).is_file()
+        return self._is_file(_text_name(event_type, channel, language))
+
+    def _is_file(self, name: str) -> bool:
+        found = self._present.get(name)
+        if found is None:
+            found = self._present[name] = (self._dir / name).is_file()
+        return found
 
     def _inventory(self) -> dict[str, list[_TemplateFile]]:
         """Every notice template, checked for names and for a zh-TW fallback."""
