@@ -16,7 +16,10 @@ from notifier.queues.celery_config import EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHO
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
-EVENTS_PER_TASK = 100
+EVENTS_PER_TASK = 250
+"""An events task's deliveries are enqueued per channel: as many events as a delivery
+task takes, so a channel's batch is full (with 100, each batch held 100 sends and a
+channel process waited out the provider's latency for 100 at a time)."""
 DELIVERIES_PER_TASK = 250
 """Per-message tasks cost ~1.8 ms of CPU each here (FIELD-NOTES); a batch sends
 its messages concurrently, so one task's overhead is shared by this many."""
