@@ -94,9 +94,11 @@ def _google_error(code: int, status: str, message: str) -> bytes:
 
 
 def _response(status: int, body: bytes, *, close: bool = False) -> bytes:
-    head = (
-        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-        % (status, _REASONS.get(status, b"Error"), len(body), b"Connection: close\r\n" if close else b"")
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
+        status,
+        _REASONS.get(status, b"Error"),
+        len(body),
+        b"Connection: close\r\n" if close else b"",
     )
     return head + body
 
