@@ -1,53 +1,67 @@
 """End-to-end delivery throughput beside its ceiling and its floor, in one run.
 
     python bench/e2e.py --events N [--latency-ms 50] [--broker URL] [--database URL]
-                        [--workers K] [--concurrency C] [--batch-size 1000]
+                        [--workers K] [--concurrency C] [--worker-sweep 1,2,4]
+                        [--fakes lean|simulators] [--batch-size 1000]
                         [--floor-count M] [--ceiling-events E] [--skip-baselines]
 
-It makes a fresh PostgreSQL database (``notifier_bench_<hex>``, dropped at the
-end) and a broker namespace of its own (a fresh RabbitMQ vhost, or a Redis db
-number, flushed), starts the provider simulators (``notifier simulators``,
-each answering after --latency-ms), ``notifier api`` and K ``notifier worker``
-processes (prefork, C processes each) as a deployment would, then measures:
+It makes a broker namespace of its own (a fresh RabbitMQ vhost, or a Redis db
+number, flushed), starts the provider fakes (each answering after
+--latency-ms): by default the lean ones (bench/_fakes.py: one asyncio process
+keeping counts, Twilio's two status callbacks per SMS included), or with
+``--fakes simulators`` the full ones (``notifier simulators``, which keep every
+message, and the only ones with Mitake); then, on a fresh PostgreSQL database
+(``notifier_bench_<hex>``, migrated, VACUUM ANALYZEd, dropped at the end),
+``notifier api`` and K ``notifier worker`` processes (prefork, C processes
+each) as a deployment would, and measures:
 
 * e2e: N unpaid-bill events of distinct accounts, each routed to push, SMS and
   email, posted to ``POST /v1/events/batch`` by a few concurrent clients while
   the workers run; the accept rate (events/s over the posting), deliveries/s
   from the first event accepted to the last delivery final, the seconds from
   an event's acceptance to its delivery's first ``sent``/``delivered`` entry
-  (p50/p95/p99 per channel), rows written per delivery, and the CPU seconds
-  and peak RSS of each kind of process;
+  (p50/p95/p99 per channel), rows written per delivery (in all and per table),
+  the CPU seconds and peak RSS of each kind of process, and the CPU per
+  delivery of the API, workers, PostgreSQL, broker and Redis (the fakes and
+  the bench left out). ``--worker-sweep 1,2,4`` runs it once per channel-worker
+  process count, each on a fresh database, and prints one table of them;
 * ceiling: a bare asyncio client (aiohttp, aiosmtplib over reused
-  connections) sending the same mix to the same simulators with no database
+  connections) sending the same mix to the same fakes with no database
   and no broker: what the providers and this machine allow;
 * floor: one Celery task per delivery making one blocking provider call
   (bench/floor_tasks.py), prefork with as many processes as the notifier's
   workers have: what the naive design gives.
 
-The last line is one summary line with the three rates and their ratios.
+It prints the PostgreSQL settings that move the figures and the load average
+at the start and the end. The last line is one summary line with the three
+rates and their ratios; with a sweep, its e2e is the run with the most processes.
 
 What the figures include and leave out:
 
 * "final" is any status but queued, sending and deferred: an SMS is final
   once Twilio accepted it (``sent``); the bench then waits a little for the
-  simulator's status reports so that the rows they write are counted too.
+  fakes' status reports so that the rows they write are counted too.
 * The provider rate limits stay on, in Redis as deployed, but high
   (``--provider-rate``, 5,000 sends/s per provider): every batch takes its
   slots, and the limiter's cost is in the figures. The per-key API limits are
   off.
 * No beat runs: the reconciler would re-send rows queued longer than
   ``NOTIFIER_REDISPATCH_AFTER_SECONDS``, which a large backlog is by design.
-* PostgreSQL's and the broker's CPU are their whole servers', other databases
-  and vhosts included: run the bench on a quiet machine (load is printed).
+* PostgreSQL's, the broker's and Redis's CPU are their whole servers', other
+  databases and vhosts included: run the bench on a quiet machine (load is printed).
+* autovacuum is off on these machines: each e2e run starts on a fresh,
+  VACUUM ANALYZEd database, and the dead rows its updates leave are printed
+  per table.
 * RSS is summed over a kind's processes, so pages they share (prefork's
   copy-on-write, PostgreSQL's shared buffers) count once per process.
-* The ceiling's emails get a third of its in-flight sends as SMTP
-  connections: SMTP sends one message at a time per connection, so at 50 ms
-  a handful of connections would measure the latency, not the machine.
+* The ceiling's SMS name no status callback (there is no API to take them);
+  its emails get a third of its in-flight sends as SMTP connections: SMTP
+  sends one message at a time per connection, so at 50 ms a handful of
+  connections would measure the latency, not the machine.
 
 Other ``NOTIFIER_*`` settings in the bench's environment reach the notifier's
 processes (``NOTIFIER_SMTP__CONNECTIONS=16 python bench/e2e.py ...``), except
-the ones the bench sets itself (database, broker, simulators, limits, logs).
+the ones the bench sets itself (database, broker, fakes, limits, logs).
 """
 
 from __future__ import annotations
@@ -582,7 +596,9 @@ _TABLE_WRITES = """
                 ELSE s.schemaname || '.' || s.relname END,
            s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_dead_tup
     FROM pg_stat_all_tables s
+    JOIN pg_class c ON c.oid = s.relid
     LEFT JOIN pg_class o ON o.reltoastrelid = s.relid
+    WHERE NOT c.relisshared  -- shared catalogs count every database's writes
 """
 
 
