@@ -220,8 +220,11 @@ class HttpProtocol(asyncio.Protocol):
             stop = start + int(headers.get(b"content-length", b"0"))
             if stop > size:
                 break  # the body is still coming
+            reply = self.handle(method, target, headers, buffer[start:stop])
             close = headers.get(b"connection", b"").lower() == b"close"
-            self.replies.add(self.handle(method, target, headers, buffer[start:stop]), close=close)
+            if close:  # urllib asks for it (the floor's tasks)
+                reply = reply.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+            self.replies.add(reply, close=close)
             pos = stop
         self.buffer = buffer[pos:]
         self.replies.end_of_chunk()
