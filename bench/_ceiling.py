@@ -72,13 +72,27 @@ class Tally:
         return self.sent[channel] / (self.last[channel] - self.started)
 
 
-async def flood(targets: Targets, count: int, http_slots: int, smtp_connections: int) -> Tally:
-    """``count`` SMS and pushes over aiohttp, ``count`` emails over reused SMTP connections."""
+async def flood(
+    targets: Targets,
+    count: int,
+    http_slots: int,
+    smtp_connections: int,
+    *,
+    channels: tuple[str, ...] = ("sms", "push", "email"),
+    status_callback: str | None = None,
+) -> Tally:
+    """``count`` SMS and pushes over aiohttp, ``count`` emails over reused SMTP connections.
+
+    ``status_callback``: the URL each SMS names for Twilio's status reports (none by default).
+    """
     tally = Tally()
-    http_jobs = ((channel, i) for i in range(count) for channel in ("sms", "push"))
-    emails = iter(range(count))
+    http = [c for c in ("sms", "push") if c in channels]
+    http_jobs = ((channel, i) for i in range(count) for channel in http)
+    emails = iter(range(count if "email" in channels else 0))
+    smtp_connections = smtp_connections if "email" in channels else 0
+    http_slots = http_slots if http else 0
     raw_email = _email_bytes()
-    connector = aiohttp.TCPConnector(limit=http_slots)
+    connector = aiohttp.TCPConnector(limit=max(1, http_slots))
     timeout = aiohttp.ClientTimeout(total=60)
     # Connected before the clock starts: the ceiling reuses its connections.
     smtps = await asyncio.gather(*(_smtp_connect(targets) for _ in range(smtp_connections)))
@@ -86,7 +100,10 @@ async def flood(targets: Targets, count: int, http_slots: int, smtp_connections:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             tally.started = time.perf_counter()
             await asyncio.gather(
-                *(_http_sender(session, targets, http_jobs, tally) for _ in range(http_slots)),
+                *(
+                    _http_sender(session, targets, http_jobs, tally, status_callback)
+                    for _ in range(http_slots)
+                ),
                 *(_smtp_sender(smtp, emails, raw_email, tally) for smtp in smtps),
             )
     finally:
@@ -99,11 +116,14 @@ async def _http_sender(
     targets: Targets,
     jobs: Iterator[tuple[str, int]],
     tally: Tally,
+    status_callback: str | None = None,
 ) -> None:
     credentials = f"{targets['TWILIO__ACCOUNT_SID']}:{targets['TWILIO__AUTH_TOKEN']}"
     basic = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
     bearer = {"Authorization": f"Bearer {targets['FCM__ACCESS_TOKEN']}"}
     sms = {"To": "+886912345678", "From": targets["TWILIO__FROM_NUMBER"], "Body": SMS_BODY}
+    if status_callback:
+        sms["StatusCallback"] = status_callback
     for channel, i in jobs:  # one generator shared by the senders
         if channel == "sms":
             ok = await _post(session, targets.twilio_messages, basic, data=sms)

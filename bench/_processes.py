@@ -318,6 +318,34 @@ def read_exports(
                 missing.discard(name)
 
 
+def read_tally(
+    process: subprocess.Popen[bytes], last: str = "sends", timeout: float = 30
+) -> dict[str, str]:
+    """SIGUSR1 ``process`` and read the ``word rest`` lines it prints up to the ``last`` word's.
+
+    The provider fakes and ``notifier simulators`` both print their tally
+    this way (``counts {...}`` and ``sends [...]``); the values are JSON.
+    """
+    assert process.stdout is not None
+    os.kill(process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    lines: dict[str, str] = {}
+    while last not in lines:
+        wait = deadline - time.monotonic()
+        if wait <= 0 or not select.select([process.stdout], [], [], wait)[0]:
+            raise BenchError(f"no tally from {_argv(process)} in {timeout:.0f} s")
+        chunk = os.read(process.stdout.fileno(), 1 << 20)
+        if not chunk:
+            raise BenchError(f"{_argv(process)} exited before printing its tally")
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            word, _, rest = line.decode().partition(" ")
+            lines[word] = rest
+    return lines
+
+
 def run_notifier(env: dict[str, str], *args: str) -> str:
     """Run ``notifier ARGS`` to completion; its stdout, or BenchError with its stderr."""
     done = subprocess.run([*NOTIFIER, *args], env=env, cwd=ROOT, capture_output=True, text=True)

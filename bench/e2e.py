@@ -1,53 +1,67 @@
 """End-to-end delivery throughput beside its ceiling and its floor, in one run.
 
     python bench/e2e.py --events N [--latency-ms 50] [--broker URL] [--database URL]
-                        [--workers K] [--concurrency C] [--batch-size 1000]
+                        [--workers K] [--concurrency C] [--worker-sweep 1,2,4]
+                        [--fakes lean|simulators] [--batch-size 1000]
                         [--floor-count M] [--ceiling-events E] [--skip-baselines]
 
-It makes a fresh PostgreSQL database (``notifier_bench_<hex>``, dropped at the
-end) and a broker namespace of its own (a fresh RabbitMQ vhost, or a Redis db
-number, flushed), starts the provider simulators (``notifier simulators``,
-each answering after --latency-ms), ``notifier api`` and K ``notifier worker``
-processes (prefork, C processes each) as a deployment would, then measures:
+It makes a broker namespace of its own (a fresh RabbitMQ vhost, or a Redis db
+number, flushed), starts the provider fakes (each answering after
+--latency-ms): by default the lean ones (bench/_fakes.py: one asyncio process
+keeping counts, Twilio's two status callbacks per SMS included), or with
+``--fakes simulators`` the full ones (``notifier simulators``, which keep every
+message, and the only ones with Mitake); then, on a fresh PostgreSQL database
+(``notifier_bench_<hex>``, migrated, VACUUM ANALYZEd, dropped at the end),
+``notifier api`` and K ``notifier worker`` processes (prefork, C processes
+each) as a deployment would, and measures:
 
 * e2e: N unpaid-bill events of distinct accounts, each routed to push, SMS and
   email, posted to ``POST /v1/events/batch`` by a few concurrent clients while
   the workers run; the accept rate (events/s over the posting), deliveries/s
   from the first event accepted to the last delivery final, the seconds from
   an event's acceptance to its delivery's first ``sent``/``delivered`` entry
-  (p50/p95/p99 per channel), rows written per delivery, and the CPU seconds
-  and peak RSS of each kind of process;
+  (p50/p95/p99 per channel), rows written per delivery (in all and per table),
+  the CPU seconds and peak RSS of each kind of process, and the CPU per
+  delivery of the API, workers, PostgreSQL, broker and Redis (the fakes and
+  the bench left out). ``--worker-sweep 1,2,4`` runs it once per channel-worker
+  process count, each on a fresh database, and prints one table of them;
 * ceiling: a bare asyncio client (aiohttp, aiosmtplib over reused
-  connections) sending the same mix to the same simulators with no database
+  connections) sending the same mix to the same fakes with no database
   and no broker: what the providers and this machine allow;
 * floor: one Celery task per delivery making one blocking provider call
   (bench/floor_tasks.py), prefork with as many processes as the notifier's
   workers have: what the naive design gives.
 
-The last line is one summary line with the three rates and their ratios.
+It prints the PostgreSQL settings that move the figures and the load average
+at the start and the end. The last line is one summary line with the three
+rates and their ratios; with a sweep, its e2e is the run with the most processes.
 
 What the figures include and leave out:
 
 * "final" is any status but queued, sending and deferred: an SMS is final
   once Twilio accepted it (``sent``); the bench then waits a little for the
-  simulator's status reports so that the rows they write are counted too.
+  fakes' status reports so that the rows they write are counted too.
 * The provider rate limits stay on, in Redis as deployed, but high
   (``--provider-rate``, 5,000 sends/s per provider): every batch takes its
   slots, and the limiter's cost is in the figures. The per-key API limits are
   off.
 * No beat runs: the reconciler would re-send rows queued longer than
   ``NOTIFIER_REDISPATCH_AFTER_SECONDS``, which a large backlog is by design.
-* PostgreSQL's and the broker's CPU are their whole servers', other databases
-  and vhosts included: run the bench on a quiet machine (load is printed).
+* PostgreSQL's, the broker's and Redis's CPU are their whole servers', other
+  databases and vhosts included: run the bench on a quiet machine (load is printed).
+* autovacuum is off on these machines: each e2e run starts on a fresh,
+  VACUUM ANALYZEd database, and the dead rows its updates leave are printed
+  per table.
 * RSS is summed over a kind's processes, so pages they share (prefork's
   copy-on-write, PostgreSQL's shared buffers) count once per process.
-* The ceiling's emails get a third of its in-flight sends as SMTP
-  connections: SMTP sends one message at a time per connection, so at 50 ms
-  a handful of connections would measure the latency, not the machine.
+* The ceiling's SMS name no status callback (there is no API to take them);
+  its emails get a third of its in-flight sends as SMTP connections: SMTP
+  sends one message at a time per connection, so at 50 ms a handful of
+  connections would measure the latency, not the machine.
 
 Other ``NOTIFIER_*`` settings in the bench's environment reach the notifier's
 processes (``NOTIFIER_SMTP__CONNECTIONS=16 python bench/e2e.py ...``), except
-the ones the bench sets itself (database, broker, simulators, limits, logs).
+the ones the bench sets itself (database, broker, fakes, limits, logs).
 """
 
 from __future__ import annotations
@@ -56,7 +70,6 @@ import argparse
 import asyncio
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -88,6 +101,7 @@ from bench._processes import (  # noqa: E402
     fresh_database,
     named_roots,
     read_exports,
+    read_tally,
     run_notifier,
     wait_celery_ready,
     wait_until,
@@ -124,6 +138,16 @@ PROGRESS_EVERY = 5.0
 EVENT_QUEUES = ",".join((EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE))
 BENCH_KIND = Kind("bench", lambda _: [os.getpid()], tree=False)
 """This process alone: its children are measured as kinds of their own."""
+FAKES_KIND = "fakes"
+LEAN_FAKES = ROOT / "bench" / "_fakes.py"
+NOT_THE_NOTIFIERS = (FAKES_KIND, BENCH_KIND.name)
+"""Kinds left out of the CPU per delivery: what stands in for the providers and the clients."""
+PG_SETTINGS = (
+    "shared_buffers", "work_mem", "effective_cache_size", "synchronous_commit", "fsync",
+    "wal_level", "max_wal_size", "checkpoint_timeout", "random_page_cost", "jit",
+    "autovacuum", "max_connections",
+)  # fmt: skip
+"""The PostgreSQL settings that move the figures, printed beside them."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -179,15 +203,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--floor-count", type=int, default=1000, help="tasks of the floor (M)")
     add("--ceiling-events", type=int, help="events' worth of sends of the ceiling (default: N)")
-    add("--in-flight", type=int, default=200, help="sends in flight in the ceiling")
+    add(
+        "--in-flight",
+        type=int,
+        help="sends in flight in the ceiling (default: 1000 to the lean fakes, so that the "
+        "latency does not bound it; 200 to the simulators, a thread each)",
+    )
     # At 50 ms per message one SMTP connection carries 20 emails/s: a handful of
     # connections would make the ceiling SMTP's latency, not what the machine allows.
     add("--smtp-connections", type=int, help="of --in-flight, SMTP connections (default: a third)")
     add("--skip-baselines", action="store_true", help="measure e2e only")
+    add(
+        "--fakes",
+        choices=("lean", "simulators"),
+        default="lean",
+        help="the providers: lean (bench/_fakes.py: counts only, one asyncio process) or "
+        "simulators (`notifier simulators`, which keep every message; Mitake needs them)",
+    )
+    add(
+        "--worker-sweep",
+        help="channel-worker processes to run e2e with in turn, e.g. 1,2,4 (each on a fresh "
+        "database; overrides --concurrency), printed in one table",
+    )
     args = parser.parse_args(argv)
+    if args.fakes == "lean" and "mitake" in args.sms_providers.split(","):
+        parser.error(
+            "the lean fakes serve no Mitake: with --sms-providers naming mitake, "
+            "add --fakes simulators"
+        )
+    try:
+        args.sweep = [int(n) for n in args.worker_sweep.split(",")] if args.worker_sweep else []
+    except ValueError:
+        parser.error("--worker-sweep takes process counts, e.g. 1,2,4")
+    if any(n < 1 for n in args.sweep):
+        parser.error("--worker-sweep: each count must be positive")
     if args.events < 1 or not 1 <= args.batch_size <= 1000:
         parser.error("--events must be positive and --batch-size 1..1000 (the API's limit)")
     args.ceiling_events = args.ceiling_events or args.events
+    args.in_flight = args.in_flight or (1000 if args.fakes == "lean" else 200)
     args.smtp_connections = args.smtp_connections or max(1, args.in_flight // 3)
     if args.smtp_connections >= args.in_flight:
         parser.error("--smtp-connections must leave some of --in-flight to HTTP")
@@ -219,33 +272,38 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass
 class Setup:
-    """What every phase shares: the servers' namespaces and the running simulators."""
+    """What every phase shares: the broker's namespace and the running provider fakes."""
 
     args: argparse.Namespace
     folder: Path
-    db: BenchDatabase
     broker_url: str
     broker_kind: str
     procs: Processes
     simulators: dict[str, str] = field(default_factory=dict)
-    """The NOTIFIER_* settings that point the service at the simulators."""
+    """The NOTIFIER_* settings that point the service at the fakes."""
 
     @property
     def notifier_processes(self) -> int:
         return int(self.args.workers * (self.args.concurrency + self.args.event_concurrency))
 
-    def simulators_kind(self) -> Kind:
-        pid = self.procs.started["simulators"].pid
-        return Kind("simulators", lambda _: [pid])
+    def fakes_kind(self) -> Kind:
+        """The provider fakes (lean or simulators): what the notifier sends to, measured apart."""
+        pid = self.procs.started["fakes"].pid
+        return Kind(FAKES_KIND, lambda _: [pid])
 
     def server_kinds(self) -> list[Kind]:
-        """The simulators, PostgreSQL and the broker (whole servers, found by name)."""
-        broker_name = "redis-server" if self.broker_kind == "redis" else "beam.smp"
-        return [
-            self.simulators_kind(),
+        """The fakes, PostgreSQL, the broker and Redis (whole servers, found by name)."""
+        kinds = [
+            self.fakes_kind(),
             Kind("postgres", lambda procs: named_roots(procs, "postgres")),
-            Kind("broker", lambda procs: named_roots(procs, broker_name)),
         ]
+        if self.broker_kind == "redis":
+            kinds.append(Kind("broker", lambda procs: named_roots(procs, "redis-server")))
+        else:
+            kinds.append(Kind("broker", lambda procs: named_roots(procs, "beam.smp")))
+            # The provider rate limits live in Redis.
+            kinds.append(Kind("redis", lambda procs: named_roots(procs, "redis-server")))
+        return kinds
 
 
 def run(args: argparse.Namespace) -> str:
@@ -253,18 +311,30 @@ def run(args: argparse.Namespace) -> str:
     print_parameters(args)
     with ExitStack() as stack:
         folder = Path(stack.enter_context(TemporaryDirectory(prefix="notifier-e2e-")))
-        db = stack.enter_context(fresh_database(args.database))
         broker_url, how = stack.enter_context(
             broker_namespace(args.broker, [*ALL_QUEUES, floor_tasks.QUEUE])
         )
         procs = Processes(folder)
         stack.callback(procs.close)  # before the namespaces go: LIFO
-        print(f"database: {db.name}; broker: {how}")
+        print(f"broker: {how}")
         kind = "redis" if broker_url.startswith("redis") else "rabbitmq"
-        setup = Setup(args, folder, db, broker_url, kind, procs)
+        setup = Setup(args, folder, broker_url, kind, procs)
         try:
-            setup.simulators = start_simulators(setup)
-            e2e = measure_e2e(setup)
+            setup.simulators = start_fakes(setup)
+            print_fakes(setup)
+            results: list[E2eResult] = []
+            for processes in args.sweep or [args.concurrency]:
+                # Each run on a database of its own: no run inherits another's dead rows.
+                args.concurrency = processes
+                with fresh_database(args.database) as db:
+                    print(f"\ndatabase: {db.name}")
+                    if not results:
+                        print_pg_settings(db)
+                    results.append(measure_e2e(setup, db))
+            if args.sweep:
+                print_sweep(results)
+            # The summary's e2e is the run with the most processes; the floor gets as many.
+            e2e = results[-1]
             ceiling = floor = None
             if not args.skip_baselines:
                 ceiling = measure_ceiling(setup)
@@ -274,6 +344,36 @@ def run(args: argparse.Namespace) -> str:
             raise
     print_load("end")
     return summary_line(e2e, ceiling, floor)
+
+
+def print_fakes(setup: Setup) -> None:
+    if setup.args.fakes == "lean":
+        print(
+            f"fakes: lean ({LEAN_FAKES.relative_to(ROOT)}: Twilio SMS with its two status "
+            "callbacks, FCM, SMTP; counts only), measured apart as 'fakes'"
+        )
+    else:
+        print("fakes: simulators (`notifier simulators`, keeping every message)")
+
+
+def print_pg_settings(db: BenchDatabase) -> None:
+    """The server's settings that move the figures; autovacuum is off on these machines."""
+    with db.admin.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(:names)"),
+            {"names": list(PG_SETTINGS)},
+        ).all()
+        version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+    shown = {name: f"{setting}{' ' + unit if unit else ''}" for name, setting, unit in rows}
+    print(
+        f"PostgreSQL {version}: "
+        + ", ".join(f"{name} {shown[name]}" for name in PG_SETTINGS if name in shown)
+    )
+    if shown.get("autovacuum") == "off":
+        print(
+            "  autovacuum is off: the bench runs VACUUM ANALYZE on its tables after migrating "
+            "(each run on a fresh database); within a run, updated rows leave dead tuples"
+        )
 
 
 def worker_layout(args: argparse.Namespace) -> str:
@@ -319,16 +419,21 @@ def print_logs(procs: Processes) -> None:
         print(f"\n--- last lines of {name}.log ---\n{procs.tail(name)}", file=sys.stderr)
 
 
-def start_simulators(setup: Setup) -> dict[str, str]:
-    """``notifier simulators`` in its own process; the settings it prints."""
-    argv = [
-        *NOTIFIER, "simulators", "--latency-ms", str(setup.args.latency_ms),
-        "--mitake-points", str(setup.args.mitake_points),
-    ]  # fmt: skip
+def start_fakes(setup: Setup) -> dict[str, str]:
+    """The provider fakes in their own process; the settings they print."""
+    if setup.args.fakes == "lean":
+        argv = [sys.executable, str(LEAN_FAKES), "--latency-ms", str(setup.args.latency_ms)]
+        wanted = [name for name in SIMULATOR_SETTINGS if "MITAKE" not in name]
+    else:
+        argv = [
+            *NOTIFIER, "simulators", "--latency-ms", str(setup.args.latency_ms),
+            "--mitake-points", str(setup.args.mitake_points),
+        ]  # fmt: skip
+        wanted = SIMULATOR_SETTINGS
     # Unbuffered: its stdout is a pipe, and it prints once then sleeps.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = setup.procs.start("simulators", argv, env, stdout=subprocess.PIPE)
-    return read_exports(process, SIMULATOR_SETTINGS)
+    process = setup.procs.start("fakes", argv, env, stdout=subprocess.PIPE)
+    return read_exports(process, wanted)
 
 
 # -- e2e ----------------------------------------------------------------------
@@ -351,19 +456,31 @@ class E2eResult:
     deliveries: int
     seconds: float
     """From the first event accepted to the last delivery final (database times)."""
+    p99: float = 0.0
+    """Seconds from an event accepted to its delivery's first sent, all channels."""
+    processes: int = 0
+    """Channel-worker processes (per worker)."""
+    rows: int = 0
+    """Rows written (pg_stat_database)."""
+    cpu: float = 0.0
+    """CPU seconds of the API, the workers, PostgreSQL, the broker and Redis."""
 
     @property
     def rate(self) -> float:
         return self.deliveries / self.seconds
 
+    @property
+    def cpu_per_delivery(self) -> float:
+        return self.cpu / self.deliveries
 
-def notifier_env(setup: Setup, api_url: str) -> dict[str, str]:
+
+def notifier_env(setup: Setup, db: BenchDatabase, api_url: str) -> dict[str, str]:
     """The environment of every notifier process (settings names from notifier/settings.py)."""
     return {
         **os.environ,
         **setup.simulators,
         "NOTIFIER_DATA_DIR": str(setup.folder / "data"),
-        "NOTIFIER_DATABASE_URL": setup.db.url,
+        "NOTIFIER_DATABASE_URL": db.url,
         "NOTIFIER_BROKER_URL": setup.broker_url,
         "NOTIFIER_PUBLIC_URL": api_url,  # where Twilio's status callbacks go
         "NOTIFIER_QUIET_HOURS": "off",
@@ -379,13 +496,14 @@ def notifier_env(setup: Setup, api_url: str) -> dict[str, str]:
     }
 
 
-def measure_e2e(setup: Setup) -> E2eResult:
+def measure_e2e(setup: Setup, db: BenchDatabase) -> E2eResult:
     args = setup.args
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
-    env = notifier_env(setup, api_url)
+    env = notifier_env(setup, db, api_url)
     run_notifier(env, "migrate")
     key = run_notifier(env, "keys", "create", "--role", "producer", "--name", "bench")
+    vacuum_analyze(db)
     api = setup.procs.start(
         "api", [*NOTIFIER, "api", "--host", "127.0.0.1", "--port", str(port)], env
     )
@@ -397,11 +515,13 @@ def measure_e2e(setup: Setup) -> E2eResult:
     batches = build_batches(args.events, args.batch_size)
     timeout = args.timeout if args.timeout is not None else 600 + expected / 25
     print(
-        f"\ne2e: {args.events} events x ({', '.join(channels)}) = {expected} deliveries expected, "
+        f"e2e: {args.events} events x ({', '.join(channels)}) = {expected} deliveries expected, "
         f"{worker_layout(args)}"
     )
-    written_before = setup.db.tuples_written()
-    engine = sa.create_engine(setup.db.url)
+    written_before = db.tuples_written()
+    tables_before = table_writes(db)
+    tally_before = FakesTally.read(setup)
+    engine = sa.create_engine(db.url)
     kinds = [
         Kind("api", lambda _: [api.pid]),
         Kind("worker", lambda _: [w.pid for w in workers]),
@@ -418,25 +538,137 @@ def measure_e2e(setup: Setup) -> E2eResult:
             )
             wait_final(engine, args.events, expected, timeout)
         settle_reports(engine)
-        duplicates = duplicate_sends(setup, engine)
+        tally = FakesTally.read(setup) - tally_before
+        duplicates = duplicate_sends(tally, engine)
         # Their backends report their row counts to pg_stat_database as they exit.
         setup.procs.stop("api", *(f"worker-{i}" for i in range(len(workers))))
         time.sleep(1.0)
-        written = setup.db.tuples_written() - written_before
+        written = db.tuples_written() - written_before
+        tables = table_writes(db)
         result = report_e2e(engine, accept, expected)
     finally:
         engine.dispose()
+    result.processes = args.concurrency
+    result.rows = written
+    result.cpu = sum(u.cpu for name, u in meter.usage.items() if name not in NOT_THE_NOTIFIERS)
     print(
         f"  rows written per delivery: {written / expected:.1f} ({written} rows: pg_stat_database "
-        f"tup_inserted + tup_updated + tup_deleted of {setup.db.name}, read after the API and "
-        f"workers exited)"
+        f"tup_inserted + tup_updated + tup_deleted of {db.name}, read after the API and "
+        f"workers exited); by table (pg_stat_all_tables):"
     )
+    lines, in_tables = table_lines(tables_before, tables, expected)
+    print("\n".join(lines))
+    if written != in_tables:
+        print(
+            f"    {written - in_tables} of the rows written are in no table listed (tables "
+            "dropped meanwhile: temporary ones)"
+        )
     print("  CPU and memory from the first POST to the last delivery final:")
     print("\n".join(meter.table()))
+    counted = ", ".join(n for n in meter.usage if n not in NOT_THE_NOTIFIERS)
+    print(
+        f"  CPU per delivery, fakes and bench excluded: {1000 * result.cpu_per_delivery:.2f} ms "
+        f"({result.cpu:.1f} CPU s of {counted} / {expected} deliveries; PostgreSQL, the broker "
+        f"and Redis are whole servers)"
+    )
     if duplicates:
         # No worker died and no server stopped: every send beyond the log is a bug.
         raise BenchError(f"{duplicates} duplicate sends (sends the log does not record)")
     return result
+
+
+def vacuum_analyze(db: BenchDatabase) -> None:
+    """VACUUM ANALYZE the bench database's tables (autovacuum is off on these machines)."""
+    engine = sa.create_engine(db.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+    print("  VACUUM ANALYZE of the bench database's tables done (autovacuum is off here)")
+
+
+# Every table, the system catalogs and TOAST tables too (named after their owner's
+# table), so that the rows add up to pg_stat_database's.
+_TABLE_WRITES = """
+    SELECT CASE WHEN s.schemaname = 'pg_toast' THEN coalesce(o.relname, s.relname) || ' (TOAST)'
+                WHEN s.schemaname = 'public' THEN s.relname
+                ELSE s.schemaname || '.' || s.relname END,
+           s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_dead_tup
+    FROM pg_stat_all_tables s
+    JOIN pg_class c ON c.oid = s.relid
+    LEFT JOIN pg_class o ON o.reltoastrelid = s.relid
+    WHERE NOT c.relisshared  -- shared catalogs count every database's writes
+"""
+
+
+def table_writes(db: BenchDatabase) -> dict[str, tuple[int, int, int, int]]:
+    """Rows inserted, updated, deleted and dead per table so far (pg_stat_all_tables)."""
+    engine = sa.create_engine(db.url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(_TABLE_WRITES)).all()
+    finally:
+        engine.dispose()
+    return {name: (ins, upd, dele, dead) for name, ins, upd, dele, dead in rows}
+
+
+def table_lines(
+    before: dict[str, tuple[int, int, int, int]],
+    after: dict[str, tuple[int, int, int, int]],
+    deliveries: int,
+) -> tuple[list[str], int]:
+    """Per table: inserted, updated, deleted over the run, per delivery; dead rows at the end.
+
+    Also the rows written in all of them.
+    """
+    lines = [
+        f"    {'table':<24} {'inserted':>9} {'updated':>9} {'deleted':>9} {'per delivery':>13}"
+        f" {'dead rows':>10}"
+    ]
+    zero = (0, 0, 0, 0)
+    deltas = {
+        name: tuple(a - b for a, b in zip(row[:3], before.get(name, zero)[:3], strict=True))
+        for name, row in after.items()
+    }
+    for name, (ins, upd, dele) in sorted(deltas.items(), key=lambda kv: -sum(kv[1])):
+        if ins or upd or dele:
+            per = (ins + upd + dele) / deliveries
+            dead = after[name][3]
+            lines.append(f"    {name:<24} {ins:9d} {upd:9d} {dele:9d} {per:13.2f} {dead:10d}")
+    total = [sum(d[i] for d in deltas.values()) for i in range(3)]
+    lines.append(
+        f"    {'all':<24} {total[0]:9d} {total[1]:9d} {total[2]:9d} {sum(total) / deliveries:13.2f}"
+    )
+    return lines, sum(total)
+
+
+@dataclass
+class FakesTally:
+    """What the fakes counted: sends per (delivery, recipient) and, lean, their counters."""
+
+    sends: Counter[tuple[int, str]]
+    counts: Counter[str]
+
+    @classmethod
+    def read(cls, setup: Setup) -> FakesTally:
+        """Both fakes print it on SIGUSR1 (``notifier simulators`` only the sends)."""
+        lines = read_tally(setup.procs.started["fakes"])
+        sends = Counter({(d, to): n for d, to, n in json.loads(lines["sends"])})
+        counts: Counter[str] = Counter()
+        for name, value in json.loads(lines.get("counts", "{}")).items():
+            if isinstance(value, dict):  # callbacks by HTTP status or by failure
+                counts.update({f"{name} {k}": v for k, v in value.items()})
+            else:
+                counts[name] = value
+        return cls(sends, counts)
+
+    def __sub__(self, earlier: FakesTally) -> FakesTally:
+        # The fakes count from their start; a sweep's runs take the difference.
+        pending = self.counts["callbacks_pending"]
+        counts = self.counts - earlier.counts
+        counts["callbacks_pending"] = pending
+        return FakesTally(self.sends - earlier.sends, counts)
 
 
 # Sends each delivery's timeline records (one entry with the provider's id per send).
@@ -446,35 +678,34 @@ _RECORDED = """
 """
 
 
-def duplicate_sends(setup: Setup, engine: sa.Engine, timeout: float = 30) -> int:
-    """Sends the simulators accepted beyond those the deliveries recorded, printed.
+def duplicate_sends(tally: FakesTally, engine: sa.Engine) -> int:
+    """Sends the fakes accepted beyond those the deliveries recorded, printed.
 
-    ``notifier simulators`` prints its tally on SIGUSR1 (per delivery and
-    recipient); a recipient sent to more often than its delivery recorded a
-    send got a duplicate.
+    A recipient sent to more often than its delivery recorded a send got a
+    duplicate. With the lean fakes, the status callbacks they posted too.
     """
-    process = setup.procs.started["simulators"]
-    assert process.stdout is not None
-    os.kill(process.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    while b"\nsends " not in b"\n" + buffer or not buffer.endswith(b"\n"):
-        wait = deadline - time.monotonic()
-        if wait <= 0 or not select.select([process.stdout], [], [], wait)[0]:
-            raise BenchError(f"no tally from the simulators in {timeout:.0f} s")
-        chunk = os.read(process.stdout.fileno(), 1 << 20)
-        if not chunk:
-            raise BenchError("the simulators exited before printing their tally")
-        buffer += chunk
-    line = next(x for x in buffer.decode().splitlines() if x.startswith("sends "))
-    sent = json.loads(line.removeprefix("sends "))
     with engine.connect() as conn:
-        recorded = dict(conn.execute(sa.text(_RECORDED)).tuples().all())
-    duplicates = sum(max(0, count - recorded.get(delivery_id, 0)) for delivery_id, _, count in sent)
-    print(
-        f"  duplicate sends: {duplicates} ({sum(c for *_, c in sent)} sends received by the "
-        f"simulators, {sum(recorded.values())} recorded in the deliveries' timelines)"
+        recorded: dict[int, int] = {d: n for d, n in conn.execute(sa.text(_RECORDED)).all()}
+    duplicates = sum(
+        max(0, count - recorded.get(delivery_id, 0))
+        for (delivery_id, _), count in tally.sends.items()
     )
+    print(
+        f"  duplicate sends: {duplicates} ({tally.sends.total()} sends received by the "
+        f"fakes, {sum(recorded.values())} recorded in the deliveries' timelines)"
+    )
+    counts = tally.counts
+    if "sms" in counts or "push" in counts or "email" in counts:
+        answered = {k.split()[-1]: n for k, n in counts.items() if k.startswith("callbacks_answ")}
+        failed = {k.split(" ", 1)[1]: n for k, n in counts.items() if k.startswith("callbacks_f")}
+        # A non-2xx answer is counted as answered and as failed; a lost one only as failed.
+        unanswered = sum(n for reason, n in failed.items() if not reason.startswith("HTTP"))
+        print(
+            f"  fakes: sms {counts['sms']}, push {counts['push']}, email {counts['email']}; "
+            f"status callbacks posted {sum(answered.values()) + unanswered}, "
+            f"answered {_counts(answered) or 'none'}, failed {_counts(failed) or 'none'}, "
+            f"retried {counts['callbacks_retried']}, still pending {counts['callbacks_pending']}"
+        )
     return duplicates
 
 
@@ -705,7 +936,8 @@ def report_e2e(engine: sa.Engine, accept: AcceptResult, expected: int) -> E2eRes
         failures = conn.execute(sa.text(_FAILURES), {"final": ["failed", "undelivered"]}).all()
     *channels, overall = rows
     first_accept, last_final = overall[4], overall[5]
-    result = E2eResult(accept, expected, (last_final - first_accept).total_seconds())
+    seconds = (last_final - first_accept).total_seconds()
+    result = E2eResult(accept, expected, seconds, p99=overall[3][2] if overall[2] else 0.0)
     print(
         f"  e2e      {result.rate:8.0f} deliveries/s  ({expected} final in {result.seconds:.1f} s "
         f"from the first event accepted to the last delivery final)"
@@ -738,7 +970,7 @@ def measure_ceiling(setup: Setup) -> float:
         f"\nceiling: bare asyncio client, no database, no broker: {count} each of sms, push, "
         f"email; {http_slots} HTTP requests and {args.smtp_connections} SMTP connections in flight"
     )
-    kinds = [setup.simulators_kind(), BENCH_KIND]
+    kinds = [setup.fakes_kind(), BENCH_KIND]
     targets = Targets(setup.simulators)
     with ResourceMeter(kinds) as meter:
         tally = asyncio.run(flood(targets, count, http_slots, args.smtp_connections))
@@ -778,7 +1010,7 @@ def measure_floor(setup: Setup) -> float:
     )  # fmt: skip
     wait_celery_ready(setup.broker_url, [name], [worker])
     print(
-        f"\nfloor: one Celery task per delivery, one blocking POST to the Twilio simulator, "
+        f"\nfloor: one Celery task per delivery, one blocking POST to the Twilio fake, "
         f"prefork x {processes}, {args.floor_count} tasks"
     )
     kinds = [Kind("floor-worker", lambda _: [worker.pid]), *setup.server_kinds(), BENCH_KIND]
@@ -818,8 +1050,25 @@ def _lines(path: Path) -> int:
 # -- summary ------------------------------------------------------------------
 
 
+def print_sweep(results: list[E2eResult]) -> None:
+    print("\ne2e by channel-worker processes (each on a fresh database):")
+    print(
+        f"  {'processes':>9} {'deliveries/s':>13} {'CPU ms/delivery':>16} {'rows/delivery':>14} "
+        f"{'p99 s':>8}"
+    )
+    for r in results:
+        print(
+            f"  {r.processes:9d} {r.rate:13.0f} {1000 * r.cpu_per_delivery:16.2f} "
+            f"{r.rows / r.deliveries:14.1f} {r.p99:8.2f}"
+        )
+    print("  (CPU: API, workers, PostgreSQL, broker and Redis; the fakes and the bench excluded)")
+
+
 def summary_line(e2e: E2eResult, ceiling: float | None, floor: float | None) -> str:
-    parts = [f"e2e {e2e.rate:.0f} deliveries/s"]
+    parts = [
+        f"e2e {e2e.rate:.0f} deliveries/s ({e2e.processes} channel-worker processes)",
+        f"{1000 * e2e.cpu_per_delivery:.2f} ms CPU/delivery without the fakes",
+    ]
     if ceiling is not None and floor is not None:
         parts += [
             f"ceiling {ceiling:.0f}/s",

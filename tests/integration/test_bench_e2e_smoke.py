@@ -4,7 +4,9 @@ SMS go through two providers: Mitake first, whose prepaid account runs out half
 way (it answers ``s``, no points left: its circuit opens), then Twilio. Only that
 it works is asserted: every delivery final and no duplicate send (exit 0; no
 worker dies here, so the bound is 0), SMS sent by both providers, and one
-summary line last. The figures are printed, even when the test passes, so that CI's
+summary line last. The lean fakes the bench uses by default serve no Mitake, so
+this runs the full simulators (``--fakes simulators``); tests/integration/test_bench_fakes.py
+covers the lean ones. The figures are printed, even when the test passes, so that CI's
 log shows them; they are not judged, as timings on a shared 2-core machine
 are noise.
 """
@@ -26,7 +28,7 @@ ARGS = [
     "--events", "600", "--latency-ms", "5", "--timeout", "150",
     "--ceiling-events", "300", "--floor-count", "100",
     "--database", PG_ADMIN_URL, "--broker", RABBIT_URL,
-    "--sms-providers", "mitake,twilio", "--mitake-points", "300",
+    "--sms-providers", "mitake,twilio", "--mitake-points", "300", "--fakes", "simulators",
 ]  # fmt: skip
 DEADLINE = 240
 """Seconds before the bench is stopped; under pytest's 300 s timeout with room for cleanup."""
