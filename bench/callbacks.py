@@ -63,9 +63,7 @@ def rows_written(engine: sa.Engine) -> int:
         conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
         return int(
             conn.execute(
-                sa.text(
-                    "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables"
-                )
+                sa.text("SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables")
             ).scalar_one()
         )
 
