@@ -73,9 +73,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(OverflowError, unstorable)
     app.add_exception_handler(StatementError, unstorable)
+    # The routers are tried in this order for every request: the providers' callbacks (two
+    # per SMS) and the producers' events come first, so they match without scanning the rest.
     for module in (
-        health, events, deliveries, escalations, holds, ladder, service_records, callbacks,
-        producer, templates, metrics, mitake_callbacks,
+        callbacks, mitake_callbacks, events, health, deliveries, escalations, holds, ladder,
+        service_records, producer, templates, metrics,
     ):  # fmt: skip
         app.include_router(module.router)
     apidocs.mount(app)  # before install_web_pages: its /static mount would take /static/apidocs
