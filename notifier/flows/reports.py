@@ -55,6 +55,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from notifier.accounts import service as accounts
+from notifier.db import utcnow
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus
 from notifier.escalation import callbacks as case_callbacks
@@ -148,7 +149,8 @@ class _Bulk:
     def write(self, session: Session) -> None:
         """Write what is pending; before any statement that must see it."""
         if self.changes:
-            deliveries.record_changes(session, self.changes, at=self.now)
+            # Stamped as record_change stamps a report alone: when it was written.
+            deliveries.record_changes(session, self.changes, at=utcnow())
             self.changes = []
         if self.delivered:
             settled = list(
