@@ -104,7 +104,8 @@ class ReportBuffer:
 
     def stop(self) -> None:
         """Stop the thread and apply what is left (the lifespan's shutdown)."""
-        thread, self._thread = self._thread, None
+        with self._lock:  # from here on a report is applied by the request that brought it
+            thread, self._thread = self._thread, None
         if thread is not None:
             self._stopping.set()
             self._wake.set()
