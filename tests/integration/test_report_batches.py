@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
+from notifier.app import create_app
 from notifier.deliveries.models import Delivery, DeliveryChange
 from notifier.flows import reports as report_flow
-from notifier.flows.report_buffer import ReportBuffer
+from notifier.flows.report_buffer import ReportBuffer, buffer_of
 from notifier.flows.reports import ForeignReport, Report, apply_reports
+from notifier.runtime import Runtime
 from tests.support import events
 from tests.support.ledger import Ledger
 
@@ -222,3 +225,13 @@ def test_the_thread_applies_a_full_batch_without_waiting_for_the_interval(
         assert state(ledger, first)[0] == state(ledger, second)[0] == "delivered"
     finally:
         buffer.stop()
+
+
+def test_the_api_lifespan_starts_the_buffer_and_drains_it_at_shutdown(ledger: Ledger) -> None:
+    sms = sent_sms(ledger)
+    app = create_app(runtime=Runtime(ledger.runtime.settings))
+    buffer = buffer_of(app.state)
+    assert buffer is not None
+    with TestClient(app):
+        assert buffer.put(twilio(sms, "delivered"))  # as the status route puts it
+    assert state(ledger, sms) == ("delivered", [("delivered", "delivered")])
