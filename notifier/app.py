@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import StatementError
+from starlette.concurrency import run_in_threadpool
 
 from notifier.api import (
     callbacks,
@@ -33,6 +34,7 @@ from notifier.api.errors import unstorable
 from notifier.api.headers import PrivateAnswers
 from notifier.api.limits import BodySizeLimit
 from notifier.events.schema import FieldError, capped, error_message, field_path
+from notifier.flows.report_buffer import ReportBuffer
 from notifier.observability.logs import AccessLog, configure_logging
 from notifier.runtime import Runtime
 from notifier.settings import Settings, get_settings
@@ -45,12 +47,16 @@ __all__ = ["create_app"]
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the API for ``settings`` (the environment's by default)."""
     rt = runtime or Runtime(settings or get_settings())
+    reports = ReportBuffer(rt)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging()
         rt.renderer.check_all()
+        reports.start()
         yield
+        # After the server's last request: every report it answered is applied before exit.
+        await run_in_threadpool(reports.stop)
         rt.close()
 
     app = FastAPI(
@@ -63,12 +69,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
     )
     app.state.runtime = rt
+    app.state.reports = reports
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(OverflowError, unstorable)
     app.add_exception_handler(StatementError, unstorable)
+    # The routers are tried in this order for every request: the providers' callbacks (two
+    # per SMS) and the producers' events come first, so they match without scanning the rest.
     for module in (
-        health, events, deliveries, escalations, holds, ladder, service_records, callbacks,
-        producer, templates, metrics, mitake_callbacks,
+        callbacks, mitake_callbacks, events, health, deliveries, escalations, holds, ladder,
+        service_records, producer, templates, metrics,
     ):  # fmt: skip
         app.include_router(module.router)
     apidocs.mount(app)  # before install_web_pages: its /static mount would take /static/apidocs

@@ -9,10 +9,13 @@ under a root path.
 Each URL ends in a token (:mod:`notifier.deliveries.callback_tokens`) naming
 the delivery and when the URL was issued, under our own HMAC: a token that is
 not ours, or older than ``NOTIFIER_CALLBACK_WINDOW_HOURS``, is refused with
-403 like a bad signature, and so is a report about a message the delivery did
-not send. Inside the window a replayed report is harmless: the same report is
-recorded once (flows/reports.py). Refusals are logged with the reason and, once
-the token's MAC holds, the delivery id; never the form (it carries numbers).
+403 like a bad signature. A report about a message the delivery did not send
+is refused too: with 403 when it is applied in the request (the machine
+result), in the log when its batch is applied (a status report, buffered:
+flows/report_buffer.py). Inside the window a replayed report is harmless: the
+same report is recorded once (flows/reports.py). Refusals are logged with the
+reason and, once the token's MAC holds, the delivery id; never the form (it
+carries numbers).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import timedelta
 from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MultiDict
 from twilio.request_validator import (
     SIGNATURE_SETTINGS_HEADER,
@@ -31,12 +35,13 @@ from twilio.request_validator import (
 )
 
 from channels.twilio_voice import gather_response
-from notifier.api.deps import RuntimeDep
+from notifier.api.deps import RuntimeDep, get_runtime
 from notifier.api.errors import error_responses
 from notifier.deliveries import callback_tokens
 from notifier.deliveries.callback_tokens import CallbackToken, Purpose, TokenRefused
 from notifier.deliveries.models import Delivery, DeliveryStatus
-from notifier.flows.reports import ForeignReport, is_machine, record_report
+from notifier.flows.report_buffer import apply_now, buffer_of
+from notifier.flows.reports import ForeignReport, Report, is_machine, record_report
 from notifier.runtime import Runtime
 
 __all__ = ["request_url", "router"]
@@ -169,8 +174,16 @@ def _refuse(purpose: Purpose, reason: str, delivery_id: int | None) -> NoReturn:
 
 
 @router.post("/status/{token}", status_code=status.HTTP_204_NO_CONTENT)
-def status_callback(token: str, form: SignedForm, rt: RuntimeDep) -> Response:
-    """A message or call status report from Twilio."""
+async def status_callback(token: str, request: Request) -> Response:
+    """A message or call status report from Twilio, answered before it is applied.
+
+    The buffer (flows/report_buffer.py) applies it within a flush interval; a
+    report about a message the delivery did not send is refused there, in the log.
+    """
+    # Two reports per SMS come here: the runtime and the signed form are read without
+    # FastAPI's dependency solving, a tenth of what the request costs (bench/callbacks.py).
+    rt = get_runtime(request)
+    form = await signed_form(request, rt)
     delivery_id = _read_token(rt, token, "status").delivery_id
     if "CallStatus" in form:
         provider_status, mapping, sid = form["CallStatus"], _CALL, form.get("CallSid", "")
@@ -180,28 +193,25 @@ def status_callback(token: str, form: SignedForm, rt: RuntimeDep) -> Response:
             _SMS,
             form.get("MessageSid", ""),
         )
-    report = mapping.get(provider_status, "report")
     detail = {"error_code": form["ErrorCode"]} if form.get("ErrorCode") else {}
     if form.get("AnsweredBy"):  # answering machine detection: a voicemail is no proof
         detail["answered_by"] = form["AnsweredBy"]
     if form.get("CallDuration"):  # a person who hung up at once was not served
         detail["call_duration"] = form["CallDuration"]
-    try:
-        outcome = record_report(
-            rt,
-            delivery_id,
-            report,
-            provider="twilio",
-            sid=sid,
-            provider_status=provider_status,
-            **detail,
-        )
-    except ForeignReport as exc:
-        _refuse("status", str(exc), delivery_id)
-    if outcome.enqueue:
-        rt.dispatcher.deliver(outcome.enqueue)  # a fallback the report started
-    if outcome.retry_in is not None and outcome.channel:
-        rt.dispatcher.deliver([(delivery_id, outcome.channel)], countdown=outcome.retry_in)
+    report = Report(
+        delivery_id,
+        mapping.get(provider_status, "report"),
+        provider="twilio",
+        sid=sid,
+        provider_status=provider_status,
+        detail=detail,
+    )
+    buffer = buffer_of(request.app.state)
+    if buffer is None or not buffer.put(report):
+        try:
+            await run_in_threadpool(apply_now, rt, report)
+        except ForeignReport as exc:
+            _refuse("status", str(exc), delivery_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,8 +9,10 @@ failed, 0-2 progress; see :func:`channels.mitake_sms.report_for`), and wants
 Mitake signs nothing. The only authentication is the URL's token
 (:mod:`notifier.deliveries.callback_tokens`, the same signed and dated
 per-delivery token as Twilio's, purpose ``status``): a token not ours, or
-older than ``NOTIFIER_CALLBACK_WINDOW_HOURS``, is refused with 403, and so is
-a report about a msgid the delivery did not send. Anyone who holds a URL can
+older than ``NOTIFIER_CALLBACK_WINDOW_HOURS``, is refused with 403. The
+report is acknowledged at once and applied with others in a batch
+(flows/report_buffer.py); one about a msgid the delivery did not send is
+refused then, in the log. Anyone who holds a URL can
 report on that one delivery's message until the window ends; a replayed report
 is recorded once (flows/reports.py). Refusals are logged with the reason, never
 the parameters (they carry the customer's number).
@@ -20,16 +22,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated, NoReturn
+from typing import NoReturn
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from channels.mitake_sms import acknowledgement, report_for
-from notifier.api.deps import RuntimeDep
+from notifier.api.deps import get_runtime
 from notifier.api.errors import error_responses
 from notifier.deliveries import callback_tokens
 from notifier.deliveries.callback_tokens import TokenRefused
-from notifier.flows.reports import ForeignReport, record_report
+from notifier.flows.report_buffer import apply_now, buffer_of
+from notifier.flows.reports import ForeignReport, Report
 
 __all__ = ["router"]
 
@@ -54,10 +58,11 @@ async def report_fields(request: Request) -> dict[str, str]:
 # document (one route of GET and POST gives both the same id, in no fixed order).
 @router.get("/status/{token}", response_class=Response, operation_id="mitake_report_by_get")
 @router.post("/status/{token}", response_class=Response, operation_id="mitake_report_by_post")
-def status_callback(
-    token: str, fields: Annotated[dict[str, str], Depends(report_fields)], rt: RuntimeDep
-) -> Response:
-    """A delivery report from Mitake, answered with Mitake's acknowledgement."""
+async def status_callback(token: str, request: Request) -> Response:
+    """A delivery report from Mitake, acknowledged before it is applied (in a batch)."""
+    # One report per SMS: read without FastAPI's dependency solving, as Twilio's are.
+    rt = get_runtime(request)
+    fields = await report_fields(request)
     try:
         delivery_id = callback_tokens.read(
             callback_tokens.signing_key(rt.settings),
@@ -75,28 +80,21 @@ def status_callback(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, "msgid and StatusFlag are required"
         )
-    report = report_for(flag)
     detail = {"statusstr": fields["statusstr"]} if fields.get("statusstr") else {}
-    if report in ("failed", "undelivered"):
+    if report_for(flag) in ("failed", "undelivered"):
         detail["error_code"] = f"mitake:{flag}"
     if fields.get("donetime"):
         detail["donetime"] = fields["donetime"]
-    try:
-        outcome = record_report(
-            rt,
-            delivery_id,
-            report,
-            provider="mitake",
-            sid=msgid,
-            provider_status=flag,
-            **detail,
-        )
-    except ForeignReport as exc:
-        _refuse(str(exc), delivery_id)
-    if outcome.enqueue:
-        rt.dispatcher.deliver(outcome.enqueue)  # a fallback the report started
-    if outcome.retry_in is not None and outcome.channel:
-        rt.dispatcher.deliver([(delivery_id, outcome.channel)], countdown=outcome.retry_in)
+    report = Report(
+        delivery_id, report_for(flag), provider="mitake", sid=msgid, provider_status=flag,
+        detail=detail,
+    )  # fmt: skip
+    buffer = buffer_of(request.app.state)
+    if buffer is None or not buffer.put(report):
+        try:
+            await run_in_threadpool(apply_now, rt, report)
+        except ForeignReport as exc:
+            _refuse(str(exc), delivery_id)
     return Response(content=acknowledgement(msgid), media_type="text/plain")
 
 

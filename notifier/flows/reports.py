@@ -26,18 +26,36 @@ unknown destination) mark the phone invalid on the account (no SMS, no call
 to it, and the fallback skips it); 30006 (a landline) marks it as taking no
 SMS, so the fallback and later notices call it instead
 (https://www.twilio.com/docs/api/errors).
+
+Progress that says nothing new is not recorded: a ``sent`` (``queued``,
+``sending``, a call's ``initiated``, Mitake's 0-2) about the very message the
+delivery already records as sent adds no timeline row and changes nothing.
+While the delivery is ``sending`` or ``ambiguous`` such a report still tells
+which message went out, and is kept.
+
+:func:`apply_reports` applies many reports in one transaction (the API's
+buffer, flows/report_buffer.py): one select of the deliveries, one of their
+timelines, one insert of the new timeline rows and one update of those that
+reached ``delivered``; the rarer outcomes (a failure and its fallback, a
+busy line's retry, an ``unknown`` or ``ambiguous`` delivery settled) take
+their own statements in that transaction, as :func:`record_report` does for
+one report.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from notifier.accounts import service as accounts
+from notifier.db import utcnow
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus
 from notifier.escalation import callbacks as case_callbacks
@@ -46,7 +64,15 @@ from notifier.flows.outcome import DeliverOutcome
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
-__all__ = ["ForeignReport", "apply_report", "call_heard", "is_machine", "record_report"]
+__all__ = [
+    "ForeignReport",
+    "Report",
+    "apply_report",
+    "apply_reports",
+    "call_heard",
+    "is_machine",
+    "record_report",
+]
 
 log = logging.getLogger(__name__)
 _FINAL = {
@@ -65,6 +91,11 @@ UNREACHABLE_CODES = {
 """Twilio's codes that say the number reaches nobody, and the reason marked on the account."""
 NO_SMS_CODES = frozenset({"30006"})
 """Twilio: landline or unreachable carrier; the number may still take a call."""
+NOTHING_NEW = {
+    "twilio": frozenset({"accepted", "scheduled", "queued", "sending", "sent", "initiated"}),
+    "mitake": frozenset({"0", "1", "2"}),
+}
+"""Progress a provider reports that our own record of the send already says."""
 
 
 def is_machine(answered_by: str) -> bool:
@@ -92,6 +123,60 @@ class ForeignReport(Exception):
     """A report about a provider message that the delivery did not send."""
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One provider report as a callback brought it, before it is applied."""
+
+    delivery_id: int
+    status: str
+    """Our word for it: ``delivered``, ``failed``, ``busy`` … or ``report`` (progress)."""
+    provider: str
+    sid: str
+    provider_status: str
+    detail: Mapping[str, str] = field(default_factory=dict)
+    attempt: int = 0
+    """How many times applying it failed (flows/report_buffer.py retries it)."""
+
+
+@dataclass
+class _Bulk:
+    """What a batch of reports writes at its end in one statement each."""
+
+    now: datetime
+    changes: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    delivered: list[int] = field(default_factory=list)
+
+    def write(self, session: Session) -> None:
+        """Write what is pending; before any statement that must see it."""
+        if self.changes:
+            # Stamped as record_change stamps a report alone: when it was written.
+            deliveries.record_changes(session, self.changes, at=utcnow())
+            self.changes = []
+        if self.delivered:
+            settled = list(
+                session.execute(
+                    sa.update(Delivery)
+                    .where(
+                        col(Delivery.id).in_(self.delivered),
+                        col(Delivery.status) == DeliveryStatus.SENT,
+                    )
+                    .values(status=DeliveryStatus.DELIVERED, updated_at=self.now)
+                    .returning(col(Delivery.id))
+                    .execution_options(synchronize_session=False)
+                ).scalars()
+            )
+            # The rows are locked (PostgreSQL) or the database is (SQLite's BEGIN
+            # IMMEDIATE): every one was ``sent`` when read, so none is refused here.
+            for refused in sorted(set(self.delivered) - set(settled)):
+                log.warning(
+                    "delivery %s: refused delivered, it is no longer sent",
+                    refused,
+                    extra={"delivery_id": refused, "status": DeliveryStatus.DELIVERED},
+                )
+            webhooks.delivery_outcomes(session, settled, DeliveryStatus.DELIVERED, now=self.now)
+            self.delivered = []
+
+
 def record_report(
     rt: Runtime,
     delivery_id: int,
@@ -103,65 +188,165 @@ def record_report(
     **detail: Any,
 ) -> DeliverOutcome:
     """Record one provider report about message ``sid`` and apply it if the delivery is ready."""
+    report = Report(delivery_id, status, provider, sid, provider_status, detail)
     with rt.db.session() as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
             return DeliverOutcome(status=None)
         earlier = deliveries.timeline(session, delivery_id)
-        if not _sent_by(delivery, earlier, sid):
-            raise ForeignReport(
-                f"delivery {delivery_id} sent no provider message {sid or '(none)'}"
-            )
-        if status == "delivered" and delivery.channel == "voice":
-            status = call_heard(
-                earlier,
-                call_duration=detail.get("call_duration"),
-                min_served_seconds=rt.policy.voice.min_served_seconds,
-            )
-        if any(
-            change.status == status
-            and change.detail.get("report") == provider
-            and change.detail.get("sid") == sid
-            and change.detail.get("provider_status") == provider_status
-            for change in earlier
+        return _record(rt, session, delivery, earlier, report, bulk=None)
+
+
+def apply_reports(
+    rt: Runtime, reports: Sequence[Report]
+) -> list[tuple[Report, DeliverOutcome | ForeignReport]]:
+    """Record and apply ``reports``, in order, in one transaction; each with its outcome, or
+    the :class:`ForeignReport` it was refused with. Raises (and writes nothing) if any fails."""
+    ids = sorted({report.delivery_id for report in reports})
+    results: list[tuple[Report, DeliverOutcome | ForeignReport]] = []
+    with rt.db.session() as session:
+        # In id order, so that two API processes' batches lock shared rows in one order.
+        rows = session.exec(
+            select(Delivery)
+            .where(col(Delivery.id).in_(ids))
+            .order_by(col(Delivery.id))
+            .with_for_update()
+        ).all()
+        found = {row.id: row for row in rows}
+        timelines: dict[int, list[DeliveryChange]] = {delivery_id: [] for delivery_id in ids}
+        for change in session.exec(
+            select(DeliveryChange)
+            .where(col(DeliveryChange.delivery_id).in_(ids))
+            .order_by(col(DeliveryChange.at), col(DeliveryChange.id))
         ):
-            log.info(
-                "delivery %s: report %r again, ignored",
-                delivery_id,
-                provider_status,
-                extra={"delivery_id": delivery_id, "provider_status": provider_status},
-            )
-            return DeliverOutcome(status=delivery.status)
-        if delivery.status == DeliveryStatus.AMBIGUOUS and deliveries.settle_ambiguous(
-            session,
-            delivery_id,
-            DeliveryStatus.SENT,
-            now=rt.clock(),
-            provider=provider,
-            provider_id=sid,
-            last_error=None,
-            detail={"provider": provider, "provider_id": sid, "found_by": "report"},
-        ):
-            # The send whose answer was lost reports: it went out as ``sid``. The row was
-            # updated above; the loaded object follows without being flushed again.
-            for name, value in (
-                ("status", DeliveryStatus.SENT),
-                ("provider", provider),
-                ("provider_id", sid),
-            ):
-                set_committed_value(delivery, name, value)
-        deliveries.record_change(
-            session,
-            delivery_id,
-            status,
-            report=provider,
-            provider_status=provider_status,
-            sid=sid,
-            **detail,
+            timelines[change.delivery_id].append(change)
+        bulk = _Bulk(now=rt.clock())
+        for report in reports:
+            delivery = found.get(report.delivery_id)
+            if delivery is None:
+                results.append((report, DeliverOutcome(status=None)))
+                continue
+            try:
+                outcome = _record(
+                    rt, session, delivery, timelines[report.delivery_id], report, bulk=bulk
+                )
+            except ForeignReport as exc:
+                results.append((report, exc))
+                continue
+            results.append((report, outcome))
+        bulk.write(session)
+    return results
+
+
+def _record(
+    rt: Runtime,
+    session: Session,
+    delivery: Delivery,
+    earlier: list[DeliveryChange],
+    report: Report,
+    *,
+    bulk: _Bulk | None,
+) -> DeliverOutcome:
+    """:func:`record_report` on a locked delivery and its timeline, which it extends.
+
+    With ``bulk``, the timeline row and a settled ``delivered`` wait for the
+    batch's end; a rarer outcome first writes what waits, then goes on as alone.
+    """
+    assert delivery.id is not None
+    delivery_id, status, provider, sid = (
+        report.delivery_id,
+        report.status,
+        report.provider,
+        report.sid,
+    )
+    provider_status, detail = report.provider_status, dict(report.detail)
+    if not _sent_by(delivery, earlier, sid):
+        raise ForeignReport(f"delivery {delivery_id} sent no provider message {sid or '(none)'}")
+    if status == "delivered" and delivery.channel == "voice":
+        status = call_heard(
+            earlier,
+            call_duration=detail.get("call_duration"),
+            min_served_seconds=rt.policy.voice.min_served_seconds,
         )
-        if delivery.status == DeliveryStatus.SENDING:
-            return DeliverOutcome(status=delivery.status)  # the worker applies it once it records
-        return _apply(rt, session, delivery, status, detail.get("error_code"))
+    if any(
+        change.status == status
+        and change.detail.get("report") == provider
+        and change.detail.get("sid") == sid
+        and change.detail.get("provider_status") == provider_status
+        for change in earlier
+    ):
+        log.info(
+            "delivery %s: report %r again, ignored",
+            delivery_id,
+            provider_status,
+            extra={"delivery_id": delivery_id, "provider_status": provider_status},
+        )
+        return DeliverOutcome(status=delivery.status)
+    if (
+        status == "report"
+        and provider_status in NOTHING_NEW.get(provider, ())
+        and delivery.status not in (DeliveryStatus.SENDING, DeliveryStatus.AMBIGUOUS)
+        and sid == delivery.provider_id
+    ):
+        log.debug(
+            "delivery %s: report %r says what we recorded, not kept",
+            delivery_id,
+            provider_status,
+            extra={"delivery_id": delivery_id, "provider_status": provider_status},
+        )
+        return DeliverOutcome(status=delivery.status)
+    if delivery.status == DeliveryStatus.AMBIGUOUS:
+        if bulk is not None:
+            bulk.write(session)
+        _settle_by_report(rt, session, delivery, provider, sid)
+    change: dict[str, Any] = {
+        "report": provider,
+        "provider_status": provider_status,
+        "sid": sid,
+        **detail,
+    }
+    if bulk is None:
+        deliveries.record_change(session, delivery_id, status, **change)
+    else:
+        bulk.changes.append((delivery_id, status, change))
+    # Later reports of the batch about this delivery see it, as they would in the table.
+    earlier.append(DeliveryChange(delivery_id=delivery_id, status=status, detail=change))
+    if delivery.status == DeliveryStatus.SENDING:
+        return DeliverOutcome(status=delivery.status)  # the worker applies it once it records
+    if bulk is not None and delivery.status == DeliveryStatus.SENT:
+        if status == "delivered":
+            bulk.delivered.append(delivery_id)
+            set_committed_value(delivery, "status", DeliveryStatus.DELIVERED)
+            return DeliverOutcome(status=DeliveryStatus.DELIVERED)
+        if status not in _FINAL and status not in _TRY_AGAIN:
+            return DeliverOutcome(status=delivery.status)  # progress only, as _apply leaves it
+    if bulk is not None and delivery.status in (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN):
+        bulk.write(session)  # what follows reads and writes through its own statements
+    return _apply(rt, session, delivery, status, detail.get("error_code"))
+
+
+def _settle_by_report(
+    rt: Runtime, session: Session, delivery: Delivery, provider: str, sid: str
+) -> None:
+    assert delivery.id is not None
+    if deliveries.settle_ambiguous(
+        session,
+        delivery.id,
+        DeliveryStatus.SENT,
+        now=rt.clock(),
+        provider=provider,
+        provider_id=sid,
+        last_error=None,
+        detail={"provider": provider, "provider_id": sid, "found_by": "report"},
+    ):
+        # The send whose answer was lost reports: it went out as ``sid``. The row was
+        # updated above; the loaded object follows without being flushed again.
+        for name, value in (
+            ("status", DeliveryStatus.SENT),
+            ("provider", provider),
+            ("provider_id", sid),
+        ):
+            set_committed_value(delivery, name, value)
 
 
 def _sent_by(delivery: Delivery, timeline: list[DeliveryChange], sid: str) -> bool:

@@ -9,9 +9,10 @@ from twilio.request_validator import RequestValidator
 from notifier.db import utcnow
 from notifier.deliveries import callback_tokens
 from notifier.deliveries.callback_tokens import Purpose
+from notifier.flows.report_buffer import buffer_of
 from tests.support.stack import Stack
 
-__all__ = ["callback_path", "signed"]
+__all__ = ["callback_path", "flush_reports", "signed"]
 
 
 def callback_path(
@@ -37,3 +38,10 @@ def signed(stack: Stack, path: str, params: dict[str, str], auth_token: str) -> 
     """The X-Twilio-Signature header Twilio would send for ``params`` posted to ``path``."""
     signature = RequestValidator(auth_token).compute_signature(stack.base_url + path, params)
     return {"X-Twilio-Signature": signature}
+
+
+def flush_reports(stack: Stack) -> None:
+    """Apply the status reports the stack's API answered and still holds (flows/report_buffer)."""
+    buffer = buffer_of(stack.api.config.app.state)
+    assert buffer is not None
+    buffer.flush()
