@@ -27,14 +27,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col, select
 
 from notifier.accounts import service as accounts_service
 from notifier.accounts.models import Account
 from notifier.billing.models import Bill
 from notifier.db import Database, utcnow
-from notifier.escalation import holds, ladder, rule
+from notifier.escalation import bulk, holds, ladder, rule
 from notifier.escalation.assignment import Assigner, priority
 from notifier.escalation.models import (
     AGENT_KIND,
@@ -321,10 +321,8 @@ def _sweep_chunk(
         bills += [_bill(case_id, no, as_of) for no in missing]
         changes.append(_change(case_id, "bills joined", ", ".join(missing), now))
         run.joined += len(missing)
-    if bills:
-        session.execute(sa.insert(EscalationBill), bills)
-    if changes:
-        session.execute(sa.insert(EscalationChange), changes)
+    bulk.insert_rows(session, _BILLS, bills)
+    bulk.insert_rows(session, _CHANGES, changes)
 
 
 def _leave_out_held(session: Session, facts: dict[str, _Facts], as_of: date) -> None:
@@ -418,16 +416,26 @@ def _insert_cases(session: Session, rows: list[dict[str, object]]) -> list[tuple
     """Insert open cases; one that another sweep opened meanwhile is skipped, not doubled."""
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if bulk.is_postgresql(session):
+        inserted = bulk.insert_rows(
+            session, _CASES, rows, suffix=_OPEN_CONFLICT, returning=("id", "account_no")
+        )
+        return [(row[0], row[1]) for row in inserted]
     statement = (
-        insert(Escalation)
+        sqlite.insert(Escalation)
         .on_conflict_do_nothing(
             index_elements=["account_no"], index_where=sa.text("status = 'open'")
         )
         .returning(col(Escalation.id), col(Escalation.account_no))
     )
     return [(row[0], row[1]) for row in session.execute(statement, rows)]
+
+
+_CASES: sa.Table = Escalation.__table__  # type: ignore[attr-defined]
+_BILLS: sa.Table = EscalationBill.__table__  # type: ignore[attr-defined]
+_CHANGES: sa.Table = EscalationChange.__table__  # type: ignore[attr-defined]
+_OPEN_CONFLICT = "ON CONFLICT (account_no) WHERE status = 'open' DO NOTHING"
+"""Another sweep opened the account's case meanwhile: the one open case stands."""
 
 
 def _bill(case_id: int, bill_no: str, as_of: date) -> dict[str, object]:
@@ -495,7 +503,7 @@ def _assign_waiting(session: Session, as_of: date, now: datetime) -> tuple[int, 
     for case in sorted(waiting, key=pressing):
         agent_id = assigner.pick(case.area, case.kind, language=case.spoken_language)
         if agent_id is not None:
-            given.append({"case_id": case.id, "agent_id": agent_id})
+            given.append({"id": case.id, "assignee_id": agent_id})
             changes.append(_change(case.id, "assigned", f"to agent {agent_id}", now))
         elif case.capacity_wait_since is None and assigner.full(case.area, case.kind):
             full.append(case.id)
@@ -503,26 +511,13 @@ def _assign_waiting(session: Session, as_of: date, now: datetime) -> tuple[int, 
                 _change(case.id, "waiting for capacity", f"every {AGENT_KIND[case.kind]} "
                         f"agent of {case.area} is full on {as_of}", now)
             )  # fmt: skip
-    table = Escalation.__table__  # type: ignore[attr-defined]
-    if given:
-        session.connection().execute(
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("case_id"))
-            .values(
-                assignee_id=sa.bindparam("agent_id"), assigned_on=as_of,
-                capacity_wait_since=None, updated_at=now,
-            ),
-            given,
-        )  # fmt: skip
-    if full:
-        # One statement run for each case: a list of ids as long as a bad day's overflow
-        # would pass SQLite's limit on parameters.
-        session.connection().execute(
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("case_id"))
-            .values(capacity_wait_since=as_of, updated_at=now),
-            [{"case_id": case_id} for case_id in full],
-        )
-    if changes:
-        session.execute(sa.insert(EscalationChange), changes)
+    bulk.update_by_id(
+        session, _CASES, given,
+        values={"assigned_on": as_of, "capacity_wait_since": None, "updated_at": now},
+    )  # fmt: skip
+    bulk.update_by_id(
+        session, _CASES, [{"id": case_id} for case_id in full],
+        values={"capacity_wait_since": as_of, "updated_at": now},
+    )  # fmt: skip
+    bulk.insert_rows(session, _CHANGES, changes)
     return len(given), len(waiting) - len(given)
