@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -73,6 +74,7 @@ SURNAMES = "陳林黃張李王吳劉蔡楊許鄭謝郭洪"
 GIVEN = ("志明", "淑芬", "家豪", "雅婷", "俊傑", "美玲", "建宏", "怡君", "宗翰", "佳穎")
 STREETS = ("中正路", "民生路", "中山路", "復興路", "和平東路", "信義路", "光復南路", "忠孝東路")
 RUNS = 3
+TZ = ZoneInfo("Asia/Taipei")
 
 
 def main() -> None:
@@ -90,6 +92,9 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the first sweep's Python with pyinstrument"
+    )
     args = parser.parse_args()
 
     admin = sa.create_engine(args.database, isolation_level="AUTOCOMMIT")
@@ -118,6 +123,8 @@ def _run(db: Database, args: argparse.Namespace) -> None:
     n = args.accounts
 
     print(f"code    {_version()}; {_server(engine)}")
+    print(f"server  {_settings(engine)}")
+    print(f"load    {_load()} (before)")
 
     # --- seed -----------------------------------------------------------------------------
     started = time.perf_counter()
@@ -132,6 +139,7 @@ def _run(db: Database, args: argparse.Namespace) -> None:
     # tables it fills itself (statistics saying "empty" made its foreign-key
     # checks scan them).
     _maintain(engine, "VACUUM (ANALYZE) accounts, bills, agents")
+    print("vacuum  VACUUM (ANALYZE) accounts, bills, agents after seeding (autovacuum is off)")
     seeded = time.perf_counter() - started
     counts = _scalars(
         engine,
@@ -163,10 +171,16 @@ def _run(db: Database, args: argparse.Namespace) -> None:
     recorders: list[Recorder] = []
     timings: list[tuple[float, SweepRun]] = []
     for label in ("sweep", "again"):
+        profiler = _profiler() if args.profile and label == "sweep" else None
         with Recorder(engine) as recorder:
             started = time.perf_counter()
+            if profiler is not None:
+                profiler.start()
             run = sweep(db, policy, AS_OF, trigger="bench", progress=_progress(started))
             elapsed = time.perf_counter() - started
+            if profiler is not None:
+                profiler.stop()
+                print(profiler.output_text(show_all=False, short_mode=True))
         recorders.append(recorder)
         timings.append((elapsed, run))
         print(
@@ -176,6 +190,10 @@ def _run(db: Database, args: argparse.Namespace) -> None:
             f"closed {run.closed:,} assigned {run.assigned:,} unassigned {run.unassigned:,}"
         )
         recorder.report(elapsed)
+        if label == "sweep":
+            # autovacuum is off here: without this the second sweep reads the first's dead rows.
+            _maintain(engine, f"VACUUM (ANALYZE) {_SWEPT}")
+            print(f"vacuum  VACUUM (ANALYZE) {_SWEPT} between the sweeps")
     (first_s, first), (again_s, again) = timings
     if again.opened:
         print(f"WRONG   the second sweep opened {again.opened:,} cases; it must open none")
@@ -270,10 +288,12 @@ def _seed(engine: Engine, n: int, rng: random.Random) -> dict[str, int]:
         for i in range(n):
             account_no = 10_000_000_000 + i
             for j, (period, due) in enumerate(PERIODS):
-                paid = r"\N" if j >= len(PERIODS) - unpaid[i] else f"{due - timedelta(days=6)} 02:00:00+00"  # fmt: skip
+                owed = j >= len(PERIODS) - unpaid[i]
+                paid = r"\N" if owed else f"{due - timedelta(days=6)} 02:00:00+00"
+                amount = rng.randrange(150, 4000)
                 yield (
-                    f"{account_no}-{period}\t{account_no}\t{period}\t{rng.randrange(150, 4000)}"
-                    f"\t{due}\t{due - timedelta(days=30)} 01:00:00+00\t{paid}\t{STAMP}\t{STAMP}\n"
+                    f"{account_no}-{period}\t{account_no}\t{period}\t{amount}\t{0 if owed else amount}"
+                    f"\tregular\t{due}\t{due - timedelta(days=30)} 01:00:00+00\t{paid}\t{STAMP}\t{STAMP}\n"
                 )
 
     raw = engine.raw_connection()
@@ -293,7 +313,8 @@ def _seed(engine: Engine, n: int, rng: random.Random) -> dict[str, int]:
             )
             _copy(
                 cursor,
-                "COPY bills (bill_no, account_no, period, amount, due_date, issued_at, paid_at, "
+                "COPY bills (bill_no, account_no, period, amount, paid_amount, kind, due_date, issued_at, "
+                "paid_at, "
                 "created_at, updated_at) FROM STDIN",
                 bills(),
             )
@@ -324,6 +345,13 @@ def _maintain(engine: Engine, sql: str) -> None:
         conn.execute(sa.text(sql))
 
 
+def _profiler() -> Any:
+    # Only a bench extra: imported when asked for, so the bench runs without it.
+    from pyinstrument import Profiler
+
+    return Profiler(interval=0.005)
+
+
 def _version() -> str:
     """The commit measured, and whether the escalation code differs from it."""
     git = ["git", "-C", str(ROOT)]
@@ -341,6 +369,21 @@ def _server(engine: Engine) -> str:
         autovacuum = conn.execute(sa.text("SHOW autovacuum")).scalar_one()
         buffers = conn.execute(sa.text("SHOW shared_buffers")).scalar_one()
     return f"PostgreSQL {version}, shared_buffers {buffers}, autovacuum {autovacuum}; {_load()}"
+
+
+_SWEPT = "escalations, escalation_bills, escalation_changes, sweep_runs, collection_stages"
+SETTINGS = (
+    "work_mem", "shared_buffers", "effective_cache_size", "random_page_cost",
+    "synchronous_commit", "max_parallel_workers_per_gather", "jit", "autovacuum",
+)  # fmt: skip
+"""The server settings that move this bench's figures, printed beside them."""
+
+
+def _settings(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return ", ".join(
+            f"{name} {conn.execute(sa.text(f'SHOW {name}')).scalar_one()}" for name in SETTINGS
+        )
 
 
 def _load() -> str:
@@ -564,7 +607,7 @@ def _pull(db: Database, agent_id: int, fmt: str) -> tuple[float, float, float, i
         tabled = time.perf_counter()
         body = answer.model_dump_json().encode()
     else:
-        headers, table = lists.export_table(rows, "call")
+        headers, table = lists.export_table(rows, "call", tz=TZ)
         tabled = time.perf_counter()
         body = exports.write_table(headers, table, fmt, sheet=f"calls {AS_OF}")  # type: ignore[arg-type]
     written = time.perf_counter()

@@ -37,6 +37,7 @@ __all__ = [
     "HoldFilter",
     "HoldNotFound",
     "InvalidHold",
+    "any_applying",
     "applying_hold",
     "applying_holds",
     "bills_held",
@@ -182,6 +183,11 @@ def applying_holds(
         )
         for account_no, bill_no, area in subjects
     ]
+
+
+def any_applying(session: Session, on: date) -> bool:
+    """Whether any hold applies on ``on`` (one index lookup)."""
+    return bool(session.execute(sa.select(sa.exists().where(_applying(on)))).scalar_one())
 
 
 def holds_for(session: Session, account_nos: Collection[str], on: date) -> dict[str, Hold]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from dateutil.relativedelta import relativedelta
 
@@ -73,9 +74,16 @@ def second_billing_date(
     """The due date of the next regular bill of a later period, else ``bill``'s due date plus
     one cycle; rolled to a business day when ``policy`` says so."""
     later = [b.due_date for b in bills if b.due_date > bill.due_date and _next_bill(b, bill)]
-    # relativedelta keeps month ends: 31 Jan + 1 month is 28/29 Feb, not 3 Mar.
-    following: date = min(later) if later else bill.due_date + relativedelta(months=cycle_months)
+    following: date = min(later) if later else _months_on(bill.due_date, cycle_months)
     return policy.due_for_rule(following) if policy is not None else following
+
+
+@lru_cache(maxsize=4096)
+def _months_on(day: date, months: int) -> date:
+    # relativedelta keeps month ends: 31 Jan + 1 month is 28/29 Feb, not 3 Mar. Cached: a
+    # sweep asks it for the same few due dates a hundred thousand times.
+    following: date = day + relativedelta(months=months)
+    return following
 
 
 def overdue(

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from notifier.escalation.lists import agent_list, stats
 from notifier.escalation.models import EscalationChange
+from notifier.escalation.sweep import sweep
 from tests.support import events
 from tests.support.ledger import Ledger
 
@@ -162,3 +163,46 @@ def test_the_stats_keep_paid_before_trigger_apart_from_collected(ledger: Ledger)
         counted = stats(session, since=LONG_AGO, tz=ledger.runtime.policy.tz)
     assert counted["closed_by_area"][area] == {"paid": 1, "paid_before_trigger": 1}
     assert area not in counted["open_by_area"]
+
+
+def test_a_sweep_in_small_chunks_opens_and_joins_as_one_does(ledger: Ledger) -> None:
+    """Each chunk reads the cases of its range of account numbers: the accounts in between
+    that the day leaves alone keep their cases as they were."""
+    area = ledger.new_area()
+    caller = ledger.add_agent(area, "caller")
+    prefix = events.new_account_no()[:6]
+    acct = [events.account(f"{prefix}9999{i}", area=area) for i in range(1, 6)]
+    nos = [a["account_no"] for a in acct]
+    for a in (acct[1], acct[3]):
+        ledger.issue(a, "2026-07", SEP_20)
+        ledger.issue(a, "2026-09", NOV_20)
+    ledger.sweep(NOV_21)  # the 2nd and 4th: cases of both bills, nothing left to do for them
+    before = {no: ledger.cases(no) for no in (nos[1], nos[3])}
+    b07 = ledger.issue(acct[2], "2026-07", SEP_20)
+    b09 = ledger.issue(acct[2], "2026-09", NOV_20)
+    ledger.sweep(NOV_20)  # the 3rd: a case of B07; B09 is not overdue yet
+    for a in (acct[0], acct[4]):
+        ledger.issue(a, "2026-07", SEP_20)
+        ledger.issue(a, "2026-09", NOV_20)
+
+    # Chunks of two: whichever way the day's candidates pair up, one chunk spans an
+    # account it leaves alone.
+    run = sweep(ledger.runtime.db, ledger.policy, NOV_21, trigger="test", chunk=2)
+
+    assert run.opened >= 2 and run.joined >= 1
+    for no in (nos[0], nos[4]):
+        [(case, case_bills)] = ledger.cases(no)
+        assert case.status == "open" and case.assignee_id == caller and len(case_bills) == 2
+        assert case.id is not None
+        assert history(ledger, case.id) == [
+            ("opened", f"as of {NOV_21}"),
+            ("assigned", f"to agent {caller}"),
+        ]
+    [(joined, joined_bills)] = ledger.cases(nos[2])
+    assert joined_bills == sorted([b07["bill_no"], b09["bill_no"]]) and joined.id is not None
+    assert history(ledger, joined.id)[-1] == ("bills joined", b09["bill_no"])
+    for no, cases in before.items():
+        [(case, case_bills)] = ledger.cases(no)
+        [(was, was_bills)] = cases
+        assert (case.id, case.status, case_bills) == (was.id, was.status, was_bills)
+        assert case.updated_at == was.updated_at
