@@ -38,10 +38,10 @@ headers, as a device's platform would apply them (TTL, collapse key, priority).
 ``FaultMix.rate_limited`` answers the same 429 (with ``Retry-After``),
 ``FaultMix.server_error`` the same 503, and ``FaultMix.stalled`` accepts, then
 stalls like a ``stall`` token, for any token; so do the next pushes after
-:meth:`FcmSimulator.stall_next`. With ``access_token``
-set, a request without ``Authorization: Bearer <access_token>`` gets 401
-UNAUTHENTICATED; with ``project`` set, another project gets 403
-PERMISSION_DENIED.
+:meth:`FcmSimulator.stall_next` (with ``token=``, the next ones to that
+device). With ``access_token`` set, a request without ``Authorization:
+Bearer <access_token>`` gets 401 UNAUTHENTICATED; with ``project`` set,
+another project gets 403 PERMISSION_DENIED.
 
 firebase-admin 7.7's ``send_each``/``send_each_async`` make one HTTP request per
 message; the multipart ``/batch`` endpoint (``FCM_BATCH_URL``) is no
@@ -154,7 +154,7 @@ class _FcmHandler(JsonHandler):
             self.send_json(429, _QUOTA, {"Retry-After": str(sim.retry_after_seconds)})
             return
         status, payload, headers = self._send(project, raw)
-        if status == 200 and (fault == "stalled" or sim.take_stall()):
+        if status == 200 and fault == "stalled":
             time.sleep(sim.stall_seconds)  # accepted: the push is out, the answer is late
         self.send_json(status, payload, headers)
 
@@ -216,8 +216,8 @@ class _FcmHandler(JsonHandler):
         with sim.lock:
             sim.received.append(received)
             number = next(sim._ids)
-        if "stall" in token:
-            time.sleep(sim.stall_seconds)
+        if "stall" in token or sim.take_stall(token):
+            time.sleep(sim.stall_seconds)  # accepted: the push is out, the answer is late
         return 200, {"name": f"projects/{project}/messages/0:{number:016d}%fcmsim"}, None
 
 
@@ -247,26 +247,32 @@ class FcmSimulator(HttpSimulator):
         self.requests = 0
         """Every HTTP request seen, failures and SDK retries included."""
         self._ids = itertools.count(1)
-        self._stalls = 0
+        self._stalls: list[str | None] = []
+        """The device tokens whose next push stalls (None: any), in the order asked."""
 
     def reset(self) -> None:
         """Forget what was received and counted (one simulator shared by many tests)."""
         with self.lock:
             self.received.clear()
             self.requests = 0
-            self._stalls = 0
+            self._stalls.clear()
 
-    def stall_next(self, count: int = 1) -> None:
-        """Accept the next ``count`` pushes, then hold each answer ``stall_seconds``."""
-        with self.lock:
-            self._stalls += count
+    def stall_next(self, count: int = 1, *, token: str | None = None) -> None:
+        """Accept the next ``count`` pushes, then hold each answer ``stall_seconds``.
 
-    def take_stall(self) -> bool:
-        """Whether this accepted push is one :meth:`stall_next` asked to stall."""
+        ``token``: only pushes to that device stall (a simulator shared by many
+        stacks gets pushes from all of them).
+        """
         with self.lock:
-            if self._stalls:
-                self._stalls -= 1
-                return True
+            self._stalls.extend([token] * count)
+
+    def take_stall(self, token: str) -> bool:
+        """Whether this accepted push to ``token`` is one :meth:`stall_next` asked to stall."""
+        with self.lock:
+            for index, wanted in enumerate(self._stalls):
+                if wanted is None or wanted == token:
+                    del self._stalls[index]
+                    return True
             return False
 
     def tokens(self) -> list[str]:

@@ -23,11 +23,12 @@ Speaks enough of ``https://api.twilio.com/2010-04-01`` for the real twilio SDK:
   Like Twilio's, a record carries no ``StatusCallback`` (nor a call's TwiML).
 * Accepts, then stalls: ``FaultMix.stalled`` (a share of the creates; ``dropped``
   the share that stalls without being taken),
-  :meth:`TwilioSimulator.stall_next` (the next creates) or a ``To`` ending
-  ``0491`` take the send (recorded, called back as usual) and hold the
-  answer ``stall_seconds``, past the client's timeout. ``stall_next(n,
-  accept=False)`` holds the answer of a send it drops: the timeout looks the
-  same to the client, and Twilio has no record.
+  :meth:`TwilioSimulator.stall_next` (the next creates, or with ``to=`` the
+  next ones to that number) or a ``To`` ending ``0491`` take the send
+  (recorded, called back as usual) and hold the answer ``stall_seconds``,
+  past the client's timeout. ``stall_next(n, accept=False)`` holds the answer
+  of a send it drops: the timeout looks the same to the client, and Twilio
+  has no record.
 
 Account-level refusals (our side broken, not the number):
 ``refuse_account(20003)`` answers every create as if the credentials were
@@ -250,7 +251,8 @@ class TwilioSimulator(HttpSimulator):
         self.callback_delay = callback_delay
         self.stall_seconds = stall_seconds
         """How long an accepted-then-stalled send's answer is held."""
-        self._stalls: list[str] = []
+        self._stalls: list[tuple[str | None, str]] = []
+        """``(To or None for any, "accept" or "drop")``, in the order asked."""
         self._records: dict[str, list[dict[str, Any]]] = {"Messages": [], "Calls": []}
         self.messages: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
@@ -282,13 +284,16 @@ class TwilioSimulator(HttpSimulator):
             for records in self._records.values():
                 records.clear()
 
-    def stall_next(self, count: int = 1, *, accept: bool = True) -> None:
+    def stall_next(self, count: int = 1, *, accept: bool = True, to: str | None = None) -> None:
         """Hold the answer of the next ``count`` creates past the client's timeout.
 
         ``accept``: the send is taken first (Twilio has it); else it is dropped.
+        ``to``: only creates to this number stall. A simulator shared by many
+        stacks gets creates from all of them: unkeyed, another's send may take
+        the stall, and the one meant to stall goes through at once.
         """
         with self.lock:
-            self._stalls.extend(["accept" if accept else "drop"] * count)
+            self._stalls.extend([(to, "accept" if accept else "drop")] * count)
 
     def take_stall(self, to: str, *, drawn: str | None) -> str | None:
         """How this create stalls: ``"accept"``, ``"drop"`` or None (answered at once).
@@ -296,8 +301,10 @@ class TwilioSimulator(HttpSimulator):
         ``drawn``: the request's :meth:`FaultMix.draw`.
         """
         with self.lock:
-            if self._stalls:
-                return self._stalls.pop(0)
+            for index, (number, how) in enumerate(self._stalls):
+                if number is None or number == to:
+                    del self._stalls[index]
+                    return how
         if drawn == "dropped":
             return "drop"
         return "accept" if drawn == "stalled" or to.endswith(_STALLS) else None

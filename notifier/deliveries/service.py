@@ -39,6 +39,7 @@ __all__ = [
     "early_reports",
     "expire_unreceipted",
     "finish",
+    "hold_expired_leases",
     "list_deliveries",
     "recent_notification",
     "recent_notifications",
@@ -531,12 +532,13 @@ def requeue_due(
 ) -> list[tuple[int, str]]:
     """Rows a worker should pick up but probably never will: make them queued and due.
 
-    Deferred rows whose window opened, queued rows untouched for
+    Deferred rows whose window opened, and queued rows untouched for
     ``redispatch_after`` seconds (their task was lost with a broker or a
-    worker), and sending rows whose lease expired (their worker died).
-    Queued rows are only taken for ``drained`` channels (None: all): while a
-    channel's queue still holds messages, a row waiting its turn is not lost.
-    Returns ``(delivery_id, channel)`` to enqueue after commit.
+    worker). Queued rows are only taken for ``drained`` channels (None: all):
+    while a channel's queue still holds messages, a row waiting its turn is not
+    lost. A ``sending`` row whose lease expired is not among them: its worker
+    may have sent it (:func:`hold_expired_leases`). Returns ``(delivery_id,
+    channel)`` to enqueue after commit.
     """
     stale = now - timedelta(seconds=redispatch_after)
     due: list[tuple[int, str]] = []
@@ -554,7 +556,6 @@ def requeue_due(
             ),
             "task lost; sent again",
         ),
-        ((DeliveryStatus.SENDING,), col(Delivery.lease_until) < now, "lease expired; sent again"),
     ]
     for statuses, condition, reason in groups:
         rows = session.exec(
@@ -590,10 +591,11 @@ def _move(
     now: datetime,
     reason: str,
     still: Any = None,
+    detail: dict[str, Any] | None = None,
     **values: Any,
 ) -> list[int]:
     """Move the rows still in ``from_statuses`` (and meeting ``still``) to ``to``, each with a
-    timeline entry."""
+    timeline entry (``reason`` and ``detail``)."""
     if not ids:
         return []
     statuses = tuple(from_statuses)
@@ -619,7 +621,7 @@ def _move(
         .execution_options(synchronize_session=False)
     )
     for delivery_id in moved:
-        record_change(session, delivery_id, to, at=now, reason=reason)
+        record_change(session, delivery_id, to, at=now, reason=reason, **(detail or {}))
     return moved
 
 
@@ -897,6 +899,46 @@ def ambiguous_overdue(
         .limit(limit)
     ).all()
     return [(delivery_id, channel) for delivery_id, channel in rows if delivery_id is not None]
+
+
+def hold_expired_leases(
+    session: Session, *, now: datetime, wait: float, limit: int
+) -> list[tuple[int, str]]:
+    """``sending`` rows whose lease expired, made ``ambiguous``: ``(delivery_id, channel)``
+    to resolve after commit, oldest lease first.
+
+    Their worker died, or sent and could not record (a database away longer
+    than half a lease): the provider may have the message, so it is asked
+    (flows/ambiguous.py) before anything is sent again, and no resend comes
+    before ``wait`` seconds. The attempt counts, as any send that may have
+    gone out does: a batch that kills its worker each time ends within the
+    policy's attempts.
+    """
+    expired = col(Delivery.lease_until) < now
+    rows = session.exec(
+        select(Delivery.id, Delivery.channel)
+        .where(col(Delivery.status) == DeliveryStatus.SENDING, expired)
+        .order_by(col(Delivery.lease_until))
+        .limit(limit)
+    ).all()
+    channels = {delivery_id: channel for delivery_id, channel in rows if delivery_id is not None}
+    resolve_by = now + timedelta(seconds=wait)
+    moved = _move(
+        session,
+        list(channels),
+        from_statuses=(DeliveryStatus.SENDING,),
+        to=DeliveryStatus.AMBIGUOUS,
+        now=now,
+        reason="lease expired while sending: the worker may have sent it; "
+        "not sent again until the provider says it has no record",
+        # Again under the row lock: a lease renewed since the read above stands.
+        still=expired,
+        detail={"lease_expired": True, "resolve_by": resolve_by.isoformat()},
+        available_at=resolve_by,
+        attempts=col(Delivery.attempts) + 1,
+        last_error="lease expired while sending",
+    )
+    return [(delivery_id, channels[delivery_id]) for delivery_id in moved]
 
 
 def overdue_receipts(session: Session, *, provider: str, older_than: datetime, limit: int) -> int:

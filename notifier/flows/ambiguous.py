@@ -3,16 +3,19 @@
 A send that timed out or lost its connection after the request left
 (:class:`~channels.AmbiguousChannelError`) is recorded ``ambiguous``
 (flows/deliver.py) with ``available_at`` at the end of
-``NOTIFIER_AMBIGUOUS_WAIT_SECONDS``. :func:`resolve` (the
-``resolve_ambiguous`` task, scheduled by the worker and re-enqueued by the
-reconciler when its task was lost) settles it:
+``NOTIFIER_AMBIGUOUS_WAIT_SECONDS``; so is a ``sending`` row whose lease
+expired (flows/reconcile.py): its worker died, or sent and could not record.
+:func:`resolve` (the ``resolve_ambiguous`` task, scheduled by the worker and
+re-enqueued by the reconciler when its task was lost) settles it:
 
 * a provider report that came for it (the callback token names the
   delivery; flows/reports.py settles one that comes later) → ``sent`` with
   that provider id;
 * the provider's own records (:meth:`~channels.Channel.lookup`: Twilio lists
   the messages or calls to the number since the attempt) → ``sent`` with the
-  provider id, as an accepted send; the status report then finishes it;
+  provider id, as an accepted send; the status report then finishes it, or
+  the record itself when it says the SMS was delivered (a report posted while
+  our API was away is lost: Twilio does not post it again);
 * past the wait, a provider that says it has no such send → ``queued``, sent
   again (within the policy's attempts, else ``failed`` and the fallback);
 * past the wait, a provider that cannot be asked (FCM) → sent again once
@@ -39,7 +42,7 @@ from notifier.deliveries.models import Delivery, DeliveryChange, DeliveryStatus,
 from notifier.flows.deliver import REPORTING_PROVIDERS, BatchOutcome
 from notifier.flows.fallback import start_fallback
 from notifier.flows.receipts import DUNNING_TYPES
-from notifier.flows.reports import apply_report
+from notifier.flows.reports import apply_report, record_report
 from notifier.runtime import Runtime
 from notifier.webhooks import service as webhooks
 
@@ -48,6 +51,8 @@ __all__ = ["overdue", "resolve"]
 log = logging.getLogger(__name__)
 LOOKUP_FAILED_RETRY = 30.0
 """Seconds before asking again a provider whose lookup itself failed."""
+SERVED_RECORDS = frozenset({"delivered", "read"})
+"""Twilio Message statuses that prove the SMS served (as its status callback would)."""
 
 
 def resolve(rt: Runtime, delivery_ids: Sequence[int]) -> BatchOutcome:
@@ -189,6 +194,7 @@ def _found(rt: Runtime, delivery_id: int, result: SendResult) -> BatchOutcome:
         if result.provider not in REPORTING_PROVIDERS:
             webhooks.delivery_outcomes(session, [delivery_id], result.status, now=now)
         early = deliveries.early_report(session, delivery)
+        channel = delivery.channel
     log.info(
         "delivery %s: the ambiguous send was found at %s",
         delivery_id,
@@ -197,9 +203,22 @@ def _found(rt: Runtime, delivery_id: int, result: SendResult) -> BatchOutcome:
     )
     if early is not None:  # a report that came while the row was sending or ambiguous
         after = apply_report(rt, delivery_id, early)
-        if after.status is not None:
-            outcome.statuses[delivery_id] = after.status
-        outcome.enqueue.extend(after.enqueue)
+    elif channel == "sms" and result.detail.get("twilio_status") in SERVED_RECORDS:
+        # The provider's record is its report: one posted while our API was away is lost.
+        after = record_report(
+            rt,
+            delivery_id,
+            DeliveryStatus.DELIVERED,
+            provider=result.provider,
+            sid=result.provider_id,
+            provider_status=str(result.detail["twilio_status"]),
+            found_by="lookup",
+        )
+    else:
+        return outcome
+    if after.status is not None:
+        outcome.statuses[delivery_id] = after.status
+    outcome.enqueue.extend(after.enqueue)
     return outcome
 
 

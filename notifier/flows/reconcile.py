@@ -5,8 +5,10 @@ down, a task prefetched by a worker that was SIGKILLed, a quiet-hours window
 that opened: each leaves a row the reconciler finds and enqueues. So does a
 producer callback whose POST was never enqueued or whose task was lost. And
 an SMS or call whose receipt never came becomes ``unknown`` (flows/receipts.py).
-An ``ambiguous`` send whose resolution is overdue (its task was lost) is
-resolved again (flows/ambiguous.py).
+A ``sending`` row whose lease expired is not sent again blindly: its worker
+died, or sent and could not record it, so it becomes ``ambiguous`` and the
+provider is asked first (flows/ambiguous.py). An ``ambiguous`` send whose
+resolution is overdue (its task was lost) is resolved again.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         unresolved = [
             pair for pair in ambiguous_overdue(rt, session, limit=BATCH) if pair[1] in drained
         ]
+        # New work too: no task of theirs is queued, their worker is gone.
+        unresolved += deliveries.hold_expired_leases(
+            session, now=rt.clock(), wait=rt.settings.ambiguous_wait_seconds, limit=BATCH
+        )
         stale = rt.clock() - timedelta(seconds=rt.settings.redispatch_after_seconds)
         sweeps = (
             [run.id for run in queued_runs(session, before=stale) if run.id is not None]
@@ -99,11 +105,13 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         rt.dispatcher.release_hold(hold_id)
     if callbacks:
         rt.dispatcher.producer_callbacks(callbacks)
-    if events or due or callbacks:
+    if events or due or callbacks or unresolved:
         log.info(
-            "reconciler: %d events, %d deliveries and %d producer callbacks enqueued again",
+            "reconciler: %d events, %d deliveries, %d ambiguous sends to resolve and %d "
+            "producer callbacks enqueued again",
             len(events),
             len(due),
+            len(unresolved),
             len(callbacks),
         )
     return ReconcileReport(events=len(events), deliveries=len(due), callbacks=len(callbacks))

@@ -186,3 +186,84 @@ def test_ambiguous_again_after_the_one_resend_ends_unknown_and_falls_back(
     with ledger.db() as session:
         fallback = session.exec(select(Delivery).where(Delivery.fallback_of == sms.id)).one()
     assert fallback.channel == "voice"
+
+
+def claimed_sms(ledger: Ledger) -> tuple[Delivery, deliveries.Claim]:
+    """A phone-only account's dunning SMS, claimed by a worker that then stopped renewing
+    its lease (it died, or sent and could not record): the lease is over."""
+    acct = events.account(email=None, push_tokens=None)
+    ledger.post(events.unpaid(acct))
+    rt = ledger.runtime
+    with ledger.db() as session:
+        [sms] = session.exec(
+            select(Delivery).where(Delivery.account_no == acct["account_no"])
+        ).all()
+        assert sms.id is not None
+        [claim] = deliveries.claim_many(
+            session, [sms.id], token=uuid.uuid4().hex, now=rt.clock(), lease_seconds=60
+        )
+        session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.id) == sms.id)
+            .values(lease_until=rt.clock() - timedelta(seconds=1))
+        )
+    return current(ledger, sms.id), claim
+
+
+def test_a_send_whose_lease_ran_out_is_held_ambiguous_not_queued_again(ledger: Ledger) -> None:
+    sms, claim = claimed_sms(ledger)
+    rt = ledger.runtime
+    wait = rt.settings.ambiguous_wait_seconds
+
+    with ledger.db() as session:
+        requeued = deliveries.requeue_due(session, now=rt.clock(), redispatch_after=60, limit=100)
+        held = deliveries.hold_expired_leases(session, now=rt.clock(), wait=wait, limit=100)
+    with ledger.db() as session:  # the worker that sent it comes back too late to record it
+        late = deliveries.record_sends(
+            session, [(claim, "sent", "twilio", "SM" + "9" * 32, {})], now=rt.clock()
+        )
+
+    assert (sms.id, "sms") not in requeued, "not sent again blindly"
+    assert held == [(sms.id, "sms")] and late == []
+    row = current(ledger, sms.id)
+    assert (row.status, row.attempts, row.claim_token, row.lease_until) == (
+        "ambiguous", 1, None, None,
+    )  # fmt: skip
+    [(_, detail)] = [c for c in changes(ledger, sms.id) if c[0] == "ambiguous"]
+    assert detail["lease_expired"] and "may have sent it" in detail["reason"]
+
+
+def test_a_send_whose_lease_ran_out_goes_again_once_after_the_wait(ledger: Ledger) -> None:
+    sms, _ = claimed_sms(ledger)
+    rt = ledger.runtime
+    with ledger.db() as session:
+        deliveries.hold_expired_leases(
+            session, now=rt.clock(), wait=rt.settings.ambiguous_wait_seconds, limit=100
+        )
+
+    early = resolve(rt, [sms.id or 0])
+    assert early.enqueue == [] and current(ledger, sms.id).status == "ambiguous"
+    wait_over(ledger, sms.id)
+    late = resolve(rt, [sms.id or 0])
+
+    assert late.enqueue == [(sms.id, "sms")], "sandbox: cannot be asked, sent again once"
+    assert current(ledger, sms.id).status == "queued"
+
+
+def test_a_report_that_came_before_the_lease_ran_out_settles_it_without_a_resend(
+    ledger: Ledger,
+) -> None:
+    sms, _ = claimed_sms(ledger)
+    rt = ledger.runtime
+    sid = "SM" + "6" * 32
+    record_report(rt, sms.id or 0, "delivered", provider="twilio", sid=sid,
+                  provider_status="delivered")  # fmt: skip
+    with ledger.db() as session:
+        deliveries.hold_expired_leases(
+            session, now=rt.clock(), wait=rt.settings.ambiguous_wait_seconds, limit=100
+        )
+
+    outcome = resolve(rt, [sms.id or 0])
+
+    assert outcome.statuses == {sms.id: "delivered"} and outcome.enqueue == []
+    assert (current(ledger, sms.id).provider_id) == sid

@@ -8,9 +8,10 @@ what the provider received: the customer's copies.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import col, select
@@ -18,7 +19,7 @@ from sqlmodel import col, select
 from notifier.deliveries.models import DeliveryChange
 from notifier.providers.simulated import Simulators
 from tests.support import events
-from tests.support.stack import Stack, build_stack
+from tests.support.stack import Stack, build_stack, wait_until
 
 WAIT_SECONDS = 6
 
@@ -41,9 +42,17 @@ def stack(
     built.close()
 
 
+_NUMBERS = itertools.count(secrets.randbelow(1000))
+
+
 def mobile() -> str:
-    """A number of this test's own, so the provider's records of it are this test's."""
-    return f"+88691{secrets.randbelow(1000):03d}5678"  # a mobile range (not +886 99)
+    """A number of this test's own, so the provider's records of it are this test's.
+
+    Drawn at random for each test, six draws from 1,000 numbers gave two tests of the
+    module (whose simulators keep every SMS) the same one about once in 67 runs: the
+    later test counted the earlier one's SMS as a second copy of its own.
+    """
+    return f"+88691{next(_NUMBERS) % 1000:03d}5678"  # a mobile range (not +886 99)
 
 
 def sms_to(simulators: Simulators, phone: str) -> list[dict[str, object]]:
@@ -56,12 +65,12 @@ def test_an_sms_twilio_took_before_stalling_is_found_not_sent_again(
 ) -> None:
     phone = mobile()
     acct = events.account(phone=phone, email=None, push_tokens=[])
-    simulators.twilio.stall_next(accept=True)
+    simulators.twilio.stall_next(accept=True, to=phone)
 
     stack.post(events.unpaid(acct))
     [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
 
-    [received] = sms_to(simulators, phone)
+    [received] = received_once(stack, simulators, sms.id, phone)
     assert sms.provider_id == received["Sid"]
     assert sms.attempts == 1
     statuses = [status for status, _ in stack.timeline(sms.id)]
@@ -78,7 +87,7 @@ def test_a_stalled_sms_is_found_by_asking_twilio_before_any_report(
 ) -> None:
     phone = mobile()
     acct = events.account(phone=phone, email=None, push_tokens=[])
-    simulators.twilio.stall_next(accept=True)
+    simulators.twilio.stall_next(accept=True, to=phone)
     simulators.twilio.callbacks_open.clear()  # Twilio reports late: only a lookup can tell
     try:
         stack.post(events.unpaid(acct))
@@ -87,7 +96,7 @@ def test_a_stalled_sms_is_found_by_asking_twilio_before_any_report(
         simulators.twilio.callbacks_open.set()
     [sms] = stack.reach(acct["account_no"], [("sms", "delivered")])
 
-    [received] = sms_to(simulators, phone)
+    [received] = received_once(stack, simulators, sms.id, phone)
     assert sms.provider_id == received["Sid"] and sms.attempts == 1
     [found] = [d for s, d in stack.timeline(sms.id) if s == "sent"]
     assert found["found_by"] == "lookup"
@@ -121,12 +130,12 @@ def test_an_sms_twilio_never_got_is_sent_again_after_the_wait_once(
 ) -> None:
     phone = mobile()
     acct = events.account(phone=phone, email=None, push_tokens=[])
-    simulators.twilio.stall_next(accept=False)
+    simulators.twilio.stall_next(accept=False, to=phone)
 
     stack.post(events.unpaid(acct))
     [sms] = stack.reach(acct["account_no"], [("sms", "delivered")], timeout=90)
 
-    [received] = sms_to(simulators, phone)
+    [received] = received_once(stack, simulators, sms.id, phone)
     assert sms.provider_id == received["Sid"]
     assert sms.attempts == 2
     timeline = stack.timeline(sms.id)
@@ -144,7 +153,7 @@ def test_a_stalled_push_is_sent_again_once_after_the_wait_under_its_collapse_key
 ) -> None:
     token = f"device-{secrets.token_hex(6)}"
     acct = events.account(phone=None, email=None, push_tokens=[token])
-    simulators.fcm.stall_next()
+    simulators.fcm.stall_next(token=token)
 
     stack.post(events.unpaid(acct))
     [push] = stack.reach(acct["account_no"], [("push", "sent")], timeout=90)
@@ -160,6 +169,56 @@ def test_a_stalled_push_is_sent_again_once_after_the_wait_under_its_collapse_key
     assert stack_entry_time(stack, push.id, resend) >= datetime.fromisoformat(
         ambiguous["resolve_by"]
     )
+
+
+def test_an_sms_twilio_took_from_a_worker_that_died_before_recording_it_is_not_sent_again(
+    stack: Stack, simulators: Simulators
+) -> None:
+    phone = mobile()
+    acct = events.account(phone=phone, email=None, push_tokens=[])
+    simulators.twilio.stall_next(accept=True, to=phone)
+    # The client waits out the stall this time: the worker dies while Twilio holds the answer.
+    with stack.worker_with(NOTIFIER_TWILIO__TIMEOUT="30"):
+        stack.post(events.unpaid(acct))
+        wait_until(lambda: sms_to(simulators, phone), timeout=60, interval=0.02,
+                   what="Twilio taking the SMS")  # fmt: skip
+        stack.kill_worker()
+    [sms] = stack.reach(acct["account_no"], [("sms", "delivered")], timeout=90)
+
+    [received] = received_once(stack, simulators, sms.id, phone)
+    assert sms.provider_id == received["Sid"]
+    timeline = stack.timeline(sms.id)
+    [(_, held)] = [(s, d) for s, d in timeline if s == "ambiguous"]
+    assert held.get("lease_expired"), timeline
+    assert [s for s, _ in timeline].count("sending") == 1, "never claimed to be sent again"
+
+
+def received_once(
+    stack: Stack, simulators: Simulators, delivery_id: int | None, phone: str
+) -> list[dict[str, object]]:
+    """The SMS Twilio took for ``phone``; more than one names the delivery's timeline."""
+    received = sms_to(simulators, phone)
+    if len(received) != 1:
+        took = [
+            (m["Sid"], datetime.fromtimestamp(float(str(m["received_at"])), UTC)) for m in received
+        ]
+        with stack.db() as session:
+            changes = session.exec(
+                select(DeliveryChange)
+                .where(DeliveryChange.delivery_id == delivery_id)
+                .order_by(col(DeliveryChange.id))
+            ).all()
+        lines = [f"  {c.at.isoformat()} {c.status:<9} {c.detail}" for c in changes]
+        logged = [
+            line
+            for line in stack.worker_log_tail(2000).splitlines()
+            if f"delivery_id={delivery_id} " in f"{line} "
+        ]
+        raise AssertionError(
+            f"Twilio took {took} for one delivery:\n"
+            + "\n".join([*lines, "worker log:", *logged[-30:]])
+        )
+    return received
 
 
 def stack_entry_time(stack: Stack, delivery_id: int | None, index: int) -> datetime:

@@ -40,6 +40,8 @@ FAST_SECONDS = {
     "NOTIFIER_RECONCILE_INTERVAL_SECONDS": 1.0,
     # A report lost while the API was down: the SMS is unknown (and falls back) in seconds.
     "NOTIFIER_RECEIPT_TIMEOUT_SECONDS": 15.0,
+    # A lease that ran out makes its rows ambiguous: no resend before this wait.
+    "NOTIFIER_AMBIGUOUS_WAIT_SECONDS": 10.0,
 }
 """The stack's timings on a quiet machine of the FIELD-NOTES kind; :func:`timed_settings`
 scales them to the machine the session measured."""
