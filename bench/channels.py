@@ -68,9 +68,7 @@ def _message(channel: str, n: int) -> Message:
     )
 
 
-async def _rate(
-    channel: Channel, name: str, count: int, in_flight: int
-) -> tuple[float, float]:
+async def _rate(channel: Channel, name: str, count: int, in_flight: int) -> tuple[float, float]:
     """Messages/s and CPU seconds per message of ``count`` sends, ``in_flight`` at once."""
     gate = asyncio.Semaphore(in_flight)
     messages = [_message(name, n) for n in range(count)]
