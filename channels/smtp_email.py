@@ -95,8 +95,8 @@ import contextlib
 import email.errors
 import email.policy
 import email.utils
+import random
 import ssl
-import uuid
 from datetime import UTC, datetime
 from email.header import Header
 from email.headerregistry import Address
@@ -336,7 +336,8 @@ class SmtpEmail(Channel):
             mail = self._build_message(message)
             return str(mail["Message-ID"]).strip("<>"), mail
         # The display name belongs to the account holder: the first address.
-        recipients[0] = _address(recipients[0].addr_spec, message.name or "")
+        first = recipients[0]
+        recipients[0] = Address(message.name or "", first.username, first.domain)
         message_id = email.utils.make_msgid(
             idstring=f"d{message.delivery_id}", domain=self.message_id_domain
         )
@@ -357,7 +358,7 @@ class SmtpEmail(Channel):
         html_head, html = _text_part(message.html, "html")
         # "=_" occurs in no base64 or quoted-printable text, and a 7-bit part
         # holding these 128 random bits is not a risk worth a scan.
-        boundary = f"=_{uuid.uuid4().hex}".encode("ascii")
+        boundary = f"=_{random.getrandbits(128):032x}".encode("ascii")
         head += [
             b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="',
             boundary,
