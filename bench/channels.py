@@ -1,7 +1,7 @@
 """Messages/s and CPU per message per channel through the real SDKs against the simulators.
 
     python bench/channels.py [--latency-ms 50] [--messages 400] [--in-flight 100]
-                             [--only email,push] [--cpu]
+                             [--only email,push] [--cpu] [--smtp-connections N]
 
 For each adapter (Twilio SMS, Twilio voice, SMTP email, FCM push) it measures,
 in the same run and against the same simulator:
@@ -115,6 +115,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--only", default="sms,voice,email,push", help="channels to measure")
     parser.add_argument("--cpu", action="store_true", help="print CPU ms per message")
+    parser.add_argument(
+        "--smtp-connections",
+        type=int,
+        default=0,
+        help="NOTIFIER_SMTP__CONNECTIONS (0: the default)",
+    )
     args = parser.parse_args()
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -125,7 +131,8 @@ def main() -> None:
     try:
         settings = Settings(**{k.removeprefix("NOTIFIER_").lower(): v for k, v in env.items() if "__" not in k},
                             twilio={k.split("__")[1].lower(): v for k, v in env.items() if k.startswith("NOTIFIER_TWILIO__")},
-                            smtp={k.split("__")[1].lower(): v for k, v in env.items() if k.startswith("NOTIFIER_SMTP__")},
+                            smtp={k.split("__")[1].lower(): v for k, v in env.items() if k.startswith("NOTIFIER_SMTP__")}
+                            | ({"connections": args.smtp_connections} if args.smtp_connections else {}),
                             fcm={k.split("__")[1].lower(): v for k, v in env.items() if k.startswith("NOTIFIER_FCM__")})  # fmt: skip
         print(
             f"provider latency {args.latency_ms:.0f} ms; concurrent = {args.in_flight} in flight on one channel instance"
