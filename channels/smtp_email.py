@@ -232,7 +232,7 @@ class SmtpEmail(Channel):
         timeout: float = 10.0,
         message_id_domain: str | None = None,
         tls_context: ssl.SSLContext | None = None,
-        connections: int = 8,
+        connections: int = 16,
         ehlo_name: str = "",
     ) -> None:
         if not host.strip():
