@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -120,8 +121,11 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio 
         target = _split_base_url(base_url)
         self._scheme, self._netloc = target.scheme, target.netloc
         self._prefix = target.path.rstrip("/")
+        # Every SMS goes to the same Messages URL with the same login: worked out once each.
+        self.rewrite = functools.lru_cache(maxsize=64)(self._rewrite)
+        self._basic = functools.lru_cache(maxsize=4)(_basic_auth)
 
-    def rewrite(self, url: str) -> str:
+    def _rewrite(self, url: str) -> str:
         """``url`` with scheme and host (and any path prefix) of ``base_url``."""
         parts = urlsplit(url)
         return parts._replace(
@@ -144,10 +148,7 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio 
         session: aiohttp.ClientSession = self.session
         headers = dict(headers or {})
         if auth:
-            # By hand: aiohttp 3.14 deprecates BasicAuth, older ones lack encode_basic_auth.
-            user, password = auth
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
+            headers["Authorization"] = self._basic(*auth)
         async with session.request(
             method.upper(),
             self.rewrite(url),
@@ -160,6 +161,11 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio 
             text = await answer.text()
             _retry_after.set(_seconds(answer.headers.get("Retry-After")))
             return Response(answer.status, text, dict(answer.headers))
+
+
+def _basic_auth(user: str, password: str) -> str:
+    # By hand: aiohttp 3.14 deprecates BasicAuth, older ones lack encode_basic_auth.
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _split_base_url(base_url: str) -> SplitResult:

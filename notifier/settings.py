@@ -140,8 +140,9 @@ class SmtpSettings(BaseModel):
     """A Reply-To address; empty: none."""
     timeout: float = 10.0
     """Seconds one SMTP exchange may take."""
-    connections: int = Field(default=8, ge=1, le=100)
-    """Connections each worker thread keeps open (SMTP sends one message at a time on each)."""
+    connections: int = Field(default=16, ge=1, le=100)
+    """Connections each worker thread keeps open (SMTP sends one message at a time on each:
+    at 50 ms a message, 16 carry 320 emails/s; Postfix allows 50 per client by default)."""
     ehlo_name: str = ""
     """The name we greet the server with (EHLO); empty: this machine's FQDN, as aiosmtplib
     finds it (in a container, a random id: set the sending host's public name)."""
