@@ -36,7 +36,7 @@ from bench._processes import (  # noqa: E402
     read_tally,
 )
 
-FAKES = [sys.executable, os.environ.get("FAKES_SCRIPT", str(ROOT / "bench" / "_fakes.py"))]
+FAKES = [sys.executable, str(ROOT / "bench" / "_fakes.py")]
 SETTINGS = ["NOTIFIER_TWILIO__BASE_URL", "NOTIFIER_FCM__BASE_URL", "NOTIFIER_SMTP__PORT"]
 
 
