@@ -379,11 +379,16 @@ def _record_while_leased(rt: Runtime, sends: list[tuple[Claim, SendOutcome]]) ->
     """:func:`record_outcomes`, tried again while the database is away and the lease holds.
 
     The messages are out: losing their outcomes to a database restart would
-    send them all again once the lease expires. So the outcomes wait here,
-    retried with a growing pause, until recorded or until half the lease is
-    spent (then another worker may take the rows over, and the error stands).
+    leave their rows to the reconciler, which holds rows whose lease ran out as
+    ambiguous and asks the provider, and resends what it cannot ask (push,
+    email) after the ambiguous wait. So the outcomes wait here, retried with a
+    growing pause, until recorded or until the lease and that wait are spent:
+    until then an answer recorded here settles the row, even one held ambiguous
+    meanwhile (:func:`record_outcomes`).
     """
-    deadline = time.monotonic() + rt.settings.lease_seconds / 2
+    # Past the lease the reconciler holds the rows ambiguous, and record_outcomes settles
+    # them from here; past the wait they may have been sent again, and the outcome is moot.
+    deadline = time.monotonic() + rt.settings.lease_seconds + rt.settings.ambiguous_wait_seconds
     pause = 0.2
     while True:
         try:
@@ -609,6 +614,23 @@ def record_outcomes(rt: Runtime, sends: Sequence[tuple[Claim, SendOutcome]]) -> 
             now=now,
         )
         ours = set(recorded)
+        # A claim lost to the lease (the database was away) while the send went out: the
+        # reconciler made the row ambiguous, and this answer settles it as a report would.
+        for claim, result in accepted:
+            delivery_id = claim.delivery.id
+            if delivery_id is None or delivery_id in ours:
+                continue
+            if deliveries.settle_ambiguous(
+                session,
+                delivery_id,
+                result.status,
+                now=now,
+                provider=result.provider,
+                provider_id=result.provider_id,
+                last_error=None,
+                detail={**_detail(result), "found_by": "worker"},
+            ):
+                ours.add(delivery_id)
         final_now: dict[str, list[int]] = {}
         reporting: list[int] = []
         for claim, result in accepted:
