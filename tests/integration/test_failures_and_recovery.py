@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import col, func, select
 
 from notifier.deliveries import service as deliveries
-from notifier.deliveries.models import FINAL_STATUSES, Delivery
+from notifier.deliveries.models import FINAL_STATUSES, Delivery, DeliveryChange
 from notifier.events.models import Event
 from tests.support import events
 from tests.support.stack import Stack, wait_until
