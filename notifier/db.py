@@ -48,7 +48,7 @@ def insert_many(
     conflict: Sequence[str] = (),
     returning: Sequence[str] = (),
 ) -> list[sa.Row[Any]]:
-    """Insert ``rows`` (dicts with the same keys) in one statement whatever their number.
+    """Insert ``rows`` (dicts of column values) in one statement whatever their number.
 
     On PostgreSQL the rows travel as one JSON document, unpacked by
     ``json_to_recordset``: the statement's text is the same for 10 rows or 1,000,
