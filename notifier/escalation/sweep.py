@@ -51,7 +51,10 @@ from notifier.policy.rules import EscalationPolicy
 __all__ = ["CHUNK", "Progress", "queue_run", "queued_runs", "sweep"]
 
 log = logging.getLogger(__name__)
-CHUNK = 5000
+CHUNK = 1000
+"""Accounts a sweep transaction takes: a payment on one of them waits up to a chunk. The
+1,000,000-account figure in docs/benchmarks.md was measured with 5,000 (fewer statements a
+run); 1,000 keeps that wait short and fault f's sweep several chunks long."""
 SWEEP_ACTOR = "sweep"
 
 Progress = Callable[[SweepRun], None]
