@@ -98,6 +98,115 @@ class BenchDatabase:
         return int(written)
 
 
+_AUTOVACUUM_SETTINGS = (
+    "autovacuum_naptime", "autovacuum_vacuum_threshold", "autovacuum_vacuum_scale_factor",
+    "autovacuum_vacuum_insert_threshold", "autovacuum_vacuum_insert_scale_factor",
+    "autovacuum_analyze_threshold", "autovacuum_analyze_scale_factor",
+)  # fmt: skip
+_TABLE_STATE = """
+    SELECT s.relname, greatest(c.reltuples, 0), s.n_dead_tup, s.n_ins_since_vacuum,
+           s.n_mod_since_analyze
+    FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+"""
+
+
+class AutovacuumStandIn:
+    """What autovacuum would do to one database, for servers that run with it off.
+
+    Deployed, autovacuum ANALYZEs a table once the rows changed since its last
+    analyze pass ``autovacuum_analyze_threshold + autovacuum_analyze_scale_factor
+    * reltuples``, and VACUUMs it past the dead-row and inserted-row thresholds,
+    looking once every ``autovacuum_naptime``. With it off, the statistics stay
+    those of the first plans: psycopg prepares a statement after its fifth run and
+    PostgreSQL keeps the generic plan made while the tables were small until an
+    ANALYZE of them (at 100,000 events the events worker's keyed SELECTs took
+    150-460 ms a batch so). This thread applies the server's own thresholds and
+    naptime, so the figures are those of a deployment; its passes run in a
+    backend of the database's server, so their CPU is PostgreSQL's.
+    """
+
+    def __init__(self, db: BenchDatabase) -> None:
+        self.db = db
+        self.engine = sa.create_engine(db.url, isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT name, setting FROM pg_settings WHERE name = ANY(:names)"),
+                {"names": list(_AUTOVACUUM_SETTINGS)},
+            ).all()
+        self.settings = {name: float(setting) for name, setting in rows}
+        self.naptime = self.settings.get("autovacuum_naptime", 60.0)
+        self.analyzed: list[str] = []
+        self.vacuumed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="autovacuum-stand-in", daemon=True)
+
+    def describe(self) -> str:
+        s = self.settings
+        return (
+            f"autovacuum stand-in (autovacuum is off here): every {self.naptime:g} s, ANALYZE a "
+            f"table past {s.get('autovacuum_analyze_threshold', 50):g} + "
+            f"{s.get('autovacuum_analyze_scale_factor', 0.1):g} x its rows changed, VACUUM past "
+            f"{s.get('autovacuum_vacuum_threshold', 50):g} + "
+            f"{s.get('autovacuum_vacuum_scale_factor', 0.2):g} x dead or "
+            f"{s.get('autovacuum_vacuum_insert_threshold', 1000):g} + "
+            f"{s.get('autovacuum_vacuum_insert_scale_factor', 0.2):g} x inserted; its passes' "
+            "CPU is PostgreSQL's"
+        )
+
+    def summary(self) -> str:
+        def counted(names: list[str]) -> str:
+            tally: dict[str, int] = {}
+            for name in names:
+                tally[name] = tally.get(name, 0) + 1
+            return ", ".join(f"{name} {n}" for name, n in sorted(tally.items())) or "none"
+
+        return (
+            f"autovacuum stand-in: {len(self.analyzed)} ANALYZE ({counted(self.analyzed)}), "
+            f"{len(self.vacuumed)} VACUUM ({counted(self.vacuumed)})"
+        )
+
+    def __enter__(self) -> AutovacuumStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.naptime):
+            try:
+                self.once()
+            except sa.exc.DBAPIError as error:
+                # A pass that failed (a table dropped meanwhile) is tried again next nap.
+                print(f"  autovacuum stand-in: {type(error.orig).__name__}: {error.orig}")
+
+    def _past(self, what: str, count: int, tuples: float) -> bool:
+        """autovacuum's test: ``count`` beyond ``<what>_threshold + <what>_scale_factor * rows``."""
+        threshold = self.settings.get(f"autovacuum_{what}_threshold", 50)
+        return (
+            count > threshold + self.settings.get(f"autovacuum_{what}_scale_factor", 0.2) * tuples
+        )
+
+    def once(self) -> None:
+        """One pass over the tables, as an autovacuum worker makes one per naptime."""
+        with self.engine.connect() as conn:
+            for name, tuples, dead, inserted, modified in conn.execute(sa.text(_TABLE_STATE)):
+                vacuum = self._past("vacuum", dead, tuples) or self._past(
+                    "vacuum_insert", inserted, tuples
+                )
+                analyze = self._past("analyze", modified, tuples)
+                if self._stop.is_set() or not (vacuum or analyze):
+                    continue
+                verb = ("VACUUM (ANALYZE)" if analyze else "VACUUM") if vacuum else "ANALYZE"
+                conn.execute(sa.text(f'{verb} "{name}"'))
+                if vacuum:
+                    self.vacuumed.append(name)
+                if analyze:
+                    self.analyzed.append(name)
+
+
 @contextmanager
 def fresh_database(admin_url: str) -> Iterator[BenchDatabase]:
     """A new PostgreSQL database ``notifier_bench_<hex>``, dropped WITH (FORCE) afterwards."""

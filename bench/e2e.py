@@ -52,9 +52,11 @@ What the figures include and leave out:
 * autovacuum is off on these machines: each e2e run starts on a fresh database,
   deliberately not analyzed (ANALYZE of its empty tables once made every
   foreign-key check of the deliveries' INSERT a sequential scan of the
-  notifications, 0.2 ms a row at the start and 1.9 ms at 140,000 rows), and
-  the dead rows its updates leave are printed
-  per table.
+  notifications, 0.2 ms a row at the start and 1.9 ms at 140,000 rows), and a
+  thread does what autovacuum would while the run goes on
+  (``_processes.AutovacuumStandIn``: the server's thresholds and naptime; its
+  passes are counted in PostgreSQL's CPU and printed); the dead rows left are
+  printed per table.
 * RSS is summed over a kind's processes, so pages they share (prefork's
   copy-on-write, PostgreSQL's shared buffers) count once per process.
 * The ceiling's SMS name no status callback (there is no API to take them);
@@ -95,6 +97,7 @@ from bench import floor_tasks  # noqa: E402
 from bench._ceiling import SMS_BODY, Targets, flood  # noqa: E402
 from bench._processes import (  # noqa: E402
     NOTIFIER,
+    AutovacuumStandIn,
     BenchDatabase,
     BenchError,
     Kind,
@@ -376,7 +379,8 @@ def print_pg_settings(db: BenchDatabase) -> None:
         print(
             "  autovacuum is off: each run starts on a fresh database, not analyzed (statistics "
             "of its empty tables would have the planner scan them as they fill: the "
-            "foreign-key checks keep such a plan); within a run, updated rows leave dead tuples"
+            "foreign-key checks keep such a plan); within a run the bench does what "
+            "autovacuum would (below)"
         )
 
 
@@ -531,8 +535,10 @@ def measure_e2e(setup: Setup, db: BenchDatabase) -> E2eResult:
         *setup.server_kinds(),
         BENCH_KIND,
     ]
+    autovacuum = AutovacuumStandIn(db)
+    print(f"  {autovacuum.describe()}")
     try:
-        with ResourceMeter(kinds) as meter:
+        with ResourceMeter(kinds) as meter, autovacuum:
             accept = asyncio.run(post_batches(api_url, key, batches, args.clients, args.pace))
             print(
                 f"  accept   {accept.rate:8.0f} events/s  ({accept.events} events in "
@@ -540,6 +546,7 @@ def measure_e2e(setup: Setup, db: BenchDatabase) -> E2eResult:
                 + (f", paced at {args.pace:g} events/s" if args.pace else "")
             )
             wait_final(engine, args.events, expected, timeout)
+        print(f"  {autovacuum.summary()}")
         settle_reports(engine)
         tally = FakesTally.read(setup) - tally_before
         duplicates = duplicate_sends(tally, engine)
