@@ -127,7 +127,7 @@ def _dates_allowed() -> tuple[date, date]:
     span = timedelta(days=round(365.25 * YEARS_AROUND))
     midnight = datetime.combine(today, time_of_day.min, UTC).timestamp()
     first, last = today - span, today + span
-    # Worked out once a day, not once a date field: it was a tenth of an event's parse.
+    # Worked out once a UTC day rather than for each of an event's two to four dates.
     _window = (midnight, midnight + 86_400, first, last)
     return first, last
 
@@ -167,8 +167,9 @@ def _plain_email(value: str) -> str | None:
 
 
 def _email(value: str) -> str:
-    # email-validator takes 20-40 us an address (Unicode tables, IDNA): the plain ASCII
-    # addresses nearly all producers send are checked by a regex instead, with the same result.
+    # email-validator spends tens of microseconds an address (Unicode tables, IDNA): the
+    # plain ASCII addresses nearly all producers send are checked by a regex instead, with
+    # the same result.
     return _plain_email(value) or validate_email(value)[1]
 
 
@@ -247,8 +248,8 @@ class AccountIn(_Strict):
     def _phone_e164(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        # phonenumbers takes ~50 us a number: the usual +8869XXXXXXXX or 09XXXXXXXX is read
-        # by a regex, to the E.164 phonenumbers gives it.
+        # phonenumbers spends tens of microseconds a number: the usual +8869XXXXXXXX or
+        # 09XXXXXXXX is read by a regex instead, to the E.164 phonenumbers gives it.
         if mobile := _TW_MOBILE.fullmatch(value):
             return f"+886{mobile[1]}"
         try:
