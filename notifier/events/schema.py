@@ -27,6 +27,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -59,6 +60,7 @@ __all__ = [
     "field_errors",
     "field_path",
     "parse_event",
+    "parse_events",
 ]
 
 EVENT_TYPES = (
@@ -442,3 +444,22 @@ def error_message(error: Mapping[str, Any]) -> str:
 def parse_event(raw: Any) -> EventIn:
     """Validate one raw event; raises ``ValidationError``."""
     return EventIn.model_validate(raw)
+
+
+_BATCH: TypeAdapter[list[EventIn]] = TypeAdapter(list[EventIn])
+
+
+def parse_events(raws: Sequence[Any]) -> list[EventIn | ValidationError]:
+    """Validate a batch: each item's event, or the ``ValidationError`` parse_event raises for it."""
+    try:
+        # The usual batch, all valid, in one call into pydantic-core rather than one an event.
+        return list(_BATCH.validate_python(list(raws)))
+    except ValidationError:
+        pass  # each item again, for its errors as parse_event reports them (no index in loc)
+    parsed: list[EventIn | ValidationError] = []
+    for raw in raws:
+        try:
+            parsed.append(parse_event(raw))
+        except ValidationError as exc:
+            parsed.append(exc)
+    return parsed

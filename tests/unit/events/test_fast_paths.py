@@ -1,12 +1,14 @@
 """The producer contract's shortcuts give what the long way gives, over generated input.
 
 A plain email address is checked by a regex, a plain Taiwanese mobile number read
-by one: each must take, normalise and refuse exactly as pydantic's EmailStr and
-phonenumbers do (the same value, or the same errors).
+by one, a batch validated in one call: each must take, normalise and refuse exactly
+as pydantic's EmailStr, phonenumbers and one event at a time do (the same value, or
+the same errors).
 """
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,7 +19,14 @@ from hypothesis import strategies as st
 from pydantic import ConfigDict, EmailStr, TypeAdapter, ValidationError
 
 from notifier.events import schema
-from notifier.events.schema import YEARS_AROUND, AccountIn, Email
+from notifier.events.schema import (
+    YEARS_AROUND,
+    AccountIn,
+    Email,
+    EventIn,
+    parse_event,
+    parse_events,
+)
 
 prop = settings(max_examples=400, derandomize=True, deadline=None)
 CONFIG = ConfigDict(str_strip_whitespace=True)  # as the models read a string
@@ -178,6 +187,83 @@ def test_every_mobile_prefix_takes_the_short_way_to_the_same_e164() -> None:
             for written in (f"0{national}", f"+886{national}"):
                 assert schema._TW_MOBILE.fullmatch(written)
                 assert _phone_outcomes(written) == (("ok", f"+886{national}"),) * 2
+
+
+EXAMPLE: dict[str, Any] = {
+    "event_id": "billing-20261127-000123",
+    "type": "bill.unpaid",
+    "occurred_at": "2026-11-27T09:00:00+08:00",
+    "account": {
+        "account_no": "01234567890", "name": "王小明", "language": "zh-TW",
+        "phone": "+886912345678", "email": "a@example.com", "push_tokens": ["tok-1"],
+        "address": "苗栗縣頭份市中正路1號", "area": "toufen",
+    },
+    "bill": {"bill_no": "B202609-01234567890", "period": "2026-09", "amount": 1830,
+             "due_date": "2026-11-20"},
+    "level": 1,
+}  # fmt: skip
+PLACES = [
+    ("event_id",), ("type",), ("occurred_at",), ("level",), ("extra",),
+    ("account", "account_no"), ("account", "name"), ("account", "phone"),
+    ("account", "email"), ("account", "push_tokens"), ("account", "address"),
+    ("account", "area"), ("account", "vulnerable"), ("account", "opt_outs"),
+    ("bill",), ("bill", "bill_no"), ("bill", "amount"), ("bill", "due_date"), ("bill", "kind"),
+    ("usage",), ("payment",), ("account",),
+]  # fmt: skip
+values = st.one_of(
+    st.text(alphabet=st.sampled_from("a1 \x00\ud800\udfff\u202e\u200b\n王-")),
+    st.lists(st.text(alphabet=st.sampled_from("a\x00\ud800 ")), max_size=3),
+    st.integers(), st.booleans(), st.none(), st.floats(),
+    st.just({"k": "\x00"}), st.just(["ok", "\x00"]),
+)  # fmt: skip
+
+
+def _changed(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
+    raw = copy.deepcopy(EXAMPLE)
+    for (*parents, leaf), value in changes:
+        target = raw
+        for name in parents:
+            target = target[name] if isinstance(target.get(name), dict) else {}
+        target[leaf] = value
+    return raw
+
+
+def _errors(exc: ValidationError) -> Any:
+    """What a refusal says; the exception a validator raised compared by its words."""
+    return [
+        {**error, "ctx": {key: str(value) for key, value in error.get("ctx", {}).items()}}
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def _event_outcome(parse: Any, raw: Any) -> Any:
+    try:
+        event = parse(raw)
+    except ValidationError as exc:
+        return ("refused", str(exc), _errors(exc))
+    return _accepted(event)
+
+
+def _accepted(event: EventIn) -> Any:
+    return ("ok", event.model_dump(), event.model_fields_set, event.account.model_fields_set)
+
+
+events_ = st.lists(st.tuples(st.sampled_from(PLACES), values), max_size=3).map(_changed)
+
+
+@prop
+@given(st.lists(events_, max_size=5))
+@example([EXAMPLE, EXAMPLE])
+@example([EXAMPLE, {**EXAMPLE, "level": 0}, {**EXAMPLE, "event_id": "e\x00"}])
+def test_a_batch_is_parsed_as_its_events_one_by_one(raws: list[dict[str, Any]]) -> None:
+    together = parse_events(raws)
+    assert len(together) == len(raws)
+    for raw, parsed in zip(raws, together, strict=True):
+        alone = _event_outcome(parse_event, raw)
+        if isinstance(parsed, ValidationError):
+            assert alone == ("refused", str(parsed), _errors(parsed))
+        else:
+            assert alone == _accepted(parsed)
 
 
 def test_the_date_window_moves_at_utc_midnight(monkeypatch: pytest.MonkeyPatch) -> None:
