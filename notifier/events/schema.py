@@ -49,6 +49,7 @@ __all__ = [
     "YEARS_AROUND",
     "AccountIn",
     "BillIn",
+    "Email",
     "EventIn",
     "FieldError",
     "PaymentIn",
