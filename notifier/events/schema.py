@@ -27,7 +27,6 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
-    TypeAdapter,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -447,16 +446,11 @@ def parse_event(raw: Any) -> EventIn:
     return EventIn.model_validate(raw)
 
 
-_BATCH: TypeAdapter[list[EventIn]] = TypeAdapter(list[EventIn])
-
-
 def parse_events(raws: Sequence[Any]) -> list[EventIn | ValidationError]:
     """Validate a batch: each item's event, or the ``ValidationError`` parse_event raises for it."""
-    try:
-        # The usual batch, all valid, in one call into pydantic-core rather than one an event.
-        return list(_BATCH.validate_python(list(raws)))
-    except ValidationError:
-        pass  # each item again, for its errors as parse_event reports them (no index in loc)
+    # One event at a time, not one TypeAdapter(list[EventIn]) call: that saved nothing
+    # measurable on a valid batch of 500 and, where one item was bad, cost the whole batch
+    # parsed twice (each again for its own errors, as they are reported).
     parsed: list[EventIn | ValidationError] = []
     for raw in raws:
         try:

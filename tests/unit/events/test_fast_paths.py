@@ -1,9 +1,9 @@
 """The producer contract's shortcuts give what the long way gives, over generated input.
 
 A plain email address is checked by a regex, a plain Taiwanese mobile number read
-by one, a batch validated in one call: each must take, normalise and refuse exactly
-as pydantic's EmailStr, phonenumbers and one event at a time do (the same value, or
-the same errors).
+by one: each must take, normalise and refuse exactly as pydantic's EmailStr and
+phonenumbers do (the same value, or the same errors). A batch's items are parsed,
+and refused, as each alone.
 """
 
 from __future__ import annotations
