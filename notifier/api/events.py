@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session
 
 from notifier.accounts import service as accounts
 from notifier.api.deps import RuntimeDep, require
@@ -15,7 +16,7 @@ from notifier.auth.models import ApiKey
 from notifier.billing import service as billing
 from notifier.escalation import ladder
 from notifier.events import service as events
-from notifier.events.schema import MAX_ERRORS, EventIn, FieldError, field_errors, parse_event
+from notifier.events.schema import MAX_ERRORS, EventIn, FieldError, field_errors, parse_events
 
 __all__ = ["router"]
 
@@ -45,18 +46,14 @@ class BatchAnswer(BaseModel):
     results: list[EventAnswer]
 
 
-def _store(
-    rt: RuntimeDep, caller: ApiKey, valid: list[tuple[EventIn, dict[str, Any]]]
-) -> dict[str, int | None]:
-    with rt.db.session() as session:
-        created = events.accept(session, valid, producer_key_id=caller.id)
+def _enqueue(rt: RuntimeDep, created: dict[str, int | None]) -> None:
+    """Hand the events just committed to the workers."""
     new = [pk for pk in created.values() if pk is not None]
     if new:
         rt.dispatcher.process_events(new)
-    return created
 
 
-def _refused(rt: RuntimeDep, caller: ApiKey, items: dict[int, EventIn]) -> dict[int, FieldError]:
+def _refused(session: Session, caller: ApiKey, items: dict[int, EventIn]) -> dict[int, FieldError]:
     """What the ledger refuses, by position: 422 naming the field, nothing stored.
 
     Another producer's bill (``bill.bill_no``) or contact data of an account another
@@ -66,23 +63,21 @@ def _refused(rt: RuntimeDep, caller: ApiKey, items: dict[int, EventIn]) -> dict[
     if not items:
         return {}
     refused: dict[int, FieldError] = {}
-    with rt.db.session() as session:
-        bill_owner = billing.owners(session, {e.bill.bill_no for e in items.values() if e.bill})
-        account_owner = accounts.owners(session, {e.account.account_no for e in items.values()})
-        for i, e in items.items():
-            owner = bill_owner.get(e.bill.bill_no) if e.bill else None
-            if owner is not None and owner != caller.id:
-                refused[i] = FieldError(field="bill.bill_no", message=FOREIGN_BILL)
-                continue
-            sent = list(e.account.known_fields())
-            owner = account_owner.get(e.account.account_no)
-            if sent and owner is not None and owner != caller.id:
-                refused[i] = FieldError(field=f"account.{sent[0]}", message=FOREIGN_CONTACT)
-                continue
-            if e.type in ladder.CONFIRMATIONS and (
-                why := ladder.refusal(session, e.type, e.account.account_no)
-            ):
-                refused[i] = FieldError(field="account.account_no", message=why)
+    bill_owner = billing.owners(session, {e.bill.bill_no for e in items.values() if e.bill})
+    account_owner = accounts.owners(session, {e.account.account_no for e in items.values()})
+    for i, e in items.items():
+        owner = bill_owner.get(e.bill.bill_no) if e.bill else None
+        if owner is not None and owner != caller.id:
+            refused[i] = FieldError(field="bill.bill_no", message=FOREIGN_BILL)
+            continue
+        owner = account_owner.get(e.account.account_no)
+        if owner is not None and owner != caller.id and (sent := list(e.account.known_fields())):
+            refused[i] = FieldError(field=f"account.{sent[0]}", message=FOREIGN_CONTACT)
+            continue
+        if e.type in ladder.CONFIRMATIONS and (
+            why := ladder.refusal(session, e.type, e.account.account_no)
+        ):
+            refused[i] = FieldError(field="account.account_no", message=why)
     return refused
 
 
@@ -99,13 +94,16 @@ FOREIGN_CONTACT = (
 )
 def post_event(event: EventIn, rt: RuntimeDep, caller: Producer, response: Response) -> EventAnswer:
     """Accept one event; it is committed before the answer."""
-    if refused := _refused(rt, caller, {0: event}):
-        raise RequestValidationError(
-            [{"loc": ("body", *e.field.split(".")), "msg": e.message, "type": "value_error"}
-             for e in refused.values()]
-        )  # fmt: skip
-    raw = event.model_dump(mode="json", exclude_unset=True)
-    created = _store(rt, caller, [(event, raw)])
+    # The owner checks and the insert in one transaction: one round of BEGIN and COMMIT.
+    with rt.db.session() as session:
+        if refused := _refused(session, caller, {0: event}):
+            raise RequestValidationError(
+                [{"loc": ("body", *e.field.split(".")), "msg": e.message, "type": "value_error"}
+                 for e in refused.values()]
+            )  # fmt: skip
+        raw = event.model_dump(mode="json", exclude_unset=True)
+        created = events.accept(session, [(event, raw)], producer_key_id=caller.id)
+    _enqueue(rt, created)
     if created[event.event_id] is None:
         response.status_code = status.HTTP_200_OK
         return EventAnswer(event_id=event.event_id, status="duplicate")
@@ -118,50 +116,50 @@ def post_batch(batch: BatchIn, rt: RuntimeDep, caller: Producer) -> BatchAnswer:
     results: list[EventAnswer] = []
     valid: list[tuple[EventIn, dict[str, Any]]] = []
     seen: set[str] = set()
-    parsed: dict[int, EventIn | ValidationError] = {}
+    parsed = parse_events(batch.events)
     reported = 0
-    for index, raw in enumerate(batch.events):
-        try:
-            parsed[index] = parse_event(raw)
-        except ValidationError as exc:
-            parsed[index] = exc
-    refused = _refused(rt, caller, {i: e for i, e in parsed.items() if isinstance(e, EventIn)})
-    for index, raw in enumerate(batch.events):
-        event = parsed[index]
-        if isinstance(event, ValidationError) or index in refused:
-            errors = (
-                [FieldError(field=f"events[{index}].{e.field}", message=e.message)
-                 for e in field_errors(event)]
-                if isinstance(event, ValidationError)
-                else [FieldError(field=f"events[{index}].{refused[index].field}",
-                                 message=refused[index].message)]
-            )  # fmt: skip
-            if reported >= MAX_ERRORS:
-                # The request's budget is spent: each further bad item says so in one line.
-                errors = [
-                    FieldError(
-                        field=f"events[{index}]",
-                        message=f"invalid; details left out past {MAX_ERRORS} errors a request",
-                    )
-                ]
-            else:
-                errors = errors[: MAX_ERRORS - reported]
-                reported += len(errors)
-            event_id = raw.get("event_id")
-            # Echoed back as it came; a lone surrogate (not text) escaped, so the answer encodes.
-            if isinstance(event_id, str):
-                event_id = event_id.encode("utf-8", "backslashreplace").decode()
-            else:
-                event_id = None
-            results.append(EventAnswer(event_id=event_id, status="invalid", errors=errors))
-            continue
-        if event.event_id in seen:
-            results.append(EventAnswer(event_id=event.event_id, status="duplicate"))
-            continue
-        seen.add(event.event_id)
-        valid.append((event, raw))
-        results.append(EventAnswer(event_id=event.event_id, status="accepted"))
-    created = _store(rt, caller, valid)
+    # The owner checks and the insert in one transaction: one round of BEGIN and COMMIT.
+    with rt.db.session() as session:
+        refused = _refused(
+            session, caller, {i: e for i, e in enumerate(parsed) if isinstance(e, EventIn)}
+        )
+        for index, raw in enumerate(batch.events):
+            event = parsed[index]
+            if isinstance(event, ValidationError) or index in refused:
+                errors = (
+                    [FieldError(field=f"events[{index}].{e.field}", message=e.message)
+                     for e in field_errors(event)]
+                    if isinstance(event, ValidationError)
+                    else [FieldError(field=f"events[{index}].{refused[index].field}",
+                                     message=refused[index].message)]
+                )  # fmt: skip
+                if reported >= MAX_ERRORS:
+                    # The request's budget is spent: each further bad item says so in one line.
+                    errors = [
+                        FieldError(
+                            field=f"events[{index}]",
+                            message=f"invalid; details left out past {MAX_ERRORS} errors a request",
+                        )
+                    ]
+                else:
+                    errors = errors[: MAX_ERRORS - reported]
+                    reported += len(errors)
+                event_id = raw.get("event_id")
+                # Echoed back as it came; a lone surrogate (not text) escaped, so the answer encodes.
+                if isinstance(event_id, str):
+                    event_id = event_id.encode("utf-8", "backslashreplace").decode()
+                else:
+                    event_id = None
+                results.append(EventAnswer(event_id=event_id, status="invalid", errors=errors))
+                continue
+            if event.event_id in seen:
+                results.append(EventAnswer(event_id=event.event_id, status="duplicate"))
+                continue
+            seen.add(event.event_id)
+            valid.append((event, raw))
+            results.append(EventAnswer(event_id=event.event_id, status="accepted"))
+        created = events.accept(session, valid, producer_key_id=caller.id)
+    _enqueue(rt, created)
     for answer in results:
         if answer.status == "accepted" and created.get(answer.event_id or "") is None:
             answer.status = "duplicate"
