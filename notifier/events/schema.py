@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.privacy import phones
 from notifier.privacy.masking import redact_echo
 from notifier.privacy.text import Address, FreeText, PersonName, storable
 
@@ -168,7 +169,7 @@ class AccountIn(_Strict):
         if value is None or value == "":
             return None
         try:
-            number = phonenumbers.parse(value, DEFAULT_REGION)
+            number = phones.parse(value, DEFAULT_REGION)
         except phonenumbers.NumberParseException as exc:
             raise ValueError(f"not a phone number: {exc}") from None
         if not phonenumbers.is_valid_number(number):
