@@ -14,7 +14,7 @@ from notifier.accounts.models import Account
 from notifier.audit import service as audit
 from notifier.db import insert_many, utcnow
 from notifier.events.schema import PROTECTIONS, AccountIn
-from notifier.privacy import lookup
+from notifier.privacy import lookup, phones
 
 __all__ = [
     "add_protections",
@@ -218,7 +218,7 @@ def is_mobile(phone: str | None) -> bool:
     """Whether an E.164 number can take SMS."""
     if not phone:
         return False
-    number = phonenumbers.parse(phone, None)
+    number = phones.parse(phone, None)
     return phonenumbers.number_type(number) in {
         phonenumbers.PhoneNumberType.MOBILE,
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,

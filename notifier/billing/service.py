@@ -9,7 +9,7 @@ from datetime import date, datetime
 from sqlmodel import Session, col, select
 
 from notifier.billing.models import Bill, Payment
-from notifier.db import utcnow
+from notifier.db import insert_objects, utcnow
 from notifier.events.schema import BillIn, PaymentIn
 
 __all__ = [
@@ -83,16 +83,38 @@ def record_many(
             .execution_options(populate_existing=True)
         )
     )
-    for account_no, bill_in, issued_at in bills:
-        bill = found.get(bill_in.bill_no)
+    # A new bill goes in as its first mention says (one statement for all of them); any
+    # later mention in the list applies below to the bill inserted, in order.
+    first: dict[str, int] = {}
+    for i, (_, bill_in, _) in enumerate(bills):
+        if bill_in.bill_no not in found:
+            first.setdefault(bill_in.bill_no, i)
+    now = utcnow()
+    found.update(
+        (bill.bill_no, bill)
+        for bill in insert_objects(
+            session,
+            Bill,
+            [
+                {
+                    "account_no": account_no,
+                    "producer_key_id": (producers or {}).get(bill_in.bill_no),
+                    **bill_in.model_dump(),
+                    "issued_at": issued_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for account_no, bill_in, issued_at in (bills[i] for i in first.values())
+            ],
+        )
+    )
+    for i, (_, bill_in, issued_at) in enumerate(bills):
+        if first.get(bill_in.bill_no) == i:
+            continue  # inserted with what it says
+        bill = found[bill_in.bill_no]
         changed = False
         producer = (producers or {}).get(bill_in.bill_no)
-        if bill is None:
-            bill = found[bill_in.bill_no] = Bill(
-                account_no=account_no, producer_key_id=producer, **bill_in.model_dump()
-            )
-            changed = True
-        elif bill.producer_key_id is None and producer is not None:
+        if bill.producer_key_id is None and producer is not None:
             bill.producer_key_id = producer
             changed = True
         elif terms:

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic.networks import validate_email
 
+from notifier.privacy import phones
 from notifier.privacy.masking import redact_echo
 from notifier.privacy.text import Address, FreeText, PersonName, storable
 
@@ -255,7 +256,7 @@ class AccountIn(_Strict):
         if mobile := _TW_MOBILE.fullmatch(value):
             return f"+886{mobile[1]}"
         try:
-            number = phonenumbers.parse(value, DEFAULT_REGION)
+            number = phones.parse(value, DEFAULT_REGION)
         except phonenumbers.NumberParseException as exc:
             raise ValueError(f"not a phone number: {exc}") from None
         if not phonenumbers.is_valid_number(number):

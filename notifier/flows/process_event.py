@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from notifier.accounts import service as accounts
 from notifier.accounts.models import Account
 from notifier.billing import service as billing
 from notifier.billing.models import Bill, Payment
-from notifier.db import insert_many
+from notifier.db import insert_many, insert_objects
 from notifier.deliveries import service as deliveries
 from notifier.deliveries.models import Delivery, DeliveryStatus, Notification, NotificationStatus
 from notifier.escalation import holds, ladder, stages
@@ -453,11 +453,14 @@ class _Notice:
     data: EventIn
     account: Account
     bill: Bill | None
-    notification: Notification
+    row: dict[str, Any]
+    """The notification's column values, until :func:`_store_notices` inserts it."""
     planned: list[Planned]
     original: Notification | None
     payment: Payment | None = None
     hold: Hold | None = None
+    notification: Notification = field(init=False)
+    """Set by :func:`_store_notices`."""
 
 
 def _plan_notice(
@@ -487,30 +490,31 @@ def _plan_notice(
     elif not planned:
         status = NotificationStatus.UNREACHABLE
     assert event.id is not None
-    notification = Notification(
-        event_pk=event.id,
-        account_no=account.account_no,
-        type=data.type,
-        bill_no=bill.bill_no if bill else None,
-        usage_period=_usage_period(data),
-        level=data.level,
-        dedup_key=dedup_key,
-        status=status,
-        duplicate_of=original.id if original else None,
-        held_by=hold.id if hold else None,
-        urgent=urgent,
-    )
-    return _Notice(event, data, account, bill, notification, list(planned), original, payment, hold)
+    row = {
+        "event_pk": event.id,
+        "account_no": account.account_no,
+        "type": data.type,
+        "bill_no": bill.bill_no if bill else None,
+        "usage_period": _usage_period(data),
+        "level": data.level,
+        "dedup_key": dedup_key,
+        "status": status,
+        "duplicate_of": original.id if original else None,
+        "held_by": hold.id if hold else None,
+        "urgent": urgent,
+    }
+    return _Notice(event, data, account, bill, row, list(planned), original, payment, hold)
 
 
 def _store_notices(
     rt: Runtime, session: Session, notices: Sequence[_Notice]
 ) -> list[tuple[int, str]]:
-    """Insert the notifications, then their rendered deliveries, a flush for each kind."""
+    """Insert the notifications, then their rendered deliveries, a statement for each kind."""
     if not notices:
         return []
-    session.add_all([notice.notification for notice in notices])
-    session.flush()
+    stored = insert_objects(session, Notification, [notice.row for notice in notices])
+    for notice, notification in zip(notices, stored, strict=True):
+        notice.notification = notification
     unpaid = billing.unpaid_bills_of(session, {notice.account.account_no for notice in notices})
     today = rt.policy.business_date(rt.clock())
     made: list[tuple[_Notice, list[dict[str, Any]]]] = []

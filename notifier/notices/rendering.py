@@ -290,6 +290,26 @@ def format_period(
 # --- the renderer ----------------------------------------------------------------------
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _NoticeEnvironment(Environment):
+    """Jinja's environment, with ``bill.amount`` on a plain dict read as Jinja reads it but
+    without raising an AttributeError first."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # A context is dicts all through, and Jinja tries the attribute first: on a dict it
+        # raises, then the item is taken, a tenth of each render. A plain dict has no
+        # attributes but its type's (dir(dict)), so for any other name Jinja would end on
+        # the item too; everything else goes Jinja's own way.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 @dataclass(frozen=True)
 class _TemplateFile:
     name: str
@@ -314,7 +334,7 @@ class Renderer:
         self._minguo = minguo_dates
         self._default_language = default_language
         self._loader = FileSystemLoader(self._dir)
-        self._env = Environment(
+        self._env = _NoticeEnvironment(
             loader=self._loader,
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
@@ -523,18 +543,23 @@ class Renderer:
 
     def _render_text(self, name: str, channel: str, ctx: dict[str, Any]) -> tuple[str, str | None]:
         template = self._load(name)
-        body = self._render_block(template, name, "body", ctx)
+        # One context for both blocks, as Jinja's own render of a template passes its one
+        # context to every block (a block's {% set %} stays in the block): building it
+        # copies the whole context, a sixth of a render.
+        with self._translate_errors(name):
+            context = template.new_context(ctx)
+        body = self._render_block(template, name, "body", context)
         subject = None
         if channel in _SUBJECT_CHANNELS:
             # One line: a newline in a name must not reach a mail header or a push title.
-            subject = " ".join(self._render_block(template, name, "subject", ctx).split())
+            subject = " ".join(self._render_block(template, name, "subject", context).split())
         return body, subject
 
-    def _render_block(self, template: Template, name: str, block: str, ctx: dict[str, Any]) -> str:
+    def _render_block(self, template: Template, name: str, block: str, context: Context) -> str:
         if block not in template.blocks:
             raise TemplateError(f"{name}: has no {{% block {block} %}}", template=name)
         with self._translate_errors(name):
-            text = "".join(template.blocks[block](template.new_context(ctx))).strip()
+            text = "".join(template.blocks[block](context)).strip()
         if not text:
             raise TemplateError(f"{name}: block {block!r} renders empty", template=name)
         return text

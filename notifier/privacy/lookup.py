@@ -15,13 +15,15 @@ import hmac
 
 import phonenumbers
 
+from notifier.privacy import phones
+
 __all__ = ["email_hash", "normal_email", "normal_phone", "phone_hash", "query_hashes"]
 
 
 def normal_phone(text: str) -> str | None:
     """``text`` as an E.164 number, or None if it is not a possible phone number."""
     try:
-        number = phonenumbers.parse(text.strip(), "TW")
+        number = phones.parse(text.strip(), "TW")
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):

@@ -6,6 +6,8 @@ import re
 
 import phonenumbers
 
+from notifier.privacy import phones
+
 __all__ = [
     "mask_account_no",
     "mask_address",
@@ -29,7 +31,7 @@ _PHONE_LIKE = re.compile(r"(?<![\w+])(?:\+\d|\(?0\d)(?:[ ()-]{0,2}\d){6,}")
 def mask_phone(e164: str) -> str:
     """``+886912345678`` → ``+886 912 ***678``."""
     try:
-        number = phonenumbers.parse(e164, None)
+        number = phones.parse(e164, None)
     except phonenumbers.NumberParseException:
         return "***"
     national = phonenumbers.national_significant_number(number)

@@ -437,6 +437,37 @@ def test_a_misspelled_attribute_is_named_too(tmp_path: Path) -> None:
     assert raised.value.variable == "nmae"
 
 
+def test_a_dict_is_read_as_jinja_reads_it(tmp_path: Path) -> None:
+    # The renderer's environment reads a dict's item without trying the attribute first;
+    # a name that is also a dict method (items, keys…) must still be the method.
+    write(
+        tmp_path,
+        "bill.unpaid/push.zh-TW.j2",
+        "{% block subject %}{{ bill.items is callable }} {{ bill['items'] }}{% endblock %}\n"
+        "{% block body %}{{ bill.owed }} {{ bill.keys() | list | length }}{% endblock %}",
+    )
+    context = one_bill()
+    context["bill"] = {"owed": 1830, "items": "two lines"}
+
+    rendered = Renderer(tmp_path).render("bill.unpaid", "push", "zh-TW", context)
+
+    assert (rendered.body, rendered.subject) == ("1830 2", "True two lines")
+
+
+def test_a_set_in_one_block_does_not_reach_the_next(tmp_path: Path) -> None:
+    # Both blocks of a template are rendered with one context, as Jinja renders a page.
+    write(
+        tmp_path,
+        "bill.unpaid/push.zh-TW.j2",
+        "{% block body %}{% set title = 'from the body' %}{{ title }}{% endblock %}\n"
+        "{% block subject %}{{ title | default('its own') }}{% endblock %}",
+    )
+
+    rendered = Renderer(tmp_path).render("bill.unpaid", "push", "zh-TW", one_bill())
+
+    assert (rendered.body, rendered.subject) == ("from the body", "its own")
+
+
 def test_an_error_in_the_shared_layout_names_both_files(tmp_path: Path) -> None:
     write(
         tmp_path, "_layout/mail.html.j2", "<p>{% block content %}{% endblock %}</p>\n{{ pay_ur }}"
