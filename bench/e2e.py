@@ -47,6 +47,9 @@ What the figures include and leave out:
   off.
 * No beat runs: the reconciler would re-send rows queued longer than
   ``NOTIFIER_REDISPATCH_AFTER_SECONDS``, which a large backlog is by design.
+  Rows a failed task left claimed are taken back by no one, then: a run in
+  which no delivery becomes final for 300 s stops, saying what waits, with the
+  processes' last log lines.
 * PostgreSQL's, the broker's and Redis's CPU are their whole servers', other
   databases and vhosts included: run the bench on a quiet machine (load is printed).
 * autovacuum is off on these machines: each e2e run starts on a fresh database,
@@ -115,6 +118,7 @@ from bench._processes import (  # noqa: E402
 )
 from channels import CHANNEL_NAMES  # noqa: E402
 from notifier.policy.rules import load_policy  # noqa: E402
+from notifier.providers.circuits import RedisCircuits  # noqa: E402
 from notifier.queues.celery_config import (  # noqa: E402
     ALL_QUEUES,
     EVENTS_QUEUE,
@@ -141,6 +145,10 @@ SIMULATOR_SETTINGS = [
 ]  # fmt: skip
 """What the bench itself uses of the settings `notifier simulators` prints (it takes them all)."""
 PROGRESS_EVERY = 5.0
+STALLED_AFTER = 300.0
+"""Seconds with no delivery becoming final before the bench gives up and says what waits.
+No beat runs here, so rows a failed task left claimed are taken back by no one (the
+reconciler would, deployed): once a Redis restarted under a run left 6,750 so."""
 EVENT_QUEUES = ",".join((EVENTS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE))
 BENCH_KIND = Kind("bench", lambda _: [os.getpid()], tree=False)
 """This process alone: its children are measured as kinds of their own."""
@@ -509,6 +517,12 @@ def measure_e2e(setup: Setup, db: BenchDatabase) -> E2eResult:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     env = notifier_env(setup, db, api_url)
+    if args.provider_rate:
+        # The circuits live beside the rate limits, in Redis, and outlast a run: Mitake
+        # run out of points in one run kept its circuit open (300 s) into the next.
+        circuits = RedisCircuits(args.rate_redis)
+        for state in circuits.states():
+            circuits.close(state.provider)
     run_notifier(env, "migrate")
     key = run_notifier(env, "keys", "create", "--role", "producer", "--name", "bench")
     api = setup.procs.start(
@@ -831,6 +845,7 @@ def wait_final(engine: sa.Engine, event_count: int, expected: int, timeout: floa
     started = time.monotonic()
     last_print = started
     mismatch_since: float | None = None
+    final_seen, moved_at = -1, started
     while True:
         polled = time.monotonic()
         seen = Progress.read(engine)
@@ -843,6 +858,15 @@ def wait_final(engine: sa.Engine, event_count: int, expected: int, timeout: floa
         if seen.total == expected and not waiting and not seen.unprocessed:
             return
         now = time.monotonic()
+        if seen.total - waiting.total() != final_seen:
+            final_seen, moved_at = seen.total - waiting.total(), now
+        elif now - moved_at > STALLED_AFTER:
+            raise BenchError(
+                f"no delivery became final in {STALLED_AFTER:.0f} s: {final_seen} of "
+                f"{expected} final, waiting {_counts(seen.waiting(by_channel=True))}; no beat "
+                "runs in the bench, so rows a failed task left claimed wait for no one (the "
+                "workers' last log lines, below, say why it failed)"
+            )
         if not waiting and not seen.unprocessed:
             # Every event processed, nothing in flight, and still not the count
             # the policy gives: wait a little for stragglers, then say so.
