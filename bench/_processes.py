@@ -23,11 +23,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -578,6 +578,31 @@ class Kind:
         # so the sum over the live members stays right as workers come and go.
         reaped = self.tree
         return sum(procs[p].own_cpu + (procs[p].reaped_cpu if reaped else 0.0) for p in members)
+
+
+POSTGRES = Kind("postgres", lambda procs: named_roots(procs, "postgres"))
+"""The PostgreSQL server, whole: every backend is a child of its postmaster."""
+
+
+class CollectingDispatcher:
+    """Stands for a runtime's dispatcher in an in-process bench: keeps the event ids and
+    deliveries it is handed, and drops any other message (producer callbacks, ambiguous
+    sends), which the figures are not about."""
+
+    def __init__(self) -> None:
+        self.events: list[int] = []
+        self.deliveries: list[tuple[int, str]] = []
+
+    def process_events(self, event_pks: Sequence[int]) -> bool:
+        self.events.extend(event_pks)
+        return True
+
+    def deliver(self, deliveries: Iterable[tuple[int, str]], **_: Any) -> bool:
+        self.deliveries.extend(deliveries)
+        return True
+
+    def __getattr__(self, name: str) -> Callable[..., bool]:
+        return lambda *args, **kwargs: True
 
 
 @dataclass

@@ -100,6 +100,7 @@ from bench import floor_tasks  # noqa: E402
 from bench._ceiling import SMS_BODY, Targets, flood  # noqa: E402
 from bench._processes import (  # noqa: E402
     NOTIFIER,
+    POSTGRES,
     AutovacuumStandIn,
     BenchDatabase,
     BenchError,
@@ -309,7 +310,7 @@ class Setup:
         """The fakes, PostgreSQL, the broker and Redis (whole servers, found by name)."""
         kinds = [
             self.fakes_kind(),
-            Kind("postgres", lambda procs: named_roots(procs, "postgres")),
+            POSTGRES,
         ]
         if self.broker_kind == "redis":
             kinds.append(Kind("broker", lambda procs: named_roots(procs, "redis-server")))

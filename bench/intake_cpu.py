@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -40,26 +40,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._processes import BenchDatabase, Kind, ResourceMeter, fresh_database, named_roots  # noqa: E402
+from bench._processes import (  # noqa: E402
+    POSTGRES,
+    BenchDatabase,
+    CollectingDispatcher,
+    ResourceMeter,
+    fresh_database,
+)
 from tests.support import events  # noqa: E402
 
-POSTGRES = Kind("postgres", lambda procs: named_roots(procs, "postgres"))
 WARM_REQUESTS = 4
 """Requests run first and not measured: imports, plans, psycopg's prepared statements."""
-
-
-class Collected:
-    """Stands for the dispatcher: keeps the event ids the API would enqueue."""
-
-    def __init__(self) -> None:
-        self.events: list[int] = []
-
-    def process_events(self, event_pks: Sequence[int]) -> bool:
-        self.events.extend(event_pks)
-        return True
-
-    def __getattr__(self, name: str) -> Callable[..., bool]:
-        return lambda *args, **kwargs: True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -143,7 +134,7 @@ def measure(args: argparse.Namespace, db: BenchDatabase) -> None:
     settings = Settings()
     upgrade(settings.resolved_database_url)
     rt = Runtime(settings)
-    collected = Collected()
+    collected = CollectingDispatcher()
     rt.__dict__["dispatcher"] = collected  # a cached_property: the instance's value wins
     with rt.db.session() as session:
         _, key = keys.create_key(session, role="producer", name="bench")

@@ -26,7 +26,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -36,31 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._processes import (  # noqa: E402
+    POSTGRES,
     BenchDatabase,
-    Kind,
+    CollectingDispatcher,
     ResourceMeter,
     fresh_database,
-    named_roots,
 )
 from tests.support import events  # noqa: E402
-
-POSTGRES = Kind("postgres", lambda procs: named_roots(procs, "postgres"))
-
-
-class Collected:
-    """Stands for the dispatcher: keeps what a flow would enqueue."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[int, str]] = []
-
-    def deliver(self, deliveries: Iterable[tuple[int, str]], **_: Any) -> bool:
-        self.deliveries.extend(deliveries)
-        return True
-
-    def __getattr__(self, name: str) -> Callable[..., bool]:
-        # Any other message (producer callbacks, ambiguous sends) is dropped: none is
-        # expected here, and the figures are about the two flows.
-        return lambda *args, **kwargs: True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -136,7 +118,7 @@ def measure(args: argparse.Namespace, db: BenchDatabase) -> None:
     settings = Settings()
     upgrade(settings.resolved_database_url)
     rt = Runtime(settings)
-    collected = Collected()
+    collected = CollectingDispatcher()
     rt.__dict__["dispatcher"] = collected  # a cached_property: the instance's value wins
     warm = EVENTS_PER_TASK  # imports, the policy, templates, plans: a worker's first task
     raw = [
@@ -163,7 +145,7 @@ def measure(args: argparse.Namespace, db: BenchDatabase) -> None:
 
 def flows(
     rt: Any,
-    collected: Collected,
+    collected: CollectingDispatcher,
     event_pks: Sequence[int],
     profile: Path | None,
     *,
